@@ -1,0 +1,5 @@
+import sys
+
+from iseat.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""l-inf PGD (Madry et al.), as used for training and for model selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class PGD:
+    """l-inf projected gradient ascent on the mean cross-entropy.
+
+    Without `random_start` (the reference's default) the first step starts at the clean input,
+    so its gradient is the clean input gradient; `perturb` accepts that gradient precomputed.
+    """
+
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+    random_start: bool = False
+
+    def perturb(self, model, x: torch.Tensor, y: torch.Tensor, clean_input_grad: torch.Tensor | None = None) -> torch.Tensor:
+        """Return x' = clip_[0,1](x + delta) with ||delta||_inf <= eps. The model's mode is left as it is."""
+        if self.steps == 0 or self.eps == 0:
+            return x.detach().clone()
+        x = x.detach()
+        if self.random_start:
+            delta = torch.empty_like(x).uniform_(-self.eps, self.eps)
+            delta = (x + delta).clamp_(0, 1) - x
+            clean_input_grad = None
+        else:
+            delta = torch.zeros_like(x)
+        for step in range(self.steps):
+            if step == 0 and clean_input_grad is not None:
+                grad = clean_input_grad
+            else:
+                grad = input_gradient(model, x + delta, y)
+            delta = (delta + self.step_size * grad.sign()).clamp_(-self.eps, self.eps)
+            delta = (x + delta).clamp_(0, 1) - x
+        return (x + delta).detach()
+
+
+def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the mean cross-entropy with respect to the input only (no parameter gradients)."""
+    x_adv = x_adv.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x_adv), y)
+    (grad,) = torch.autograd.grad(loss, x_adv)
+    return grad
+
+
+@torch.no_grad()
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == y)

@@ -1,0 +1,51 @@
+"""`iseat` command line: one subcommand per pipeline step, each a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
+# so `iseat --help` and light commands do not pay for importing torch.
+COMMANDS = {
+    "train": ("train", "train or fine-tune a model (AT, AT-AWP, ISEAT and ablations)"),
+    "fetch": ("fetch", "download or stage data sets, verified by checksum"),
+    "evaluate": ("evaluate", "clean accuracy, PGD and AutoAttack of a checkpoint (aa.json)"),
+    "inspect": ("inspect", "summaries, rankings and trajectories from an HDF5 AV log"),
+    "analyse": ("analyse", "margin, loss landscape and AV figures of Section 3"),
+    "aggregate": ("aggregate", "seed aggregation, grid-search selection, paper tables and figures"),
+    "benchmark": ("benchmark", "per-step timing of AT, +LSI, +AWP and ISEAT; loader and AV-log costs"),
+}
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit status 2."""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="iseat", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints usage / error
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(f"iseat.cli.{COMMANDS[name][0]}")
+    command_parser = argparse.ArgumentParser(prog=f"iseat {name}", description=COMMANDS[name][1])
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"iseat {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"iseat {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

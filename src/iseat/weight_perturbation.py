@@ -1,0 +1,53 @@
+"""Adversarial weight perturbation (AWP, Wu et al. 2020; ISEAT Eq. 13-14).
+
+One ascent step on the adversarial loss, scaled layer-wise: for every parameter tensor with more
+than one dimension, v_n = gamma * ||theta_n|| * g_n / ||g_n||. BatchNorm parameters and biases
+(one-dimensional tensors) are never perturbed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def perturbable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Conv kernels and linear weights: the tensors AWP perturbs."""
+    return {name: p for name, p in model.named_parameters() if p.dim() > 1}
+
+
+@dataclass(frozen=True)
+class AdversarialWeightPerturbation:
+    gamma: float
+
+    def compute(self, model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return v as {parameter name: tensor}; the model is not modified."""
+        params = perturbable_parameters(model)
+        loss = F.cross_entropy(model(x_adv), y)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        return layerwise_scaled(params, grads, self.gamma)
+
+
+@torch.no_grad()
+def layerwise_scaled(params: dict[str, torch.Tensor], grads, gamma: float) -> dict[str, torch.Tensor]:
+    """v_n = gamma * ||theta_n|| * g_n / ||g_n|| (a zero gradient gives a zero perturbation)."""
+    tiny = torch.finfo(next(iter(params.values())).dtype).tiny
+    return {
+        name: gamma * p.norm() * g / (g.norm() + tiny)
+        for (name, p), g in zip(params.items(), grads)
+    }
+
+
+def perturbed_parameters(model: torch.nn.Module, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """theta + v as out-of-place tensors: gradients flow back to theta with d(theta+v)/d(theta) = I."""
+    return {name: p + v[name] if name in v else p for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def shift_parameters(model: torch.nn.Module, v: dict[str, torch.Tensor], sign: float) -> None:
+    """theta <- theta + sign * v, in place (used around the optimiser step, Eq. 21)."""
+    for name, p in model.named_parameters():
+        if name in v:
+            p.add_(v[name], alpha=sign)
