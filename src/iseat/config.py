@@ -1,0 +1,130 @@
+"""Training configuration: defaults, YAML loading, `key=value` overrides and schema validation.
+
+Validation happens before any work starts, and every mistake is reported as one line naming
+the key (e.g. `method.lam[1]: -0.1 is less than the minimum of 0`).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+DEFAULTS: dict = {
+    "seed": 0,
+    "data": {"dataset": "digits", "root": None, "augmentation": "auto", "extra": None, "extra_ratio": 1.0,
+             "selection": "validation", "validation_size": 1000, "num_workers": 2},
+    "model": {"arch": "small_cnn", "depth": 34, "width": 10, "activation": "relu"},
+    "method": {"name": "iseat"},
+    "attack": {"eps": "8/255", "step_size": "2/255", "steps": 10, "random_start": False, "ramp_epochs": 0},
+    "training": {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+                 "lr_milestones": [0.5, 0.75], "finetune_from": None, "finetune_checkpoint": "best",
+                 "swa": {"enabled": False, "start_epoch": 0, "decay": 0.001}},
+    "evaluation": {"pgd_steps": 10, "pgd_step_size": None, "max_samples": None, "batch_size": 256},
+    "runtime": {"device": "auto", "deterministic": False, "av_log": True, "precision": "fp32",
+                "channels_last": False, "compile": False, "pin_memory": False, "progress": True},
+}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message is one line naming the key."""
+
+
+def schema() -> dict:
+    return yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
+
+
+def parse_fraction(value) -> float:
+    """8/255 written as a number or as the string "8/255"."""
+    if isinstance(value, str):
+        num, den = value.split("/")
+        return float(num) / float(den)
+    return float(value)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_override(cfg: dict, assignment: str) -> None:
+    """Apply one `section.key=value` override; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected KEY=VALUE, e.g. training.epochs=10")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = cfg
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def key_path(error: jsonschema.ValidationError) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate(cfg: dict) -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if not errors:
+        return check_semantics(cfg)
+    error = errors[0]
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = key_path(error)
+        prefix = "" if where == "(top level)" else where + "."
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; valid keys here are {sorted(error.schema['properties'])}")
+    if error.validator == "oneOf" and error.context:
+        # report the branch that matches the value's type (e.g. the negative item of a list)
+        error = min(error.context, key=lambda e: (e.validator == "type", -len(e.absolute_path)))
+    raise ConfigError(f"{key_path(error)}: {error.message}")
+
+
+def check_semantics(cfg: dict) -> None:
+    """Rules a schema cannot express."""
+    attack = cfg["attack"]
+    eps = parse_fraction(attack["eps"])
+    if eps > 0.25:
+        raise ConfigError(f"attack.eps: {attack['eps']} looks like pixels; give it in [0, 1], e.g. 8/255")
+    data = cfg["data"]
+    if data["dataset"] in ("cifar10", "cifar100", "svhn", "npz") and not data.get("root"):
+        raise ConfigError(f"data.root: required for dataset {data['dataset']!r} (a folder, or the .npz file)")
+    for key in ("root", "extra"):
+        if data.get(key) and not Path(data[key]).exists():
+            raise ConfigError(f"data.{key}: {data[key]} does not exist; fetch or stage it first (iseat fetch --help)")
+    ft = cfg["training"]["finetune_from"]
+    if ft and not Path(ft).exists():
+        raise ConfigError(f"training.finetune_from: {ft} does not exist")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """Defaults <- YAML file <- overrides, validated. Raises ConfigError on any mistake."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        cfg = deep_merge(cfg, loaded)
+    for assignment in overrides:
+        apply_override(cfg, assignment)
+    validate(cfg)
+    return cfg
