@@ -53,3 +53,26 @@ def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == y)
+
+
+def clean_and_robust_accuracy(model, loader, attack: PGD, device, max_samples: int | None = None) -> tuple[float, float]:
+    """Clean and PGD accuracy in eval mode over `loader` batches of (x, y, index); the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    clean = robust = seen = 0
+    try:
+        for x, y, _ in loader:
+            if max_samples is not None and seen >= max_samples:
+                break
+            if max_samples is not None:
+                x, y = x[: max_samples - seen], y[: max_samples - seen]
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():
+                clean += accuracy(model(x), y).sum().item()
+            x_adv = attack.perturb(model, x, y)
+            with torch.no_grad():
+                robust += accuracy(model(x_adv), y).sum().item()
+            seen += len(y)
+    finally:
+        model.train(was_training)
+    return clean / max(seen, 1), robust / max(seen, 1)

@@ -1,0 +1,402 @@
+"""The training loop shared by every method: schedules, model selection, SWA, AV logging, resumption.
+
+A run lives in one folder (see docs/CONTRACTS.md). Its state (model, optimiser, lr schedule, every
+RNG state, position within the epoch, best so far, AV-log position, SWA average) is saved atomically
+at every epoch end, every `runtime.checkpoint_minutes`, and on SIGTERM/SIGUSR1, so a run killed at
+any moment continues when started again with the same command, and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from . import acceleration
+from .attack import PGD, clean_and_robust_accuracy
+from .avlog import AVLogWriter, EpochBuffer, av_statistics
+from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
+from .config import parse_fraction
+from .io import write_json_atomic, write_text_atomic
+from .method import MethodSchedule, training_step
+from .models import build_model
+from .provenance import provenance
+from .swa import WeightAverage
+
+STATE = "state.pt"
+SUMMARY = "summary.json"
+
+
+class RunConflict(ValueError):
+    """The output folder holds a finished run made with another config."""
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+def select_device(requested: str, say=print) -> torch.device:
+    """CUDA when available (or requested), else the CPU; says which, and why on a fallback."""
+    if requested == "cpu":
+        say("device: cpu (requested)")
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        say(f"device: cuda ({torch.cuda.get_device_name(0)})")
+        return torch.device("cuda")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    reason = f"CUDA_VISIBLE_DEVICES={visible} but no usable CUDA device" if visible else "no CUDA device"
+    if requested == "cuda":
+        raise RuntimeError(f"runtime.device: cuda requested but {reason}")
+    say(f"device: cpu (falling back: {reason})")
+    return torch.device("cpu")
+
+
+def set_determinism(enabled: bool) -> None:
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def milestone_epochs(cfg: dict) -> list[int]:
+    epochs = cfg["training"]["epochs"]
+    return sorted(int(round(f * epochs)) for f in cfg["training"]["lr_milestones"])
+
+
+def lr_stage(epoch: int, milestones: list[int]) -> int:
+    """Number of lr decays before `epoch`: lambda and gamma are given per stage."""
+    return sum(epoch >= m for m in milestones)
+
+
+def attack_budget(cfg: dict, iteration: int, iters_per_epoch: int) -> tuple[float, float]:
+    """eps and step size, ramped linearly per iteration over the first `ramp_epochs` (SVHN)."""
+    eps, step = parse_fraction(cfg["attack"]["eps"]), parse_fraction(cfg["attack"]["step_size"])
+    ramp = cfg["attack"]["ramp_epochs"] * iters_per_epoch
+    scale = min(1.0, (iteration + 1) / ramp) if ramp else 1.0
+    return eps * scale, step * scale
+
+
+def selection_attack(cfg: dict) -> PGD:
+    """Model selection: PGD-k, step eps/4 unless given, no random start (as the reference)."""
+    eps = parse_fraction(cfg["attack"]["eps"])
+    step = cfg["evaluation"]["pgd_step_size"]
+    return PGD(eps, parse_fraction(step) if step is not None else eps / 4, cfg["evaluation"]["pgd_steps"], False)
+
+
+def finetune_source(cfg: dict) -> Path | None:
+    src = cfg["training"]["finetune_from"]
+    if not src:
+        return None
+    src = Path(src)
+    return src / f"{cfg['training']['finetune_checkpoint']}.pt" if src.is_dir() else src
+
+
+class StopRequest:
+    """Turns SIGTERM/SIGUSR1 (SLURM time limit, preemption, scancel) into a clean save-and-exit."""
+
+    def __init__(self):
+        self.signum = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __bool__(self):
+        return self.signum is not None
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class Progress:
+    """Everything besides tensors that a resumed run needs."""
+
+    epoch: int = 0  # current epoch
+    batch: int = 0  # batches of `epoch` already done
+    best_pgd: float = -1.0
+    best_epoch: int = -1
+    swa_best_pgd: float = -1.0
+    swa_best_epoch: int = -1
+    av_log_epochs: int = 0
+    sums: dict = field(default_factory=dict)  # running sums of the current epoch
+
+
+class TrainingRun:
+    def __init__(self, cfg: dict, out_dir, say=print):
+        self.cfg, self.out, self.say = cfg, Path(out_dir), say
+        self.runtime = cfg["runtime"]
+
+    # -- public
+    def run(self) -> dict:
+        if (self.out / SUMMARY).exists():
+            self._check_same_config(finished=True)
+            self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
+            return json.loads((self.out / SUMMARY).read_text())
+        self._setup()
+        try:
+            return self._train()
+        finally:
+            if self.av_writer is not None:
+                self.av_writer.close()
+
+    # -- set-up
+    def _check_same_config(self, finished: bool) -> bool:
+        path = self.out / "config.yaml"
+        if not path.exists():
+            return True
+        same = yaml.safe_load(path.read_text()) == self.cfg
+        if not same and finished:
+            raise RunConflict(f"{self.out} holds a finished run made with another config; choose another --out")
+        return same
+
+    def _setup(self):
+        cfg = self.cfg
+        self._resumed = None
+        self.out.mkdir(parents=True, exist_ok=True)
+        if (self.out / STATE).exists() and not self._check_same_config(finished=False):
+            self.say(f"config differs from the unfinished run in {self.out}: discarding its state and starting afresh")
+            (self.out / STATE).unlink()
+        write_text_atomic(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        set_determinism(self.runtime["deterministic"])
+        self.device = select_device(self.runtime["device"], self.say)
+        seed_everything(cfg["seed"])
+
+        from .data import load_data  # heavy import, only when training
+
+        self.data = load_data(cfg["data"], cfg["seed"])
+        write_json_atomic(self.out / "split.json", self.data.split)
+        self.architecture = architecture_of(cfg, self.data.num_classes)
+        self.model = build_model(**self.architecture).to(self.device)
+        self._maybe_finetune()
+        self.step_model = acceleration.prepare_model(self.model, self.runtime, self.device)
+        t = cfg["training"]
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t["lr"], momentum=t["momentum"],
+                                         weight_decay=t["weight_decay"])
+        self.milestones = milestone_epochs(cfg)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.milestones, 0.1)
+        self.schedule = MethodSchedule.from_config(cfg["method"])
+        self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
+        self.progress = Progress()
+        if (self.out / STATE).exists():
+            self._resume()
+        self.av_writer = None
+        if self.runtime["av_log"]:
+            attrs = {"config": cfg, "provenance": provenance(self.device, cfg["seed"]), "seed": cfg["seed"]}
+            self.av_writer = AVLogWriter(self.out / "av_log.h5", self.data.log_indices, attrs,
+                                         resume_epochs=self.progress.av_log_epochs)
+        self.buffer = EpochBuffer(self.data.log_indices, self.device)
+        if self._resumed is not None and "buffer" in self._resumed:
+            for name, values in self._resumed["buffer"].items():
+                self.buffer.values[name].copy_(values)
+        self._resumed = None
+
+    def _maybe_finetune(self):
+        src = finetune_source(self.cfg)
+        if src is None or (self.out / STATE).exists():
+            return
+        expect = self.architecture
+        model, ckpt = load_model(src, "cpu", expect_num_classes=expect["num_classes"], expect_arch=expect["arch"])
+        self.model.load_state_dict(model.state_dict())
+        self.say(f"fine-tuning from {src} ({self.cfg['training']['finetune_checkpoint']} checkpoint, "
+                 f"epoch {ckpt['epoch']})")
+
+    def _resume(self):
+        state = torch.load(self.out / STATE, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.swa is not None and state.get("swa") is not None:
+            self.swa.load_state_dict(state["swa"])
+        self.progress = Progress(**state["progress"])
+        restore_rng_states(state["rng"])
+        self._resumed = state
+        self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
+
+    def _save_state(self):
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "swa": self.swa.state_dict() if self.swa else None,
+                 "progress": vars(self.progress), "rng": rng_states(), "config": self.cfg}
+        if self.progress.batch:
+            state["buffer"] = {k: v.cpu() for k, v in self.buffer.values.items()}
+        save_atomic(state, self.out / STATE)
+
+    # -- the loop
+    def _train(self) -> dict:
+        stop = StopRequest()
+        epochs = self.cfg["training"]["epochs"]
+        self._resumed = None
+        last_save = time.monotonic()
+        while self.progress.epoch < epochs:
+            finished_epoch = self._train_epoch(stop, last_save)
+            if not finished_epoch:
+                self._save_state()
+                self.say(f"received signal {stop.signum}: state saved at epoch {self.progress.epoch}, batch "
+                         f"{self.progress.batch}; run the same command again to resume")
+                raise SystemExit(128 + stop.signum)
+            last_save = time.monotonic()
+        return self._finish()
+
+    def _train_epoch(self, stop, last_save) -> bool:
+        cfg, p = self.cfg, self.progress
+        epoch = p.epoch
+        loader = self.data.train_loader(cfg["training"]["batch_size"], epoch, cfg["seed"],
+                                        self.data_workers(), self.runtime["pin_memory"])
+        n_batches = len(loader)
+        stage = lr_stage(epoch, self.milestones)
+        if p.batch == 0:
+            self.buffer.reset()
+            p.sums = {"loss": 0.0, "n": 0, "clean_correct": 0, "adv_correct": 0}
+        bar = tqdm(total=n_batches, initial=p.batch, desc=f"epoch {epoch + 1}/{cfg['training']['epochs']}",
+                   disable=not self.runtime["progress"], mininterval=1 if os.isatty(2) else 30, leave=False)
+        start = time.monotonic()
+        for i, (x, y, index) in enumerate(loader):
+            if i < p.batch:  # already done before the interruption
+                continue
+            method = self._method(stage, epoch * n_batches + i, n_batches)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with acceleration.autocast(self.runtime, self.device):
+                result = training_step(self.step_model, self.optimizer, x, y, method)
+            self.buffer.record(index, result)
+            if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
+                self.swa.update(self.model)
+            self._accumulate(result, len(y))
+            p.batch = i + 1
+            bar.update(1)
+            if stop:
+                bar.close()
+                return False
+            if time.monotonic() - last_save > 60 * self.runtime["checkpoint_minutes"]:
+                self._save_state()
+                last_save = time.monotonic()
+        bar.close()
+        self._end_epoch(epoch, stage, self._method(stage, (epoch + 1) * n_batches - 1, n_batches),
+                        time.monotonic() - start)
+        return True
+
+    def _method(self, stage, iteration, n_batches):
+        eps, step = attack_budget(self.cfg, iteration, n_batches)
+        attack = PGD(eps, step, self.cfg["attack"]["steps"], self.cfg["attack"]["random_start"])
+        return self.schedule.at_stage(stage, attack)
+
+    def data_workers(self) -> int:
+        return self.cfg["data"]["num_workers"]
+
+    def _accumulate(self, result, n):
+        s = self.progress.sums
+        s["loss"] += result.loss * n
+        s["n"] += n
+        s["clean_correct"] += int(result.clean_correct.sum())
+        s["adv_correct"] += int(result.adv_correct.sum())
+
+    def _end_epoch(self, epoch, stage, method, seconds):
+        cfg, p = self.cfg, self.progress
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        values = self.buffer.to_numpy()
+        weight_perturbed = method.gamma > 0
+        stats = (self.av_writer.write_epoch(epoch, values, weight_perturbed) if self.av_writer
+                 else av_statistics(values["av"]))
+        p.av_log_epochs = self.av_writer.epochs_written if self.av_writer else 0
+        row = {"epoch": epoch, "lr": lr, "stage": stage, "lam": method.lam, "gamma": method.gamma, "eta": method.eta,
+               "eps": method.attack.eps, "train_loss": p.sums["loss"] / p.sums["n"],
+               "train_clean_acc": p.sums["clean_correct"] / p.sums["n"],
+               "train_adv_acc": p.sums["adv_correct"] / p.sums["n"], "epoch_seconds": seconds,
+               **{k: stats[k] for k in ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
+                                        "share_av_ge_1", "share_av_le_0")}}
+        row.update(self._select(epoch, row))
+        self._append_metrics(row)
+        p.epoch, p.batch = epoch + 1, 0
+        self._save_state()
+        self.say(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  selection clean {row['selection_clean_acc']:.4f}"
+                 f"  PGD-{cfg['evaluation']['pgd_steps']} {row['selection_pgd_acc']:.4f}  AV SD {row['av_sd']:.4f}"
+                 f"  ({seconds:.0f} s)")
+
+    def _select(self, epoch, row) -> dict:
+        """Clean and PGD accuracy on the selection set; keep best and last checkpoints (and SWA's)."""
+        cfg, p = self.cfg, self.progress
+        loader = self.data.eval_loader(self.data.selection, cfg["evaluation"]["batch_size"])
+        attack, limit = selection_attack(cfg), cfg["evaluation"]["max_samples"]
+        clean, robust = clean_and_robust_accuracy(self.model, loader, attack, self.device, limit)
+        out = {"selection_clean_acc": clean, "selection_pgd_acc": robust}
+        metrics = {**row, **out}
+        save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "last.pt")
+        if robust > p.best_pgd:
+            p.best_pgd, p.best_epoch = robust, epoch
+            save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "best.pt")
+        if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
+            out.update(self._select_swa(epoch, loader, attack, limit, metrics))
+        return out
+
+    def _select_swa(self, epoch, loader, attack, limit, metrics) -> dict:
+        p = self.progress
+        averaged = self.swa.averaged_model(self.data.train_loader(self.cfg["training"]["batch_size"], p.epoch,
+                                                                  self.cfg["seed"] + 1, self.data_workers()),
+                                           self.device)
+        clean, robust = clean_and_robust_accuracy(averaged, loader, attack, self.device, limit)
+        out = {"swa_selection_clean_acc": clean, "swa_selection_pgd_acc": robust}
+        ckpt = model_checkpoint(averaged, self.architecture, epoch, {**metrics, **out}, self.cfg)
+        save_atomic(ckpt, self.out / "swa_last.pt")
+        if robust > p.swa_best_pgd:
+            p.swa_best_pgd, p.swa_best_epoch = robust, epoch
+            save_atomic(ckpt, self.out / "swa_best.pt")
+        return out
+
+    def _append_metrics(self, row):
+        """metrics.jsonl holds exactly the completed epochs (rows of an epoch redone after a kill are replaced)."""
+        path = self.out / "metrics.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        rows = [r for r in rows if r["epoch"] < row["epoch"]] + [row]
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def _finish(self) -> dict:
+        p = self.progress
+        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
+        summary = {"epochs": self.cfg["training"]["epochs"], "best_epoch": p.best_epoch,
+                   "best_selection_pgd_acc": p.best_pgd,
+                   "best_selection_clean_acc": rows[p.best_epoch - rows[0]["epoch"]]["selection_clean_acc"],
+                   "final": rows[-1], "selection": self.cfg["data"]["selection"],
+                   "provenance": provenance(self.device, self.cfg["seed"]),
+                   "acceleration": acceleration.describe(self.runtime)}
+        if self.swa is not None:
+            summary.update(swa_best_epoch=p.swa_best_epoch, swa_best_selection_pgd_acc=p.swa_best_pgd)
+        write_json_atomic(self.out / SUMMARY, summary)
+        (self.out / STATE).unlink(missing_ok=True)
+        self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
+        return summary
+
+
+def train(cfg: dict, out_dir, say=print) -> dict:
+    """Train (or resume, or confirm finished) the run described by a validated config."""
+    return TrainingRun(cfg, out_dir, say).run()
