@@ -1,0 +1,9 @@
+"""Errors of the data layer: each message is one line naming what is wrong and how to fix it."""
+
+
+class DataError(ValueError):
+    """Missing, malformed or unverifiable data; the message is one line."""
+
+
+class FetchError(DataError):
+    """A download or staging step that failed; the message says which file to get and how to stage it."""

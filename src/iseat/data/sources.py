@@ -1,0 +1,204 @@
+"""Labelled image sets as uint8 NHWC arrays: the offline digits demo, any .npz, and torchvision-format folders.
+
+Every reader returns `LabelledArrays`; CIFAR batch files are pickles, so they are read with the restricted
+unpickler (numpy arrays only), and SVHN's .mat files with scipy. File names come from torchvision's classes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+
+from .errors import DataError
+from .safe_pickle import restricted_load
+
+DIGITS_TEST_SIZE = 300  # 1797 digits -> 1497 training / 300 test images, a fixed split
+
+
+@dataclass
+class LabelledArrays:
+    """A data set's training and test images (uint8, N x H x W x 3) and labels (int64)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def load_source(dataset: str, root: str | None) -> LabelledArrays:
+    """Read the `data.dataset` named set from `data.root`."""
+    if dataset == "digits":
+        return load_digits()
+    if root is None:
+        raise DataError(f"data.root: required for dataset {dataset!r}")
+    if dataset == "npz":
+        return load_npz(root)
+    if dataset in ("cifar10", "cifar100"):
+        return load_cifar(dataset, root)
+    if dataset == "svhn":
+        return load_svhn(root)
+    raise DataError(f"data.dataset: unknown data set {dataset!r}; choose digits, npz, cifar10, cifar100 or svhn")
+
+
+# ---------------------------------------------------------------------------------------------
+# digits: scikit-learn's 8x8 handwritten digits, offline
+
+
+def digits_images(images: np.ndarray) -> np.ndarray:
+    """8x8 values 0..16 -> 32x32x3 uint8 (each pixel a 4x4 block, grey in all three channels)."""
+    scaled = np.rint(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    big = scaled.repeat(4, axis=1).repeat(4, axis=2)
+    return np.ascontiguousarray(np.repeat(big[..., None], 3, axis=3))
+
+
+def load_digits() -> LabelledArrays:
+    """The demo set: 1497 training and 300 test images, split by a fixed permutation (legacy RandomState(0))."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = digits_images(bunch.images)
+    y = bunch.target.astype(np.int64)
+    order = np.random.RandomState(0).permutation(len(y))
+    test, train = np.sort(order[:DIGITS_TEST_SIZE]), np.sort(order[DIGITS_TEST_SIZE:])
+    return LabelledArrays("digits", x[train], y[train], x[test], y[test], 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# npz: x_train, y_train, x_test, y_test
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def check_images(x: np.ndarray, what: str) -> np.ndarray:
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
+        raise DataError(f"{what}: expected uint8 images N x H x W x 3, got {x.dtype} {x.shape}")
+    return x
+
+
+def check_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    if y.ndim != 1 or len(y) != n or y.dtype.kind not in "iu":
+        raise DataError(f"{what}: expected {n} integer labels, got {y.dtype} {y.shape}")
+    if n and y.min() < 0:
+        raise DataError(f"{what}: labels must be >= 0, found {y.min()}")
+    return y.astype(np.int64)
+
+
+def read_npz_arrays(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            present = set(npz.files)
+            arrays = {k: npz[k] for k in NPZ_KEYS if k in present}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {missing}; an npz data set needs {list(NPZ_KEYS)}")
+    return arrays
+
+
+def load_npz(path) -> LabelledArrays:
+    """Any .npz holding x_train, y_train, x_test, y_test (uint8 NHWC images); loaded without pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data.root: {path} is not a file; dataset npz needs the path of an .npz file")
+    arrays = read_npz_arrays(path)
+    x_train, x_test = (check_images(arrays[k], f"{path}:{k}") for k in ("x_train", "x_test"))
+    y_train = check_labels(arrays["y_train"], len(x_train), f"{path}:y_train")
+    y_test = check_labels(arrays["y_test"], len(x_test), f"{path}:y_test")
+    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    return LabelledArrays(path.stem, x_train, y_train, x_test, y_test, num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision-format folders (the layout `iseat fetch` writes)
+
+TORCHVISION = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+
+
+def layout_folder(root: Path, marker: str, dataset: str) -> Path:
+    """The folder holding `marker`: `root` itself, or `root` as the inner folder (e.g. cifar-10-batches-py)."""
+    if (root / marker).exists():
+        return root
+    if root.name == marker and root.exists():
+        return root.parent
+    raise DataError(f"data.root: {root} has no {marker}; fetch or stage it with "
+                    f"`iseat fetch {dataset} --root DATA_ROOT` and set data.root to DATA_ROOT/{dataset}")
+
+
+def check_manifest_sizes(folder: Path, dataset: str) -> None:
+    """If `iseat fetch` wrote a manifest, every file it lists must still have its recorded size (cheap)."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        files = json.loads(manifest.read_text()).get("files", {})
+    except ValueError:
+        raise DataError(f"{manifest}: not valid JSON; run `iseat fetch {dataset} --root {folder.parent}` again") from None
+    for rel, info in files.items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != info["size"]:
+            raise DataError(f"{path}: missing or changed since it was verified; run "
+                            f"`iseat fetch {dataset} --root {folder.parent}` again")
+
+
+def read_cifar_batches(folder: Path, names: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        with open(path, "rb") as f:
+            entry = restricted_load(f, str(path), encoding="latin1")
+        if not isinstance(entry, dict) or "data" not in entry or label_key not in entry:
+            raise DataError(f"{path}: not a CIFAR batch (expected a dict with 'data' and '{label_key}')")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(entry[label_key], dtype=np.int64))
+    return np.concatenate(images).transpose(0, 2, 3, 1).copy(), np.concatenate(labels)
+
+
+def load_cifar(dataset: str, root) -> LabelledArrays:
+    """CIFAR-10/100 from `root/cifar-10-batches-py` (or `cifar-100-python`), torchvision's layout."""
+    tv = TORCHVISION[dataset]
+    root = layout_folder(Path(root), tv.base_folder, dataset)
+    check_manifest_sizes(root, dataset)
+    folder = root / tv.base_folder
+    label_key = "labels" if dataset == "cifar10" else "fine_labels"
+    missing = [n for n, _ in tv.train_list + tv.test_list if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing {missing}; run `iseat fetch {dataset} --root {root.parent}`")
+    x_train, y_train = read_cifar_batches(folder, [n for n, _ in tv.train_list], label_key)
+    x_test, y_test = read_cifar_batches(folder, [n for n, _ in tv.test_list], label_key)
+    return LabelledArrays(dataset, x_train, y_train, x_test, y_test, 10 if dataset == "cifar10" else 100)
+
+
+def read_svhn_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One SVHN split by its name, "train" or "test" (never a boolean)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"SVHN split must be 'train' or 'test', got {split!r}")
+    import scipy.io
+
+    path = root / SVHN.split_list[split][1]
+    try:
+        mat = scipy.io.loadmat(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable SVHN .mat file ({err}); run `iseat fetch svhn` again") from None
+    x = np.ascontiguousarray(np.transpose(mat["X"], (3, 0, 1, 2)), dtype=np.uint8)
+    y = mat["y"].astype(np.int64).reshape(-1)
+    y[y == 10] = 0  # SVHN stores digit 0 as label 10
+    return x, y
+
+
+def load_svhn(root) -> LabelledArrays:
+    """SVHN train/test from `root/train_32x32.mat` and `root/test_32x32.mat`, torchvision's layout."""
+    root = Path(root)
+    for split in ("train", "test"):
+        layout_folder(root, SVHN.split_list[split][1], "svhn")
+    check_manifest_sizes(root, "svhn")
+    x_train, y_train = read_svhn_split(root, "train")
+    x_test, y_test = read_svhn_split(root, "test")
+    return LabelledArrays("svhn", x_train, y_train, x_test, y_test, 10)
