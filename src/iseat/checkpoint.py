@@ -55,17 +55,28 @@ def read_checkpoint(path) -> dict:
 def load_model(path, device="cpu", expect_num_classes: int | None = None, expect_arch: str | None = None):
     """Rebuild the model stored in a checkpoint; returns (model in eval mode, checkpoint dict)."""
     ckpt = read_checkpoint(path)
-    arch = ckpt["architecture"]
+    return model_from_checkpoint(ckpt, path, device, expect_num_classes, expect_arch), ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path, device="cpu", expect_num_classes: int | None = None,
+                          expect_arch: str | None = None):
+    """The model (eval mode) of a checkpoint already read by `read_checkpoint`; `path` names it in errors."""
+    arch = ckpt.get("architecture")
+    if not isinstance(arch, dict) or "arch" not in arch or "num_classes" not in arch:
+        raise CheckpointError(f"{path} has no valid architecture entry")
     if expect_arch is not None and arch["arch"] != expect_arch:
         raise CheckpointError(f"{path} holds a {arch['arch']}, not the expected {expect_arch}")
     if expect_num_classes is not None and arch["num_classes"] != expect_num_classes:
         raise CheckpointError(f"{path} has {arch['num_classes']} classes but the data set has {expect_num_classes}")
-    model = build_model(**arch)
+    try:
+        model = build_model(**arch)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid architecture entry ({str(err).splitlines()[0]})") from None
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
+    except (RuntimeError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"{path}: weights do not fit {arch['arch']} ({str(err).splitlines()[0]})") from None
-    return model.to(device).eval(), ckpt
+    return model.to(device).eval()
 
 
 def sha256_of(path, chunk: int = 1 << 20) -> str:

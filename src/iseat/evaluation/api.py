@@ -1,0 +1,133 @@
+"""Library entry points: evaluate a model or a checkpoint, writing aa.json and the per-sample CSV beside it.
+
+`evaluate_checkpoint` is what `iseat evaluate`, the workflow and the analysis call; `evaluate_model`
+takes a model and a Dataset of (x, y, index) directly. Every input is checked before any file is
+written; a killed run started again resumes from the partial file (see `chunks`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
+from ..provenance import device_description, provenance
+from . import autoattack_adapter as adapter
+from .chunks import model_digest, partial_path, run_chunks
+from .report import build_report, per_sample_path, write_outputs
+from .spec import EvaluationError, EvaluationSpec
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise EvaluationError(f"--device {device!r} is not a device (auto, cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"--device {device}: no CUDA device is available")
+    return resolved
+
+
+def check_out_path(out) -> Path:
+    out = Path(out)
+    if out.suffix != ".json":
+        raise EvaluationError(f"--out {out} must be a .json file (the per-sample CSV goes beside it)")
+    if out.is_dir():
+        raise EvaluationError(f"--out {out} is a folder")
+    return out
+
+
+def sample_count(spec: EvaluationSpec, available: int) -> int:
+    if spec.n_ex is None:
+        return available
+    if spec.n_ex > available:
+        raise EvaluationError(f"--n-ex {spec.n_ex} is more than the {available} test samples")
+    return spec.n_ex
+
+
+def check_output_width(model, dataset, num_classes: int, device, name: str) -> None:
+    x = torch.as_tensor(dataset[0][0]).float().unsqueeze(0).to(device)
+    with torch.no_grad():
+        width = model.eval()(x).shape[1]
+    if width != num_classes:
+        raise CheckpointError(f"{name} outputs {width} classes but the data set has {num_classes}")
+
+
+def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: int, device="cpu",
+                   source: dict | None = None, data: dict | None = None, progress: bool = True) -> dict:
+    """Evaluate `model` on the first `spec.n_ex` samples of `dataset`; returns the written report.
+
+    The model is moved to `device` and put in eval mode (and left so).
+
+    `source` holds the `checkpoint` and `training_config` entries of the report (None for a bare model).
+    """
+    out = check_out_path(out)
+    device = resolve_device(str(device))
+    n = sample_count(spec, len(dataset))
+    model = model.to(device).eval()
+    fingerprint = {**spec.fingerprint(), "n_examples": n, "num_classes": num_classes, "model": model_digest(model)}
+    partial = partial_path(out)
+    aa = adapter.build(model, spec.protocol, spec.eps, num_classes, device, spec.seed) if spec.protocol else None
+    chunks, runs = run_chunks(model, dataset, n, spec, aa, device, partial, fingerprint, progress)
+    settings = adapter.settings_of(aa) if aa is not None else None
+    data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
+            "subset": f"first {n} samples"}
+    report = build_report(chunks, spec, settings=settings, device=device_description(device),
+                          source=source or {"checkpoint": None, "training_config": None}, data=data,
+                          provenance=provenance(device, spec.seed), runs=runs,
+                          per_sample_file=per_sample_path(out).name)
+    write_outputs(out, report, chunks)
+    partial.unlink(missing_ok=True)
+    return report
+
+
+def evaluation_data_config(cfg: dict, data_root: str | None, dataset: str | None) -> dict:
+    """The training run's data section, pointed at the test set only (no extra data, no validation split)."""
+    if not isinstance(cfg.get("data"), dict):
+        raise CheckpointError("the checkpoint's training config has no data section")
+    data_cfg = copy.deepcopy(cfg["data"])
+    data_cfg.update(extra=None, selection="test")
+    if dataset is not None:
+        data_cfg["dataset"] = dataset
+    if data_root is not None:
+        data_cfg["root"] = str(data_root)
+    return data_cfg
+
+
+def load_test_set(data_cfg: dict, seed: int):
+    """(test Dataset, num_classes) via `iseat.data.load_data`; DataError becomes EvaluationError."""
+    from ..data import DataError, load_data
+
+    try:
+        bundle = load_data(data_cfg, seed)
+    except DataError as err:
+        raise EvaluationError(str(err)) from None
+    return bundle.test, bundle.num_classes
+
+
+def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, data_root=None, dataset=None,
+                        expect_arch: str | None = None, device="auto", progress: bool = True) -> dict:
+    """Evaluate a checkpoint on its training data set's test split (or `dataset`'s); returns the written report.
+
+    Raises CheckpointError or EvaluationError (one line) before writing anything on bad input.
+    """
+    spec = spec or EvaluationSpec()
+    out, path = check_out_path(out), Path(checkpoint)
+    device = resolve_device(str(device))
+    ckpt = read_checkpoint(path)
+    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    data_cfg = evaluation_data_config(cfg, data_root, dataset)
+    test, num_classes = load_test_set(data_cfg, int(cfg.get("seed", 0)))
+    model = model_from_checkpoint(ckpt, path, device, expect_num_classes=num_classes, expect_arch=expect_arch)
+    check_output_width(model, test, num_classes, device, str(path))
+    sample_count(spec, len(test))
+    source = {"checkpoint": {"path": str(path), "sha256": sha256_of(path), "format": ckpt["format"],
+                             "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]},
+              "training_config": cfg}
+    return evaluate_model(model, test, out, spec, num_classes=num_classes, device=device, source=source,
+                          data={"dataset": data_cfg.get("dataset"), "root": data_cfg.get("root")},
+                          progress=progress)
