@@ -1,0 +1,2 @@
+"""Section 3 analyses of the paper: margin along the adversarial direction (Eq. 7), loss landscape
+(Eq. 8), and the figures and tables built from them and from the AV logs."""

@@ -1,0 +1,202 @@
+"""Figures 1-4 of the paper. Every function saves the arrays it plots beside the image (same name,
+.csv or .npz) and returns them, so a test or a reader can check the figure's content."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..io import atomic_path
+
+IMAGE_FORMATS = ("png", "svg", "pdf")
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "svhn": tuple(str(i) for i in range(10)),
+    "digits": tuple(str(i) for i in range(10)),
+}
+
+
+def image_format(out) -> str:
+    """The image format named by `out`'s suffix; ValueError (one line) for anything else."""
+    fmt = Path(out).suffix.lstrip(".").lower()
+    if fmt not in IMAGE_FORMATS:
+        raise ValueError(f"{out}: the figure must end in one of {', '.join('.' + f for f in IMAGE_FORMATS)}")
+    return fmt
+
+
+def data_path(out, kind: str) -> Path:
+    """Where the plotted arrays of the figure `out` are saved (`kind` is csv or npz)."""
+    return Path(out).with_suffix(f".{kind}")
+
+
+def write_csv(path, columns: dict) -> None:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"{path}: columns of unequal length {sorted(lengths)}")
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in zip(*columns.values()):
+            writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
+
+
+def read_csv(path) -> dict:
+    """Columns of a CSV written by `write_csv`, as float arrays where possible."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    out = {}
+    for j, name in enumerate(rows[0]):
+        values = [r[j] for r in rows[1:]]
+        try:
+            out[name] = np.array(values, dtype=np.float64)
+        except ValueError:
+            out[name] = np.array(values)
+    return out
+
+
+def write_npz(path, arrays: dict) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def save(fig: Figure, out) -> None:
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=image_format(out), dpi=150, bbox_inches="tight")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def figure1a_av_statistics(summary: dict, out, title: str = "") -> dict:
+    """Fig. 1a: AV statistics of the training set per epoch (`AVLog.summary()`)."""
+    image_format(out)
+    data = {name: np.asarray(summary[name]) for name in
+            ("epoch", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0")}
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
+    for name, label in (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % mean"), ("av_bottom10_mean", "bottom-10 % mean")):
+        left.plot(data["epoch"], data[name], label=label)
+    left.set(xlabel="epoch", ylabel="adversarial vulnerability")
+    left.legend(fontsize=8)
+    for name, label in (("share_av_ge_1", "share AV ≥ 1"), ("share_av_le_0", "share AV ≤ 0")):
+        right.plot(data["epoch"], data[name], label=label)
+    right.set(xlabel="epoch", ylabel="share of training samples", ylim=(0, 1))
+    right.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    write_csv(data_path(out, "csv"), data)
+    save(fig, out)
+    return data
+
+
+def figure1b_margin(mu: np.ndarray, mu_max: float, budget: float, out, bins: int = 100, title: str = "") -> dict:
+    """Fig. 1b: histogram and CDF of the Eq. 7 margin; the eps budget (l2 length of the PGD
+    perturbation) is marked, and the share at mu_max ("disordered robustness") reported."""
+    image_format(out)
+    mu = np.sort(np.asarray(mu, dtype=np.float64))
+    edges = np.linspace(0.0, mu_max, bins + 1)
+    counts, _ = np.histogram(mu, bins=edges)
+    cdf = np.arange(1, len(mu) + 1) / len(mu)
+    share_disordered = float((mu >= mu_max).mean())
+    data = {"mu_sorted": mu, "cdf": cdf, "bin_edges": edges, "counts": counts, "budget": np.float64(budget),
+            "mu_max": np.float64(mu_max), "share_disordered": np.float64(share_disordered),
+            "share_within_budget": np.float64((mu <= budget).mean())}
+    fig = Figure(figsize=(9, 3.4))
+    hist, cum = fig.subplots(1, 2)
+    hist.stairs(counts, edges, fill=True)
+    hist.set(xlabel="margin μ", ylabel="samples", yscale="log")
+    cum.step(mu, cdf, where="post")
+    cum.set(xlabel="margin μ", ylabel="CDF", ylim=(0, 1), xlim=(0, mu_max))
+    for ax in (hist, cum):
+        ax.axvline(budget, color="C3", linestyle="--", label=f"ε budget (‖δ‖₂ = {budget:.2f})")
+    cum.legend(fontsize=8, loc="lower right", title=f"at μ = {mu_max:g}: {100 * share_disordered:.1f} %",
+               title_fontsize=8)
+    if title:
+        fig.suptitle(title)
+    write_npz(data_path(out, "npz"), data)
+    save(fig, out)
+    return data
+
+
+def figure2_perturbation_grid(grid: dict, out, labels=None, class_names=None, indices=None) -> dict:
+    """Fig. 2: each row one sample, each column clip(x + mu d) at one mu, titled with the predicted
+    class and its confidence. `grid` is `margin.perturbation_grid`'s output."""
+    image_format(out)
+    images, pred, conf, mus = grid["images"], grid["pred"], grid["confidence"], grid["mu"]
+    s, m = pred.shape
+    names = list(class_names) if class_names else [str(c) for c in range(int(pred.max()) + 1)]
+    name = lambda c: names[c] if c < len(names) else str(c)
+    fig = Figure(figsize=(1.3 * m, 1.5 * s + 0.3))
+    axes = np.atleast_2d(fig.subplots(s, m, squeeze=False))
+    for i in range(s):
+        for j in range(m):
+            ax = axes[i, j]
+            img = np.transpose(images[i, j], (1, 2, 0))
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                      vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"μ={mus[j]:g}\n{name(int(pred[i, j]))} {100 * conf[i, j]:.0f}%", fontsize=7)
+        if labels is not None:
+            ax0 = axes[i, 0]
+            ax0.set_ylabel(f"#{indices[i] if indices is not None else i}\n{name(int(labels[i]))}", fontsize=7)
+    data = dict(grid)
+    if labels is not None:
+        data["label"] = np.asarray(labels)
+    if indices is not None:
+        data["index"] = np.asarray(indices)
+    data["class_names"] = np.array(names)
+    write_npz(data_path(out, "npz"), data)
+    save(fig, out)
+    return data
+
+
+def figure3_landscape(landscape: dict, out, indices=None, titles=None) -> dict:
+    """Fig. 3: Eq. 8 loss surfaces, one 3-D panel per sample, alpha along the adversarial and beta
+    along the random direction. `landscape` is `Landscape.arrays()`."""
+    image_format(out)
+    alphas, betas, loss = landscape["alphas"], landscape["betas"], landscape["loss"]
+    s = loss.shape[0]
+    fig = Figure(figsize=(3.6 * s, 3.4))
+    grid_a, grid_b = np.meshgrid(alphas, betas, indexing="ij")
+    for i in range(s):
+        ax = fig.add_subplot(1, s, i + 1, projection="3d")
+        ax.plot_surface(grid_a, grid_b, loss[i], cmap="viridis", linewidth=0, antialiased=True)
+        ax.set_xlabel("α (adversarial)", fontsize=8)
+        ax.set_ylabel("β (random)", fontsize=8)
+        ax.set_zlabel("loss", fontsize=8)
+        label = titles[i] if titles is not None else (f"sample {indices[i]}" if indices is not None else f"sample {i}")
+        ax.set_title(label, fontsize=9)
+    data = dict(landscape)
+    if indices is not None:
+        data["index"] = np.asarray(indices)
+    if titles is not None:
+        data["titles"] = np.array(titles)
+    write_npz(data_path(out, "npz"), data)
+    save(fig, out)
+    return data
+
+
+def figure4_eta_sweep(eta, accuracy, robustness, av_sd, out, title: str = "") -> dict:
+    """Fig. 4: clean accuracy, robustness (both in %) and AV SD against the Eq. 9 strength eta."""
+    image_format(out)
+    order = np.argsort(np.asarray(eta, dtype=np.float64), kind="stable")
+    data = {"eta": np.asarray(eta, dtype=np.float64)[order], "accuracy": np.asarray(accuracy, dtype=np.float64)[order],
+            "robustness": np.asarray(robustness, dtype=np.float64)[order],
+            "av_sd": np.asarray(av_sd, dtype=np.float64)[order]}
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    ax.plot(data["eta"], 100 * data["accuracy"], "o-", label="accuracy")
+    ax.plot(data["eta"], 100 * data["robustness"], "s-", label="robustness")
+    ax.set(xlabel="η (Eq. 9)", ylabel="%")
+    twin = ax.twinx()
+    twin.plot(data["eta"], data["av_sd"], "^--", color="C3", label="AV SD")
+    twin.set_ylabel("AV SD")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    if title:
+        ax.set_title(title)
+    write_csv(data_path(out, "csv"), data)
+    save(fig, out)
+    return data

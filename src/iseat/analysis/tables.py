@@ -1,0 +1,98 @@
+"""Tab. 1 of the paper: AV statistics of the training set and test robustness per method (AT, AWP,
+RST, the Eq. 9 regulariser), from margin-study summaries or AV logs plus evaluation JSONs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..avlog import AVLog, av_statistics
+from ..io import write_text_atomic
+from .figures import write_csv
+
+AV_COLUMNS = (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % AV"), ("av_bottom10_mean", "bottom-10 % AV"),
+              ("share_av_ge_1", "AV ≥ 1 (%)"), ("share_av_le_0", "AV ≤ 0 (%)"))
+SHARES = ("share_av_ge_1", "share_av_le_0")
+
+
+def lookup(obj: dict, dotted: str, path) -> float:
+    """obj["a"]["b"] for "a.b"; ValueError naming the keys that exist."""
+    node = obj
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            have = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"{path}: no key {dotted!r} (keys here: {have})")
+        node = node[key]
+    if not isinstance(node, (int, float)) or not 0 <= node <= 1:
+        raise ValueError(f"{path}: {dotted} = {node!r} is not a fraction in [0, 1]")
+    return float(node)
+
+
+def read_evaluation(path, accuracy_key: str, robustness_key: str) -> dict:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({type(err).__name__})") from None
+    return {"accuracy": lookup(obj, accuracy_key, path), "robustness": lookup(obj, robustness_key, path)}
+
+
+def av_statistics_of(path, epoch: int = -1) -> dict:
+    """AV statistics from a margin-study summary (margin.json: Eq. 3 under PGD-50, eval mode) or from
+    an AV log (.h5: the training-time AV of one epoch, -1 = last complete), with their source."""
+    path = Path(path)
+    if path.suffix == ".h5":
+        with AVLog(path) as log:
+            epochs = log.epochs
+            if epochs.size == 0:
+                raise ValueError(f"{path}: the AV log holds no complete epoch yet")
+            epoch = int(epochs[-1]) if epoch == -1 else epoch
+            stats = av_statistics(log.values("av", epoch))
+            perturbed = bool(log.file["weight_perturbed"][log.row(epoch)])
+        return stats | {"source": f"training log epoch {epoch}, Eq. {10 if perturbed else 3}"}
+    try:
+        summary = json.loads(path.read_text())
+        stats = summary["av_statistics"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path}: neither an AV log (.h5) nor a margin summary with av_statistics") from None
+    return stats | {"source": f"Eq. 3, PGD-{summary.get('attack', {}).get('steps', '?')}, eval mode"}
+
+
+def table1_rows(entries) -> list[dict]:
+    """`entries`: (method name, AV source path, evaluation dict from `read_evaluation`)."""
+    rows = []
+    for name, av_source, evaluation in entries:
+        stats = av_statistics_of(av_source)
+        rows.append({"method": name, **{k: stats[k] for k, _ in AV_COLUMNS}, **evaluation,
+                     "n_samples": stats["n_samples"], "av_source": stats["source"]})
+    return rows
+
+
+def cell(key: str, value) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if key in SHARES or key in ("accuracy", "robustness"):
+        return f"{100 * value:.2f}"
+    return f"{value:.4f}"
+
+
+def table1_markdown(rows: list[dict]) -> str:
+    columns = [("method", "method"), *AV_COLUMNS, ("accuracy", "accuracy (%)"), ("robustness", "robustness (%)"),
+               ("av_source", "AV from")]
+    lines = ["| " + " | ".join(title for _, title in columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(key, row[key]) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(rows: list[dict], out) -> dict:
+    """Markdown table at `out` and the same numbers in a CSV beside it; returns the columns."""
+    columns = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    write_csv(Path(out).with_suffix(".csv"), columns)
+    write_text_atomic(out, "# Tab. 1: adversarial vulnerability and robustness\n\n" + table1_markdown(rows))
+    return columns
