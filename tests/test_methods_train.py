@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from iseat.config import load_config
@@ -21,24 +22,33 @@ VARIANTS = {
 }
 
 
-def data_overrides():
-    """The real CIFAR-10 sample when present, else the offline digits set."""
+@pytest.fixture(scope="module")
+def data_overrides(tmp_path_factory):
+    """1,500 real CIFAR-10 training images when the sample is present, else the offline digits set.
+
+    A 0.3 M-parameter CNN trained for three epochs on so few images collapses to a constant prediction
+    under the full 8/255 budget, so this test uses 2/255: it checks that every method learns robust
+    features, not the paper's numbers."""
     if SAMPLE.exists():
-        return ["data.dataset=npz", f"data.root={SAMPLE}", "data.validation_size=500"], 0.15
-    return ["data.dataset=digits", "data.validation_size=200"], 0.3
+        sample = np.load(SAMPLE)
+        subset = tmp_path_factory.mktemp("cifar") / "cifar10_subset.npz"
+        np.savez(subset, x_train=sample["x_train"][:1800], y_train=sample["y_train"][:1800],
+                 x_test=sample["x_test"][:300], y_test=sample["y_test"][:300])
+        return ["data.dataset=npz", f"data.root={subset}", "data.validation_size=300", "data.augmentation=none",
+                "attack.eps=2/255", "attack.step_size=1/255"], 0.18
+    return ["data.dataset=digits", "data.validation_size=300", "attack.step_size=3/255"], 0.3
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_method_learns_robust_features(tmp_path, variant):
-    data, floor = data_overrides()
+def test_method_learns_robust_features(tmp_path, data_overrides, variant):
+    data, floor = data_overrides
     name = variant if variant in ("at", "at_awp", "at_lsi", "iseat", "at_eq9") else "iseat"
-    cfg = load_config(None, [*data, f"method.name={name}", *VARIANTS[variant],
-                             "training.epochs=3", "training.lr=0.05", "training.batch_size=128",
-                             "attack.steps=3", "attack.step_size=3/255", "evaluation.max_samples=200",
-                             "evaluation.pgd_steps=5", "runtime.device=cpu", "runtime.progress=false",
-                             "data.num_workers=0"])
+    cfg = load_config(None, [*data, f"method.name={name}", *VARIANTS[variant], "training.epochs=3",
+                             "training.lr=0.05", "training.batch_size=64", "attack.steps=3",
+                             "evaluation.max_samples=300", "evaluation.pgd_steps=5", "runtime.device=cpu",
+                             "runtime.progress=false", "data.num_workers=0", "runtime.av_log=false"])
     summary = train(cfg, tmp_path / variant, say=lambda *_: None)
     # chance is 0.10 on ten classes
     assert summary["best_selection_pgd_acc"] >= floor, summary
-    assert summary["best_selection_clean_acc"] > summary["best_selection_pgd_acc"] - 1e-9
+    assert summary["best_selection_clean_acc"] >= summary["best_selection_pgd_acc"]
