@@ -7,6 +7,7 @@ of the paper are presets of these parts (`PRESETS`); hyper-parameters may change
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -49,44 +50,61 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
                   method: Method) -> StepResult:
     """Run exactly one training step of `method` on a batch and update the model through `optimizer`.
 
-    The clean forward pass is done once: its input gradient is PGD's first step (no random start)
-    and its graph is the theta branch of the regulariser (Eq. 20), so nothing is computed twice.
+    Nothing is computed twice. The clean forward pass is done once: its input gradient is PGD's
+    first step (no random start) and its graph is the theta branch of the regulariser (Eq. 20).
+    AWP's theta + v is applied functionally (no copy of the model, no in-place change until the
+    update), so the theta+v branch and the theta branch are back-propagated in one backward call.
+    While only input gradients are needed (PGD; AT's clean pass) the parameters are frozen, so no
+    backward pass, eager or compiled, computes parameter gradients there.
+    `iseat.reference_step.reference_training_step` computes the same update the long way.
+    Works under autocast (logits are promoted to float32 before any loss), with channels_last
+    inputs and with a model compiled in place (`iseat.acceleration.prepare_model`).
     """
     model.train()
     attack = method.attack
-    smoothing_on = method.lam != 0
-    needs_clean_graph = (smoothing_on and ("clean", "base") in method.smoothing.views) or method.eta != 0
+    awp = method.weight_perturbation
+    views = method.smoothing.views if method.lam != 0 else ()
+    # Views served by the clean forward pass: f(x; theta), and f(x; theta + v) when v = 0.
+    clean_views = {("clean", "base")} if awp is not None else {("clean", "base"), ("clean", "perturbed")}
+    needs_clean_graph = any(view in clean_views for view in views) or method.eta != 0
     needs_input_grad = attack.steps > 0 and attack.eps > 0 and not attack.random_start
 
-    x_clean = x.detach().requires_grad_(needs_input_grad)
-    with torch.set_grad_enabled(needs_clean_graph or needs_input_grad):
-        clean_logits = model(x_clean)
-        clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
-    clean_input_grad = None
-    if needs_input_grad:
-        (clean_input_grad,) = torch.autograd.grad(clean_loss.mean(), x_clean, retain_graph=needs_clean_graph)
+    # Without the theta branch the clean pass, like PGD, needs input gradients only.
+    with parameters_frozen(model, not needs_clean_graph):
+        x_clean = x.detach().requires_grad_(needs_input_grad)
+        with torch.set_grad_enabled(needs_clean_graph or needs_input_grad):
+            clean_logits = _float(model(x_clean))
+            clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
+        clean_input_grad = None
+        if needs_input_grad:
+            (clean_input_grad,) = torch.autograd.grad(clean_loss.mean(), x_clean, retain_graph=needs_clean_graph)
 
-    x_adv = attack.perturb(model, x, y, clean_input_grad)
+    with parameters_frozen(model):
+        x_adv = attack.perturb(model, x, y, clean_input_grad)
 
-    awp = method.weight_perturbation
     v = awp.compute(model, x_adv, y) if awp is not None else None
     params = perturbed_parameters(model, v) if v is not None else None
-    adv_logits = functional_call(model, params, (x_adv,)) if v is not None else model(x_adv)
+    adv_logits = _float(functional_call(model, params, (x_adv,)) if v is not None else model(x_adv))
     adv_loss = F.cross_entropy(adv_logits, y, reduction="none")
     av = (adv_loss - clean_loss).detach()
 
     loss = adv_loss.mean()
-    if smoothing_on:
-        views = {("adv", "perturbed"): lambda: adv_logits, ("clean", "base"): lambda: clean_logits,
-                 ("adv", "base"): lambda: model(x_adv) if v is not None else adv_logits,
-                 ("clean", "perturbed"): lambda: functional_call(model, params, (x,)) if v is not None else clean_logits}
-        first, second = method.smoothing.views
-        loss = loss + method.smoothing(views[first](), views[second](), av, method.lam)
+    if views:
+        compute_view = {
+            ("adv", "perturbed"): lambda: adv_logits,
+            ("clean", "base"): lambda: clean_logits,
+            ("adv", "base"): lambda: _float(model(x_adv)) if v is not None else adv_logits,
+            ("clean", "perturbed"): lambda: (_float(functional_call(model, params, (x,))) if v is not None
+                                             else clean_logits),
+        }
+        first, second = views
+        loss = loss + method.smoothing(compute_view[first](), compute_view[second](), av, method.lam)
     if method.eta != 0:
         loss = loss + top_vulnerability_penalty(adv_loss, clean_loss, method.eta)
 
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    # Gradients only for the parameters: the clean input's gradient is not needed again.
+    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
     apply_update_at_perturbed_weights(model, optimizer, v)
 
     return StepResult(clean_loss.detach(), adv_loss.detach(), av, clean_logits.detach().argmax(1) == y,
@@ -95,12 +113,37 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
 
 def apply_update_at_perturbed_weights(model, optimizer, v) -> None:
     """Eq. 21: the optimiser steps on theta + v (momentum and weight decay see theta + v), then v is removed."""
-    if v is None:
-        optimizer.step()
-        return
-    shift_parameters(model, v, +1)
+    if v is not None:
+        shift_parameters(model, v, +1)
     optimizer.step()
-    shift_parameters(model, v, -1)
+    if v is not None:
+        shift_parameters(model, v, -1)
+    if torch.is_autocast_enabled(_device_type(model)):
+        torch.clear_autocast_cache()  # parameters changed in place: drop autocast's cached copies
+
+
+@contextlib.contextmanager
+def parameters_frozen(model: torch.nn.Module, active: bool = True):
+    """Parameters set not to require gradients while only input gradients are needed (the attack),
+    so no backward pass (eager or compiled) computes parameter gradients; restored afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad] if active else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def _float(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in at least float32: bf16 autocast gives bf16 logits; float32 and float64 are kept as they are."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def _device_type(model: torch.nn.Module) -> str:
+    p = next(model.parameters(), None)
+    return p.device.type if p is not None else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------
