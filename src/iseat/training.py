@@ -272,7 +272,7 @@ class TrainingRun:
         cfg, p = self.cfg, self.progress
         epoch = p.epoch
         loader = self.data.train_loader(cfg["training"]["batch_size"], epoch, cfg["seed"],
-                                        self.data_workers(), self.runtime["pin_memory"])
+                                        self.data_workers(), acceleration.pin_memory(self.runtime, self.device))
         n_batches = len(loader)
         stage = lr_stage(epoch, self.milestones)
         if p.batch == 0:
@@ -285,7 +285,7 @@ class TrainingRun:
             if i < p.batch:  # already done before the interruption
                 continue
             method = self._method(stage, epoch * n_batches + i, n_batches)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
                 result = training_step(self.step_model, self.optimizer, x, y, method)
             self.buffer.record(index, result)
