@@ -1,0 +1,132 @@
+"""`iseat aggregate`: seed statistics, grid-search selection, the paper's tables, figures and the
+results index (the last steps of the workflow; each subcommand is one rule)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from . import UserError
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    p = sub.add_parser("seeds", help="mean, std and per-seed values of one (setting, method)")
+    p.add_argument("inputs", nargs="+", metavar="EVAL_JSON", help="aa.json or pgd.json of each seed's run")
+    p.add_argument("--out", required=True, help="aggregated JSON, e.g. results/cifar10/iseat/aa.json")
+
+    p = sub.add_parser("grid", help="select the lambda/gamma grid winner on the validation split")
+    p.add_argument("--point", nargs=3, action="append", required=True, metavar=("LAM", "GAMMA", "RUN_DIR"),
+                   help="one grid point and its fine-tuned run folder (repeat)")
+    p.add_argument("--metric", default="best_selection_pgd_acc", help="summary.json key to maximise")
+    p.add_argument("--out", required=True, help="winner.json (winner and every point's evidence)")
+
+    p = sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
+    p.add_argument("--winner", required=True, help="winner.json of `iseat aggregate grid`")
+    p.add_argument("--keys", nargs="+", choices=["lam", "gamma"], required=True, help="values the method takes")
+    p.add_argument("--lam-warmup", action="store_true", help="lambda = 0 in the first lr stage, then the winner")
+    p.add_argument("--out", required=True, help="YAML fragment, e.g. results/cifar10/iseat/tuned.yaml")
+
+    def entries_and_labels(p):
+        p.add_argument("--entry", nargs=4, action="append", default=[], metavar=("SETTING", "METHOD", "PAPER", "DIR"),
+                       help="an aggregated result folder (holding aa.json, pgd.json) and the paper setting its "
+                            "rows compare with ('-' for none); repeat")
+        p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
+        p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
+
+    p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX")
+    entries_and_labels(p)
+    p.add_argument("--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex")
+
+    p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
+    entries_and_labels(p)
+    p.add_argument("--out", required=True, help="PNG file")
+
+    p = sub.add_parser("figure-training", help="per-epoch curves (robustness, accuracy, loss, AV SD)")
+    p.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "RUN_DIR"),
+                   help="a run folder with metrics.jsonl; runs with the same label are averaged (repeat)")
+    p.add_argument("--title", default="")
+    p.add_argument("--out", required=True, help="PNG file")
+
+    p = sub.add_parser("figure-grid", help="heat map of the grid search")
+    p.add_argument("--winner", required=True, help="winner.json of `iseat aggregate grid`")
+    p.add_argument("--title", default="")
+    p.add_argument("--out", required=True, help="PNG file")
+
+    p = sub.add_parser("index", help="the results index page (Markdown) linking tables, figures and runs")
+    p.add_argument("--out", required=True, help="e.g. results/README.md")
+    for name, what in (("tables", "table files"), ("figures", "figure files"), ("results", "aggregated JSON files"),
+                       ("winners", "grid winner.json files"), ("extra", "further outputs to link (analysis)")):
+        p.add_argument(f"--{name}", nargs="*", default=[], help=what)
+    p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
+    p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
+
+
+def labels(pairs, flag) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"{flag} {pair!r}: expected NAME=LABEL")
+        name, label = pair.split("=", 1)
+        out[name] = label
+    return out
+
+
+def as_float(text, what) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what}: {text!r} is not a number") from None
+
+
+def run(args) -> int:
+    from .. import aggregate as agg
+    from ..io import write_json_atomic, write_text_atomic
+
+    try:
+        if args.what == "seeds":
+            result = agg.aggregate_seeds(args.inputs)
+            write_json_atomic(args.out, result)
+            print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
+                  f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %")
+        elif args.what == "grid":
+            points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
+                      for lam, gamma, run_dir in args.point]
+            winner = agg.select_grid(points, args.metric)
+            write_json_atomic(args.out, winner)
+            print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
+                  f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
+            for note in winner["notes"]:
+                print(f"warning: {note}")
+        elif args.what == "tuned":
+            fragment = agg.tuned_values(agg.read_json(args.winner), args.keys, args.lam_warmup)
+            text = f"# from {args.winner}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None)
+            write_text_atomic(args.out, text)
+            print(f"{args.out}: {fragment}")
+        elif args.what in ("tables", "figure-results"):
+            if not args.entry:
+                raise UserError("--entry: give at least one aggregated result")
+            entries = agg.parse_entries(args.entry)
+            setting_labels = labels(args.setting_label, "--setting-label")
+            method_labels = labels(args.method_label, "--method-label")
+            if args.what == "tables":
+                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels):
+                    print(path)
+            else:
+                agg.figure_results(args.out, entries, setting_labels, method_labels)
+                print(args.out)
+        elif args.what == "figure-training":
+            agg.figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
+            print(args.out)
+        elif args.what == "figure-grid":
+            agg.figure_grid(args.out, agg.read_json(args.winner), args.title)
+            print(args.out)
+        elif args.what == "index":
+            agg.write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
+                            labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))
+            print(args.out)
+    except agg.AggregateError as err:
+        raise UserError(str(err)) from None
+    return 0

@@ -1,0 +1,182 @@
+"""The Snakemake workflow's plan (dry runs): the paper's matrix under both profiles, single targets,
+the commands each rule assembles from the config, lint, and config mistakes."""
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+
+PAPER_CONFIG = ROOT / "config" / "config.yaml"
+
+# Jobs of `all` for config/config.yaml: 5 settings, 3 seeds.
+#   train: cifar10 4 methods, cifar10_idbh 2, cifar10_ti500k 2, cifar100 2, svhn 2 -> 12 x 3 seeds
+#   finetune: 9 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
+#   evaluate: (36 + 27) runs x (AutoAttack, PGD); aggregate_seeds: 21 (setting, method) x 2
+PAPER_JOBS = {"fetch": 4, "train": 36, "finetune": 27, "grid_finetune": 45, "grid_select": 5, "evaluate": 126,
+              "aggregate_seeds": 42, "tables": 1, "figure_results": 1, "figure_training": 5, "figure_grid": 5,
+              "index": 1, "all": 1}
+
+
+def snakemake(*args, cwd=ROOT, timeout=600):
+    return subprocess.run([SNAKEMAKE, *args, "--workflow-profile", "none", "--nolock"], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def dry_run(*args, config=None, tmp_path=None):
+    extra = []
+    if config is not None:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        extra = ["--configfile", str(path)]
+    out = snakemake("-n", "-p", *args, *extra)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+    return out.stdout + out.stderr
+
+
+def job_counts(text: str) -> dict:
+    """The first 'Job stats' table of a dry run."""
+    block = text[text.index("Job stats:"):]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def paper_config() -> dict:
+    return yaml.safe_load(PAPER_CONFIG.read_text())
+
+
+def workflow_jobs(counts: dict) -> dict:
+    """Jobs of the workflow's own rule families (rules/analysis.smk adds analysis_* rules)."""
+    return {rule: n for rule, n in counts.items() if not rule.startswith("analysis")}
+
+
+@pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm"])
+def test_paper_matrix_plans_every_rule_family(profile):
+    text = dry_run("--profile", profile, "all")
+    assert workflow_jobs(job_counts(text)) == PAPER_JOBS
+    assert f"{sum(PAPER_JOBS.values())}" in text
+    # heavy rules ask for a GPU and the setting's time limit (light rules are Snakemake localrules)
+    gpu_jobs = [line for line in text.splitlines() if "resources:" in line and "gpu=1" in line]
+    assert any("runtime=2880" in line and "mem_mb=32000" in line for line in gpu_jobs)  # cifar10 trainings
+    assert any("runtime=480" in line for line in gpu_jobs)  # svhn fine-tunes and evaluations
+
+
+def test_profiles_are_config_yaml_only():
+    for name in ("slurm", "local"):
+        folder = ROOT / "profiles" / name
+        assert (folder / "config.yaml").is_file()
+        assert not (folder / "profile.yaml").exists()
+    slurm = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert slurm["rerun-incomplete"] is True and slurm["retries"] >= 1 and slurm["latency-wait"] > 0
+    assert slurm["slurm-keep-successful-logs"] is True
+    assert "slurm_partition" not in str(slurm) and "slurm_account" not in {k for k in slurm.get("default-resources", {})}
+
+
+def test_one_result_plans_only_its_ancestors():
+    text = dry_run("results/cifar10/iseat/aa.json")
+    assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
+    for seed in range(3):
+        assert f"iseat train  --out results/cifar10/iseat/seed{seed} " in text
+        assert (f"iseat evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
+                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --no-progress") in text
+    assert "iseat fetch cifar10 --root data" in text
+    assert "pgd" not in re.findall(r"--attack (\w+)", text)
+    assert "results/cifar10/at/" not in text and "svhn" not in text
+
+
+def test_train_commands_follow_the_config():
+    text = dry_run("all")
+    cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat train" in line)
+    iseat = cmd("results/cifar10/iseat/seed0")
+    for part in ("method.name=iseat", "'method.lam=[0.0, 0.1]'", "method.gamma=0.007", "model.arch=wide_resnet",
+                 "model.depth=34", "training.epochs=200", "data.root=data/cifar10", "seed=0", "data.selection=validation"):
+        assert part in iseat
+    assert "training.epochs=400" in cmd("results/cifar10_idbh/iseat/seed1")
+    assert "data.augmentation=idbh" in cmd("results/cifar10_idbh/at/seed1")
+    assert "training.epochs=200" in cmd("results/cifar10_idbh/at/seed1")
+    svhn = cmd("results/svhn/iseat/seed2")
+    for part in ("method.lam=0.1 ", "method.gamma=0.009", "training.lr=0.01", "attack.step_size=1/255",
+                 "attack.ramp_epochs=5", "data.augmentation=none", "model.arch=preact_resnet18"):
+        assert part in svhn
+    rst = cmd("results/cifar10_ti500k/rst/seed0")
+    assert "method.name=at" in rst and "data.extra=data/ti500k" in rst and "model.depth=28" in rst
+    assert "'method.lam=[0.0, 0.01]'" in cmd("results/cifar10_ti500k/iseat/seed0")
+    assert "training.swa.enabled=true" in cmd("results/cifar10/iseat_swa/seed0")
+    assert "--checkpoint results/cifar10/iseat_swa/seed0/swa_best.pt" in text
+    lsi = cmd("results/cifar10/ft_at_lsi/seed1")
+    for part in ("method.name=at_lsi", "method.lam=0.1 ", "training.epochs=40", "training.lr=0.01",
+                 "'training.lr_milestones=[0.5]'", "training.finetune_from=results/cifar10/at/seed1/best.pt"):
+        assert part in lsi
+    assert "method.gamma" not in lsi
+    assert "method.lam" not in cmd("results/cifar10/ft_at_awp/seed1")
+    assert "method.target=trade_awp" in cmd("results/cifar10/ft_iseat_trade_awp/seed2")
+    grid = cmd("results/svhn/grid/lam0.3_gamma0.005")
+    for part in ("method.lam=0.3 ", "method.gamma=0.005", "attack.ramp_epochs=0", "training.epochs=40",
+                 "training.finetune_from=results/svhn/at/seed0/best.pt", "data.selection=validation"):
+        assert part in grid
+    assert "iseat aggregate grid --out results/cifar10/grid/winner.json --point 0.01 0.005 results/cifar10/grid/lam0.01_gamma0.005" in text
+
+
+def test_grid_winner_feeds_the_methods_that_take_it(tmp_path):
+    cfg = paper_config()
+    cfg["settings"]["cifar10"]["tuned"]["source"] = "grid"
+    text = dry_run("results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/aa.json", config=cfg, tmp_path=tmp_path)
+    counts = job_counts(text)
+    assert counts["grid_finetune"] == 9 and counts["grid_select"] == 1 and counts["grid_tuned"] == 2
+    assert counts["train"] == 3 + 3  # iseat x 3 seeds and the base AT runs (seeds 0, 1, 2)
+    assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam gamma --lam-warmup --out results/cifar10/iseat/tuned.yaml" in text
+    assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam  --out results/cifar10/ft_at_lsi/tuned.yaml" in text
+    line = next(l for l in text.splitlines() if "iseat train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l)
+    assert "method.lam" not in line and "method.gamma" not in line
+
+
+def test_demo_config_runs_every_family_on_digits():
+    text = dry_run("all", "--configfile", "config/demo.yaml")
+    counts = workflow_jobs(job_counts(text))
+    assert set(counts) == set(PAPER_JOBS) | {"grid_tuned"}
+    assert counts["fetch"] == 1 and "iseat fetch digits --root data" in text
+    assert "results/demo/" in text and "cifar10/" not in text.replace("results/demo", "")  # nothing of the paper's matrix
+    assert "--attack autoattack --n-ex 20" in text
+    assert "runtime.device=cpu" in text and "model.arch=small_cnn" in text
+
+
+def test_lint_is_clean():
+    out = snakemake("--lint")
+    assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, out.stdout[-4000:]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["settings"]["cifar10"]["train"]["model"].update(arch="resnet9000"),
+     "config: settings.cifar10.train.model.arch: 'resnet9000' is not one of"),
+    (lambda c: c["settings"]["svhn"]["train"]["training"].update(epoch=3),
+     "config: settings.svhn.train.training: Additional properties are not allowed ('epoch' was unexpected)"),
+    (lambda c: c["settings"]["cifar100"]["tuned"].update(lam=-1), "config: settings.cifar100.tuned.lam: -1 is less than the minimum of 0"),
+    (lambda c: c.update(seed=[0]), "config: (top level): Additional properties are not allowed ('seed' was unexpected)"),
+    (lambda c: c["settings"]["svhn"].update(tuned={"lam": 0.1, "gamma": 0.009, "source": "grid-winner"}),
+     "config: settings.svhn.tuned.source: 'grid-winner' is not one of ['pinned', 'grid']"),
+    (lambda c: c["settings"]["cifar100"]["methods"].append("isaet"), "config: settings.cifar100.methods[2]: unknown method 'isaet'"),
+    (lambda c: c["settings"]["svhn"].pop("tuned"), "config: settings.svhn.tuned: required"),
+])
+def test_config_mistakes_name_the_key(tmp_path, mutate, message):
+    cfg = copy.deepcopy(paper_config())
+    mutate(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "--configfile", str(path))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert message in text, text[-3000:]

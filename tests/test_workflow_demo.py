@@ -1,0 +1,92 @@
+"""The demo configuration end to end: `snakemake --profile profiles/local --configfile config/demo.yaml`
+on the CPU, then a changed hyper-parameter replans exactly the runs it affects and their dependents.
+
+Takes a few minutes on two cores (`pytest -m slow`)."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_workflow_dag import job_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]
+
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+
+
+def snakemake(workdir, configfile, *args, timeout=1800):
+    env_bin = str(Path(sys.executable).parent)
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir),
+           "--profile", str(ROOT / "profiles" / "local"), "--workflow-profile", "none", "--cores", "2",
+           *args, "--configfile", str(configfile)]
+    import os
+
+    env = dict(os.environ, PATH=f"{env_bin}:{os.environ.get('PATH', '')}")
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    start = time.monotonic()
+    out = snakemake(workdir, ROOT / "config" / "demo.yaml")
+    wall = time.monotonic() - start
+    assert out.returncode == 0, out.stderr[-5000:]
+    print(f"demo: {wall:.0f} s wall")
+    return workdir, workdir / DEMO["results_dir"]
+
+
+def test_demo_produces_results_tables_figures_and_av_logs(demo):
+    _, results = demo
+    for name, setting in DEMO["settings"].items():
+        for method in setting["methods"]:
+            for evaluation in ("aa", "pgd"):
+                agg = json.loads((results / name / method / f"{evaluation}.json").read_text())
+                assert agg["n_seeds"] == len(setting.get("seeds", DEMO["seeds"]))
+                assert 0 <= agg["robust_accuracy"]["mean"] <= agg["clean_accuracy"]["mean"] <= 1
+            aa = json.loads((results / name / method / "aa.json").read_text())
+            assert aa["attack"] == "autoattack-standard" and aa["n_examples"] == DEMO["evaluation"]["autoattack"]["n_ex"]
+            for seed in setting.get("seeds", DEMO["seeds"]):
+                run = results / name / method / f"seed{seed}"
+                for f in ("summary.json", "best.pt", "last.pt", "metrics.jsonl", "av_log.h5", "config.yaml",
+                          "aa.json", "aa.per_sample.csv", "pgd.json", "pgd.per_sample.csv"):
+                    assert (run / f).is_file(), run / f
+    winner = json.loads((results / "digits" / "grid" / "winner.json").read_text())
+    assert len(winner["points"]) == 4 and (winner["lam"], winner["gamma"]) in {(p["lam"], p["gamma"]) for p in winner["points"]}
+    tuned = yaml.safe_load((results / "digits" / "iseat" / "tuned.yaml").read_text())
+    assert tuned["method"] == {"lam": [0.0, winner["lam"]], "gamma": winner["gamma"]}
+    resolved = yaml.safe_load((results / "digits" / "iseat" / "seed0" / "config.yaml").read_text())
+    assert resolved["method"]["gamma"] == winner["gamma"]
+    for name in ("tab2", "tab3", "tab4", "tab5", "tab6", "all_results"):
+        for ext in ("md", "csv", "tex"):
+            assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
+    assert "86.02 ± 0.36" in (results / "tables" / "tab2.md").read_text()  # the paper's ISEAT beside ours
+    for png in ("results_vs_paper", "training_digits", "training_digits_svhn", "grid_digits"):
+        assert (results / "figures" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
+    index = (results / "README.md").read_text()
+    assert "tables/tab2.md" in index and "figures/grid_digits.png" in index and "av_log.h5" in index
+    assert (results / "logs" / "train" / "digits" / "at" / "seed0.log").is_file()
+
+
+def test_changed_hyperparameter_reruns_only_what_it_affects(demo, tmp_path):
+    workdir, _ = demo
+    out = snakemake(workdir, ROOT / "config" / "demo.yaml", "-n")
+    assert out.returncode == 0 and "Nothing to be done" in out.stdout + out.stderr
+    cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    cfg["settings"]["digits_svhn"]["tuned"]["gamma"] = 0.02
+    changed = tmp_path / "demo_changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    out = snakemake(workdir, changed, "-n")
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts == {"train": 1, "evaluate": 2, "aggregate_seeds": 2, "tables": 1, "figure_results": 1,
+                      "figure_training": 1, "index": 1, "all": 1}, counts
+    assert "results/demo/digits_svhn/iseat/seed0" in out.stdout

@@ -1,0 +1,129 @@
+"""Aggregation: seeds into mean, std and per-seed values; the paper's tables (Markdown, CSV,
+LaTeX) with our numbers beside the paper's; figures; and the results index page."""
+
+
+rule aggregate_seeds:
+    input:
+        seed_results,
+    output:
+        result=f"{RESULTS}/{{setting}}/{{method}}/{{evaluation}}.json",
+    log:
+        f"{RESULTS}/logs/aggregate/{{setting}}/{{method}}/{{evaluation}}.log",
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        aggregated_results(),
+    output:
+        table_outputs(),
+    log:
+        f"{RESULTS}/logs/aggregate/tables.log",
+    params:
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
+        entries=result_entries(),
+        labels=label_args(),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate tables --out-dir {params.out_dir} {params.entries} {params.labels} > {log} 2>&1"
+
+
+rule figure_results:
+    input:
+        aggregated_results(),
+    output:
+        figure=f"{RESULTS}/figures/results_vs_paper.png",
+    log:
+        f"{RESULTS}/logs/aggregate/figure_results.log",
+    params:
+        entries=result_entries(),
+        labels=label_args(),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate figure-results --out {output.figure} {params.entries} {params.labels} > {log} 2>&1"
+
+
+rule figure_training:
+    input:
+        runs=training_runs,
+    output:
+        figure=f"{RESULTS}/figures/training_{{setting}}.png",
+    log:
+        f"{RESULTS}/logs/aggregate/figure_training_{{setting}}.log",
+    params:
+        runs=training_run_args,
+        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate figure-training --out {output.figure} --title {params.title} {params.runs} > {log} 2>&1"
+
+
+rule figure_grid:
+    input:
+        winner=f"{RESULTS}/{{setting}}/grid/winner.json",
+    output:
+        figure=f"{RESULTS}/figures/grid_{{setting}}.png",
+    log:
+        f"{RESULTS}/logs/aggregate/figure_grid_{{setting}}.log",
+    params:
+        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate figure-grid --winner {input.winner} --title {params.title} --out {output.figure} > {log} 2>&1"
+
+
+rule index:
+    input:
+        tables=table_outputs(),
+        figures=figure_outputs(),
+        results=aggregated_results(),
+        winners=grid_winners(),
+        extra=lambda wildcards: EXTRA_FINAL_OUTPUTS,
+    output:
+        index=f"{RESULTS}/README.md",
+    log:
+        f"{RESULTS}/logs/aggregate/index.log",
+    params:
+        labels=label_args(),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat aggregate index --out {output.index} --tables {input.tables} --figures {input.figures}"
+        " --results {input.results} --winners {input.winners} --extra {input.extra} {params.labels} > {log} 2>&1"

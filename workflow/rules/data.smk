@@ -1,0 +1,23 @@
+"""Fetch the data sets (CIFAR-10/100, SVHN, the 80M-TI pseudo-labels, the offline digits set),
+verified; each folder's manifest.json is written last and marks it complete."""
+
+
+rule fetch:
+    output:
+        manifest=f"{DATA}/{{dataset}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/fetch/{{dataset}}.log",
+    params:
+        root=lambda wildcards, output: Path(output.manifest).parent.parent,
+        source=lambda wildcards: fetch_args(wildcards.dataset),
+    threads: resource("light", "threads")
+    resources:
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+        slurm_partition=resource("light", "partition"),
+    wildcard_constraints:
+        dataset="digits|cifar10|cifar100|svhn|ti500k",
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat fetch {wildcards.dataset} --root {params.root} {params.source} > {log} 2>&1"

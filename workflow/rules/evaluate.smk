@@ -1,0 +1,25 @@
+"""Robustness of every run on the test set: standard AutoAttack (aa.json) and PGD (pgd.json),
+each with a per-sample CSV beside it."""
+
+
+rule evaluate:
+    input:
+        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+    output:
+        result=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.json",
+        per_sample=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.per_sample.csv",
+    log:
+        f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.log",
+    params:
+        checkpoint=evaluated_checkpoint,
+        attack=evaluation_args,
+    threads: resource("evaluate", "threads")
+    resources:
+        gpu=resource("evaluate", "gpu"),
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        slurm_partition=resource("evaluate", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} > {log} 2>&1"

@@ -1,0 +1,54 @@
+"""Adversarial training runs: full trainings from scratch (AT, AT-AWP, ISEAT, RST, ...; the
+base AT runs are among them) and the fine-tuned ablations of Tab. 4-6, which start from the
+base run of the same seed. A run folder holds config.yaml, best.pt, last.pt, metrics.jsonl,
+av_log.h5 and summary.json, written last; a killed job resumes when it runs again."""
+
+
+rule train:
+    input:
+        unpack(run_inputs),
+    output:
+        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+    log:
+        f"{RESULTS}/logs/train/{{setting}}/{{method}}/seed{{seed}}.log",
+    params:
+        run=lambda wildcards, output: Path(output.summary).parent,
+        config=run_config_arg,
+        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
+    threads: resource("train", "threads")
+    resources:
+        gpu=resource("train", "gpu"),
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        slurm_partition=resource("train", "partition"),
+    wildcard_constraints:
+        method=alternatives(method_names("scratch")),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        unpack(run_inputs),
+    output:
+        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+    log:
+        f"{RESULTS}/logs/finetune/{{setting}}/{{method}}/seed{{seed}}.log",
+    params:
+        run=lambda wildcards, output: Path(output.summary).parent,
+        config=run_config_arg,
+        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
+    threads: resource("finetune", "threads")
+    resources:
+        gpu=resource("finetune", "gpu"),
+        mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
+        slurm_partition=resource("finetune", "partition"),
+    wildcard_constraints:
+        method=alternatives(method_names("finetune")),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
