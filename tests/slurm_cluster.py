@@ -204,6 +204,34 @@ def wait_for_state(job_id: str, state: str, *, timeout: float = 180, poll: float
     raise AssertionError(f"job {job_id} not {state} after {timeout}s (squeue says {seen or 'nothing'})")
 
 
+def squeue_jobs() -> list[dict[str, str]]:
+    """Jobs the controller holds now (pending, running, just finished), as dicts with JobID, State, Comment
+    and WorkDir. Use it for running jobs: sacct fills in Comment and WorkDir only when a job ends."""
+    proc = _run(["squeue", "--all", "-h", "-o", "%i|%T|%k|%Z"])
+    assert proc.returncode == 0, f"squeue failed: {proc.stderr.strip()}"
+    keys = ("JobID", "State", "Comment", "WorkDir")
+    return [dict(zip(keys, line.split("|", 3), strict=True)) for line in proc.stdout.splitlines() if line]
+
+
+def rule_of(row: dict[str, str]) -> str:
+    """The Snakemake rule of a job the SLURM executor plugin submitted, from the comment it sets on it:
+    `rule_<name>` for a rule without wildcards, `rule_<name>_wildcards_<values>` otherwise."""
+    comment = row["Comment"]
+    assert comment.startswith("rule_"), f"job {row['JobID']} was not submitted by Snakemake (comment {comment!r})"
+    return comment[len("rule_") :].split("_wildcards_", 1)[0]
+
+
+def workflow_jobs(workdir: str | os.PathLike, since: dt.datetime | str) -> list[dict[str, str]]:
+    """The SLURM jobs that Snakemake submitted from `workdir` since `since`, oldest first, each row complete.
+
+    Call it once Snakemake has returned: every job is then final, and each row is read again until
+    slurmdbd has recorded all of it (see wait_for_job). A row's rule is `rule_of(row)`.
+    """
+    workdir = str(Path(workdir).resolve())
+    ids = [row["JobID"] for row in sacct_jobs(since=since) if row["WorkDir"] == workdir]
+    return [wait_for_job(job_id, timeout=60) for job_id in sorted(ids, key=int)]
+
+
 def run_snakemake_on_slurm(
     workdir: str | os.PathLike,
     targets: Sequence[str] = (),

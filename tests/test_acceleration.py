@@ -15,12 +15,7 @@ from iseat.models import SmallCNN
 ISEAT = MethodSchedule.from_config({"name": "iseat"}).at_stage(1, PGD(8 / 255, 2 / 255, 2))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_and_batches(dtype=torch.float64, n=2, batch=8):

@@ -20,12 +20,7 @@ from iseat.models import build_model
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "src/iseat/schemas/aa.schema.json").read_text())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def digits_config() -> dict:

@@ -13,12 +13,7 @@ SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=5, re
                       batch_size=8, chunk_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

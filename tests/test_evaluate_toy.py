@@ -18,12 +18,7 @@ from iseat.evaluation import EvaluationSpec, IndexedTensors, evaluate_model, par
 SCHEMA = Path(__file__).resolve().parents[1] / "src" / "iseat" / "schemas" / "aa.schema.json"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

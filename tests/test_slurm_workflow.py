@@ -1,0 +1,364 @@
+"""The demo DAG through the shipped `profiles/slurm` on a real single-node SLURM cluster.
+
+Nothing of the workflow, the config or the profile is changed: a run adds, on its command line,
+what a user of a cluster adds, i.e. a second config file (`--configfile config/demo.yaml site.yaml`)
+with the cluster's partition names, GPU counts and runtimes (the demo asks for no GPU), and the test's
+fast status polling. The DAG is cut to one setting, one method and one seed (`digits`, `at`, seed 0:
+fetch, train, AutoAttack and PGD evaluation, seed aggregation) by its targets, with AutoAttack on 5
+samples, and the training may use a GPU (`runtime.device: auto`; the demo pins the CPU) deterministically.
+
+What is checked, each on the cluster's own records (sacct) or the run's files:
+- heavy rules (train, evaluate) run as SLURM jobs, one each, in the `gpu` partition with one GPU;
+  light rules run on the submitting host (`light_local: true`, the shipped default) or, with
+  `light_local: false`, as jobs in the light partition without a GPU;
+- the outputs equal those of the same DAG run with `profiles/local`, file for file and value for value
+  (wall times and time stamps aside);
+- a job that fails is reported as failed, is retried as often as the profile's `retries` says, and
+  Snakemake then exits non-zero instead of hanging;
+- a training cancelled with `scancel` mid-run is resubmitted (the profile's `retries`) and resumes
+  from its saved state; its log names the resumed epoch;
+- the training falls back to the CPU when the job's GPU is not a real one, and says so in its log.
+
+About four minutes on two cores (the local and the SLURM demo run side by side).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_cluster import (  # noqa: F401  (slurm_cluster is a fixture)
+    REPO,
+    rule_of,
+    run_snakemake_on_slurm,
+    slurm_cluster,
+    squeue_jobs,
+    workflow_jobs,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+DEMO_CONFIG = REPO / "config" / "demo.yaml"
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+LOCAL_PROFILE = REPO / "profiles" / "local"
+PROFILE = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+RESULTS = yaml.safe_load(DEMO_CONFIG.read_text())["results_dir"]
+
+SETTING, METHOD, SEED = "digits", "at", 0
+RUN = f"{RESULTS}/{SETTING}/{METHOD}/seed{SEED}"
+TRAIN_LOG = f"{RESULTS}/logs/train/{SETTING}/{METHOD}/seed{SEED}.log"
+TARGETS = [f"{RESULTS}/{SETTING}/{METHOD}/aa.json", f"{RESULTS}/{SETTING}/{METHOD}/pgd.json"]
+HEAVY_RULES = {"train", "evaluate"}
+LIGHT_RULES = {"fetch", "aggregate_seeds"}
+GPU_PARTITION, LIGHT_PARTITION = "gpu", "cpu"
+
+# Keys whose values differ between two runs of the same computation: durations and time stamps, and the
+# checkpoint's hash (the checkpoint stores its epoch's metrics, epoch_seconds included).
+VOLATILE_KEYS = {"epoch_seconds", "wall_time_s", "created"}
+VOLATILE_PATHS = {("checkpoint", "sha256")}
+
+FALLBACK = re.compile(r"^device: cpu \(falling back: CUDA_VISIBLE_DEVICES=(\S+) but no usable CUDA device\)$", re.M)
+RESUMED = re.compile(r"^resuming from (\S+): epoch (\d+), batch (\d+)$", re.M)
+# Long enough for a cold cluster shared with other test sessions; a normal run takes a fraction of it.
+RUN_TIMEOUT_S = 600
+
+
+def site_config(path: Path, **extra) -> list[str]:
+    """Write what a user adds for their cluster to the demo config; return the `--configfile` arguments."""
+    heavy = {"gpu": 1, "partition": GPU_PARTITION, "runtime": 10}
+    config = {
+        "train": {"runtime": {"device": "auto", "deterministic": True}},
+        "evaluation": {"autoattack": {"n_ex": 5}},
+        "resources": {
+            "train": heavy,
+            "finetune": heavy,
+            "evaluate": heavy,
+            "light": {"partition": LIGHT_PARTITION, "runtime": 5},
+        },
+    }
+    for key, value in extra.items():
+        config[key] = {**config.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return ["--configfile", str(DEMO_CONFIG), str(path)]
+
+
+def run_snakemake_locally(workdir: Path, targets, extra_args, timeout=RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(SNAKEFILE),
+           "--profile", str(LOCAL_PROFILE), "--workflow-profile", "none", *extra_args]  # fmt: skip
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result, time.monotonic() - start
+
+
+def tail(proc: subprocess.CompletedProcess, n: int = 4000) -> str:
+    return f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-n:]}\n--- stderr ---\n{proc.stderr[-n:]}"
+
+
+def since_now() -> dt.datetime:
+    return dt.datetime.now() - dt.timedelta(seconds=5)
+
+
+# ----------------------------------------------------------------------------- comparing two runs
+
+
+def normalized(value, path=()):
+    """`value` without durations and time stamps, floats compared exactly (NaN equal to NaN)."""
+    if isinstance(value, dict):
+        return {k: normalized(v, (*path, k)) for k, v in value.items()
+                if k not in VOLATILE_KEYS and (*path[-1:], k) not in VOLATILE_PATHS}  # fmt: skip
+    if isinstance(value, (list, tuple)):
+        return [normalized(v, path) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return value
+
+
+def differences(a: Path, b: Path) -> list[str]:
+    """Where two results folders differ in structure or in deterministic values."""
+    files_a = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    if files_a != files_b:
+        return [f"file lists differ: only local {sorted(set(files_a) - set(files_b))}, "
+                f"only SLURM {sorted(set(files_b) - set(files_a))}"]  # fmt: skip
+    found = []
+    for name in files_a:
+        fa, fb = a / name, b / name
+        if name.endswith(".log"):
+            continue  # durations and the device line; what they must say is checked on its own
+        if name.endswith(".json"):
+            same = normalized(json.loads(fa.read_text())) == normalized(json.loads(fb.read_text()))
+        elif name.endswith(".jsonl"):
+            same = [normalized(json.loads(x)) for x in fa.read_text().splitlines()] == [
+                normalized(json.loads(x)) for x in fb.read_text().splitlines()
+            ]
+        elif name.endswith(".pt"):
+            same = same_checkpoint(fa, fb)
+        elif name.endswith(".h5"):
+            same = same_hdf5(fa, fb)
+        else:
+            same = fa.read_bytes() == fb.read_bytes()
+        if not same:
+            found.append(name)
+    return found
+
+
+def same_checkpoint(a: Path, b: Path) -> bool:
+    import torch
+
+    def equal(x, y, path=()):
+        if isinstance(x, torch.Tensor):
+            return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+        if isinstance(x, dict):
+            keys = {k for k in x if k not in VOLATILE_KEYS}
+            return isinstance(y, dict) and keys == {k for k in y if k not in VOLATILE_KEYS} and all(
+                equal(x[k], y[k], (*path, k)) for k in keys
+            )
+        if isinstance(x, (list, tuple)):
+            return isinstance(y, (list, tuple)) and len(x) == len(y) and all(map(equal, x, y))
+        return normalized(x) == normalized(y)
+
+    return equal(torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False))
+
+
+def same_hdf5(a: Path, b: Path) -> bool:
+    import h5py
+    import numpy as np
+
+    def items(f):
+        found = {}
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()] if isinstance(obj, h5py.Dataset) else None))
+        return found
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        da, db = items(fa), items(fb)
+        return (dict(fa.attrs) == dict(fb.attrs) and da.keys() == db.keys()
+                and all(np.array_equal(da[k], db[k], equal_nan=True) for k in da if da[k] is not None))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the demo, locally and on SLURM
+
+
+@pytest.fixture(scope="module")
+def demo_runs(slurm_cluster, tmp_path_factory):  # noqa: F811
+    """The reduced demo DAG run with profiles/local and with profiles/slurm, side by side."""
+    assert {GPU_PARTITION, LIGHT_PARTITION} <= set(slurm_cluster.partitions), slurm_cluster
+    local_dir, slurm_dir = tmp_path_factory.mktemp("demo-local"), tmp_path_factory.mktemp("demo-slurm")
+    local_args, slurm_args = site_config(local_dir / "site.yaml"), site_config(slurm_dir / "site.yaml")
+    since = since_now()
+    with ThreadPoolExecutor(2) as pool:
+        local = pool.submit(timed, run_snakemake_locally, local_dir, TARGETS, local_args)
+        slurm = pool.submit(timed, run_snakemake_on_slurm, slurm_dir, TARGETS, slurm_args, timeout=RUN_TIMEOUT_S)
+        (local_proc, local_s), (slurm_proc, slurm_s) = local.result(), slurm.result()
+    print(f"demo DAG: local profile {local_s:.0f} s, SLURM profile {slurm_s:.0f} s (side by side)")
+    assert local_proc.returncode == 0, f"local profile:\n{tail(local_proc)}"
+    assert slurm_proc.returncode == 0, f"SLURM profile:\n{tail(slurm_proc)}"
+    return {"local": local_dir, "slurm": slurm_dir, "proc": slurm_proc, "jobs": workflow_jobs(slurm_dir, since)}
+
+
+def test_heavy_rules_are_one_gpu_job_each_light_rules_run_on_the_submitting_host(demo_runs):
+    jobs = demo_runs["jobs"]
+    by_rule = {}
+    for row in jobs:
+        by_rule.setdefault(rule_of(row), []).append(row)
+
+    # train once, evaluate once per evaluation (aa, pgd): each its own job, none retried
+    assert {rule: len(rows) for rule, rows in by_rule.items()} == {"train": 1, "evaluate": 2}, jobs
+    for row in jobs:
+        assert (row["Partition"], row["State"], row["ExitCode"]) == (GPU_PARTITION, "COMPLETED", "0:0"), row
+        assert "gres/gpu=1" in row["AllocTRES"].split(","), row
+    assert len({row["JobID"] for row in jobs}) == len(jobs)
+    # light rules (light_local: true): Snakemake ran them itself, so they never reached the cluster
+    log = demo_runs["proc"].stdout + demo_runs["proc"].stderr
+    for rule in LIGHT_RULES:
+        assert f"localrule {rule}:" in log, f"{rule} did not run on the submitting host"
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert sorted(submitted, key=int) == [row["JobID"] for row in jobs]
+    assert list((demo_runs["slurm"] / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))  # kept
+
+
+def test_slurm_outputs_equal_the_local_profiles(demo_runs):
+    local, slurm = demo_runs["local"] / RESULTS, demo_runs["slurm"] / RESULTS
+
+    assert differences(local, slurm) == []
+    # the comparison saw the results it is about
+    for run in (local, slurm):
+        for evaluation in ("aa", "pgd"):
+            assert json.loads((run / SETTING / METHOD / f"{evaluation}.json").read_text())["n_seeds"] == 1
+    aa_local, aa_slurm = (json.loads((d / RUN / "aa.json").read_text()) for d in (demo_runs["local"], demo_runs["slurm"]))
+    assert aa_local["n_examples"] == 5
+    for key in ("clean_accuracy", "robust_accuracy", "n_robust", "n_clean_correct"):
+        assert aa_local[key] == aa_slurm[key], key
+
+
+def test_training_falls_back_to_the_cpu_on_a_fake_gpu_and_says_so(demo_runs):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a real GPU: the cluster's GPUs may be real ones")
+    log = (demo_runs["slurm"] / TRAIN_LOG).read_text()
+
+    fallback = FALLBACK.search(log)
+    assert fallback, f"no CPU fallback line in the SLURM training log:\n{log}"
+    assert fallback.group(1) not in ("", "NoDevFiles")  # SLURM gave the job a GPU
+    summary = json.loads((demo_runs["slurm"] / RUN / "summary.json").read_text())
+    assert summary["provenance"]["device"].startswith("cpu")
+    assert "device: cpu (falling back: no CUDA device)" in (demo_runs["local"] / TRAIN_LOG).read_text()
+
+
+# ----------------------------------------------------------------------------- a failing job
+
+
+@pytest.fixture(scope="module")
+def failing_run(slurm_cluster, tmp_path_factory):  # noqa: F811
+    """The demo DAG with a training that cannot start: it points at a fine-tuning checkpoint that does not
+    exist (the workflow's schema takes any path; `iseat train` refuses it). Light rules as cluster jobs."""
+    workdir = tmp_path_factory.mktemp("failing")
+    missing = workdir / "no-such-run" / "best.pt"
+    args = site_config(workdir / "site.yaml", train={"training": {"finetune_from": str(missing)}},
+                       resources={"light_local": False})  # fmt: skip
+    since = since_now()
+    try:
+        proc, seconds = timed(run_snakemake_on_slurm, workdir, TARGETS, args, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"snakemake did not end within {RUN_TIMEOUT_S} s after a failing job:\n{hung.stderr[-3000:]}")
+    print(f"failing DAG: {seconds:.0f} s")
+    return {"dir": workdir, "proc": proc, "jobs": workflow_jobs(workdir, since), "missing": missing}
+
+
+def test_failing_job_is_reported_failed_retried_per_profile_and_snakemake_exits_nonzero(failing_run):
+    proc, jobs = failing_run["proc"], failing_run["jobs"]
+    trains = [row for row in jobs if rule_of(row) == "train"]
+
+    assert proc.returncode != 0, tail(proc)
+    assert len(trains) == 1 + PROFILE["retries"], [(row["JobID"], row["State"]) for row in trains]
+    for row in trains:
+        assert (row["Partition"], row["State"]) == (GPU_PARTITION, "FAILED"), row
+        assert row["ExitCode"] != "0:0", row
+        assert f"SLURM-job '{row['JobID']}' failed, SLURM status is: 'FAILED'" in proc.stderr
+    assert "Error in rule train" in proc.stderr
+    # show-failed-logs: the reason is in Snakemake's own output
+    assert f"training.finetune_from: {failing_run['missing']} does not exist" in proc.stderr
+    # nothing downstream of the failed training ran
+    assert {rule_of(row) for row in jobs} == {"fetch", "train"}
+    assert not (failing_run["dir"] / RUN / "summary.json").exists()
+
+
+def test_light_rules_not_kept_local_are_cpu_jobs_without_gpu(failing_run):
+    fetches = [row for row in failing_run["jobs"] if rule_of(row) == "fetch"]
+
+    assert len(fetches) == 1, failing_run["jobs"]
+    row = fetches[0]
+    assert (row["Partition"], row["State"], row["ExitCode"]) == (LIGHT_PARTITION, "COMPLETED", "0:0"), row
+    assert not any(tres.startswith("gres/gpu") for tres in row["AllocTRES"].split(",")), row
+
+
+# ----------------------------------------------------------------------------- a cancelled training
+
+
+def wait_for(condition, what: str, timeout: float, poll: float = 0.25, give_up=lambda: None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        reason = give_up()
+        if reason:
+            raise AssertionError(f"{what}: {reason}")
+        time.sleep(poll)
+    raise AssertionError(f"{what}: not after {timeout} s")
+
+
+def test_cancelled_training_resumes_from_its_checkpoint_in_the_resubmitted_job(slurm_cluster, tmp_path):  # noqa: F811
+    args = site_config(tmp_path / "site.yaml")
+    run, summary = tmp_path / RUN, f"{RUN}/summary.json"
+    since = since_now()
+    with ThreadPoolExecutor(1) as pool:
+        snakemake = pool.submit(timed, run_snakemake_on_slurm, tmp_path, [summary], args, timeout=RUN_TIMEOUT_S)
+        ended = lambda: snakemake.done() and f"snakemake ended early: {tail(snakemake.result()[0])}"  # noqa: E731
+
+        # the first epoch is done and saved: the job is mid-run, with something to resume from
+        wait_for(lambda: (run / "state.pt").exists() and (run / "metrics.jsonl").exists(),
+                 "the training's first epoch", RUN_TIMEOUT_S, give_up=ended)  # fmt: skip
+
+        def running_train():
+            return [row["JobID"] for row in squeue_jobs()
+                    if row["WorkDir"] == str(tmp_path) and row["State"] == "RUNNING" and rule_of(row) == "train"]  # fmt: skip
+
+        (job,) = wait_for(running_train, "the running training job", 60, poll=0.2, give_up=ended)
+        assert not (run / "summary.json").exists(), "the training finished before it could be cancelled"
+        subprocess.run(["scancel", job], check=True)  # SIGTERM to the job's processes, SIGKILL after KillWait
+        proc, seconds = snakemake.result()
+    print(f"cancelled and resumed training: {seconds:.0f} s")
+
+    assert proc.returncode == 0, tail(proc)
+    trains = [row for row in workflow_jobs(tmp_path, since) if rule_of(row) == "train"]
+    states = [row["State"].split()[0] for row in trains]
+    assert [row["JobID"] for row in trains][0] == job
+    assert states == ["CANCELLED", "COMPLETED"], trains  # resubmitted once, by the profile's retries
+    assert all(row["Partition"] == GPU_PARTITION and "gres/gpu=1" in row["AllocTRES"].split(",") for row in trains)
+    log = (tmp_path / TRAIN_LOG).read_text()  # the resubmitted job's
+    resumed = RESUMED.search(log)
+    assert resumed, f"the resubmitted training did not resume:\n{log}"
+    assert resumed.group(1) == f"{RUN}/state.pt"
+    assert int(resumed.group(2)) >= 1, f"resumed before the first saved epoch:\n{log}"  # epochs count from 0
+    assert not re.search(r"^epoch 1:", log, re.M), f"the resubmitted job trained epoch 1 again:\n{log}"
+    assert re.search(r"^epoch 2:", log, re.M), log
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1]  # each epoch once: the run continued, it did not start over
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
