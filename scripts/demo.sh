@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
 start=$(date +%s)
-snakemake --profile profiles/local --workflow-profile none --configfile config/demo.yaml "$@" all
+snakemake "$@" --profile profiles/local --workflow-profile none --configfile config/demo.yaml
 echo "demo finished in $(( $(date +%s) - start )) s; open results/demo/README.md"

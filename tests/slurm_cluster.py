@@ -249,6 +249,20 @@ def run_snakemake_on_slurm(
     `timeout` (it hangs, for instance, when sacct fails), it and its SLURM jobs are ended and
     subprocess.TimeoutExpired is raised.
     """
+    proc = start_snakemake_on_slurm(workdir, targets, extra_args, profile=profile, snakefile=snakefile)
+    return finish_snakemake(proc, timeout=timeout)
+
+
+def start_snakemake_on_slurm(
+    workdir: str | os.PathLike,
+    targets: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+    *,
+    profile: str | os.PathLike = REPO / "profiles" / "slurm",
+    snakefile: str | os.PathLike = REPO / "workflow" / "Snakefile",
+) -> subprocess.Popen:
+    """Start what run_snakemake_on_slurm runs and return at once, for a test that acts on the cluster while
+    Snakemake runs (scancel a job, ...). Collect it with finish_snakemake or interrupt_snakemake."""
     workdir = Path(workdir)
     cmd = [
         sys.executable, "-m", "snakemake", *targets,
@@ -265,14 +279,29 @@ def run_snakemake_on_slurm(
     proc = subprocess.Popen(
         cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
+    proc.workdir, proc.started = workdir, started  # for finish_snakemake's clean-up
+    return proc
+
+
+def finish_snakemake(proc: subprocess.Popen, *, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Wait for a snakemake started by start_snakemake_on_slurm and return the finished process. Should it
+    outlive `timeout`, it and its SLURM jobs are ended and subprocess.TimeoutExpired is raised."""
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # SIGTERM does not end a snakemake stuck polling
         stdout, stderr = proc.communicate()
-        _cancel_jobs_in(workdir, since=started)
-        raise subprocess.TimeoutExpired(cmd, timeout, output=stdout, stderr=stderr) from None
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+        _cancel_jobs_in(proc.workdir, since=proc.started)
+        raise subprocess.TimeoutExpired(proc.args, timeout, output=stdout, stderr=stderr) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def interrupt_snakemake(proc: subprocess.Popen, *, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Stop a snakemake started by start_snakemake_on_slurm as Ctrl-C does (SIGINT: it cancels its SLURM jobs
+    and exits), and return the finished process; past `timeout` it is killed as in finish_snakemake."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    return finish_snakemake(proc, timeout=timeout)
 
 
 def _cancel_jobs_in(workdir: Path, since: dt.datetime) -> None:
