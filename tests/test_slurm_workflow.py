@@ -195,13 +195,46 @@ def same_hdf5(a: Path, b: Path) -> bool:
                 and all(np.array_equal(da[k], db[k], equal_nan=True) for k in da if da[k] is not None))  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- the demo, locally and on SLURM
+# ----------------------------------------------------------------------------- the runs, side by side
+
+# Most of a run's time is spent waiting for the plugin's next status check (its interval grows by 10 s per
+# check that finds no job finished, and a failed job does not reset it: a job failing 1 + retries times
+# takes about five minutes), so the module's three runs start together, each as soon as a test needs it.
+SCENARIOS = {"failing_run": "failing_scenario", "demo_runs": "demo_scenario", "cancelled_run": "cancelled_scenario"}
 
 
 @pytest.fixture(scope="module")
-def demo_runs(slurm_cluster, tmp_path_factory):  # noqa: F811
-    """The reduced demo DAG run with profiles/local and with profiles/slurm, side by side."""
+def scenarios(request, slurm_cluster, tmp_path_factory):  # noqa: F811
+    """Start the runs the selected tests need, side by side; {fixture name: future of its result}."""
     assert {GPU_PARTITION, LIGHT_PARTITION} <= set(slurm_cluster.partitions), slurm_cluster
+    tests = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    needed = [name for name in SCENARIOS if any(name in item.fixturenames for item in tests)]
+    with ThreadPoolExecutor(len(needed) or 1) as pool:
+        yield {name: pool.submit(globals()[SCENARIOS[name]], tmp_path_factory) for name in needed}
+
+
+@pytest.fixture(scope="module")
+def demo_runs(scenarios):
+    return scenarios["demo_runs"].result()
+
+
+@pytest.fixture(scope="module")
+def failing_run(scenarios):
+    return scenarios["failing_run"].result()
+
+
+@pytest.fixture(scope="module")
+def cancelled_run(scenarios):
+    return scenarios["cancelled_run"].result()
+
+
+# ----------------------------------------------------------------------------- the demo, locally and on SLURM
+
+
+
+
+def demo_scenario(tmp_path_factory) -> dict:
+    """The reduced demo DAG run with profiles/local and with profiles/slurm, side by side."""
     local_dir, slurm_dir = tmp_path_factory.mktemp("demo-local"), tmp_path_factory.mktemp("demo-slurm")
     local_args, slurm_args = site_config(local_dir / "site.yaml"), site_config(slurm_dir / "site.yaml")
     since = since_now()
@@ -209,7 +242,7 @@ def demo_runs(slurm_cluster, tmp_path_factory):  # noqa: F811
         local = pool.submit(timed, run_snakemake_locally, local_dir, TARGETS, local_args)
         slurm = pool.submit(timed, run_snakemake_on_slurm, slurm_dir, TARGETS, slurm_args, timeout=RUN_TIMEOUT_S)
         (local_proc, local_s), (slurm_proc, slurm_s) = local.result(), slurm.result()
-    print(f"demo DAG: local profile {local_s:.0f} s, SLURM profile {slurm_s:.0f} s (side by side)")
+    print(f"\ndemo DAG: local profile {local_s:.0f} s, SLURM profile {slurm_s:.0f} s")
     assert local_proc.returncode == 0, f"local profile:\n{tail(local_proc)}"
     assert slurm_proc.returncode == 0, f"SLURM profile:\n{tail(slurm_proc)}"
     return {"local": local_dir, "slurm": slurm_dir, "proc": slurm_proc, "jobs": workflow_jobs(slurm_dir, since)}
@@ -268,8 +301,7 @@ def test_training_falls_back_to_the_cpu_on_a_fake_gpu_and_says_so(demo_runs):
 # ----------------------------------------------------------------------------- a failing job
 
 
-@pytest.fixture(scope="module")
-def failing_run(slurm_cluster, tmp_path_factory):  # noqa: F811
+def failing_scenario(tmp_path_factory) -> dict:
     """The demo DAG with a training that cannot start: it points at a fine-tuning checkpoint that does not
     exist (the workflow's schema takes any path; `iseat train` refuses it). Light rules as cluster jobs."""
     workdir = tmp_path_factory.mktemp("failing")
@@ -280,8 +312,9 @@ def failing_run(slurm_cluster, tmp_path_factory):  # noqa: F811
     try:
         proc, seconds = timed(run_snakemake_on_slurm, workdir, TARGETS, args, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as hung:
-        pytest.fail(f"snakemake did not end within {RUN_TIMEOUT_S} s after a failing job:\n{hung.stderr[-3000:]}")
-    print(f"failing DAG: {seconds:.0f} s")
+        raise AssertionError(f"snakemake hung after a failing job (killed after {RUN_TIMEOUT_S} s):\n"
+                             f"{hung.stderr[-3000:]}") from None  # fmt: skip
+    print(f"\nfailing DAG: {seconds:.0f} s")
     return {"dir": workdir, "proc": proc, "jobs": workflow_jobs(workdir, since), "missing": missing}
 
 
@@ -341,8 +374,7 @@ def train_jobs_in_queue(workdir: Path, state: str | None = None) -> list[str]:
 NOTICE_S = 60
 
 
-@pytest.fixture(scope="module")
-def cancelled_run(slurm_cluster, tmp_path_factory):  # noqa: F811
+def cancelled_scenario(tmp_path_factory) -> dict:
     """Train `digits/at/seed0` on SLURM and `scancel` the job once the first epoch is saved. Snakemake should
     notice and resubmit it (the profile's retries); where it does not within NOTICE_S, it is stopped as a
     user stops it (Ctrl-C) and run again, which submits the training anew."""
@@ -372,7 +404,7 @@ def cancelled_run(slurm_cluster, tmp_path_factory):  # noqa: F811
     else:
         procs = [interrupt_snakemake(proc) if proc.poll() is None else finish_snakemake(proc)]
         procs.append(run_snakemake_on_slurm(workdir, [target], args, timeout=RUN_TIMEOUT_S))
-    print(f"cancelled training: {time.monotonic() - start:.0f} s, "
+    print(f"\ncancelled training: {time.monotonic() - start:.0f} s, "
           f"{'resubmitted by snakemake' if resubmitted else 'snakemake interrupted and run again'}")  # fmt: skip
     return {"dir": workdir, "job": job, "resubmitted": resubmitted, "procs": procs,
             "jobs": workflow_jobs(workdir, since)}  # fmt: skip
