@@ -197,9 +197,10 @@ def same_hdf5(a: Path, b: Path) -> bool:
 
 # ----------------------------------------------------------------------------- the runs, side by side
 
-# Most of a run's time is spent waiting for the plugin's next status check (its interval grows by 10 s per
-# check that finds no job finished, and a failed job does not reset it: a job failing 1 + retries times
-# takes about five minutes), so the module's three runs start together, each as soon as a test needs it.
+# Most of a run's time is spent waiting for the plugin's next status check: its interval grows by 10 s per
+# check that finds no job finished, and a failed job does not reset it, so a job failing 1 + retries times
+# keeps Snakemake busy for about five minutes while using the cluster for half a minute. That run goes
+# beside the other two, which follow each other (the node has 2 CPUs; a training needs one).
 SCENARIOS = {"failing_run": "failing_scenario", "demo_runs": "demo_scenario", "cancelled_run": "cancelled_scenario"}
 
 
@@ -209,7 +210,7 @@ def scenarios(request, slurm_cluster, tmp_path_factory):  # noqa: F811
     assert {GPU_PARTITION, LIGHT_PARTITION} <= set(slurm_cluster.partitions), slurm_cluster
     tests = [item for item in request.session.items if getattr(item, "module", None) is request.module]
     needed = [name for name in SCENARIOS if any(name in item.fixturenames for item in tests)]
-    with ThreadPoolExecutor(len(needed) or 1) as pool:
+    with ThreadPoolExecutor(2) as pool:  # first come, first served: failing | demo, then cancelled
         yield {name: pool.submit(globals()[SCENARIOS[name]], tmp_path_factory) for name in needed}
 
 
@@ -303,11 +304,10 @@ def test_training_falls_back_to_the_cpu_on_a_fake_gpu_and_says_so(demo_runs):
 
 def failing_scenario(tmp_path_factory) -> dict:
     """The demo DAG with a training that cannot start: it points at a fine-tuning checkpoint that does not
-    exist (the workflow's schema takes any path; `iseat train` refuses it). Light rules as cluster jobs."""
+    exist (the workflow's schema takes any path; `iseat train` refuses it)."""
     workdir = tmp_path_factory.mktemp("failing")
     missing = workdir / "no-such-run" / "best.pt"
-    args = site_config(workdir / "site.yaml", train={"training": {"finetune_from": str(missing)}},
-                       resources={"light_local": False})  # fmt: skip
+    args = site_config(workdir / "site.yaml", train={"training": {"finetune_from": str(missing)}})
     since = since_now()
     try:
         proc, seconds = timed(run_snakemake_on_slurm, workdir, TARGETS, args, timeout=RUN_TIMEOUT_S)
@@ -332,17 +332,8 @@ def test_failing_job_is_reported_failed_retried_per_profile_and_snakemake_exits_
     # show-failed-logs: the reason is in Snakemake's own output
     assert f"training.finetune_from: {failing_run['missing']} does not exist" in proc.stderr
     # nothing downstream of the failed training ran
-    assert {rule_of(row) for row in jobs} == {"fetch", "train"}
+    assert {rule_of(row) for row in jobs} == {"train"}
     assert not (failing_run["dir"] / RUN / "summary.json").exists()
-
-
-def test_light_rules_not_kept_local_are_cpu_jobs_without_gpu(failing_run):
-    fetches = [row for row in failing_run["jobs"] if rule_of(row) == "fetch"]
-
-    assert len(fetches) == 1, failing_run["jobs"]
-    row = fetches[0]
-    assert (row["Partition"], row["State"], row["ExitCode"]) == (LIGHT_PARTITION, "COMPLETED", "0:0"), row
-    assert not any(tres.startswith("gres/gpu") for tres in row["AllocTRES"].split(",")), row
 
 
 # ----------------------------------------------------------------------------- a cancelled training
@@ -377,9 +368,10 @@ NOTICE_S = 60
 def cancelled_scenario(tmp_path_factory) -> dict:
     """Train `digits/at/seed0` on SLURM and `scancel` the job once the first epoch is saved. Snakemake should
     notice and resubmit it (the profile's retries); where it does not within NOTICE_S, it is stopped as a
-    user stops it (Ctrl-C) and run again, which submits the training anew."""
+    user stops it (Ctrl-C) and run again, which submits the training anew. Light rules as cluster jobs."""
     workdir = tmp_path_factory.mktemp("cancelled")
-    args, target, run = site_config(workdir / "site.yaml"), f"{RUN}/summary.json", workdir / RUN
+    args = site_config(workdir / "site.yaml", resources={"light_local": False})
+    target, run = f"{RUN}/summary.json", workdir / RUN
     since, start = since_now(), time.monotonic()
     proc = start_snakemake_on_slurm(workdir, [target], args)
     try:
@@ -444,3 +436,12 @@ def test_snakemake_notices_a_cancelled_job_and_submits_it_again(cancelled_run):
         + tail(cancelled_run["procs"][0], 1500)
     )
     assert len(cancelled_run["procs"]) == 1
+
+
+def test_light_rules_not_kept_local_are_cpu_jobs_without_gpu(cancelled_run):
+    fetches = [row for row in cancelled_run["jobs"] if rule_of(row) == "fetch"]
+
+    assert len(fetches) == 1, cancelled_run["jobs"]
+    row = fetches[0]
+    assert (row["Partition"], row["State"], row["ExitCode"]) == (LIGHT_PARTITION, "COMPLETED", "0:0"), row
+    assert not any(tres.startswith("gres/gpu") for tres in row["AllocTRES"].split(",")), row
