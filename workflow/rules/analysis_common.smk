@@ -97,7 +97,7 @@ def analysis_options(section):
     """`--key value` options of `iseat analyse` from a config section (lists as several values)."""
     skip = {"runs", "split", "n", "clip", "pick"}
     args = []
-    for key, value in ANALYSIS[section].items():
+    for key, value in sorted(ANALYSIS[section].items()):  # sorted: key order must not trigger reruns
         if key in skip or value is None:
             continue
         values = value if isinstance(value, list) else [value]
