@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up, start a real single-node SLURM cluster where possible (root + apt), run the whole test suite.
+# With no arguments, the SLURM tests (mostly waiting on the cluster's job polling) run in a second pytest
+# session beside the others; their report follows the main one. With arguments, one plain pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,5 +14,28 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${ISEAT_SKIP_SLURM:
         export ISEAT_SKIP_SLURM=1
     fi
 fi
-trap '[ $started_slurm = 1 ] && bash tests/slurm/stop-cluster.sh >/dev/null 2>&1 || true' EXIT
-.venv/bin/python -m pytest -ra "$@"
+slurm_report=$(mktemp)
+trap '[ $started_slurm = 1 ] && bash tests/slurm/stop-cluster.sh >/dev/null 2>&1; rm -f "$slurm_report"' EXIT
+
+pytest=(.venv/bin/python -m pytest -ra --durations=10)
+if [ $# -gt 0 ] || [ $started_slurm = 0 ]; then
+    "${pytest[@]}" "$@"
+    exit
+fi
+
+echo "SLURM tests: running beside the others; their report follows"
+"${pytest[@]}" -m slurm -p no:cacheprovider >"$slurm_report" 2>&1 &
+slurm_pid=$!
+status=0
+"${pytest[@]}" -m "not slurm" || status=$?
+slurm_status=0
+wait $slurm_pid || slurm_status=$?
+echo
+echo "================================ SLURM tests ================================="
+cat "$slurm_report"
+# pytest exit 5 means no tests were collected: only a failure of either session fails the suite
+for s in $status $slurm_status; do
+    if [ "$s" != 0 ] && [ "$s" != 5 ]; then
+        exit "$s"
+    fi
+done

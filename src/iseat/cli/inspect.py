@@ -91,12 +91,18 @@ def trajectory_table(log: AVLog, index: int, epochs: np.ndarray) -> dict:
     return table
 
 
-def show_summary(log: AVLog, args) -> int:
-    table = summary_table(log)
+def emit(table: dict, args, title: str | None = None) -> int:
+    """Print `table` (under `title`) and, with --csv, write it there too."""
     if args.csv:
         write_table_csv(args.csv, table)
+    if title:
+        print(title)
     print(format_table(table))
     return 0
+
+
+def show_summary(log: AVLog, args) -> int:
+    return emit(summary_table(log), args)
 
 
 def show_top(log: AVLog, args) -> int:
@@ -104,23 +110,13 @@ def show_top(log: AVLog, args) -> int:
         raise UserError(f"-k must be at least 1, got {args.k}")
     epoch = resolve_epoch(log.epochs, args.epoch, log.path)
     table = top_table(log, epoch, args.k, args.least)
-    if args.csv:
-        write_table_csv(args.csv, table)
-    print(f"{'least' if args.least else 'most'} vulnerable samples at epoch {epoch}")
-    print(format_table(table))
-    return 0
+    return emit(table, args, f"{'least' if args.least else 'most'} vulnerable samples at epoch {epoch}")
 
 
 def show_trajectory(log: AVLog, args) -> int:
-    epochs = log.epochs
     if args.index not in log.indices:
         raise UserError(f"dataset index {args.index} is not in {log.path}")
-    table = trajectory_table(log, args.index, epochs)
-    if args.csv:
-        write_table_csv(args.csv, table)
-    print(f"sample {args.index}")
-    print(format_table(table))
-    return 0
+    return emit(trajectory_table(log, args.index, log.epochs), args, f"sample {args.index}")
 
 
 def export(log: AVLog, args) -> int:
