@@ -237,9 +237,8 @@ def run_snakemake_on_slurm(
     targets: Sequence[str] = (),
     extra_args: Sequence[str] = (),
     *,
-    profile: str | os.PathLike = REPO / "profiles" / "slurm",
-    snakefile: str | os.PathLike = REPO / "workflow" / "Snakefile",
     timeout: float = 1800,
+    **start_options,
 ) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir` with the SLURM profile, polling job status fast; return the finished process.
 
@@ -247,9 +246,9 @@ def run_snakemake_on_slurm(
     plus FAST_POLLING_ARGS and `extra_args` (later options win over the profile's). The caller asserts on
     returncode/stdout/stderr, and on `sacct_jobs(since=...)` for what ran where. Should snakemake outlive
     `timeout` (it hangs, for instance, when sacct fails), it and its SLURM jobs are ended and
-    subprocess.TimeoutExpired is raised.
+    subprocess.TimeoutExpired is raised. `start_options` (profile, snakefile) go to start_snakemake_on_slurm.
     """
-    proc = start_snakemake_on_slurm(workdir, targets, extra_args, profile=profile, snakefile=snakefile)
+    proc = start_snakemake_on_slurm(workdir, targets, extra_args, **start_options)
     return finish_snakemake(proc, timeout=timeout)
 
 

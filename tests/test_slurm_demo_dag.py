@@ -44,7 +44,6 @@ from slurm_cluster import (  # noqa: F401  (slurm_cluster is a fixture)
     interrupt_snakemake,
     rule_of,
     run_snakemake_on_slurm,
-    sacct_jobs,
     slurm_cluster,
     squeue_jobs,
     start_snakemake_on_slurm,

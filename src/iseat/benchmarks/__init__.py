@@ -1,1 +1,18 @@
 """Benchmarks of the pipeline's parts (loader throughput against the training step's consumption, ...)."""
+
+
+def report(result: dict, text: str, out: str | None, *, markdown: bool = False) -> int:
+    """Print a benchmark's `text`; with `out`, write `result` there as JSON (and `text` beside it as .md)."""
+    print(text)
+    if out:
+        from pathlib import Path
+
+        from ..io import write_json_atomic, write_text_atomic
+
+        written = [out]
+        write_json_atomic(out, result)
+        if markdown:
+            written.append(str(Path(out).with_suffix(".md")))
+            write_text_atomic(written[-1], text + "\n")
+        print(f"wrote {' and '.join(written)}")
+    return 0

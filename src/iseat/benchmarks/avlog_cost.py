@@ -26,6 +26,7 @@ import torch
 from .. import acceleration
 from ..avlog import AVLogWriter, EpochBuffer
 from ..method import StepResult
+from . import report
 from .step_timing import TAB4_METHODS, build_setups, resolve_device, synchronize
 
 
@@ -132,13 +133,7 @@ def run(args) -> int:
     runtime = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
     result = avlog_cost(args.model, args.batch_size, args.samples, args.method, args.device, runtime, args.repeats,
                         args.warmup, epochs=args.epochs, threads=args.threads, seed=args.seed)
-    print(format_report(result))
-    if args.out:
-        from ..io import write_json_atomic
-
-        write_json_atomic(args.out, result)
-        print(f"wrote {args.out}")
-    return 0
+    return report(result, format_report(result), args.out)
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,7 @@ from ..attack import PGD
 from ..method import MethodSchedule, training_step
 from ..models import build_model
 from ..reference_step import reference_training_step
+from . import report
 
 # Tab. 4 rows: label -> (preset, overrides). Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {
@@ -365,17 +366,7 @@ def run(args) -> int:
     result = step_timing(args.model, args.batch_size, args.repeats, args.warmup, args.device, runtime,
                          args.straightforward, args.methods, args.seed, args.steps, args.threads, not args.no_memory,
                          not args.no_flops)
-    table = format_table(result)
-    print(table)
-    if args.out:
-        from pathlib import Path
-
-        from ..io import write_json_atomic, write_text_atomic
-
-        write_json_atomic(args.out, result)
-        write_text_atomic(Path(args.out).with_suffix(".md"), table + "\n")
-        print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
-    return 0
+    return report(result, format_table(result), args.out, markdown=True)
 
 
 def main(argv=None) -> int:
