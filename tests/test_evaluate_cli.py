@@ -155,7 +155,7 @@ BAD_INPUTS = {
     "step size in pixels": (lambda t, c: ckpt(t, c) + ["--pgd-step-size", "2"], "looks like pixels"),
     "two AutoAttack protocols": (lambda t, c: ckpt(t, c) + ["--attack", "autoattack", "autoattack-paper-protocol"],
                                  "choose one AutoAttack protocol"),
-    "unknown attack": (lambda t, c: ckpt(t, c) + ["--attack", "cw"], "'cw' is unknown"),
+    "unknown attack": (lambda t, c: ckpt(t, c) + ["--attack", "deepfool"], "'deepfool' is unknown"),
     "none with attacks": (lambda t, c: ckpt(t, c) + ["--attack", "none", "pgd"], "cannot be combined"),
     "too many samples": (lambda t, c: ckpt(t, c) + ["--n-ex", "301"], "more than the 300 test samples"),
     "restarts without random start": (lambda t, c: ckpt(t, c) + ["--pgd-restarts", "3"], "--pgd-random-start"),

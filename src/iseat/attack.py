@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class PGD:
-    """l-inf projected gradient ascent on the mean cross-entropy.
+    """l-inf projected gradient ascent on the mean cross-entropy (or on `loss(logits, y)`, e.g. a margin loss).
 
     Without `random_start` (the reference's default) the first step starts at the clean input,
     so its gradient is the clean input gradient; `perturb` accepts that gradient precomputed.
@@ -20,6 +21,7 @@ class PGD:
     step_size: float = 2 / 255
     steps: int = 10
     random_start: bool = False
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
 
     def perturb(self, model, x: torch.Tensor, y: torch.Tensor, clean_input_grad: torch.Tensor | None = None) -> torch.Tensor:
         """Return x' = clip_[0,1](x + delta) with ||delta||_inf <= eps. The model's mode is left as it is."""
@@ -36,16 +38,16 @@ class PGD:
             if step == 0 and clean_input_grad is not None:
                 grad = clean_input_grad
             else:
-                grad = input_gradient(model, x + delta, y)
+                grad = input_gradient(model, x + delta, y, self.loss)
             delta = (delta + self.step_size * grad.sign()).clamp_(-self.eps, self.eps)
             delta = (x + delta).clamp_(0, 1) - x
         return (x + delta).detach()
 
 
-def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the mean cross-entropy with respect to the input only (no parameter gradients)."""
+def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, loss_fn=F.cross_entropy) -> torch.Tensor:
+    """Gradient of `loss_fn` (mean cross-entropy by default) with respect to the input only (no parameter gradients)."""
     x_adv = x_adv.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x_adv), y)
+    loss = loss_fn(model(x_adv), y)
     (grad,) = torch.autograd.grad(loss, x_adv)
     return grad
 

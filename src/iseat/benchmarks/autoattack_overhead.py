@@ -15,7 +15,8 @@ import time
 import torch
 from pyautoattack import AutoAttack
 
-from ..evaluation import autoattack_adapter as adapter
+from ..evaluation import EvaluationSpec
+from ..evaluation.attacks import AutoAttackStandard
 from .toy import NUM_CLASSES, train_toy_model
 
 
@@ -28,10 +29,11 @@ def direct_run(model, x, y, eps: float, batch_size: int, seed: int, device) -> t
 
 
 def adapter_run(model, x, y, eps: float, batch_size: int, seed: int, device) -> torch.Tensor:
-    aa = adapter.build(model, adapter.STANDARD, eps, NUM_CLASSES, device, seed)
-    with adapter.captured_warnings(aa.logger):
-        adapter.model_checks(aa, x, y, batch_size)
-        return adapter.run(aa, x, y, batch_size).robust
+    """The evaluation's AutoAttack unit (settings check, model checks, breaking attack per point)."""
+    spec = EvaluationSpec(attacks=("autoattack",), eps=eps, batch_size=batch_size, seed=seed)
+    attack = AutoAttackStandard.build(spec, model, num_classes=NUM_CLASSES, device=device)
+    attack.preflight(model, x, y)
+    return attack(model, x, y, clean=None).robust
 
 
 def timed(fn, *args) -> tuple[float, float, torch.Tensor]:

@@ -1,9 +1,11 @@
-"""`iseat evaluate`: clean accuracy, PGD-k and AutoAttack of a checkpoint, written to aa.json + per-sample CSV.
+"""`iseat evaluate`: clean accuracy and attacks (PGD-k, CW-inf, AutoAttack, ...) of a checkpoint, written to
+aa.json + per-sample CSV.
 
 Examples:
   iseat evaluate --checkpoint RUN/best.pt --out results/cifar10/at/aa.json
   iseat evaluate --checkpoint RUN/best.pt --out RUN/pgd50.json --attack pgd --pgd-steps 50
   iseat evaluate --checkpoint RUN/best.pt --out RUN/aa_paper.json --attack autoattack-paper-protocol
+  iseat evaluate --checkpoint RUN/best.pt --out RUN/cw.json --attack pgd cw --pgd-steps 20
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import sys
 from . import UserError
 
 DEFAULT_ATTACKS = ["autoattack", "pgd"]
+
+
+def attack_help() -> str:
+    from ..evaluation import ATTACKS
+
+    listed = "; ".join(f"{name}: {cls.description}" for name, cls in ATTACKS.items())
+    return f"any of: {listed}; none: clean accuracy only. Default: {' '.join(DEFAULT_ATTACKS)}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-arch", help="refuse a checkpoint of another architecture")
     parser.add_argument("--n-ex", type=int, help="evaluate only the first N test samples (default: all)")
     parser.add_argument("--attack", nargs="+", default=DEFAULT_ATTACKS, metavar="ATTACK",
-                        help="any of autoattack (standard AutoAttack), autoattack-paper-protocol (torchattacks' "
-                        "10-iteration AutoAttack of the reference code: non-standard), pgd, none (clean accuracy "
-                        f"only); default: {' '.join(DEFAULT_ATTACKS)}")
+                        help=attack_help())
     parser.add_argument("--eps", default="8/255", help="l-inf budget in [0, 1] units (default 8/255)")
-    parser.add_argument("--pgd-steps", type=int, default=10)
+    parser.add_argument("--pgd-steps", type=int, default=10, help="steps of PGD and CW-inf (default 10)")
     parser.add_argument("--pgd-step-size", default="2/255", help="in [0, 1] units (default 2/255)")
     parser.add_argument("--pgd-restarts", type=int, default=1, help="a point is robust only if it survives all")
     parser.add_argument("--pgd-random-start", action="store_true", help="start PGD at a random point of the ball")
@@ -52,11 +59,11 @@ def spec_from_args(args):
 
 
 def summary_line(report: dict) -> str:
+    from ..evaluation.attacks import sections
+
     line = f"{report['n_examples']} samples: clean {100 * report['clean_accuracy']:.2f}%"
-    if report["pgd"] is not None:
-        line += f", {report['pgd']['label']} {100 * report['pgd']['robust_accuracy']:.2f}%"
-    if report["autoattack"] is not None:
-        line += f", {report['autoattack']['label']} {100 * report['autoattack']['robust_accuracy']:.2f}%"
+    for record in (report[section] for section in sections() if report.get(section) is not None):
+        line += f", {record['label']} {100 * record['robust_accuracy']:.2f}%"
     return line
 
 
@@ -72,6 +79,6 @@ def run(args) -> int:
     except (CheckpointError, EvaluationError) as err:
         raise UserError(str(err)) from None
     for warning in report["warnings"]:
-        print(f"warning (pyautoattack): {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{summary_line(report)} -> {args.out}")
     return 0

@@ -14,7 +14,6 @@ import torch
 
 from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
 from ..provenance import device_description, provenance
-from . import autoattack_adapter as adapter
 from .chunks import model_digest, partial_path, run_chunks
 from .report import build_report, per_sample_path, write_outputs
 from .spec import EvaluationError, EvaluationSpec
@@ -71,12 +70,11 @@ def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: in
     model = model.to(device).eval()
     fingerprint = {**spec.fingerprint(), "n_examples": n, "num_classes": num_classes, "model": model_digest(model)}
     partial = partial_path(out)
-    aa = adapter.build(model, spec.protocol, spec.eps, num_classes, device, spec.seed) if spec.protocol else None
-    chunks, runs = run_chunks(model, dataset, n, spec, aa, device, partial, fingerprint, progress)
-    settings = adapter.settings_of(aa) if aa is not None else None
+    attacks = spec.build_attacks(model, num_classes=num_classes, device=device)
+    chunks, runs = run_chunks(model, dataset, n, spec, attacks, device, partial, fingerprint, progress)
     data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
             "subset": f"first {n} samples"}
-    report = build_report(chunks, spec, settings=settings, device=device_description(device),
+    report = build_report(chunks, spec, attacks, device=device_description(device),
                           source=source or {"checkpoint": None, "training_config": None}, data=data,
                           provenance=provenance(device, spec.seed), runs=runs,
                           per_sample_file=per_sample_path(out).name)

@@ -2,8 +2,8 @@
 
 A killed evaluation started again with the same settings skips the chunks already in the partial
 file (`<out stem>.partial.json`, rewritten atomically after every chunk). Each chunk's numbers depend
-only on its samples, the model and the settings (PGD's random start is seeded per chunk, AutoAttack
-reseeds itself per batch), so a resumed run gives the numbers of an uninterrupted one.
+only on its samples, the model and the settings (torch's RNG is seeded per chunk before the attacks run,
+AutoAttack reseeds itself per batch), so a resumed run gives the numbers of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..io import write_json_atomic
-from . import autoattack_adapter as adapter
-from .robustness import clean_correct, pgd_correct
+from .attacks import Attack
+from .robustness import clean_correct
 from .spec import EvaluationError, EvaluationSpec
 
 PARTIAL_FORMAT = "iseat-evaluation-partial-v1"
@@ -94,45 +94,40 @@ def read_partial(path: Path, fingerprint: dict) -> dict:
     return state
 
 
-def evaluate_chunk(model, x, y, spec: EvaluationSpec, aa, device, first: bool) -> dict:
-    """Clean, PGD and AutoAttack results of one chunk, with the seconds each took."""
-    times, result = {}, {}
+def evaluate_chunk(model, x, y, spec: EvaluationSpec, attacks: list[Attack], device, first: bool) -> dict:
+    """Clean correctness and each attack's per-point verdicts on one chunk, with the seconds each took."""
+    times, result, warnings = {}, {}, []
     t0 = time.perf_counter()
     clean = clean_correct(model, x, y, spec.batch_size, device)
     result["clean_correct"] = clean.tolist()
     times["clean"] = time.perf_counter() - t0
-    if spec.runs_pgd:
+    for attack in attacks:
         t0 = time.perf_counter()
-        result["pgd_correct"] = pgd_correct(model, x, y, clean, spec.pgd, spec.eps, spec.batch_size, device).tolist()
-        times["pgd"] = time.perf_counter() - t0
-    if aa is not None:
-        t0 = time.perf_counter()
-        with adapter.captured_warnings(aa.logger) as warnings:
-            if first:
-                adapter.model_checks(aa, x, y, spec.batch_size)
-            outcome = adapter.run(aa, x, y, spec.batch_size)
-        result.update(robust_correct=outcome.robust.tolist(), broken_by=outcome.broken_by, warnings=warnings)
-        times["autoattack"] = time.perf_counter() - t0
+        if first:
+            warnings += attack.preflight(model, x, y)
+        outcome = attack(model, x, y, clean)
+        result[attack.column] = outcome.robust.tolist()
+        result.update(outcome.columns)
+        warnings += outcome.warnings
+        times[attack.section] = time.perf_counter() - t0
+    if warnings:
+        result["warnings"] = warnings
     result["wall_time_s"] = times
     return result
 
 
-PROGRESS_NAMES = {"clean_correct": "clean", "pgd_correct": "pgd", "robust_correct": "autoattack"}
-
-
-def running_totals(chunks) -> str:
+def running_totals(chunks, attacks: list[Attack]) -> str:
     """Progress-bar text: correct points so far, clean and under each attack that ran."""
     chunks = list(chunks)
-    counts = [f"{name} {sum(sum(c[key]) for c in chunks)}" for key, name in PROGRESS_NAMES.items() if key in chunks[0]]
+    counts = [f"{name} {sum(sum(c[key]) for c in chunks)}"
+              for key, name in [("clean_correct", "clean"), *((a.column, a.name) for a in attacks)]]
     return f"of {sum(len(c['index']) for c in chunks)}: " + ", ".join(counts)
 
 
-def run_chunks(model, dataset, n: int, spec: EvaluationSpec, aa, device, partial: Path, fingerprint: dict,
-               progress: bool = True) -> tuple[list[dict], int]:
-    """Evaluate the first `n` samples chunk by chunk, resuming from `partial`; returns (chunk results, runs).
-
-    `aa` is the adapter's AutoAttack object (`autoattack_adapter.build`), or None to skip AutoAttack.
-    """
+def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attack], device, partial: Path,
+               fingerprint: dict, progress: bool = True) -> tuple[list[dict], int]:
+    """Evaluate the first `n` samples chunk by chunk with `attacks` (built from `spec`), resuming from `partial`;
+    returns (chunk results, runs)."""
     state = read_partial(partial, fingerprint)
     state["runs"] += 1
     bounds = chunk_bounds(n, spec.chunk_size)
@@ -143,9 +138,9 @@ def run_chunks(model, dataset, n: int, spec: EvaluationSpec, aa, device, partial
             start, end = bounds[i]
             x, y, index = load_samples(dataset, start, end)
             torch.manual_seed(chunk_seed(spec.seed, i))
-            result = evaluate_chunk(model, x, y, spec, aa, device, first=i == 0)
+            result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
             state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(), **result}
             write_json_atomic(partial, state, indent=None)
             bar.update(1)
-            bar.set_postfix_str(running_totals(state["chunks"].values()))
+            bar.set_postfix_str(running_totals(state["chunks"].values(), attacks))
     return [state["chunks"][str(i)] for i in range(len(bounds))], state["runs"]

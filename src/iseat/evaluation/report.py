@@ -2,9 +2,10 @@
 
 The report is validated against `schemas/aa.schema.json` before it is written; the CSV is written
 first and the JSON last (both atomically), so an existing aa.json always describes a complete run.
-CSV columns: index (in the test set), label, clean_correct, pgd_correct, robust_correct (AutoAttack)
-as 1/0, empty when that attack was not run; broken_by is "clean" (misclassified unperturbed), the
-AutoAttack sub-attack that first fooled the model, or empty (robust, or AutoAttack not run).
+CSV columns: index (in the test set), label, clean_correct, then each registered attack's columns
+(`attacks.columns()`: pgd_correct, robust_correct (AutoAttack), broken_by, cw_correct, ...) as 1/0,
+empty when that attack was not run; broken_by is "clean" (misclassified unperturbed), the AutoAttack
+sub-attack that first fooled the model, or empty (robust, or AutoAttack not run).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from pathlib import Path
 import jsonschema
 
 from ..io import write_json_atomic, write_text_atomic
-from . import autoattack_adapter as adapter
+from . import attacks
+from .attacks import Attack
 from .spec import NORM, EvaluationSpec
 
 FORMAT = "iseat-robustness-v1"
-COLUMNS = ("index", "label", "clean_correct", "pgd_correct", "robust_correct", "broken_by")
-PHASES = ("clean", "pgd", "autoattack")
+SAMPLE_COLUMNS = ("index", "label", "clean_correct")
+
+
+def columns() -> list[str]:
+    """CSV columns: the sample, clean correctness, then every registered attack's columns (registry order)."""
+    return [*SAMPLE_COLUMNS, *attacks.columns()]
 
 
 def per_sample_path(out) -> Path:
@@ -33,78 +39,56 @@ def per_sample_path(out) -> Path:
 
 def merge_chunks(chunks: list[dict]) -> dict:
     """Per-sample columns over all chunks (columns of attacks that were not run are absent)."""
-    keys = [k for k in COLUMNS if k in chunks[0]]
+    keys = [k for k in columns() if k in chunks[0]]
     return {k: [v for chunk in chunks for v in chunk[k]] for k in keys}
 
 
+def cell(value) -> str:
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
 def per_sample_csv(samples: dict) -> str:
-    """index,label,clean_correct,pgd_correct,robust_correct,broken_by; 1/0 flags, empty when not evaluated."""
-    n = len(samples["index"])
-    flag = lambda key, i: "" if key not in samples else str(int(samples[key][i]))
-    rows = [",".join(COLUMNS)]
-    for i in range(n):
-        broken = samples["broken_by"][i] if "broken_by" in samples else ""
-        rows.append(f"{samples['index'][i]},{samples['label'][i]},{flag('clean_correct', i)},"
-                    f"{flag('pgd_correct', i)},{flag('robust_correct', i)},{broken}")
+    """One row per sample; flags as 1/0; a column is empty when its attack was not run."""
+    names = columns()
+    rows = [",".join(names)]
+    for i in range(len(samples["index"])):
+        rows.append(",".join(cell(samples[k][i]) if k in samples else "" for k in names))
     return "\n".join(rows) + "\n"
 
 
 def summed_times(chunks: list[dict]) -> dict:
-    times = {phase: sum(c["wall_time_s"].get(phase, 0.0) for c in chunks) for phase in PHASES}
+    phases = ["clean", *attacks.sections()]
+    times = {phase: sum(c["wall_time_s"].get(phase, 0.0) for c in chunks) for phase in phases}
     times["total"] = sum(times.values())
     return times
 
 
-def autoattack_section(samples: dict, spec: EvaluationSpec, settings: dict, seconds: float) -> dict:
-    protocol = spec.protocol
-    n = len(samples["index"])
-    broken = {a: samples["broken_by"].count(a) for a in settings["attacks"]}
-    n_robust = sum(samples["robust_correct"])
-    remaining = n - samples["broken_by"].count(adapter.CLEAN)  # AutoAttack's own clean pass
-    after = {"clean": remaining / n}
-    for attack in settings["attacks"]:
-        remaining -= broken[attack]
-        after[attack] = remaining / n
-    return {"protocol": protocol.name, "label": protocol.label, "standard": protocol.standard,
-            "implementation": "pyautoattack", "version": settings["version"], "settings": settings,
-            "seed": spec.seed, "batch_size": spec.batch_size, "robust_accuracy": n_robust / n, "n_robust": n_robust,
-            "broken_by": broken, "robust_accuracy_after": after, "wall_time_s": seconds}
+def headline(ran: list[tuple[Attack, dict]]) -> dict:
+    """The report's robust accuracy: the highest-ranked attack's (AutoAttack's when it ran), named by it so
+    tables cannot mislabel it; None with clean accuracy only."""
+    if not ran:
+        return {"protocol": "none", "label": "clean accuracy only", "standard": False, "robust_accuracy": None,
+                "n_robust": None}
+    attack, record = max(ran, key=lambda pair: pair[0].rank)
+    return {"protocol": attack.protocol, "label": attack.label, "standard": attack.standard,
+            "robust_accuracy": record["robust_accuracy"], "n_robust": record["n_robust"]}
 
 
-def pgd_section(samples: dict, spec: EvaluationSpec, seconds: float) -> dict:
-    n_robust = sum(samples["pgd_correct"])
-    return {"label": spec.pgd.label, "steps": spec.pgd.steps, "step_size": spec.pgd.step_size,
-            "restarts": spec.pgd.restarts, "random_start": spec.pgd.random_start,
-            "robust_accuracy": n_robust / len(samples["index"]), "n_robust": n_robust, "wall_time_s": seconds}
-
-
-def headline(autoattack: dict | None, pgd: dict | None) -> dict:
-    """The report's robust accuracy: AutoAttack's when it ran, else PGD's; named so tables cannot mislabel it."""
-    if autoattack is not None:
-        return {"protocol": autoattack["protocol"], "label": autoattack["label"], "standard": autoattack["standard"],
-                "robust_accuracy": autoattack["robust_accuracy"], "n_robust": autoattack["n_robust"]}
-    if pgd is not None:
-        return {"protocol": "pgd", "label": pgd["label"], "standard": False, "robust_accuracy": pgd["robust_accuracy"],
-                "n_robust": pgd["n_robust"]}
-    return {"protocol": "none", "label": "clean accuracy only", "standard": False, "robust_accuracy": None,
-            "n_robust": None}
-
-
-def build_report(chunks: list[dict], spec: EvaluationSpec, *, settings: dict | None, device: str, source: dict,
+def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *, device: str, source: dict,
                  data: dict, provenance: dict, runs: int, per_sample_file: str) -> dict:
+    """aa.json: clean accuracy, the headline, one section per registered attack (None when not run), audit data."""
     samples = merge_chunks(chunks)
     n = len(samples["index"])
     times = summed_times(chunks)
-    autoattack = autoattack_section(samples, spec, settings, times["autoattack"]) if settings else None
-    pgd = pgd_section(samples, spec, times["pgd"]) if spec.runs_pgd else None
+    ran = [(attack, attack.record(samples, times[attack.section])) for attack in run]
+    sections = {section: None for section in attacks.sections()} | {a.section: record for a, record in ran}
     n_clean = sum(samples["clean_correct"])
     warnings = [w for c in chunks for w in c.get("warnings", [])]
-    if autoattack is not None:
-        warnings += adapter.square_warnings(autoattack["robust_accuracy_after"])
+    warnings += [w for attack, record in ran for w in attack.final_warnings(record)]
     warnings = list(dict.fromkeys(warnings))
-    return {"format": FORMAT, "clean_accuracy": n_clean / n, **headline(autoattack, pgd),
-            "n_examples": n, "n_clean_correct": n_clean, "norm": NORM, "eps": spec.eps, "autoattack": autoattack,
-            "pgd": pgd, "per_sample": {"file": per_sample_file, "columns": list(COLUMNS), "sha256": None},
+    return {"format": FORMAT, "clean_accuracy": n_clean / n, **headline(ran),
+            "n_examples": n, "n_clean_correct": n_clean, "norm": NORM, "eps": spec.eps, **sections,
+            "per_sample": {"file": per_sample_file, "columns": columns(), "sha256": None},
             "wall_time_s": times, "device": device, **source, "data": data,
             "resume": {"chunk_size": spec.chunk_size, "chunks": len(chunks), "runs": runs},
             "warnings": warnings, "provenance": provenance,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .autoattack_adapter import PROTOCOLS, Protocol
+from .attacks import ATTACKS, Attack
 
 NORM = "Linf"
 MAX_EPS = 0.25  # larger values are taken as pixels (e.g. 8 for 8/255), a common mistake
-ATTACK_CHOICES = ("autoattack", "autoattack-paper-protocol", "pgd", "none")
+NONE = "none"  # --attack none: clean accuracy only
 
 
 class EvaluationError(ValueError):
@@ -80,34 +80,41 @@ class EvaluationSpec:
             raise EvaluationError(f"--n-ex {self.n_ex} must be at least 1")
 
     @property
-    def protocol(self) -> Protocol | None:
-        """The AutoAttack protocol to run, or None."""
-        chosen = [a for a in self.attacks if a in PROTOCOLS]
-        return PROTOCOLS[chosen[0]] if chosen else None
+    def attack_classes(self) -> list[type[Attack]]:
+        """The registered attacks to run, in registry order."""
+        return [ATTACKS[name] for name in self.attacks]
 
-    @property
-    def runs_pgd(self) -> bool:
-        return "pgd" in self.attacks
+    def build_attacks(self, model, *, num_classes: int, device) -> list[Attack]:
+        return [cls.build(self, model, num_classes=num_classes, device=device) for cls in self.attack_classes]
 
     def fingerprint(self) -> dict:
         """The settings a partial result must have been made with to be reused (n_ex is checked separately)."""
         out = asdict(self)
         out.pop("n_ex")
-        out["attacks"] = list(self.attacks)
+        out["attacks"] = sorted(self.attacks)
         out["norm"] = NORM
         return out
 
 
+def attack_choices() -> list[str]:
+    return [*ATTACKS, NONE]
+
+
 def normalise_attacks(attacks) -> tuple[str, ...]:
-    """Check an --attack selection; 'none' or nothing means clean accuracy only; one AutoAttack protocol at most."""
+    """Check an --attack selection; 'none' or nothing means clean accuracy only; alternatives (attacks
+    sharing a report section, e.g. two AutoAttack protocols) exclude each other. Returns registry order."""
     attacks = tuple(dict.fromkeys(attacks))
-    unknown = [a for a in attacks if a not in ATTACK_CHOICES]
+    unknown = [a for a in attacks if a not in attack_choices()]
     if unknown:
-        raise EvaluationError(f"--attack {unknown[0]!r} is unknown; choose from {', '.join(ATTACK_CHOICES)}")
-    if "none" in attacks:
+        raise EvaluationError(f"--attack {unknown[0]!r} is unknown; choose from {', '.join(attack_choices())}")
+    if NONE in attacks:
         if len(attacks) > 1:
             raise EvaluationError("--attack none (clean accuracy only) cannot be combined with attacks")
         return ()
-    if sum(a in PROTOCOLS for a in attacks) > 1:
-        raise EvaluationError("--attack: choose one AutoAttack protocol (autoattack or autoattack-paper-protocol)")
-    return tuple(a for a in ATTACK_CHOICES if a in attacks)
+    chosen = [name for name in ATTACKS if name in attacks]
+    for section in dict.fromkeys(ATTACKS[name].section for name in chosen):
+        rivals = [name for name in chosen if ATTACKS[name].section == section]
+        if len(rivals) > 1:
+            family = ATTACKS[rivals[0]].family or section
+            raise EvaluationError(f"--attack: choose one {family} protocol ({' or '.join(rivals)})")
+    return tuple(chosen)

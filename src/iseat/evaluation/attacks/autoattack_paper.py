@@ -1,0 +1,14 @@
+"""The ISEAT reference code's AutoAttack protocol (torchattacks 3.5.1: 10 iterations, every other class as
+target, rescaled Square schedule): weaker than standard AutoAttack and always labelled non-standard."""
+
+from __future__ import annotations
+
+from .. import autoattack_adapter as adapter
+from .autoattack import AutoAttackStandard
+
+
+class AutoAttackPaperProtocol(AutoAttackStandard):
+    name = "autoattack-paper-protocol"
+    description = "torchattacks' 10-iteration AutoAttack of the reference code (non-standard)"
+    PROTOCOL = adapter.TORCHATTACKS
+    standard = PROTOCOL.standard
