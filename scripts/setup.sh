@@ -11,3 +11,9 @@ if ! .venv/bin/python -c "import iseat, snakemake, pytest" 2>/dev/null || [ pypr
     .venv/bin/pip install --quiet -e '.[test]'
     touch .venv/.installed
 fi
+# Optional test dependency: RobustBench's architecture files for the export round trip. Installed without its
+# dependencies (timm, pandas, gdown, ...), which the test does not need; the test skips if it is absent.
+ROBUSTBENCH=robustbench==1.1.1
+if ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('robustbench') is None)"; then
+    .venv/bin/pip install --quiet --no-deps "$ROBUSTBENCH" || echo "setup: $ROBUSTBENCH not installed; its test will skip" >&2
+fi

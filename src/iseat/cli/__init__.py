@@ -16,6 +16,7 @@ COMMANDS = {
     "analyse": ("analyse", "margin, loss landscape and AV figures of Section 3"),
     "aggregate": ("aggregate", "seed aggregation, grid-search selection, paper tables and figures"),
     "benchmark": ("benchmark", "per-step timing of AT, +LSI, +AWP and ISEAT; loader and AV-log costs"),
+    "export": ("export", "a run's model in another project's format (RobustBench)"),
 }
 
 
