@@ -82,6 +82,22 @@ def test_pgd_and_cw_find_the_analytic_worst_case(linear, tmp_path, name, pgd):
     assert report["protocol"] == name and report["label"] == record["label"] and report["standard"] is False
 
 
+def test_cw_sees_through_a_saturated_cross_entropy(linear, tmp_path):
+    """Logits x 1000 (same decisions, same analytic answer): where the softmax saturates, the cross-entropy's
+    gradient is exactly 0 in float32 and PGD stalls; the margin loss still points to the worst corner."""
+    model, x, y, robust = linear
+    steep = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 10)).eval()
+    with torch.no_grad():
+        steep[1].weight.copy_(1000 * model[1].weight)
+        steep[1].bias.copy_(1000 * model[1].bias)
+    steep_problem = (steep, x, y, robust)
+    pgd = PGDSettings(steps=4, step_size=EPS / 2)
+    _, cw_rows = verdicts(steep_problem, "cw", tmp_path, pgd=pgd)
+    _, pgd_rows = verdicts(steep_problem, "pgd", tmp_path, pgd=pgd)
+    assert [r["cw_correct"] == "1" for r in cw_rows] == robust.tolist()
+    assert sum(r["pgd_correct"] == "1" for r in pgd_rows) > int(robust.sum()), "PGD-CE should be masked here"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["autoattack", "autoattack-paper-protocol"])
 def test_autoattack_finds_the_analytic_worst_case(linear, tmp_path, name):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import torch.nn.functional as F
+
 from ...attack import PGD
 from .base import Attack, AttackOutcome, attack_in_batches
 
@@ -11,10 +13,12 @@ from .base import Attack, AttackOutcome, attack_in_batches
 class PGDAttack(Attack):
     name, section, column = "pgd", "pgd", "pgd_correct"
     description = "PGD-k on the cross-entropy (--pgd-steps, --pgd-step-size, --pgd-restarts, --pgd-random-start)"
+    loss = staticmethod(F.cross_entropy)  # what the steps ascend
 
     def __init__(self, eps: float, settings, batch_size: int, device):
         self.settings_, self.batch_size, self.device = settings, batch_size, device
-        self.pgd = PGD(eps=eps, step_size=settings.step_size, steps=settings.steps, random_start=settings.random_start)
+        self.pgd = PGD(eps=eps, step_size=settings.step_size, steps=settings.steps, random_start=settings.random_start,
+                       loss=self.loss)
 
     @classmethod
     def build(cls, spec, model, *, num_classes, device):
