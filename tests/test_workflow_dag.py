@@ -180,3 +180,12 @@ def test_config_mistakes_name_the_key(tmp_path, mutate, message):
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert message in text, text[-3000:]
+
+
+def test_evaluations_run_the_configured_attacks(tmp_path):
+    cfg = copy.deepcopy(paper_config())
+    cfg["evaluation"]["pgd"]["attacks"] = ["pgd", "cw"]
+    text = dry_run("results/cifar10/at/seed0/pgd.json", "results/cifar10/at/seed0/aa.json", config=cfg,
+                   tmp_path=tmp_path)
+    assert "--out results/cifar10/at/seed0/pgd.json --attack pgd cw --pgd-steps 50 --no-progress" in text
+    assert "--out results/cifar10/at/seed0/aa.json --attack autoattack --no-progress" in text

@@ -277,10 +277,10 @@ def evaluation_args(wildcards):
     ev = config["evaluation"]
     if wildcards.evaluation == "aa":
         n_ex = ev["autoattack"].get("n_ex")
-        args = ["--attack", "autoattack"]
+        args = ["--attack", *ev["autoattack"].get("attacks", ["autoattack"])]
     else:
         n_ex = ev["pgd"].get("n_ex")
-        args = ["--attack", "pgd", "--pgd-steps", str(ev["pgd"].get("steps", 50))]
+        args = ["--attack", *ev["pgd"].get("attacks", ["pgd"]), "--pgd-steps", str(ev["pgd"].get("steps", 50))]
     return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), "--no-progress"])
 
 
