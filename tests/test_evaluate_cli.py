@@ -178,3 +178,18 @@ def test_bad_input_is_one_line_and_writes_nothing(case, checkpoint, tmp_path, ca
 def test_output_must_be_a_json_file(checkpoint, tmp_path, capsys):
     rc, _, stderr = evaluate(capsys, "--checkpoint", checkpoint[0], "--out", tmp_path / "aa.txt")
     assert rc == 2 and "must be a .json file" in stderr and list(tmp_path.iterdir()) == []
+
+
+def test_cw_beside_pgd(checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    out = tmp_path / "pgd.json"
+    rc, stdout, _ = evaluate(capsys, "--checkpoint", path, "--out", out, "--attack", "cw", "pgd", "--pgd-steps", 5,
+                             "--n-ex", 6)
+    assert rc == 0 and "PGD-5" in stdout and "CW-inf-5" in stdout
+    report = json.loads(out.read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["protocol"] == "pgd" and report["cw"]["label"] == "CW-inf-5" and report["cw"]["settings"]["steps"] == 5
+    with open(out.with_name("pgd.per_sample.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert sum(int(r["cw_correct"]) for r in rows) == report["cw"]["n_robust"]
+    assert all(int(r["cw_correct"]) <= int(r["clean_correct"]) for r in rows)
