@@ -14,7 +14,7 @@ class PGD:
     """l-inf projected gradient ascent on the mean cross-entropy (or on `loss(logits, y)`, e.g. a margin loss).
 
     Without `random_start` (the reference's default) the first step starts at the clean input,
-    so its gradient is the clean input gradient; `perturb` accepts that gradient precomputed.
+    so its gradient is the clean input gradient; `perturb` accepts that gradient (of `loss`) precomputed.
     """
 
     eps: float = 8 / 255

@@ -28,7 +28,7 @@ class CWInfAttack(PGDAttack):
 
     @property
     def label(self) -> str:
-        return self.settings_.label.replace("PGD", "CW-inf", 1)
+        return self.budget.label.replace("PGD", "CW-inf", 1)
 
     def settings(self) -> dict:
         return {"loss": "cw_margin", **super().settings()}

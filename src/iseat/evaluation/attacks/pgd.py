@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 
 from ...attack import PGD
 from .base import Attack, AttackOutcome, attack_in_batches
+
+if TYPE_CHECKING:
+    from ..spec import PGDSettings
 
 
 class PGDAttack(Attack):
@@ -15,9 +19,9 @@ class PGDAttack(Attack):
     description = "PGD-k on the cross-entropy (--pgd-steps, --pgd-step-size, --pgd-restarts, --pgd-random-start)"
     loss = staticmethod(F.cross_entropy)  # what the steps ascend
 
-    def __init__(self, eps: float, settings, batch_size: int, device):
-        self.settings_, self.batch_size, self.device = settings, batch_size, device
-        self.pgd = PGD(eps=eps, step_size=settings.step_size, steps=settings.steps, random_start=settings.random_start,
+    def __init__(self, eps: float, budget: PGDSettings, batch_size: int, device):
+        self.budget, self.batch_size, self.device = budget, batch_size, device
+        self.pgd = PGD(eps=eps, step_size=budget.step_size, steps=budget.steps, random_start=budget.random_start,
                        loss=self.loss)
 
     @classmethod
@@ -26,16 +30,16 @@ class PGDAttack(Attack):
 
     @property
     def label(self) -> str:
-        return self.settings_.label
+        return self.budget.label
 
     def settings(self) -> dict:
-        return asdict(self.settings_)
+        return asdict(self.budget)
 
     def __call__(self, model, x, y, clean):
         """Uses torch's global RNG for random starts (the runner seeds it per chunk)."""
         model.eval()
         return AttackOutcome(attack_in_batches(self.pgd.perturb, model, x, y, clean, self.batch_size, self.device,
-                                               self.settings_.restarts))
+                                               self.budget.restarts))
 
     def record(self, samples, seconds):
         """The aa.json `pgd` section as it always was: budget fields at the top level."""
