@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .io import atomic_path
 from .models import build_model
 
@@ -33,7 +34,7 @@ def model_checkpoint(model, architecture: dict, epoch: int, metrics: dict, confi
             "metrics": metrics, "config": config}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A missing, corrupt or mismatched checkpoint; the message is one line."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import UserError
 from .autoattack_adapter import PROTOCOLS, Protocol
 
 NORM = "Linf"
@@ -11,7 +12,7 @@ MAX_EPS = 0.25  # larger values are taken as pixels (e.g. 8 for 8/255), a common
 ATTACK_CHOICES = ("autoattack", "autoattack-paper-protocol", "pgd", "none")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Bad evaluation input (eps, attack choice, sample count, stale partial results); the message is one line."""
 
 
