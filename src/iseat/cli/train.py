@@ -17,25 +17,19 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..config import ConfigError, load_config
+    from ..config import load_config
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        raise UserError(str(err)) from None
+    cfg = load_config(args.config, args.overrides)  # ConfigError: one line, exit 2 (iseat.cli.main)
     if args.print_config:
         print(yaml.safe_dump(cfg, sort_keys=False), end="")
         return 0
     if not args.out:
         raise UserError("--out: give the run folder, e.g. --out results/demo/iseat/seed0")
 
-    from ..checkpoint import CheckpointError
-    from ..training import RunConflict, train
+    from ..training import train
 
     try:
         train(cfg, args.out)
-    except (RunConflict, CheckpointError) as err:
-        raise UserError(str(err)) from None
     except RuntimeError as err:
         if str(err).startswith("runtime.device"):
             raise UserError(str(err)) from None
