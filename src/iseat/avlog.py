@@ -198,7 +198,7 @@ class AVLog:
         try:
             self.file = open_swmr_reader(self.path)
         except DamagedFile as err:
-            raise AVLogError(f"{self.path} is not a readable AV log: {err}") from None
+            raise AVLogError(f"{self.path} is not a readable HDF5 AV log: {err}") from None
         if self.file.attrs.get("format") != FORMAT:
             self.file.close()
             raise AVLogError(f"{self.path} is not an iseat AV log (format {FORMAT})")
