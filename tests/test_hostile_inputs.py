@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from iseat.resume_state import FORMAT as STATE_FORMAT
 from iseat.resume_state import read_state
@@ -128,8 +129,6 @@ def test_nonsense_config_is_refused_before_any_work(tmp_path, overrides, needles
 def test_set_given_twice_accumulates(tmp_path):
     proc = iseat("train", "--print-config", "--set", "training.epochs=7", "--set", "seed=3", "method.lam=0.2")
     assert proc.returncode == 0, proc.stderr
-    import yaml
-
     cfg = yaml.safe_load(proc.stdout)
     assert (cfg["training"]["epochs"], cfg["seed"], cfg["method"]["lam"]) == (7, 3, 0.2)
 
@@ -207,6 +206,7 @@ STATE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plant,needles", STATE_CASES.values(), ids=STATE_CASES.keys())
 def test_foreign_or_tampered_state_is_refused_and_runs_no_code(interrupted_run, tmp_path, plant, needles):
     out = copy_run(interrupted_run, tmp_path)
@@ -225,6 +225,7 @@ FOLDER_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing,needles", FOLDER_CASES.values(), ids=FOLDER_CASES.keys())
 def test_state_beside_missing_run_files_is_refused(interrupted_run, tmp_path, missing, needles):
     out = copy_run(interrupted_run, tmp_path)
@@ -234,6 +235,7 @@ def test_state_beside_missing_run_files_is_refused(interrupted_run, tmp_path, mi
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_interrupted_run_left_a_closed_log_and_no_temporaries(interrupted_run, finished_run):
     for run in (interrupted_run, finished_run):
         with h5py.File(run / "av_log.h5", "r") as f:  # plain h5py: refuses a log left open for writing
@@ -261,6 +263,7 @@ DAMAGES = {"truncated": (damage_truncate, "truncated"), "metadata zeroed": (dama
            "not HDF5": (damage_not_hdf5, "not an HDF5 file")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,needle", DAMAGES.values(), ids=DAMAGES.keys())
 def test_inspect_of_a_damaged_log_fails_within_seconds(finished_run, tmp_path, damage, needle):
     target = tmp_path / "t.h5"
@@ -271,6 +274,7 @@ def test_inspect_of_a_damaged_log_fails_within_seconds(finished_run, tmp_path, d
     assert_one_line_error(proc, target, needle)
 
 
+@pytest.mark.slow
 def test_resume_with_a_damaged_log_says_what_to_do_and_keeps_it(interrupted_run, tmp_path):
     out = copy_run(interrupted_run, tmp_path)
     damage_truncate(interrupted_run / "av_log.h5", out / "av_log.h5")
@@ -282,6 +286,7 @@ def test_resume_with_a_damaged_log_says_what_to_do_and_keeps_it(interrupted_run,
 
 # ----------------------------------------------------------------------------- one writer per run folder
 
+@pytest.mark.slow
 def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen([ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")], env=env(),
@@ -294,16 +299,18 @@ def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
         second = iseat(*train_args(out, "training.epochs=50", "training.batch_size=32", "seed=5"))
         assert first.poll() is None, "the first writer ended before the second tried"
         assert_one_line_error(second, str(out), f"PID {first.pid}", socket.gethostname())
-        import yaml
-
         assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 0  # still the first writer's
         first.kill()
         first.wait(timeout=60)
         assert (out / ".iseat.lock").exists()  # left by the killed holder; its flock died with it
+        leftovers = [out / ".state.pt.k1ll3d.tmp", out / ".av_log.h5.rebuild"]  # what a kill mid-write leaves
+        for path in leftovers:
+            path.write_bytes(b"")
         restart = subprocess.Popen([ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")],
                                    env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 120
-        while json.loads((out / ".iseat.lock").read_text() or "{}").get("pid") != restart.pid:
+        while (json.loads((out / ".iseat.lock").read_text() or "{}").get("pid") != restart.pid
+               or any(path.exists() for path in leftovers)):  # the new holder clears them
             assert restart.poll() is None and time.time() < deadline, restart.stdout.read()
             time.sleep(0.1)
         restart.send_signal(signal.SIGTERM)
@@ -314,6 +321,7 @@ def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
 
 # ----------------------------------------------------------------------------- the system refuses a write
 
+@pytest.mark.slow
 def test_disk_full_leaves_nothing_behind(tmp_path):
     """A file-size limit (ulimit -f) makes the first checkpoint write fail as a full disk would."""
     out = tmp_path / "run"
@@ -349,6 +357,7 @@ def test_unwritable_run_folder_is_one_line(unwritable_folder):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_checks_every_output_location_before_work(finished_run, unwritable_folder, tmp_path):
     checkpoint = finished_run / "best.pt"
     proc = iseat("evaluate", "--checkpoint", checkpoint, "--out", unwritable_folder / "aa.json", "--attack", "pgd",

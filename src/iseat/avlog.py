@@ -118,7 +118,7 @@ class AVLogWriter:
     def _reopen(self, keep: int):
         """Open for appending, keeping `keep` complete rows. A log left open by a killed writer cannot be
         reopened for writing (HDF5 consistency flags), so its complete rows are copied to a new file."""
-        check_resumable(self.path, keep)
+        check_resumable(self.path)
         try:
             f = h5py.File(self.path, "a", libver="latest")
         except OSError:
@@ -179,7 +179,7 @@ class AVLogWriter:
             self.file = None
 
 
-def check_resumable(path: Path, keep: int) -> None:
+def check_resumable(path: Path) -> None:
     """A log to append to must be intact: a damaged one is left untouched and the run refused (one line)."""
     try:
         open_swmr_reader(path).close()

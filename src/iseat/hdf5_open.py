@@ -67,7 +67,10 @@ def _set_read_attempts():
         return None
     for lib in sorted(paths):
         if "hl" not in Path(lib).name:
-            function = ctypes.CDLL(lib).H5Pset_metadata_read_attempts
+            try:
+                function = ctypes.CDLL(lib).H5Pset_metadata_read_attempts
+            except (OSError, AttributeError):
+                continue
             function.argtypes = [ctypes.c_int64, ctypes.c_uint]
             return function
     return None

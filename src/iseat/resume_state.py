@@ -8,7 +8,9 @@ and a list. A state is accepted only if it carries this format and the run's own
 
 from __future__ import annotations
 
+import pickle
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +57,14 @@ def read_state(path) -> dict:
     path = Path(path)
     advice = f"delete {path} to restart the run from its first epoch, or restore a good copy"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on a pickle protocol it did not write itself
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for empty, truncated, foreign or planted files
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else "empty or truncated"
+        if isinstance(err, pickle.UnpicklingError):
+            reason = "it holds objects other than tensors and plain values, which could run code"
+        else:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else "empty or truncated"
         raise ResumeStateError(f"{path} is not a loadable resume state ({type(err).__name__}: {reason}); "
                                f"{advice}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
-from .avlog import AVLogWriter, EpochBuffer, av_statistics
+from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
 from .config import parse_fraction
 from .errors import ResumeStateError, RunFolderError
@@ -157,16 +157,16 @@ class TrainingRun:
         from .data import load_data  # heavy import, only when training
 
         self.data = load_data(self.cfg["data"], self.cfg["seed"])  # bad data fails before any file is written
-        created = not self.out.exists()
+        created = [folder for folder in (self.out, *self.out.parents) if not folder.exists()]
         self.out.mkdir(parents=True, exist_ok=True)
         self.av_writer = None
         try:
             with run_lock.hold(self.out / LOCK, f"run folder {self.out}", self.say):
                 return self._run_locked()
         finally:
-            if created:
-                with contextlib.suppress(OSError):
-                    self.out.rmdir()  # only if a failed first start left it empty
+            with contextlib.suppress(OSError):  # only folders a failed first start made and left empty
+                for folder in created:
+                    folder.rmdir()
 
     def _run_locked(self) -> dict:
         remove_leftovers(self.out)
@@ -218,16 +218,18 @@ class TrainingRun:
             if epochs and not (self.out / name).exists():
                 raise RunFolderError(f"{self.out / name} is missing but {path} has {epochs} completed epochs; "
                                      f"restore it, or delete {path} to restart the run from its first epoch")
+        if needed["av_log.h5"]:
+            check_resumable(self.out / "av_log.h5")
         return state
 
     def _setup(self):
         cfg = self.cfg
         state = self._read_resume_state()
-        write_text_atomic(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        write_if_changed(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         set_determinism(self.runtime["deterministic"])
         self.device = select_device(self.runtime["device"], self.say)
         seed_everything(cfg["seed"])
-        write_json_atomic(self.out / "split.json", self.data.split)
+        write_if_changed(self.out / "split.json", json.dumps(self.data.split, indent=2) + "\n")
         self.architecture = architecture_of(cfg, self.data.num_classes)
         self.model = build_model(**self.architecture).to(self.device)
         if state is None:
@@ -427,6 +429,12 @@ class TrainingRun:
         (self.out / STATE).unlink(missing_ok=True)
         self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
         return summary
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """A resumed run leaves its files untouched when they already say the same."""
+    if not path.is_file() or path.read_text() != text:
+        write_text_atomic(path, text)
 
 
 def remove_leftovers(folder: Path) -> None:
