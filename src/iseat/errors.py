@@ -24,3 +24,9 @@ class ResumeStateError(UserError, ValueError):
 
 class AVLogError(UserError, ValueError):
     """A missing, damaged or foreign AV log."""
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's message cut to its first line, for quoting inside a one-line error."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import h5py
 
+from .errors import first_line
+
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 WRITE_ACCESS_FLAGS = 0x1 | 0x4  # superblock v2/v3 status flags: open for writing, open for SWMR writing
 READ_ATTEMPTS = 30  # SWMR metadata read attempts: about 2 s of back-off in all, ample for a live writer
@@ -104,7 +106,3 @@ def read_shape(name, obj) -> None:
     if isinstance(obj, h5py.Dataset):
         obj.shape
 
-
-def first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__

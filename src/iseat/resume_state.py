@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .checkpoint import save_atomic
-from .errors import ResumeStateError
+from .errors import ResumeStateError, first_line
 
 FORMAT = "iseat-resume-state-v1"
 REQUIRED = ("format", "model", "optimizer", "scheduler", "swa", "progress", "rng", "config")
@@ -64,7 +64,7 @@ def read_state(path) -> dict:
         if isinstance(err, pickle.UnpicklingError):
             reason = "it holds objects other than tensors and plain values, which could run code"
         else:
-            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else "empty or truncated"
+            reason = first_line(err) if str(err).strip() else "empty or truncated"
         raise ResumeStateError(f"{path} is not a loadable resume state ({type(err).__name__}: {reason}); "
                                f"{advice}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

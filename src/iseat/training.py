@@ -27,7 +27,7 @@ from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
 from .config import parse_fraction
-from .errors import ResumeStateError, RunFolderError
+from .errors import ResumeStateError, RunFolderError, first_line
 from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step
 from .models import build_model
@@ -275,8 +275,7 @@ class TrainingRun:
             restore_rng_states(state["rng"])
         except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise ResumeStateError(f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
-                                   f"{str(err).strip().splitlines()[0][:160] if str(err).strip() else ''}); delete "
-                                   f"it to restart the run from its first epoch") from None
+                                   f"{first_line(err)}); delete it to restart the run from its first epoch") from None
         self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
 
     def _save_state(self):
