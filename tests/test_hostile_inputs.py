@@ -3,6 +3,7 @@ one line on stderr naming the key or file, no traceback, the output folder as it
 code run. Two real processes contend for one run folder; damaged HDF5 logs fail within a time bound."""
 
 import contextlib
+import fcntl
 import json
 import os
 import pickle
@@ -373,3 +374,16 @@ def test_evaluate_checks_every_output_location_before_work(finished_run, unwrita
                  "--no-progress")
     assert_one_line_error(proc, "aa.per_sample.csv", "folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aa.per_sample.csv", "file", "locked"]
+
+
+@pytest.mark.slow
+def test_evaluation_output_held_by_another_process_is_refused(finished_run, tmp_path):
+    out = tmp_path / "held.json"
+    with open(tmp_path / ".held.json.lock", "w") as lock:  # this test process is the other writer
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01T00:00:00Z"}))
+        lock.flush()
+        proc = iseat("evaluate", "--checkpoint", finished_run / "best.pt", "--out", out, "--attack", "none",
+                     "--n-ex", 8, "--no-progress")
+    assert_one_line_error(proc, str(out), f"PID {os.getpid()}")
+    assert [p.name for p in tmp_path.iterdir()] == [".held.json.lock"]
