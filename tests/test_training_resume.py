@@ -42,7 +42,7 @@ def wait_for_mid_epoch_state(out, proc, epoch, timeout=300):
     while time.time() < deadline:
         assert proc.poll() is None, proc.stdout.read()
         try:
-            progress = torch.load(out / "state.pt", weights_only=False)["progress"]
+            progress = torch.load(out / "state.pt", weights_only=True)["progress"]  # plain values: no code can run
             if progress["epoch"] == epoch and progress["batch"] >= 2:
                 return progress
         except (FileNotFoundError, EOFError, RuntimeError):

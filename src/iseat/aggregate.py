@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
 from .io import atomic_path, write_json_atomic, write_text_atomic
 
 SEEDS_FORMAT = "iseat-seeds-v1"
@@ -27,7 +28,7 @@ GRID_FORMAT = "iseat-grid-v1"
 GRID_METRIC = "best_selection_pgd_acc"
 
 
-class AggregateError(ValueError):
+class AggregateError(UserError, ValueError):
     """Missing or inconsistent input; the message is one line."""
 
 

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 import yaml
 
+from .errors import AVLogError
+from .hdf5_open import DamagedFile, open_swmr_reader
+
 FORMAT = "iseat-avlog-v1"
 PER_SAMPLE = {"av": "f4", "clean_loss": "f4", "adv_loss": "f4", "clean_correct": "i1", "adv_correct": "i1"}
 STATISTICS = ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0", "n_samples")
@@ -115,6 +118,7 @@ class AVLogWriter:
     def _reopen(self, keep: int):
         """Open for appending, keeping `keep` complete rows. A log left open by a killed writer cannot be
         reopened for writing (HDF5 consistency flags), so its complete rows are copied to a new file."""
+        check_resumable(self.path)
         try:
             f = h5py.File(self.path, "a", libver="latest")
         except OSError:
@@ -123,20 +127,24 @@ class AVLogWriter:
             self._truncate(f, keep)
             return f
         tmp = self.path.with_name(f".{self.path.name}.rebuild")
-        with h5py.File(self.path, "r", libver="latest", swmr=True) as src, h5py.File(tmp, "w", libver="latest") as dst:
-            for key, value in src.attrs.items():
-                dst.attrs[key] = value
-            for name in src:
-                src.copy(name, dst)
-            self._truncate(dst, keep)
-        os.replace(tmp, self.path)
+        try:
+            with open_swmr_reader(self.path) as src, h5py.File(tmp, "w", libver="latest") as dst:
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                for name in src:
+                    src.copy(name, dst)
+                self._truncate(dst, keep)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return h5py.File(self.path, "a", libver="latest")
 
     @staticmethod
     def _truncate(f, keep: int):
         have = f["epoch"].shape[0]
         if have < keep:
-            raise ValueError(f"AV log {f.filename} holds {have} epochs but the checkpoint expects {keep}")
+            raise AVLogError(f"AV log {f.filename} holds {have} epochs but the run has completed {keep}; restore "
+                             f"a good copy, or delete state.pt beside it to restart the run from its first epoch")
         for name in [*PER_SAMPLE, "epoch", "weight_perturbed", *(f"summary/{s}" for s in STATISTICS)]:
             f[name].resize(keep, axis=0)
 
@@ -171,6 +179,15 @@ class AVLogWriter:
             self.file = None
 
 
+def check_resumable(path: Path) -> None:
+    """A log to append to must be intact: a damaged one is left untouched and the run refused (one line)."""
+    try:
+        open_swmr_reader(path).close()
+    except DamagedFile as err:
+        raise AVLogError(f"AV log {path} is damaged ({err}); the run cannot resume with it: restore a good "
+                         f"copy, or move it away and delete state.pt beside it to restart the run") from None
+
+
 class AVLog:
     """Read access to an AV log, also while it is being written."""
 
@@ -179,11 +196,12 @@ class AVLog:
         if not self.path.is_file():
             raise FileNotFoundError(f"AV log {self.path} does not exist")
         try:
-            self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
-        except OSError as err:
-            raise ValueError(f"{self.path} is not a readable HDF5 AV log ({err})") from None
+            self.file = open_swmr_reader(self.path)
+        except DamagedFile as err:
+            raise AVLogError(f"{self.path} is not a readable HDF5 AV log: {err}") from None
         if self.file.attrs.get("format") != FORMAT:
-            raise ValueError(f"{self.path} is not an iseat AV log (format {FORMAT})")
+            self.file.close()
+            raise AVLogError(f"{self.path} is not an iseat AV log (format {FORMAT})")
 
     def refresh(self):
         for ds in self.file.values():

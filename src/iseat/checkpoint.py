@@ -7,10 +7,12 @@ A model checkpoint is a dict with `format`, `model` (state_dict), `architecture`
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .io import atomic_path
 from .models import build_model
 
@@ -18,8 +20,12 @@ FORMAT = "iseat-checkpoint-v1"
 
 
 def save_atomic(obj, path) -> None:
+    """torch.save through memory, so that a full disk surfaces as an OSError naming the file (torch's own
+    writer reports it as a RuntimeError without the cause)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        Path(tmp).write_bytes(buffer.getbuffer())
 
 
 def architecture_of(cfg: dict, num_classes: int) -> dict:
@@ -33,7 +39,7 @@ def model_checkpoint(model, architecture: dict, epoch: int, metrics: dict, confi
             "metrics": metrics, "config": config}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A missing, corrupt or mismatched checkpoint; the message is one line."""
 
 

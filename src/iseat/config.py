@@ -13,6 +13,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import UserError
+
 DEFAULTS: dict = {
     "seed": 0,
     "data": {"dataset": "digits", "root": None, "augmentation": "auto", "extra": None, "extra_ratio": 1.0,
@@ -29,7 +31,7 @@ DEFAULTS: dict = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid configuration; the message is one line naming the key."""
 
 
@@ -37,12 +39,15 @@ def schema() -> dict:
     return yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
 
 
-def parse_fraction(value) -> float:
-    """8/255 written as a number or as the string "8/255"."""
-    if isinstance(value, str):
-        num, den = value.split("/")
-        return float(num) / float(den)
-    return float(value)
+def parse_fraction(value, key: str = "value") -> float:
+    """8/255 written as a number or as the string "8/255"; ConfigError naming `key` if it is neither."""
+    try:
+        if isinstance(value, str):
+            num, den = value.split("/")
+            return float(num) / float(den)
+        return float(value)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{key}: {value!r} is not a number or a fraction such as 8/255") from None
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -66,7 +71,11 @@ def apply_override(cfg: dict, assignment: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{dotted}: {key!r} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{dotted}: {raw!r} is not a valid YAML value ({str(err).splitlines()[0]}); "
+                          "write it as YAML, e.g. 10, 0.1, [0, 0.1] or a quoted string") from None
 
 
 def key_path(error: jsonschema.ValidationError) -> str:
@@ -90,15 +99,23 @@ def validate(cfg: dict) -> None:
     if error.validator == "oneOf" and error.context:
         # report the branch that matches the value's type (e.g. the negative item of a list)
         error = min(error.context, key=lambda e: (e.validator == "type", -len(e.absolute_path)))
-    raise ConfigError(f"{key_path(error)}: {error.message}")
+    raise ConfigError(f"{key_path(error)}: {error.message}{accepted_range(error)}")
+
+
+def accepted_range(error: jsonschema.ValidationError) -> str:
+    """' (accepted: 0 to 0.1)' for a number outside its schema bounds, else ''."""
+    if error.validator not in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return ""
+    s = error.schema
+    low = f"> {s['exclusiveMinimum']}" if "exclusiveMinimum" in s else (f">= {s['minimum']}" if "minimum" in s else "")
+    high = f"< {s['exclusiveMaximum']}" if "exclusiveMaximum" in s else (f"<= {s['maximum']}" if "maximum" in s else "")
+    return f" (accepted: {' and '.join(b for b in (low, high) if b)})"
 
 
 def check_semantics(cfg: dict) -> None:
     """Rules a schema cannot express."""
-    attack = cfg["attack"]
-    eps = parse_fraction(attack["eps"])
-    if eps > 0.25:
-        raise ConfigError(f"attack.eps: {attack['eps']} looks like pixels; give it in [0, 1], e.g. 8/255")
+    check_budgets(cfg)
+    check_milestones(cfg["training"])
     data = cfg["data"]
     if data["dataset"] in ("cifar10", "cifar100", "svhn", "npz") and not data.get("root"):
         raise ConfigError(f"data.root: required for dataset {data['dataset']!r} (a folder, or the .npz file)")
@@ -108,6 +125,32 @@ def check_semantics(cfg: dict) -> None:
     ft = cfg["training"]["finetune_from"]
     if ft and not Path(ft).exists():
         raise ConfigError(f"training.finetune_from: {ft} does not exist")
+
+
+MAX_BUDGET = 0.25  # l-inf budgets and step sizes above this are taken as pixels (8 for 8/255), a common mistake
+BUDGETS = (("attack", "eps", False), ("attack", "step_size", False), ("evaluation", "pgd_step_size", True))
+
+
+def check_budgets(cfg: dict) -> None:
+    """eps and step sizes: numbers or fractions in [0, 0.25] ([0, 1] pixel units); the selection PGD's step > 0."""
+    for section, key, positive in BUDGETS:
+        raw = cfg[section][key]
+        if raw is None:
+            continue
+        value = parse_fraction(raw, f"{section}.{key}")
+        if not (0 < value if positive else 0 <= value) or value > MAX_BUDGET:
+            low = "(0" if positive else "[0"
+            raise ConfigError(f"{section}.{key}: {raw} = {value:.4g} is outside the accepted range {low}, "
+                              f"{MAX_BUDGET}] ([0, 1] pixel units, e.g. 2/255)")
+
+
+def check_milestones(training: dict) -> None:
+    """Every lr decay must fall after the first epoch: round(fraction x epochs) >= 1."""
+    epochs = training["epochs"]
+    for i, fraction in enumerate(training["lr_milestones"]):
+        if round(fraction * epochs) < 1:
+            raise ConfigError(f"training.lr_milestones[{i}]: {fraction} x {epochs} epochs decays the lr before "
+                              f"the first epoch; accepted: fractions in ({0.5 / epochs:.3g}, 1), or [] for no decay")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict:

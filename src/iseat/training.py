@@ -8,8 +8,8 @@ any moment continues when started again with the same command, and ends with the
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import random
 import signal
@@ -22,22 +22,25 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import acceleration
+from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
-from .avlog import AVLogWriter, EpochBuffer, av_statistics
+from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
 from .config import parse_fraction
+from .errors import ResumeStateError, RunFolderError, first_line
 from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step
 from .models import build_model
 from .provenance import provenance
+from .resume_state import check_belongs_to, read_state, restore_rng_states, rng_states, save_state
 from .swa import WeightAverage
 
 STATE = "state.pt"
 SUMMARY = "summary.json"
+LOCK = ".iseat.lock"
 
 
-class RunConflict(ValueError):
+class RunConflict(RunFolderError):
     """The output folder holds a finished run made with another config."""
 
 
@@ -72,21 +75,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def rng_states() -> dict:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def milestone_epochs(cfg: dict) -> list[int]:
@@ -164,12 +152,40 @@ class TrainingRun:
             self._check_same_config(finished=True)
             self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
             return json.loads((self.out / SUMMARY).read_text())
-        self._setup()
+        if self.out.exists() and not self.out.is_dir():
+            raise RunFolderError(f"--out {self.out} is a file; give a folder for the run")
+        from .data import load_data  # heavy import, only when training
+
+        self.data = load_data(self.cfg["data"], self.cfg["seed"])  # bad data fails before any file is written
+        created = [folder for folder in (self.out, *self.out.parents) if not folder.exists()]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.av_writer = None
         try:
-            return self._train()
+            with run_lock.hold(self.out / LOCK, f"run folder {self.out}", self.say):
+                return self._run_locked()
         finally:
-            if self.av_writer is not None:
-                self.av_writer.close()
+            with contextlib.suppress(OSError):  # only folders a failed first start made and left empty
+                for folder in created:
+                    folder.rmdir()
+
+    def _run_locked(self) -> dict:
+        remove_leftovers(self.out)
+        before = {p.name for p in self.out.iterdir()}
+        try:
+            self._setup()
+            return self._train()
+        except BaseException:
+            if not (self.out / STATE).exists():  # failed before its first saved state: leave nothing behind
+                self._close_av_log()
+                remove_new_files(self.out, before)
+            raise
+        finally:
+            self._close_av_log()
+
+    def _close_av_log(self):
+        if self.av_writer is not None:
+            self.av_writer.close()
+            self.av_writer = None
 
     # -- set-up
     def _check_same_config(self, finished: bool) -> bool:
@@ -181,25 +197,43 @@ class TrainingRun:
             raise RunConflict(f"{self.out} holds a finished run made with another config; choose another --out")
         return same
 
+    def _read_resume_state(self) -> dict | None:
+        """The folder's saved state if it belongs to this run; refuses a state without its run's files."""
+        path = self.out / STATE
+        if not path.exists():
+            return None
+        if not (self.out / "config.yaml").exists():
+            raise RunFolderError(f"{path} exists without {self.out / 'config.yaml'}: not an intact iseat run; "
+                                 f"restore config.yaml, or delete {path} to start afresh, or choose another --out")
+        if not self._check_same_config(finished=False):
+            self.say(f"config differs from the unfinished run in {self.out}: discarding its state and starting afresh")
+            path.unlink()
+            return None
+        state = read_state(path)
+        check_belongs_to(state, path, self.cfg)
+        progress = state["progress"] if isinstance(state["progress"], dict) else {}
+        needed = {"metrics.jsonl": progress.get("epoch", 0),
+                  "av_log.h5": progress.get("av_log_epochs", 0) if self.runtime["av_log"] else 0}
+        for name, epochs in needed.items():
+            if epochs and not (self.out / name).exists():
+                raise RunFolderError(f"{self.out / name} is missing but {path} has {epochs} completed epochs; "
+                                     f"restore it, or delete {path} to restart the run from its first epoch")
+        if needed["av_log.h5"]:
+            check_resumable(self.out / "av_log.h5")
+        return state
+
     def _setup(self):
         cfg = self.cfg
-        self._resumed = None
-        self.out.mkdir(parents=True, exist_ok=True)
-        if (self.out / STATE).exists() and not self._check_same_config(finished=False):
-            self.say(f"config differs from the unfinished run in {self.out}: discarding its state and starting afresh")
-            (self.out / STATE).unlink()
-        write_text_atomic(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        state = self._read_resume_state()
+        write_if_changed(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         set_determinism(self.runtime["deterministic"])
         self.device = select_device(self.runtime["device"], self.say)
         seed_everything(cfg["seed"])
-
-        from .data import load_data  # heavy import, only when training
-
-        self.data = load_data(cfg["data"], cfg["seed"])
-        write_json_atomic(self.out / "split.json", self.data.split)
+        write_if_changed(self.out / "split.json", json.dumps(self.data.split, indent=2) + "\n")
         self.architecture = architecture_of(cfg, self.data.num_classes)
         self.model = build_model(**self.architecture).to(self.device)
-        self._maybe_finetune()
+        if state is None:
+            self._maybe_finetune()
         self.step_model = acceleration.prepare_model(self.model, self.runtime, self.device)
         t = cfg["training"]
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t["lr"], momentum=t["momentum"],
@@ -209,22 +243,20 @@ class TrainingRun:
         self.schedule = MethodSchedule.from_config(cfg["method"])
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
-        if (self.out / STATE).exists():
-            self._resume()
-        self.av_writer = None
+        if state is not None:
+            self._resume(state)
         if self.runtime["av_log"]:
             attrs = {"config": cfg, "provenance": provenance(self.device, cfg["seed"]), "seed": cfg["seed"]}
             self.av_writer = AVLogWriter(self.out / "av_log.h5", self.data.log_indices, attrs,
                                          resume_epochs=self.progress.av_log_epochs)
         self.buffer = EpochBuffer(self.data.log_indices, self.device)
-        if self._resumed is not None and "buffer" in self._resumed:
-            for name, values in self._resumed["buffer"].items():
+        if state is not None and "buffer" in state:
+            for name, values in state["buffer"].items():
                 self.buffer.values[name].copy_(values)
-        self._resumed = None
 
     def _maybe_finetune(self):
         src = finetune_source(self.cfg)
-        if src is None or (self.out / STATE).exists():
+        if src is None:
             return
         expect = self.architecture
         model, ckpt = load_model(src, "cpu", expect_num_classes=expect["num_classes"], expect_arch=expect["arch"])
@@ -232,31 +264,32 @@ class TrainingRun:
         self.say(f"fine-tuning from {src} ({self.cfg['training']['finetune_checkpoint']} checkpoint, "
                  f"epoch {ckpt['epoch']})")
 
-    def _resume(self):
-        state = torch.load(self.out / STATE, map_location="cpu", weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.swa is not None and state.get("swa") is not None:
-            self.swa.load_state_dict(state["swa"])
-        self.progress = Progress(**state["progress"])
-        restore_rng_states(state["rng"])
-        self._resumed = state
+    def _resume(self, state: dict):
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.swa is not None and state.get("swa") is not None:
+                self.swa.load_state_dict(state["swa"])
+            self.progress = Progress(**state["progress"])
+            restore_rng_states(state["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ResumeStateError(f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
+                                   f"{first_line(err)}); delete it to restart the run from its first epoch") from None
         self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
 
     def _save_state(self):
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        parts = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "swa": self.swa.state_dict() if self.swa else None,
                  "progress": vars(self.progress), "rng": rng_states(), "config": self.cfg}
         if self.progress.batch:
-            state["buffer"] = {k: v.cpu() for k, v in self.buffer.values.items()}
-        save_atomic(state, self.out / STATE)
+            parts["buffer"] = {k: v.cpu() for k, v in self.buffer.values.items()}
+        save_state(self.out / STATE, **parts)
 
     # -- the loop
     def _train(self) -> dict:
         stop = StopRequest()
         epochs = self.cfg["training"]["epochs"]
-        self._resumed = None
         last_save = time.monotonic()
         while self.progress.epoch < epochs:
             finished_epoch = self._train_epoch(stop, last_save)
@@ -395,6 +428,26 @@ class TrainingRun:
         (self.out / STATE).unlink(missing_ok=True)
         self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
         return summary
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """A resumed run leaves its files untouched when they already say the same."""
+    if not path.is_file() or path.read_text() != text:
+        write_text_atomic(path, text)
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Temporaries of an earlier process that was killed while writing (only called under the run's lock)."""
+    for pattern in (".*.tmp", ".*.rebuild"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def remove_new_files(folder: Path, before: set) -> None:
+    """Remove what a failed first start wrote, so a failed command leaves the folder as it found it."""
+    for path in folder.iterdir():
+        if path.name not in before and path.name != LOCK and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def train(cfg: dict, out_dir, say=print) -> dict:

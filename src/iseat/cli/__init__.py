@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+
+from ..errors import UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
 # so `iseat --help` and light commands do not pay for importing torch.
@@ -20,8 +23,23 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """A mistake in the user's input: printed as one line, exit status 2."""
+# what to do when the system refuses a file operation (the error names the file)
+OS_ERROR_HINTS = {
+    errno.EACCES: "permission denied; make it writable or choose another location",
+    errno.EPERM: "operation not permitted; make it writable or choose another location",
+    errno.EROFS: "read-only file system; choose another location",
+    errno.ENOSPC: "no space left on the device; free some space or choose another location",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another location",
+    errno.EFBIG: "file too large for this file system or the process's file-size limit (ulimit -f)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another location",
+    errno.EISDIR: "is a folder where a file was expected; choose another location",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a refused file operation: the file, what the system said, and what to do."""
+    where = err.filename or "a file"
+    return f"{where}: {OS_ERROR_HINTS[err.errno]} ({err.strerror or 'refused'})"
 
 
 def main(argv=None) -> int:
@@ -42,6 +60,11 @@ def main(argv=None) -> int:
         return int(module.run(args) or 0)
     except UserError as err:
         print(f"iseat {name}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in OS_ERROR_HINTS:
+            raise
+        print(f"iseat {name}: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"iseat {name}: interrupted", file=sys.stderr)

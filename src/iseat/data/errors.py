@@ -1,7 +1,9 @@
 """Errors of the data layer: each message is one line naming what is wrong and how to fix it."""
 
+from ..errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Missing, malformed or unverifiable data; the message is one line."""
 
 

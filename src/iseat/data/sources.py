@@ -7,6 +7,7 @@ unpickler (numpy arrays only), and SVHN's .mat files with scipy. File names come
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from .errors import DataError
 from .safe_pickle import restricted_load
 
 DIGITS_TEST_SIZE = 300  # 1797 digits -> 1497 training / 300 test images, a fixed split
+IMAGE_SIZE = 32  # every model (small CNN, PreActResNet18, WRN) is built for 32 x 32 inputs
+MAX_CLASSES = 1000  # more classes than any image set used here: larger labels are a labelling mistake
 
 
 @dataclass
@@ -79,6 +82,9 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 def check_images(x: np.ndarray, what: str) -> np.ndarray:
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
         raise DataError(f"{what}: expected uint8 images N x H x W x 3, got {x.dtype} {x.shape}")
+    if x.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{what}: images are {x.shape[1]} x {x.shape[2]}, but the models take "
+                        f"{IMAGE_SIZE} x {IMAGE_SIZE}; resize or pad them first")
     return x
 
 
@@ -90,13 +96,29 @@ def check_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def check_classes(y_train: np.ndarray, y_test: np.ndarray, path) -> int:
+    """K, when the training labels are exactly 0..K-1 (every class present, K <= MAX_CLASSES) and the
+    test labels fall among them."""
+    num_classes = int(y_train.max(initial=-1)) + 1
+    if num_classes > MAX_CLASSES:
+        raise DataError(f"{path}:y_train: label {num_classes - 1} found; labels must be 0..K-1 with K <= {MAX_CLASSES}")
+    missing = np.setdiff1d(np.arange(num_classes), y_train)
+    if missing.size:
+        raise DataError(f"{path}:y_train: labels must be 0..K-1 with every class present; no training image has "
+                        f"label {int(missing[0])} (K = {num_classes})")
+    if y_test.size and y_test.max() >= num_classes:
+        raise DataError(f"{path}:y_test: label {int(y_test.max())} is not among the training labels 0..{num_classes - 1}")
+    return num_classes
+
+
 def read_npz_arrays(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as npz:
             present = set(npz.files)
             arrays = {k: npz[k] for k in NPZ_KEYS if k in present}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable .npz file ({reason}); write it again with numpy.savez") from None
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing arrays {missing}; an npz data set needs {list(NPZ_KEYS)}")
@@ -112,7 +134,7 @@ def load_npz(path) -> LabelledArrays:
     x_train, x_test = (check_images(arrays[k], f"{path}:{k}") for k in ("x_train", "x_test"))
     y_train = check_labels(arrays["y_train"], len(x_train), f"{path}:y_train")
     y_test = check_labels(arrays["y_test"], len(x_test), f"{path}:y_test")
-    num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    num_classes = check_classes(y_train, y_test, path)
     return LabelledArrays(path.stem, x_train, y_train, x_test, y_test, num_classes)
 
 

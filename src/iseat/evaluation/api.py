@@ -8,10 +8,12 @@ written; a killed run started again resumes from the partial file (see `chunks`)
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import torch
 
+from .. import run_lock
 from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
 from ..provenance import device_description, provenance
 from .chunks import model_digest, partial_path, run_chunks
@@ -32,12 +34,31 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def check_out_path(out) -> Path:
+    """Every file the evaluation will write (report, per-sample CSV, partial results) can be written."""
     out = Path(out)
     if out.suffix != ".json":
         raise EvaluationError(f"--out {out} must be a .json file (the per-sample CSV goes beside it)")
-    if out.is_dir():
-        raise EvaluationError(f"--out {out} is a folder")
+    for path in (out, per_sample_path(out), partial_path(out)):
+        if path.is_dir():
+            raise EvaluationError(f"--out {out}: {path} is a folder; choose another --out")
+    check_writable_folder(out.parent, f"--out {out}")
     return out
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """`folder` (or, if it does not exist yet, its nearest existing parent, where it will be made) takes new
+    files: probed with a temporary file, which also catches read-only mounts, ACLs and full quotas."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EvaluationError(f"{what}: {existing} is a file, not a folder; choose another location")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise EvaluationError(f"{what}: cannot write in {existing} ({err.strerror}); make it writable or "
+                              f"choose another location") from None
 
 
 def sample_count(spec: EvaluationSpec, available: int) -> int:
@@ -71,16 +92,18 @@ def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: in
     fingerprint = {**spec.fingerprint(), "n_examples": n, "num_classes": num_classes, "model": model_digest(model)}
     partial = partial_path(out)
     attacks = spec.build_attacks(model, num_classes=num_classes, device=device)
-    chunks, runs = run_chunks(model, dataset, n, spec, attacks, device, partial, fingerprint, progress)
-    data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
-            "subset": f"first {n} samples"}
-    report = build_report(chunks, spec, attacks, device=device_description(device),
-                          source=source or {"checkpoint": None, "training_config": None}, data=data,
-                          provenance=provenance(device, spec.seed), runs=runs,
-                          per_sample_file=per_sample_path(out).name)
-    write_outputs(out, report, chunks)
-    partial.unlink(missing_ok=True)
-    return report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock.hold(out.with_name(f".{out.name}.lock"), f"evaluation output {out}"):  # one writer per report
+        chunks, runs = run_chunks(model, dataset, n, spec, attacks, device, partial, fingerprint, progress)
+        data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
+                "subset": f"first {n} samples"}
+        report = build_report(chunks, spec, attacks, device=device_description(device),
+                              source=source or {"checkpoint": None, "training_config": None}, data=data,
+                              provenance=provenance(device, spec.seed), runs=runs,
+                              per_sample_file=per_sample_path(out).name)
+        write_outputs(out, report, chunks)
+        partial.unlink(missing_ok=True)
+        return report
 
 
 def evaluation_data_config(cfg: dict, data_root: str | None, dataset: str | None) -> dict:

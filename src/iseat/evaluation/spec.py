@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import UserError
 from .attacks import ATTACKS, Attack
 
 NORM = "Linf"
@@ -11,7 +12,7 @@ MAX_EPS = 0.25  # larger values are taken as pixels (e.g. 8 for 8/255), a common
 NONE = "none"  # --attack none: clean accuracy only
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Bad evaluation input (eps, attack choice, sample count, stale partial results); the message is one line."""
 
 

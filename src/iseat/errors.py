@@ -1,0 +1,32 @@
+"""Errors a user can fix: each message is one line naming the key or file and the fix.
+
+Every library error meant for the user derives from `UserError`; the command line catches it once
+(`iseat.cli.main`), prints the line and exits with status 2. The subclasses keep `ValueError` as a
+second base so callers that catch `ValueError` still do.
+"""
+
+
+class UserError(Exception):
+    """Bad input (a config key, a file, an output location) or a refused action; the message is one line."""
+
+
+class OutputLocked(UserError):
+    """Another process holds the output (run folder or evaluation report)."""
+
+
+class RunFolderError(UserError, ValueError):
+    """A run folder that is not an intact iseat run (missing config, log or metrics beside a saved state)."""
+
+
+class ResumeStateError(UserError, ValueError):
+    """A resume state (state.pt) that is damaged, foreign or tampered with."""
+
+
+class AVLogError(UserError, ValueError):
+    """A missing, damaged or foreign AV log."""
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's message cut to its first line, for quoting inside a one-line error."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
