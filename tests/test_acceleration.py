@@ -102,9 +102,19 @@ def test_autocast_cache_is_dropped_after_each_update():
 
 def test_options_are_validated_and_described():
     assert acceleration.describe(None) == {"precision": "fp32", "channels_last": False, "compile": False,
-                                           "pin_memory": False, "autocast_dtype": None, "compile_scope": None,
-                                           "numerics": "fp32"}
+                                           "tf32": False, "pin_memory": False, "memory_lean": False,
+                                           "autocast_dtype": None, "compile_scope": None, "numerics": "fp32"}
+    assert acceleration.describe({"tf32": True})["numerics"] == "changed (tf32)"
     assert acceleration.describe({"precision": "bf16"})["autocast_dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="runtime.precision"):
         acceleration.options({"precision": "fp16"})
     assert not acceleration.pin_memory({"pin_memory": True}, "cpu")
+
+
+def test_used_options_name_what_a_run_changed():
+    assert acceleration.used_options(acceleration.describe(None)) == []
+    used = acceleration.used_options(acceleration.describe({"precision": "bf16", "channels_last": True, "tf32": True,
+                                                            "compile": True, "pin_memory": True, "memory_lean": True}))
+    assert used == ["bf16 autocast", "channels_last", "torch.compile", "TF32", "pinned memory", "memory-lean"]
+    # summaries written before an option existed name nothing for it
+    assert acceleration.used_options({"precision": "fp32", "compile": False}) == []
