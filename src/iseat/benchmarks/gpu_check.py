@@ -71,6 +71,7 @@ class Profile:
     train_batch_size: int = 128
     train_pgd_steps: int = 10
     validation_size: int = 500
+    selection_samples: int = 200  # model selection: PGD on this many validation images per epoch
     aa_samples: int = 500
     check_arch: str = "preact_resnet18"  # determinism and resume
     check_epochs: int = 1  # the kill lands two batches into the last epoch
@@ -78,6 +79,8 @@ class Profile:
     training_estimate_s: float = 120.0
     loader_estimate_s: float = 30.0
     device: str = "auto"
+    threads: int | None = None  # torch CPU threads (smoke: 1, as small models run fastest so on a shared CPU)
+    train_on_given_data: bool = True  # smoke: the trainings use the shipped digits set (1,497 images), always
     budget_s: float = 570.0
     first_step_estimate_s: float = 40.0  # one (model, variant) entry before anything was measured
 
@@ -85,9 +88,10 @@ class Profile:
 FULL = Profile()
 SMOKE = Profile(models=("small_cnn",), batch_size=8, variants=("fp32", "channels_last"), methods=("AT", "ISEAT"),
                 pgd_steps=2, warmup=1, repeats=2, memory_every_variant=False, loader_batches=4, loader_workers=0,
-                train_arch="small_cnn", train_epochs=2, train_batch_size=64, train_pgd_steps=2, validation_size=100,
-                aa_samples=16, check_arch="small_cnn", check_epochs=1, check_estimate_s=40.0,
-                training_estimate_s=40.0, loader_estimate_s=10.0, device="cpu", budget_s=150.0,
+                train_arch="small_cnn", train_epochs=1, train_batch_size=128, train_pgd_steps=2, validation_size=100,
+                selection_samples=32, aa_samples=16, check_arch="small_cnn", check_epochs=1, check_estimate_s=40.0,
+                training_estimate_s=30.0, loader_estimate_s=10.0, device="cpu", threads=1, train_on_given_data=False,
+                budget_s=150.0,
                 first_step_estimate_s=5.0)
 
 
@@ -152,7 +156,7 @@ def step_section(profile: Profile, device: str, budget: Budget, report: Report) 
                 result = step_timing.step_timing(
                     arch, profile.batch_size, profile.repeats, profile.warmup, device, VARIANTS[variant],
                     methods=profile.compile_methods if variant == "compile" else profile.methods,
-                    steps=profile.pgd_steps, memory=profile.memory_every_variant or variant == "fp32",
+                    steps=profile.pgd_steps, threads=profile.threads, memory=profile.memory_every_variant or variant == "fp32",
                     flops=variant == "fp32", memory_lean=variant == "fp32")
             except Exception as err:  # one variant failing (e.g. compile) must not end the check
                 traceback.print_exc()
@@ -200,7 +204,7 @@ def loader_section(profile: Profile, data_cfg: dict, device: str, budget: Budget
     if not budget.allows(estimate):
         return report.skip("loader", f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s left")
     result = loader.loader_benchmark(data_cfg, profile.batch_size, profile.loader_workers, profile.loader_batches,
-                                     steps=3, method="iseat", arch=profile.train_arch, device=device, threads=None)
+                                     steps=3, method="iseat", arch=profile.train_arch, device=device, threads=profile.threads)
     print(loader.format_report(result), flush=True)
     report.section("loader", result)
 
@@ -211,7 +215,7 @@ def training_overrides(profile: Profile, data_cfg: dict, device: str, arch: str,
     data = [f"data.{key}={value}" for key, value in data_cfg.items() if value is not None]
     return [*data, f"data.num_workers={profile.loader_workers}", f"model.arch={arch}", "method.name=iseat",
             f"training.epochs={epochs}", f"training.batch_size={profile.train_batch_size}",
-            f"attack.steps={profile.train_pgd_steps}", "evaluation.max_samples=200",
+            f"attack.steps={profile.train_pgd_steps}", f"evaluation.max_samples={profile.selection_samples}",
             f"evaluation.pgd_steps={profile.train_pgd_steps}", f"runtime.device={device}",
             f"runtime.deterministic={str(deterministic).lower()}", "runtime.progress=false",
             f"runtime.checkpoint_minutes={checkpoint_minutes}", "seed=0"]
@@ -243,6 +247,7 @@ def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budg
               "train_adv_acc": [m["train_adv_acc"] for m in metrics],
               "best_selection_pgd_acc": summary["best_selection_pgd_acc"],
               "evaluation_seconds": time.monotonic() - start, "n_examples": aa["n_examples"],
+              "autoattack_seconds": aa["wall_time_s"]["autoattack"], "pgd_seconds": aa["wall_time_s"]["pgd"],
               "clean_accuracy": aa["clean_accuracy"], "autoattack_accuracy": aa["robust_accuracy"],
               "autoattack_label": aa["label"], "pgd_accuracy": aa["pgd"]["robust_accuracy"],
               "pgd_label": aa["pgd"]["label"], "chance": 1 / 10}
@@ -251,10 +256,12 @@ def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budg
     report.section("training", result)
 
 
-def run_training_process(settings: list[str], out: Path, kill_mid_epoch: int | None = None) -> dict:
+def run_training_process(settings: list[str], out: Path, kill_mid_epoch: int | None = None,
+                         threads: int | None = None) -> dict:
     """`iseat train` in its own process (deterministic settings take effect before CUDA starts); with
     `kill_mid_epoch`, SIGKILL it once its saved state is two batches into that epoch."""
-    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONUNBUFFERED": "1",
+           **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     cmd = [sys.executable, "-m", "iseat", "train", "--out", str(out), "--set", *settings]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if kill_mid_epoch is not None:
@@ -298,7 +305,8 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
     runs = {}
     start = time.monotonic()
     for name in ("a", "b"):
-        runs[name] = run_training_process(settings + ["runtime.av_log=false"], work / f"deterministic_{name}")
+        runs[name] = run_training_process(settings + ["runtime.av_log=false"], work / f"deterministic_{name}",
+                                            threads=profile.threads)
         if runs[name]["returncode"] != 0:
             raise RuntimeError(f"deterministic training run {name} failed: {' / '.join(runs[name]['output_tail'])}")
     same, diff = identical_weights(work / "deterministic_a" / "last.pt", work / "deterministic_b" / "last.pt")
@@ -313,8 +321,9 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
     # resume state is saved after every batch, so the kill lands between two saved batches
     kill_settings = [s for s in settings if not s.startswith("runtime.checkpoint_minutes")] + [
         "runtime.checkpoint_minutes=0.0001", "runtime.av_log=false"]
-    killed = run_training_process(kill_settings, resumed, kill_mid_epoch=profile.check_epochs - 1)
-    again = run_training_process(kill_settings, resumed)
+    killed = run_training_process(kill_settings, resumed, kill_mid_epoch=profile.check_epochs - 1,
+                                  threads=profile.threads)
+    again = run_training_process(kill_settings, resumed, threads=profile.threads)
     if again["returncode"] != 0:
         raise RuntimeError(f"the resumed training run failed: {' / '.join(again['output_tail'])}")
     same, diff = identical_weights(work / "deterministic_a" / "last.pt", resumed / "last.pt")
@@ -344,18 +353,22 @@ def gpu_check(data: str | None, out: str | None, smoke: bool = False, budget_s: 
     if not smoke and not device.startswith("cuda"):
         raise ValueError("no CUDA device is visible; run it on a GPU node (or --smoke for the CPU version)")
     data_cfg = data_config(data, profile)
+    train_data = data_cfg if profile.train_on_given_data else data_config(None, profile)
+    if profile.threads:
+        torch.set_num_threads(profile.threads)
     budget = Budget(budget_s if budget_s is not None else profile.budget_s)
     work = Path(out) if out else Path.cwd() / "gpu-check"
     work.mkdir(parents=True, exist_ok=True)
     report = Report(work)
     report.result.update(check="gpu_check", mode="smoke" if smoke else "full", profile=asdict(profile),
-                         budget_s=budget.seconds, data=data_cfg, environment=environment(device))
+                         budget_s=budget.seconds, data=data_cfg, training_data=train_data,
+                         environment=environment(device))
     report.write()
     # cheap and decisive first; the WRN-34-10 step entries come last, where the guard can drop them
     plan = [("step", lambda: step_section(replace(profile, models=profile.models[:1]), device, budget, report)),
             ("loader", lambda: loader_section(profile, data_cfg, device, budget, report)),
-            ("training", lambda: training_section(profile, data_cfg, device, budget, report, work)),
-            ("determinism", lambda: determinism_and_resume_sections(profile, data_cfg, device, budget, report, work)),
+            ("training", lambda: training_section(profile, train_data, device, budget, report, work)),
+            ("determinism", lambda: determinism_and_resume_sections(profile, train_data, device, budget, report, work)),
             ("step", lambda: step_section(replace(profile, models=profile.models[1:]), device, budget, report))]
     for name, section in plan:
         if name in sections:
@@ -378,7 +391,7 @@ def run_guarded(name: str, section, report: Report) -> None:
 def data_config(data: str | None, profile: Profile) -> dict:
     """The check's data: the given .npz (the CIFAR-10 sample) or, for --smoke without one, the shipped digits."""
     if data is None:
-        if profile is FULL:
+        if profile.train_on_given_data:
             raise ValueError("--data is required: the CIFAR-10 sample .npz (no downloads here)")
         return {"dataset": "digits", "root": None, "validation_size": profile.validation_size}
     path = Path(data)
