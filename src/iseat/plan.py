@@ -292,6 +292,8 @@ def plan(jobs: list[Job], times: StepTimes) -> dict:
             row["not_estimated"] += 1
     for row in per_setting.values():
         row["gpu_hours"] = row["train_hours"] + row["evaluate_hours"]
+    last = {"analysis": 1, "(shared)": 2}
+    per_setting = dict(sorted(per_setting.items(), key=lambda item: (last.get(item[0], 0), item[0])))
     total = {key: sum(r[key] for r in per_setting.values())
              for key in ("jobs", "gpu_jobs", "train_hours", "evaluate_hours", "gpu_hours", "not_estimated")}
     return {"per_setting": per_setting, "total": total, "step_times": times.source,
