@@ -87,7 +87,8 @@ def test_memory_lean_update_equals_independent_gradient_of_eq18(lam, gamma):
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
-    method = Method(attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, smoothing=LogitSmoothing("lsiw", "sq_l2", "linear"))
+    method = Method(attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam,
+                    smoothing=LogitSmoothing("lsiw", "sq_l2", "linear"))
     lean_step(model, optimizer, x, y, method)
 
     assert max((p.detach() - expected[n]).abs().max().item() for n, p in model.named_parameters()) <= 1e-8

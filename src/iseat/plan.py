@@ -247,7 +247,8 @@ def training_seconds(cfg: dict, times: StepTimes) -> float:
     images = n_train * extra
     seconds = sum(images / REFERENCE_BATCH * times.step(arch, cfg["runtime"], row) * scale
                   for row in stage_rows(cfg))
-    n_sel = cfg["data"]["validation_size"] if cfg["data"]["selection"] == "validation" else dataset_sizes(cfg["data"])[1]
+    validation = cfg["data"]["selection"] == "validation"
+    n_sel = cfg["data"]["validation_size"] if validation else dataset_sizes(cfg["data"])[1]
     if cfg["evaluation"]["max_samples"]:
         n_sel = min(n_sel, cfg["evaluation"]["max_samples"])
     return seconds + cfg["training"]["epochs"] * pgd_cost(n_sel, cfg["evaluation"]["pgd_steps"], cfg, times)

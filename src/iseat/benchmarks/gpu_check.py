@@ -156,8 +156,8 @@ def step_section(profile: Profile, device: str, budget: Budget, report: Report) 
                 result = step_timing.step_timing(
                     arch, profile.batch_size, profile.repeats, profile.warmup, device, VARIANTS[variant],
                     methods=profile.compile_methods if variant == "compile" else profile.methods,
-                    steps=profile.pgd_steps, threads=profile.threads, memory=profile.memory_every_variant or variant == "fp32",
-                    flops=variant == "fp32", memory_lean=variant == "fp32")
+                    steps=profile.pgd_steps, threads=profile.threads,
+                    memory=profile.memory_every_variant or variant == "fp32", flops=variant == "fp32", memory_lean=variant == "fp32")
             except Exception as err:  # one variant failing (e.g. compile) must not end the check
                 traceback.print_exc()
                 report.fail(name, err)
@@ -204,7 +204,8 @@ def loader_section(profile: Profile, data_cfg: dict, device: str, budget: Budget
     if not budget.allows(estimate):
         return report.skip("loader", f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s left")
     result = loader.loader_benchmark(data_cfg, profile.batch_size, profile.loader_workers, profile.loader_batches,
-                                     steps=3, method="iseat", arch=profile.train_arch, device=device, threads=profile.threads)
+                                     steps=3, method="iseat", arch=profile.train_arch, device=device,
+                                     threads=profile.threads)
     print(loader.format_report(result), flush=True)
     report.section("loader", result)
 
@@ -408,11 +409,13 @@ def format_report(result: dict) -> str:
     sections = result.get("sections", {})
     lines = [f"# GPU check ({result.get('mode')})", "",
              f"Device: {env.get('gpu', env.get('device'))}; torch {env.get('torch')}; budget "
-             f"{result.get('budget_s', 0):.0f} s" + (f", took {result['elapsed_s']:.0f} s" if "elapsed_s" in result else "")]
+             f"{result.get('budget_s', 0):.0f} s"
+             + (f", took {result['elapsed_s']:.0f} s" if "elapsed_s" in result else "")]
     steps = {k: v for k, v in sections.items() if k.startswith("step/")}
     if steps:
         lines += ["", "## Training step (PGD-%d)" % next(iter(steps.values()))["pgd_steps"], "",
-                  "| model | variant | method | path | s/step | img/s | peak MiB | speed-up vs fp32 eager | ratio to AT |",
+                  "| model | variant | method | path | s/step | img/s | peak MiB | speed-up vs fp32 eager "
+                  "| ratio to AT |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for key, r in steps.items():
             _, arch, variant = key.split("/")
@@ -446,7 +449,8 @@ def format_report(result: dict) -> str:
         if name in sections:
             s = sections[name]
             lines += ["", f"## {name.capitalize()}", "",
-                      f"{'PASS' if s[key] else 'FAIL'}: {key.replace('_', ' ')} (max |diff| {s['max_abs_difference']:.3g})"]
+                      f"{'PASS' if s[key] else 'FAIL'}: {key.replace('_', ' ')} "
+                      f"(max |diff| {s['max_abs_difference']:.3g})"]
     if result.get("failed"):
         lines += ["", "## Failed", ""] + [f"- {k}: {v}" for k, v in result["failed"].items()]
     if result.get("skipped"):
