@@ -338,7 +338,8 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
 def environment(device: str) -> dict:
     from ..provenance import provenance
 
-    env = {"device": device, "provenance": provenance(device, 0), "torch": torch.__version__}
+    env = {"device": device, "provenance": provenance(device, 0), "torch": torch.__version__,
+           "cudnn_benchmark": torch.backends.cudnn.benchmark}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, gpu_memory_gib=props.total_memory / 2**30, cuda=torch.version.cuda,
@@ -357,6 +358,8 @@ def gpu_check(data: str | None, out: str | None, smoke: bool = False, budget_s: 
     train_data = data_cfg if profile.train_on_given_data else data_config(None, profile)
     if profile.threads:
         torch.set_num_threads(profile.threads)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # as in training (runtime.deterministic: false), for every section
     budget = Budget(budget_s if budget_s is not None else profile.budget_s)
     work = Path(out) if out else Path.cwd() / "gpu-check"
     work.mkdir(parents=True, exist_ok=True)
