@@ -13,10 +13,16 @@ Every section reuses the library's own code. The report (DIR/gpu_check.json and 
 each section, so a check cut short still leaves what it measured. `--smoke` runs a reduced version on the
 CPU (small CNN, tiny batches, two methods and two speed variants, the digits set unless --data is given).
 
-Budget of the full check (10 minutes on one H200): one PGD-10 ISEAT step is about 12 forward/backward-
-equivalents; PreActResNet18 is about 0.56 GFLOP per image forward and WRN-34-10 about 11.7x that
-(`MODEL_COST`), so the WRN sections are estimated from the PreActResNet18 times measured first and come
-last, where the guard can drop them.
+Budget of the full check (570 s of a 10-minute slot on one H200), estimated from FLOPs: a PGD-10 step at
+batch 128 is about 12 forward-backward passes, 2.6 TFLOP for PreActResNet18 (0.56 GFLOP per image
+forward) and 11.7x that for WRN-34-10 (`MODEL_COST`). At a third of the H200's fp32 peak that is about
+0.1 s (PreActResNet18) and 1.2 s (WRN-34-10) per fp32 step, less with TF32/bf16. One (model, variant)
+entry runs about 55 steps (4 methods x (2 warm-up + 5 timed), 2 memory-lean x 7, one memory step each,
+FLOP counting in fp32): about 10 s for PreActResNet18 and 70 s for WRN-34-10 in fp32, plus compile
+time (`COMPILE_SECONDS`). With the loader (30 s), the training and AutoAttack (120 s) and the three
+deterministic training processes (150 s), the whole is about 10-12 minutes, so the entries are ordered
+by value: PreActResNet18 first, the WRN-34-10 entries last, each estimated from the times measured so far
+and skipped (and listed as skipped) when it would not fit what is left.
 """
 
 from __future__ import annotations
