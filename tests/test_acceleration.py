@@ -102,9 +102,50 @@ def test_autocast_cache_is_dropped_after_each_update():
 
 def test_options_are_validated_and_described():
     assert acceleration.describe(None) == {"precision": "fp32", "channels_last": False, "compile": False,
-                                           "pin_memory": False, "autocast_dtype": None, "compile_scope": None,
-                                           "numerics": "fp32"}
+                                           "tf32": False, "pin_memory": False, "memory_lean": False,
+                                           "autocast_dtype": None, "compile_scope": None, "numerics": "fp32"}
+    assert acceleration.describe({"tf32": True})["numerics"] == "changed (tf32)"
     assert acceleration.describe({"precision": "bf16"})["autocast_dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="runtime.precision"):
         acceleration.options({"precision": "fp16"})
     assert not acceleration.pin_memory({"pin_memory": True}, "cpu")
+
+
+def test_used_options_name_what_a_run_changed():
+    assert acceleration.used_options(acceleration.describe(None)) == []
+    used = acceleration.used_options(acceleration.describe({"precision": "bf16", "channels_last": True, "tf32": True,
+                                                            "compile": True, "pin_memory": True, "memory_lean": True}))
+    assert used == ["bf16 autocast", "channels_last", "torch.compile", "TF32", "pinned memory", "memory-lean"]
+    # summaries written before an option existed name nothing for it
+    assert acceleration.used_options({"precision": "fp32", "compile": False}) == []
+
+
+def test_speed_and_memory_options_are_train_config_keys():
+    from iseat.config import ConfigError, load_config
+
+    cfg = load_config(None, ["runtime.memory_lean=true", "runtime.tf32=true"])
+    assert acceleration.used_options(acceleration.describe(cfg["runtime"])) == ["TF32", "memory-lean"]
+    with pytest.raises(ConfigError, match="runtime.memory_lean"):
+        load_config(None, ["runtime.memory_lean=1"])
+
+
+@pytest.mark.slow
+def test_training_loop_passes_memory_lean_to_the_step_and_records_it(tmp_path, monkeypatch):
+    import iseat.training
+    from iseat.config import load_config
+
+    seen = []
+    real_step = iseat.training.training_step
+
+    def recording_step(*args):
+        seen.append(args[-1])
+        return real_step(*args)
+
+    monkeypatch.setattr(iseat.training, "training_step", recording_step)
+    cfg = load_config(None, ["data.dataset=digits", "data.num_workers=0", "data.validation_size=100",
+                             "model.arch=small_cnn", "training.epochs=1", "training.batch_size=256", "attack.steps=1",
+                             "evaluation.max_samples=16", "evaluation.pgd_steps=1", "runtime.device=cpu",
+                             "runtime.progress=false", "runtime.av_log=false", "runtime.memory_lean=true"])
+    summary = iseat.training.train(cfg, tmp_path / "run", say=lambda *_: None)
+    assert seen and all(flag is True for flag in seen)
+    assert summary["acceleration"]["memory_lean"] is True

@@ -153,3 +153,24 @@ def test_cli_round_trip_and_user_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown paper setting 'cifar11'" in err and "'x' is not a number" in err and "no such file" in err
     assert not math.isnan(json.loads(winner.read_text())["value"])
+
+
+def test_tables_name_the_opt_in_speed_options_a_run_used(tmp_path):
+    from iseat.acceleration import describe
+
+    root = tmp_path / "results"
+    for seed, runtime in ((0, None), (1, {"precision": "bf16", "channels_last": True})):
+        run = root / "cifar10" / "iseat" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"acceleration": describe(runtime)}))
+    entries = agg.parse_entries(make_results(root))
+    seeds = json.loads((root / "cifar10" / "iseat" / "aa.json").read_text())
+    assert [s["speed_options"] for s in seeds["per_seed"]] == [[], ["bf16 autocast", "channels_last"], []]
+    assert seeds["speed_options"] == ["bf16 autocast", "channels_last"]
+    agg.write_tables(tmp_path / "tables", entries, {}, {})
+    md = (tmp_path / "tables" / "tab2.md").read_text()
+    assert "| cifar10/iseat (bf16 autocast, channels_last) |" in md
+    assert ("Runs with opt-in speed options (not the fp32 default): CIFAR-10 WRN34-10 / ISEAT: bf16 autocast, "
+            "channels_last.") in md
+    assert "cifar10/at |" in md and "cifar10/at (" not in md  # runs at the default name nothing
+    assert "% Runs with opt-in speed options" in (tmp_path / "tables" / "tab2.tex").read_text()

@@ -4,6 +4,7 @@ ratios are against AT, memory and the AV-log share are measured, files are writt
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -49,6 +50,26 @@ def test_peak_memory_of_a_step():
     assert iseat["peak_step_bytes"] > at["peak_step_bytes"]
     in_fresh_process = step_timing.cpu_peak_bytes("small_cnn", 8, "AT", "fast", runtime, 0, 1, 1)
     assert in_fresh_process["peak_step_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_memory_lean_step_keeps_no_clean_graph_and_is_reported(tmp_path, capsys):
+    runtime = step_timing.acceleration.options(None)
+    torch.set_num_threads(1)
+    fast = step_timing.memory_probe("small_cnn", 64, "ISEAT", "fast", runtime, 0, 1)
+    lean = step_timing.memory_probe("small_cnn", 64, "ISEAT", "memory_lean", runtime, 0, 1)
+    assert 0 < lean["peak_step_bytes"] < fast["peak_step_bytes"]
+
+    out = tmp_path / "step.json"
+    assert main(["benchmark", "step", "--model", "small_cnn", "--batch-size", "4", "--repeats", "2", "--warmup", "1",
+                 "--steps", "1", "--device", "cpu", "--threads", "1", "--memory-lean", "--methods", "AT", "+AWP",
+                 "ISEAT", "--no-flops", "--out", str(out)]) == 0
+    rows = {(r["method"], r["path"]) for r in json.loads(out.read_text())["rows"]}
+    # only methods with a theta branch have a memory-lean variant
+    assert rows == {("AT", "fast"), ("+AWP", "fast"), ("ISEAT", "fast"), ("ISEAT", "memory_lean")}
+    printed = capsys.readouterr().out
+    assert re.search(r"memory-lean ISEAT peak memory: \d+\.\d\dx AT \(default ISEAT: \d+\.\d\dx AT\)", printed)
+    assert re.search(r"memory-lean ISEAT step time: \d+\.\d\dx AT", printed)
 
 
 def test_graph_bytes_grow_with_the_batch():

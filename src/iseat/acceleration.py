@@ -1,10 +1,13 @@
-"""Opt-in speed options for training on a GPU: channels_last, bf16 autocast, torch.compile, pinned memory.
+"""Opt-in speed and memory options for training on a GPU: channels_last, bf16 autocast, TF32,
+torch.compile, pinned memory, and the memory-lean ISEAT step.
 
 All are off by default (`runtime.precision: fp32`, `runtime.channels_last`, `runtime.compile`,
-`runtime.pin_memory` in the training config) and every run records them (`describe`) in its
-provenance. channels_last, compile and pinned memory leave the method's maths as it is (compiled
-kernels may round differently in the last bits); bf16 autocast changes the numerics, so results
-reported as the paper's reproduction use fp32.
+`runtime.tf32`, `runtime.pin_memory`, `runtime.memory_lean` in the training config) and every run
+records them (`describe`) in its summary.json; the results tables name those a run used
+(`used_options`). channels_last, compile, pinned memory and memory_lean leave the method's maths as
+it is (kernels may round differently in the last bits); bf16 autocast and TF32 change the numerics,
+so results reported as the paper's reproduction use fp32. With `tf32: false` convolutions and matrix
+products on CUDA run in full fp32 (PyTorch's own default lets cuDNN use TF32).
 
 Usage in a training loop:
     model = prepare_model(build_model(...), cfg["runtime"], device)
@@ -25,7 +28,11 @@ import contextlib
 
 import torch
 
-DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False, "pin_memory": False}
+DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False, "tf32": False, "pin_memory": False,
+            "memory_lean": False}
+# How the results tables name each option when a run used it.
+OPTION_NAMES = {"precision": "bf16 autocast", "channels_last": "channels_last", "compile": "torch.compile",
+                "tf32": "TF32", "pin_memory": "pinned memory", "memory_lean": "memory-lean"}
 
 
 def options(runtime_cfg: dict | None) -> dict:
@@ -42,14 +49,22 @@ def device_type(device) -> str:
 
 
 def prepare_model(model: torch.nn.Module, runtime_cfg: dict | None, device) -> torch.nn.Module:
-    """Move the model to `device`, in channels_last layout and compiled in place if asked; returns it."""
+    """Move the model to `device`, in channels_last layout and compiled in place if asked; returns it.
+    Also sets whether CUDA convolutions and matrix products may use TF32 (a process-wide setting)."""
     opts = options(runtime_cfg)
+    set_tf32(opts["tf32"])
     model = model.to(device)
     if opts["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     if opts["compile"]:
         model.compile()
     return model
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matrix products and cuDNN convolutions: on, or off for full fp32."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
 
 
 def to_device(x: torch.Tensor, runtime_cfg: dict | None, device) -> torch.Tensor:
@@ -82,6 +97,14 @@ def autocast(runtime_cfg: dict | None, device):
 def describe(runtime_cfg: dict | None) -> dict:
     """The speed options in force, for a run's provenance."""
     opts = options(runtime_cfg)
+    changed = ["bf16"] * (opts["precision"] == "bf16") + ["tf32"] * bool(opts["tf32"])
     return {**opts, "autocast_dtype": "bfloat16" if opts["precision"] == "bf16" else None,
             "compile_scope": "whole model, in place (nn.Module.compile)" if opts["compile"] else None,
-            "numerics": "changed (bf16)" if opts["precision"] == "bf16" else "fp32"}
+            "numerics": f"changed ({', '.join(changed)})" if changed else "fp32"}
+
+
+def used_options(description: dict | None) -> list[str]:
+    """Names of the opt-in options a run used, from its recorded `describe` (summary.json's `acceleration`)."""
+    description = description or {}
+    return [name for key, name in OPTION_NAMES.items()
+            if key in description and description[key] != DEFAULTS[key]]

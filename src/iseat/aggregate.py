@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from .acceleration import used_options
 from .errors import UserError
 from .io import atomic_path, write_json_atomic, write_text_atomic
 
@@ -161,7 +162,8 @@ def aggregate_seeds(paths) -> dict:
                          "label": result.get("label"),
                          "clean_accuracy": float(result["clean_accuracy"]),
                          "robust_accuracy": float(result["robust_accuracy"]),
-                         "n_examples": result.get("n_examples")})
+                         "n_examples": result.get("n_examples"),
+                         "speed_options": run_speed_options(Path(path).parent)})
     attacks = sorted({str(s["attack"]) for s in per_seed})
     if len(attacks) > 1:
         raise AggregateError(f"the files mix attacks {attacks}; aggregate one attack at a time")
@@ -176,11 +178,23 @@ def aggregate_seeds(paths) -> dict:
         "n_seeds": len(per_seed),
         "seeds": seeds,
         "n_examples": n_examples[0] if len(n_examples) == 1 else n_examples,
+        "speed_options": sorted({o for s in per_seed for o in s["speed_options"]}),
         "clean_accuracy": mean_std(s["clean_accuracy"] for s in per_seed),
         "robust_accuracy": mean_std(s["robust_accuracy"] for s in per_seed),
         "std": "sample standard deviation over seeds (n - 1); 0 for a single seed",
         "per_seed": per_seed,
     }
+
+
+def run_speed_options(run_dir: Path) -> list[str]:
+    """The opt-in speed options (bf16, TF32, compile, ...) the run in `run_dir` used, from its summary.json."""
+    summary = run_dir / "summary.json"
+    if not summary.is_file():
+        return []
+    try:
+        return used_options(json.loads(summary.read_text()).get("acceleration"))
+    except (json.JSONDecodeError, AttributeError):
+        return []
 
 
 def attack_name(result: dict):
@@ -293,7 +307,8 @@ class Row:
         return {"clean": clean, "clean_paper": paper[0] if paper else None,
                 "rob": rob, "rob_paper": paper[1] if paper else None, "pgd": pgd,
                 "n_seeds": self.aa["n_seeds"] if self.aa else 0,
-                "n_examples": self.aa.get("n_examples") if self.aa else None}
+                "n_examples": self.aa.get("n_examples") if self.aa else None,
+                "speed_options": sorted({o for r in (self.aa, self.pgd) if r for o in r.get("speed_options", [])})}
 
 
 def parse_entries(entries) -> list[Entry]:
@@ -338,6 +353,8 @@ HEADER = ["Setting / method", "Clean (ours)", "Clean (paper)", "Δ clean", "AA (
 def row_values(row: Row) -> list[str]:
     c = row.cells()
     source = f"{row.entry.setting}/{row.entry.method}" if row.entry and row.entry.setting != "-" else "not run"
+    if c["speed_options"]:
+        source += f" ({', '.join(c['speed_options'])})"
     return [row.label, fmt_pm(c["clean"]), fmt_pm(c["clean_paper"]), fmt_diff(c["clean"], c["clean_paper"]),
             fmt_pm(c["rob"]), fmt_pm(c["rob_paper"]), fmt_diff(c["rob"], c["rob_paper"]), fmt_pm(c["pgd"]),
             str(c["n_seeds"]), source]
@@ -353,7 +370,14 @@ def table_markdown(name: str, rows: list[Row]) -> str:
                     if r.aa and isinstance(r.cells()["n_examples"], int)})
     if notes:
         lines.append("Evaluated on " + "; ".join(notes) + ".")
+    lines += speed_option_notes(rows)
     return "\n".join(lines) + "\n"
+
+
+def speed_option_notes(rows: list[Row]) -> list[str]:
+    """One line naming the rows whose runs used opt-in speed options (bf16 and TF32 change the numerics)."""
+    used = [f"{r.label}: {', '.join(r.cells()['speed_options'])}" for r in rows if r.cells()["speed_options"]]
+    return ["Runs with opt-in speed options (not the fp32 default): " + "; ".join(used) + "."] if used else []
 
 
 def table_csv(name: str, rows: list[Row]) -> str:
@@ -394,7 +418,7 @@ def table_latex(name: str, rows: list[Row]) -> str:
     for row in rows:
         values = [latex_escape(v) for v in row_values(row)[:-1]]
         lines.append(" & ".join(values) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}"] + [f"% {line}" for line in speed_option_notes(rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -47,7 +47,7 @@ class StepResult:
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  method: Method) -> StepResult:
+                  method: Method, memory_lean: bool = False) -> StepResult:
     """Run exactly one training step of `method` on a batch and update the model through `optimizer`.
 
     Nothing is computed twice. The clean forward pass is done once: its input gradient is PGD's
@@ -59,6 +59,12 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     `iseat.reference_step.reference_training_step` computes the same update the long way.
     Works under autocast (logits are promoted to float32 before any loss), with channels_last
     inputs and with a model compiled in place (`iseat.acceleration.prepare_model`).
+
+    `memory_lean=True` (`runtime.memory_lean`) keeps no clean graph: the theta+v branch is
+    back-propagated first with the clean views held constant, then the theta branch is recomputed
+    by a fresh clean forward pass and back-propagated with the other views held constant (the
+    straightforward path's order). Same update (Eq. 20 split by branch), one more clean forward
+    and backward, and never two branches' graphs in memory at once.
     """
     model.train()
     attack = method.attack
@@ -68,16 +74,20 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     clean_views = {("clean", "base")} if awp is not None else {("clean", "base"), ("clean", "perturbed")}
     needs_clean_graph = any(view in clean_views for view in views) or method.eta != 0
     needs_input_grad = attack.steps > 0 and attack.eps > 0 and not attack.random_start
+    recompute_theta_branch = memory_lean and needs_clean_graph
+    keep_clean_graph = needs_clean_graph and not recompute_theta_branch
 
     # Without the theta branch the clean pass, like PGD, needs input gradients only.
-    with parameters_frozen(model, not needs_clean_graph):
+    with parameters_frozen(model, not keep_clean_graph):
         x_clean = x.detach().requires_grad_(needs_input_grad)
-        with torch.set_grad_enabled(needs_clean_graph or needs_input_grad):
+        with torch.set_grad_enabled(keep_clean_graph or needs_input_grad):
             clean_logits = _float(model(x_clean))
             clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
         clean_input_grad = None
         if needs_input_grad:
-            (clean_input_grad,) = torch.autograd.grad(clean_loss.mean(), x_clean, retain_graph=needs_clean_graph)
+            (clean_input_grad,) = torch.autograd.grad(clean_loss.mean(), x_clean, retain_graph=keep_clean_graph)
+    if not keep_clean_graph:
+        clean_logits, clean_loss = clean_logits.detach(), clean_loss.detach()
 
     with parameters_frozen(model):
         x_adv = attack.perturb(model, x, y, clean_input_grad)
@@ -89,6 +99,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     av = (adv_loss - clean_loss).detach()
 
     loss = adv_loss.mean()
+    view_logits = ()
     if views:
         compute_view = {
             ("adv", "perturbed"): lambda: adv_logits,
@@ -97,18 +108,51 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
             ("clean", "perturbed"): lambda: (_float(functional_call(model, params, (x,))) if v is not None
                                              else clean_logits),
         }
-        first, second = views
-        loss = loss + method.smoothing(compute_view[first](), compute_view[second](), av, method.lam)
+        view_logits = [compute_view[view]() for view in views]
+        loss = loss + method.smoothing(*view_logits, av, method.lam)
     if method.eta != 0:
         loss = loss + top_vulnerability_penalty(adv_loss, clean_loss, method.eta)
 
     optimizer.zero_grad(set_to_none=True)
     # Gradients only for the parameters: the clean input's gradient is not needed again.
-    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    loss.backward(inputs=trainable)
+    if recompute_theta_branch:
+        backward_theta_branch(model, x, y, method, dict(zip(views, view_logits)), clean_views, adv_loss, av,
+                              trainable)
     apply_update_at_perturbed_weights(model, optimizer, v)
 
     return StepResult(clean_loss.detach(), adv_loss.detach(), av, clean_logits.detach().argmax(1) == y,
                       adv_logits.detach().argmax(1) == y, loss.item())
+
+
+def backward_theta_branch(model, x, y, method: Method, view_logits: dict, clean_views, adv_loss, av, inputs) -> None:
+    """Memory-lean path, second backward: the theta branch of Eq. 20 from a fresh clean forward pass
+    (BatchNorm statistics left as the first clean pass set them), every other view held constant.
+    Its parameter gradients add to those of the theta+v branch already in `.grad`."""
+    with buffers_kept(model):  # kept until the backward pass, which checks the saved statistics' versions
+        clean_logits = _float(model(x))
+        loss = clean_logits.new_zeros(())
+        if any(view in clean_views for view in view_logits):
+            pair = [clean_logits if view in clean_views else logits.detach() for view, logits in view_logits.items()]
+            loss = loss + method.smoothing(*pair, av, method.lam)
+        if method.eta != 0:
+            clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
+            loss = loss + top_vulnerability_penalty(adv_loss.detach(), clean_loss, method.eta)
+        loss.backward(inputs=inputs)
+
+
+@contextlib.contextmanager
+def buffers_kept(model: torch.nn.Module):
+    """Buffers (BatchNorm running statistics) restored after the block: a recomputed forward pass
+    must not count the batch twice."""
+    saved = [b.detach().clone() for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in zip(model.buffers(), saved):
+                b.copy_(value)
 
 
 def apply_update_at_perturbed_weights(model, optimizer, v) -> None:

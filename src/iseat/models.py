@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -43,6 +42,12 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+
+def global_average(features: torch.Tensor) -> torch.Tensor:
+    """Global average pooling to one vector per sample. A mean rather than adaptive_avg_pool2d, whose
+    CUDA backward has no deterministic implementation (runtime.deterministic would refuse it)."""
+    return features.mean((2, 3))
 
 
 class PreActBlock(nn.Module):
@@ -83,7 +88,7 @@ class PreActResNet18(nn.Module):
 
     def forward(self, x):
         out = self.act(self.bn(self.layers(self.conv1(x))))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return self.linear(global_average(out))
 
 
 class WideBasicBlock(nn.Module):
@@ -126,7 +131,7 @@ class WideResNet(nn.Module):
 
     def forward(self, x):
         out = self.act(self.bn(self.blocks(self.conv1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return self.fc(global_average(out))
 
 
 ARCHITECTURES = ("small_cnn", "preact_resnet18", "wide_resnet")

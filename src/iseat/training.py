@@ -320,7 +320,8 @@ class TrainingRun:
             method = self._method(stage, epoch * n_batches + i, n_batches)
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
-                result = training_step(self.step_model, self.optimizer, x, y, method)
+                result = training_step(self.step_model, self.optimizer, x, y, method,
+                                       acceleration.options(self.runtime)["memory_lean"])
             self.buffer.record(index, result)
             if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
                 self.swa.update(self.model)

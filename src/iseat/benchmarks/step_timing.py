@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import resource
 import statistics
@@ -49,7 +50,10 @@ TAB4_METHODS = {
     "ISEAT": ("iseat", {}),
 }
 STAGE = 1
-PATHS = {"fast": training_step, "straightforward": reference_training_step}
+PATHS = {"fast": training_step, "straightforward": reference_training_step,
+         "memory_lean": functools.partial(training_step, memory_lean=True)}
+# Methods whose step has a theta branch, the only ones the memory-lean path changes.
+THETA_BRANCH_METHODS = ("+LSI", "ISEAT")
 
 
 def tab4_method(label: str, attack: PGD):
@@ -100,7 +104,7 @@ def build_setups(arch, batch_size, device, runtime, paths, methods, seed, steps=
     y = torch.randint(0, 10, (batch_size,), generator=generator)
     attack = PGD(8 / 255, 2 / 255, steps)
     return [Setup(label, path, model, tab4_method(label, attack), x, y, runtime, device)
-            for path in paths for label in methods]
+            for path in paths for label in methods if path != "memory_lean" or label in THETA_BRANCH_METHODS]
 
 
 def quartiles(values):
@@ -226,7 +230,7 @@ def step_flops(arch, batch_size, device, label, path, seed, steps) -> int:
 def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 10, warmup: int = 2,
                 device: str = "auto", runtime: dict | None = None, straightforward: bool = False,
                 methods=tuple(TAB4_METHODS), seed: int = 0, steps: int = 10, threads: int | None = None,
-                memory: bool = True, flops: bool = True) -> dict:
+                memory: bool = True, flops: bool = True, memory_lean: bool = False) -> dict:
     """Median time of one training step per method (and path), its ratio to AT, img/s, peak memory and
     the step's FLOPs (matrix multiplications and convolutions)."""
     from ..provenance import provenance
@@ -238,7 +242,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
     methods = list(methods)
     if "AT" not in methods:
         methods.insert(0, "AT")
-    paths = ["fast", "straightforward"] if straightforward else ["fast"]
+    paths = ["fast"] + ["straightforward"] * straightforward + ["memory_lean"] * memory_lean
     setups = build_setups(arch, batch_size, device, runtime, paths, methods, seed, steps)
 
     for setup in setups:
@@ -324,10 +328,30 @@ def format_table(result: dict) -> str:
              f"median of {result['repeats']} interleaved repeats after {result['warmup']} warm-up steps", "",
              "| method | " + " | ".join(names) + " |", "|" + " --- |" * (1 + len(names))]
     for method in methods:
-        cells = [fmt(by[(method, path)]) for path in paths for _, fmt in columns]
+        cells = [fmt(by[(method, path)]) if (method, path) in by else "—" for path in paths for _, fmt in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", f"Clean-pass graph kept by the fast path: {result['graph_bytes'] / 2**20:.1f} MiB."]
+    lines += memory_lean_lines(result["rows"])
     return "\n".join(lines)
+
+
+def memory_lean_lines(rows) -> list[str]:
+    """`memory-lean ISEAT peak memory: N.NNx AT` and its time ratio, beside the default (fast) path's."""
+    by = {(r["method"], r["path"]): r for r in rows}
+    at, fast, lean = by.get(("AT", "fast")), by.get(("ISEAT", "fast")), by.get(("ISEAT", "memory_lean"))
+    if at is None or lean is None:
+        return []
+    lines = []
+    if "peak_step_bytes" in lean and at.get("peak_step_bytes"):
+        fast_part = (f" (default ISEAT: {fast['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT)"
+                     if fast and "peak_step_bytes" in fast else "")
+        lines.append(f"memory-lean ISEAT peak memory: {lean['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT"
+                     + fast_part)
+    fast_part = f" (default ISEAT: {fast['ratio_to_at']:.2f}x AT)" if fast else ""
+    lines.append(f"memory-lean ISEAT step time: {lean['ratio_to_at']:.2f}x AT{fast_part}")
+    if "flop_ratio_to_at" in lean:
+        lines.append(f"memory-lean ISEAT FLOPs: {lean['flop_ratio_to_at']:.3f}x AT")
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,6 +366,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=list(TAB4_METHODS), choices=list(TAB4_METHODS))
     parser.add_argument("--straightforward", action="store_true",
                         help="also time the straightforward step (iseat.reference_step) as a comparison column")
+    parser.add_argument("--memory-lean", action="store_true",
+                        help="also time the memory-lean step (runtime.memory_lean) of +LSI and ISEAT")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast (opt-in)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in place")
@@ -365,7 +391,7 @@ def run(args) -> int:
     runtime = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
     result = step_timing(args.model, args.batch_size, args.repeats, args.warmup, args.device, runtime,
                          args.straightforward, args.methods, args.seed, args.steps, args.threads, not args.no_memory,
-                         not args.no_flops)
+                         not args.no_flops, args.memory_lean)
     return report(result, format_table(result), args.out, markdown=True)
 
 

@@ -18,8 +18,9 @@ COMMANDS = {
     "inspect": ("inspect", "summaries, rankings and trajectories from an HDF5 AV log"),
     "analyse": ("analyse", "margin, loss landscape and AV figures of Section 3"),
     "aggregate": ("aggregate", "seed aggregation, grid-search selection, paper tables and figures"),
-    "benchmark": ("benchmark", "per-step timing of AT, +LSI, +AWP and ISEAT; loader and AV-log costs"),
+    "benchmark": ("benchmark", "per-step timing of AT, +LSI, +AWP and ISEAT; loader and AV-log costs; GPU check"),
     "export": ("export", "a run's model in another project's format (RobustBench)"),
+    "plan": ("plan", "GPU-hours and jobs of a workflow target, from measured step times"),
 }
 
 

@@ -5,6 +5,7 @@ the loader's throughput and the AutoAttack adapter's overhead.
                          [--device cuda] [--precision bf16] [--channels-last] [--compile]
                          --out results/benchmark/step_timing.json
     iseat benchmark avlog --model small_cnn --batch-size 128 --samples 49000 [--out FILE]
+    iseat benchmark gpu-check --data cifar10_sample.npz --out results/gpu-check [--smoke] [--budget-s 570]
     iseat benchmark loader [ARGS of python -m iseat.benchmarks.loader]
     iseat benchmark autoattack [ARGS of python -m iseat.benchmarks.autoattack_overhead]
 """
@@ -24,7 +25,7 @@ FORWARDED = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..benchmarks import avlog_cost, step_timing
+    from ..benchmarks import avlog_cost, gpu_check, step_timing
 
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     step_timing.add_arguments(sub.add_parser(
@@ -33,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     avlog_cost.add_arguments(sub.add_parser(
         "avlog", help="cost of the per-sample AV log as a share of an epoch's step time",
         description=avlog_cost.__doc__.splitlines()[0]))
+    gpu_check.add_arguments(sub.add_parser(
+        "gpu-check", help="everything to check on one GPU in 10 minutes: step timing per speed option, loader, "
+                          "short training with AutoAttack, determinism, kill-and-resume",
+        description=gpu_check.__doc__.splitlines()[0]))
     for name, (_, help_text) in FORWARDED.items():
         # every argument (options included) is handed to the module's own parser
         forwarded = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
@@ -48,6 +53,10 @@ def run(args) -> int:
         from ..benchmarks import avlog_cost
 
         return avlog_cost.run(args)
+    if args.benchmark == "gpu-check":
+        from ..benchmarks import gpu_check
+
+        return gpu_check.run(args)
     module_name = FORWARDED[args.benchmark][0]
     try:
         module = importlib.import_module(module_name)

@@ -1,0 +1,50 @@
+"""`iseat plan`: GPU-hours and jobs of a workflow target, per setting and in total, before it runs.
+Run it in the workflow's folder (the repository root), as snakemake.
+
+    iseat plan [--configfile config/config.yaml] [--target all] --gpu-check results/gpu-check/gpu_check.json
+    iseat plan --step-time wide_resnet=0.30 --step-time preact_resnet18=0.05 --aa-s-per-image wide_resnet=0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from . import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="all", help="the workflow target to cost (default: all)")
+    parser.add_argument("--configfile", nargs="+", default=[], help="config file(s), as for snakemake "
+                        "(default: the workflow's config/config.yaml)")
+    parser.add_argument("--gpu-check", help="a gpu-check report (gpu_check.json) with the measured step times")
+    parser.add_argument("--step-time", action="append", default=[], metavar="MODEL[:METHOD]=SECONDS",
+                        help="seconds of one training step at batch 128 (PGD-10, fp32), per model or per model and "
+                             "method (AT, +LSI, +AWP, ISEAT); overrides the report; repeatable")
+    parser.add_argument("--aa-s-per-image", action="append", default=[], metavar="MODEL=SECONDS",
+                        help="AutoAttack seconds per test image of a model; repeatable")
+    parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
+    parser.add_argument("--json", help="also write the plan here as JSON")
+
+
+def run(args) -> int:
+    from ..benchmarks import report
+    from ..plan import PlanError, StepTimes, dry_run, format_plan, parse_aa_rate, parse_jobs, plan
+
+    if not args.gpu_check and not args.step_time:
+        raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    try:
+        times = StepTimes.from_gpu_check(args.gpu_check) if args.gpu_check else StepTimes()
+        for spec in args.step_time:
+            times.add(spec)
+        for spec in args.aa_s_per_image:
+            arch, seconds = parse_aa_rate(spec)
+            times.aa_s_per_image[arch] = seconds
+        text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
+        result = plan(parse_jobs(text), times)
+    except PlanError as err:
+        raise UserError(str(err)) from None
+    return report(result, format_plan(result), args.json)

@@ -1,0 +1,102 @@
+"""`iseat plan`: the GPU-hours of a tiny workflow config equal a hand computation of the documented cost model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iseat.plan import StepTimes, parse_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+
+# One setting, two from-scratch methods, one seed, on the digits set (1,497 training images).
+TINY = {
+    "results_dir": "RESULTS", "data_root": "DATA", "seeds": [0], "fetch": {"digits": {}},
+    "train": {"data": {"selection": "validation", "validation_size": 200, "num_workers": 0},
+              "model": {"arch": "small_cnn"}, "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
+              "evaluation": {"max_samples": 100}},
+    "finetune": {"checkpoint": "best", "train": {"training": {"epochs": 1}}},
+    "evaluation": {"autoattack": {"n_ex": 20}, "pgd": {"steps": 20, "n_ex": 50}},
+    "settings": {"tiny": {"label": "tiny", "paper": "cifar10", "dataset": "digits", "methods": ["at", "iseat"],
+                          "train": {"attack": {"eps": "8/255", "step_size": "2/255"}},
+                          "tuned": {"lam": 0.1, "gamma": 0.001, "lam_warmup": True, "source": "pinned"}}},
+}
+STEP = {"AT": 1.0, "+LSI": 1.5, "+AWP": 2.0, "ISEAT": 3.0}  # seconds per step at batch 128
+AA_S_PER_IMAGE = 0.5
+
+
+def hand_computed_hours() -> float:
+    """The cost model of iseat.plan written out for TINY."""
+    images = 1497 - 200  # training images per epoch: the validation hold-out is not trained on
+    batches = images / 128
+    selection = 100 / 128 * STEP["AT"] * (10 + 1) / (10 + 1)  # PGD-10 on 100 validation images, per epoch
+    at = 2 * batches * STEP["AT"] + 2 * selection
+    # lambda [0, 0.1] per lr stage, gamma 0.001: epoch 0 is +AWP, epoch 1 (after the milestone) is ISEAT
+    iseat = batches * STEP["+AWP"] + batches * STEP["ISEAT"] + 2 * selection
+    autoattack = 20 * AA_S_PER_IMAGE
+    pgd = 50 / 128 * STEP["AT"] * (20 + 1) / (10 + 1)  # PGD-20 on 50 test images, from the AT step (PGD-10)
+    return (at + iseat + 2 * autoattack + 2 * pgd) / 3600
+
+
+@pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+def test_plan_gpu_hours_equal_hand_computation(tmp_path):
+    config = json.loads(json.dumps(TINY).replace("RESULTS", str(tmp_path / "results"))
+                        .replace("DATA", str(tmp_path / "data")))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    steps = [f"--step-time=small_cnn:{method}={seconds}" for method, seconds in STEP.items()]
+    out = subprocess.run([sys.executable, "-m", "iseat", "plan", "--configfile", str(tmp_path / "tiny.yaml"), *steps,
+                          f"--aa-s-per-image=small_cnn={AA_S_PER_IMAGE}", "--json", str(tmp_path / "plan.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "plan.json").read_text())
+    tiny = result["per_setting"]["tiny"]
+    assert tiny["gpu_hours"] == pytest.approx(hand_computed_hours(), rel=1e-12)
+    assert result["total"]["gpu_hours"] == pytest.approx(hand_computed_hours(), rel=1e-12)
+    # 2 trainings and 4 evaluations ask for a GPU; the seed aggregations (2 methods x 2 evaluations) and the
+    # setting's training figure do not
+    assert tiny["gpu_jobs"] == 6 and tiny["jobs"] == 11
+    assert result["total"]["not_estimated"] == 0
+    assert "| tiny | 11 | 6 |" in out.stdout
+
+
+def test_step_times_from_a_gpu_check_report(tmp_path):
+    report = {"environment": {"gpu": "Some GPU"}, "sections": {
+        "step/wide_resnet/fp32": {"batch_size": 64, "rows": [
+            {"method": "AT", "path": "fast", "median_s": 0.1}, {"method": "ISEAT", "path": "fast", "median_s": 0.12},
+            {"method": "ISEAT", "path": "memory_lean", "median_s": 0.14}]},
+        "step/wide_resnet/bf16": {"batch_size": 128, "rows": [{"method": "AT", "path": "fast", "median_s": 0.05}]},
+        "training": {"arch": "preact_resnet18", "autoattack_seconds": 50.0, "n_examples": 500}}}
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps(report))
+    times = StepTimes.from_gpu_check(path)
+    assert times.step("wide_resnet", {}, "AT") == pytest.approx(0.2)  # measured at batch 64, scaled to 128
+    assert times.step("wide_resnet", {"memory_lean": True}, "ISEAT") == pytest.approx(0.28)
+    assert times.step("wide_resnet", {"precision": "bf16"}, "AT") == pytest.approx(0.05)
+    assert times.step("wide_resnet", {"precision": "bf16"}, "ISEAT") == pytest.approx(0.24)  # fp32 when not measured
+    assert times.aa_s_per_image == {"preact_resnet18": 0.1}
+    with pytest.raises(ValueError, match="no step time for model 'preact_resnet18'"):
+        times.step("preact_resnet18", {}, "AT")
+
+
+def test_dry_run_jobs_are_parsed_with_setting_gpu_and_command():
+    text = """rule train:
+    output: results/c/at/seed0/summary.json
+    wildcards: setting=c, method=at, seed=0
+    resources: tmpdir=/tmp, gpu=1, runtime=60
+Shell command: iseat train  --out results/c/at/seed0 --set model.arch=small_cnn > log 2>&1
+
+localrule tables:
+    resources: tmpdir=/tmp
+Shell command: iseat aggregate tables --out t
+"""
+    train, tables = parse_jobs(text)
+    assert (train.rule, train.setting, train.gpu, train.kind, train.group) == ("train", "c", True, "train", "c")
+    assert (tables.rule, tables.setting, tables.gpu, tables.kind, tables.group) == ("tables", None, False, "other",
+                                                                                   "(shared)")
