@@ -143,7 +143,7 @@ def test_training_loop_passes_memory_lean_to_the_step_and_records_it(tmp_path, m
 
     monkeypatch.setattr(iseat.training, "training_step", recording_step)
     cfg = load_config(None, ["data.dataset=digits", "data.num_workers=0", "data.validation_size=100",
-                             "model.arch=small_cnn", "training.epochs=1", "training.batch_size=256", "attack.steps=1",
+                             "model.arch=small_cnn", "training.epochs=1", "training.lr_milestones=[]", "training.batch_size=256", "attack.steps=1",
                              "evaluation.max_samples=16", "evaluation.pgd_steps=1", "runtime.device=cpu",
                              "runtime.progress=false", "runtime.av_log=false", "runtime.memory_lean=true"])
     summary = iseat.training.train(cfg, tmp_path / "run", say=lambda *_: None)

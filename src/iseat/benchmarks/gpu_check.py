@@ -225,7 +225,9 @@ def training_overrides(profile: Profile, data_cfg: dict, device: str, arch: str,
             f"attack.steps={profile.train_pgd_steps}", f"evaluation.max_samples={profile.selection_samples}",
             f"evaluation.pgd_steps={profile.train_pgd_steps}", f"runtime.device={device}",
             f"runtime.deterministic={str(deterministic).lower()}", "runtime.progress=false",
-            f"runtime.checkpoint_minutes={checkpoint_minutes}", "seed=0"]
+            f"runtime.checkpoint_minutes={checkpoint_minutes}", "seed=0",
+            # one epoch has no room for an lr decay (the config refuses a milestone before epoch 1)
+            *(["training.lr_milestones=[]"] if epochs < 2 else [])]
 
 
 def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report,
