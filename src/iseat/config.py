@@ -95,6 +95,12 @@ def validate(cfg: dict) -> None:
 
 def check_semantics(cfg: dict) -> None:
     """Rules a schema cannot express."""
+    from .baselines import check_method_options
+
+    try:
+        check_method_options(cfg["method"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     attack = cfg["attack"]
     eps = parse_fraction(attack["eps"])
     if eps > 0.25:
