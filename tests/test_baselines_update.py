@@ -263,3 +263,27 @@ def test_fat(omega):
     expected = paper.sgd(lambda params: ce(paper.train_logits(params, x_adv), y).mean())
     lib, result = library_step(model, x, y, "fat", seed=4, omega=omega)
     assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["method.name=trades", "method.lam=0.1"], "method.lam: not an option of trades"),
+    (["method.name=iseat", "method.beta=6"], "method.beta: an option of the Tab. 2 baselines, not of iseat"),
+    (["method.name=fat", "method.tau=[0, -1]"], "method.tau[1]"),
+])
+def test_options_are_checked_before_any_work(overrides, message):
+    from iseat.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(None, overrides)
+
+
+def test_defaults_are_the_originals():
+    schedule = lambda name: dict(MethodSchedule.from_config({"name": name}).options)
+    assert schedule("trades") == {"beta": 6.0} and schedule("mart") == {"beta": 6.0}
+    assert schedule("trades_awp") == {"beta": 6.0, "gamma": 0.005, "awp_warmup": 10}
+    assert schedule("rwp") == {"gamma": 0.01, "awp_warmup": 0, "threshold": 1.7, "rwp_steps": 10}
+    assert schedule("gairat") == {"gair_lambda": -1.0, "gair_begin": 0.5}
+    assert schedule("fat") == {"tau": (0, 1, 2), "tau_milestones": (50 / 120, 90 / 120), "omega": 0.001}
+    awp = MethodSchedule.from_config({"name": "trades_awp"})
+    assert awp.at_stage(0, PGD(), epoch=8, epochs=200).gamma == 0  # AWP from (1-indexed) epoch 10 on
+    assert awp.at_stage(0, PGD(), epoch=9, epochs=200).gamma == 0.005

@@ -34,7 +34,8 @@ class Baseline:
     defaults: dict = field(default_factory=dict)
 
 
-AWP_DEFAULTS = dict(gamma=0.005, awp_warmup=10)  # csdongxian/AWP train_trades_cifar.py
+# csdongxian/AWP train_trades_cifar.py; MART-AWP's code is not released, so it takes these too.
+AWP_DEFAULTS = dict(gamma=0.005, awp_warmup=10)
 RWP_DEFAULTS = dict(gamma=rwp.GAMMA, awp_warmup=0, threshold=rwp.THRESHOLD, rwp_steps=rwp.STEPS)
 BASELINES: dict[str, Baseline] = {
     "trades": Baseline("kl", "trades", defaults=dict(beta=trades.BETA)),
