@@ -15,10 +15,11 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_samp
 # One method per part (the KL attack and TRADES loss; MART's loss with AWP on it; RWP; GAIRAT's
 # weights; FAT's early stop): mart, trades_awp and trades_rwp combine the same parts (their update
 # is checked in test_baselines_update). Shortened to three epochs: AWP from the first epoch on (the
-# original starts at epoch 10); GAIRAT's reweighting and FAT's tau schedule scale with the epochs.
+# original starts at epoch 10), 2 RWP ascent steps (10 there); GAIRAT's reweighting and FAT's tau
+# schedule scale with the epochs.
 BASELINES = {
-    "trades": [], "mart_awp": ["method.awp_warmup=1", "method.gamma=0.002"], "rwp": ["method.gamma=0.002"],
-    "gairat": [], "fat": [],
+    "trades": [], "mart_awp": ["method.awp_warmup=1", "method.gamma=0.002"],
+    "rwp": ["method.gamma=0.002", "method.rwp_steps=2"], "gairat": [], "fat": [],
 }
 
 
