@@ -18,11 +18,13 @@ pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not inst
 PAPER_CONFIG = ROOT / "config" / "config.yaml"
 
 # Jobs of `all` for config/config.yaml: 5 settings, 3 seeds.
-#   train: cifar10 4 methods, cifar10_idbh 2, cifar10_ti500k 2, cifar100 2, svhn 2 -> 12 x 3 seeds
+#   train: cifar10 4 + 7 baselines, cifar10_idbh 2, cifar10_ti500k 2 + 4 baselines, cifar100 2, svhn 2
+#          -> 23 x 3 seeds, and the Section 3 runs (3)
 #   finetune: 9 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
-#   evaluate: (36 + 27) runs x (AutoAttack, PGD); aggregate_seeds: 21 (setting, method) x 2
-PAPER_JOBS = {"fetch": 4, "train": 39, "finetune": 27, "grid_finetune": 45, "grid_select": 5, "evaluate": 132,
-              "aggregate_seeds": 48, "tables": 1, "figure_results": 1, "figure_training": 7, "figure_grid": 5,
+#   evaluate: (69 + 27) runs x (AutoAttack, PGD) and the Section 3 runs (3 x 2);
+#   aggregate_seeds: (32 + 3) (setting, method) x 2
+PAPER_JOBS = {"fetch": 4, "train": 72, "finetune": 27, "grid_finetune": 45, "grid_select": 5, "evaluate": 198,
+              "aggregate_seeds": 70, "tables": 1, "figure_results": 1, "figure_training": 7, "figure_grid": 5,
               "index": 1, "all": 1}
 
 
@@ -112,8 +114,8 @@ def test_train_commands_follow_the_config():
     for part in ("method.lam=0.1 ", "method.gamma=0.009", "training.lr=0.01", "attack.step_size=1/255",
                  "attack.ramp_epochs=5", "data.augmentation=none", "model.arch=preact_resnet18"):
         assert part in svhn
-    rst = cmd("results/cifar10_ti500k/rst/seed0")
-    assert "method.name=at" in rst and "data.extra=data/ti500k" in rst and "model.depth=28" in rst
+    at_extra = cmd("results/cifar10_ti500k/at_extra/seed0")
+    assert "method.name=at " in at_extra and "data.extra=data/ti500k" in at_extra and "model.depth=28" in at_extra
     assert "'method.lam=[0.0, 0.01]'" in cmd("results/cifar10_ti500k/iseat/seed0")
     assert "training.swa.enabled=true" in cmd("results/cifar10/iseat_swa/seed0")
     assert "--checkpoint results/cifar10/iseat_swa/seed0/swa_best.pt" in text
@@ -189,3 +191,23 @@ def test_evaluations_run_the_configured_attacks(tmp_path):
                    tmp_path=tmp_path)
     assert "--out results/cifar10/at/seed0/pgd.json --attack pgd cw --pgd-steps 50 --no-progress" in text
     assert "--out results/cifar10/at/seed0/aa.json --attack autoattack --no-progress" in text
+
+
+BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trades_awp", "mart_awp": "mart_awp",
+                         "rwp": "rwp", "gairat": "gairat", "fat": "fat"},
+             "cifar10_ti500k": {"rst": "trades", "rst_mart": "mart", "rst_awp": "trades_awp", "rst_rwp": "trades_rwp"}}
+
+
+def test_every_baseline_row_plans_training_and_evaluation():
+    targets = [f"results/{s}/{m}/aa.json" for s, methods in BASELINES.items() for m in methods]
+    text = dry_run(*targets)
+    assert job_counts(text) == {"fetch": 2, "train": 3 * len(targets), "evaluate": 3 * len(targets),
+                                "aggregate_seeds": len(targets)}
+    for setting, methods in BASELINES.items():
+        for method, name in methods.items():
+            line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and "iseat train" in l)
+            assert f"method.name={name} " in line
+            assert ("model.depth=28" in line and "data.extra=data/ti500k" in line) if setting == "cifar10_ti500k" \
+                else ("model.depth=34" in line and "data.extra" not in line)
+            original_step = method in ("trades", "mart", "gairat", "fat", "rst", "rst_mart")
+            assert ("attack.step_size=0.007" in line) == original_step

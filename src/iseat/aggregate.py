@@ -49,9 +49,23 @@ PAPER = {
     ("cifar10", "at_awp"): ((85.57, 0.40), (54.04, 0.40)),
     ("cifar10", "iseat"): ((86.02, 0.36), (56.54, 0.36)),
     ("cifar10", "iseat_swa"): ((85.95, 0.09), (57.09, 0.13)),
+    # Tab. 2's published comparison rows (std None where the paper gives none)
+    ("cifar10", "trades"): ((85.72, None), (53.40, None)),
+    ("cifar10", "infoat"): ((85.62, None), (52.86, None)),
+    ("cifar10", "gairat"): ((86.30, None), (40.30, None)),
+    ("cifar10", "fat"): ((87.97, None), (47.48, None)),
+    ("cifar10", "rwp"): ((86.86, 0.51), (54.61, 0.11)),
+    ("cifar10", "mart"): ((84.17, 0.40), (51.10, 0.40)),
+    ("cifar10", "mart_awp"): ((84.43, 0.40), (54.23, 0.40)),
+    ("cifar10", "las_at"): ((86.23, None), (53.58, None)),
+    ("cifar10", "las_awp"): ((87.74, None), (55.52, None)),
     ("cifar10_idbh", "at"): ((87.03, 1.58), (54.16, 0.70)),
     ("cifar10_idbh", "iseat"): ((88.50, 0.11), (59.32, 0.08)),
     ("cifar10_ti500k", "rst"): ((89.69, 0.40), (59.53, 0.40)),
+    ("cifar10_ti500k", "rst_mart"): ((87.50, None), (56.29, None)),
+    ("cifar10_ti500k", "rst_gairat"): ((89.36, None), (59.64, None)),
+    ("cifar10_ti500k", "rst_awp"): ((88.25, 0.40), (60.05, 0.40)),
+    ("cifar10_ti500k", "rst_rwp"): ((88.87, 0.55), (60.36, 0.06)),
     ("cifar10_ti500k", "iseat"): ((90.59, 0.19), (61.55, 0.10)),
     ("cifar100", "at"): ((56.15, 1.15), (25.12, 0.22)),
     ("cifar100", "iseat"): ((53.19, 0.23), (28.17, 0.14)),
@@ -71,10 +85,17 @@ class TableSpec:
 
 TABLES = (
     TableSpec("tab2", "Tab. 2: CIFAR-10, test accuracy and AutoAttack robustness (%)", (
-        ("cifar10", "at", "AT"), ("cifar10", "at_awp", "AT-AWP"), ("cifar10", "iseat", "ISEAT"),
-        ("cifar10", "iseat_swa", "ISEAT + SWA"),
+        ("cifar10", "at", "AT"), ("cifar10", "trades", "TRADE"),
+        ("cifar10", "infoat", "InfoAT (published, not run)"), ("cifar10", "gairat", "GAIRAT"),
+        ("cifar10", "fat", "FAT"), ("cifar10", "rwp", "RWP"), ("cifar10", "mart", "MART"),
+        ("cifar10", "at_awp", "AT-AWP"), ("cifar10", "mart_awp", "MART-AWP"),
+        ("cifar10", "las_at", "LAS-AT (published, not run)"), ("cifar10", "las_awp", "LAS-AWP (published, not run)"),
+        ("cifar10", "iseat", "ISEAT"), ("cifar10", "iseat_swa", "ISEAT + SWA"),
         ("cifar10_idbh", "at", "IDBH + AT"), ("cifar10_idbh", "iseat", "IDBH + ISEAT"),
-        ("cifar10_ti500k", "rst", "RST"), ("cifar10_ti500k", "iseat", "ISEAT"))),
+        ("cifar10_ti500k", "rst", "RST"), ("cifar10_ti500k", "rst_mart", "RST + MART"),
+        ("cifar10_ti500k", "rst_gairat", "RST + GAIRAT (published, not run)"),
+        ("cifar10_ti500k", "rst_awp", "RST + AWP"),
+        ("cifar10_ti500k", "rst_rwp", "RST + RWP"), ("cifar10_ti500k", "iseat", "ISEAT"))),
     TableSpec("tab3", "Tab. 3: CIFAR-100 and SVHN (PreActResNet18), accuracy and AutoAttack robustness (%)", (
         ("cifar100", "at", "AT"), ("cifar100", "iseat", "ISEAT"),
         ("svhn", "at", "AT"), ("svhn", "iseat", "ISEAT"))),
@@ -129,7 +150,7 @@ def fmt_pm(pair, digits=2) -> str:
     if pair is None:
         return "—"
     mean, std = pair
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def fmt_diff(ours, paper) -> str:
@@ -387,7 +408,7 @@ def table_csv(name: str, rows: list[Row]) -> str:
                      "clean_mean", "clean_std", "clean_paper_mean", "clean_paper_std", "clean_diff",
                      "aa_mean", "aa_std", "aa_paper_mean", "aa_paper_std", "aa_diff", "pgd_mean", "pgd_std",
                      "result_dir"])
-    num = lambda pair, i: "" if pair is None else f"{pair[i]:.4f}"
+    num = lambda pair, i: "" if pair is None or pair[i] is None else f"{pair[i]:.4f}"
     diff = lambda ours, paper: "" if ours is None or paper is None else f"{ours[0] - paper[0]:.4f}"
     for row in rows:
         c = row.cells()
@@ -464,7 +485,7 @@ def figure_results(out, entries: list[Entry], setting_labels: dict, method_label
         ax.bar([i - 0.2 for i in x], [o[0] for o in ours], 0.4, yerr=[o[1] for o in ours], capsize=3, label="ours")
         px = [i + 0.2 for i, p in zip(x, paper) if p]
         if px:
-            ax.bar(px, [p[0] for p in paper if p], 0.4, yerr=[p[1] for p in paper if p], capsize=3, label="paper")
+            ax.bar(px, [p[0] for p in paper if p], 0.4, yerr=[p[1] or 0 for p in paper if p], capsize=3, label="paper")
         ax.set_xticks(x)
         ax.set_xticklabels([f"{r.entry.setting}\n{method_labels.get(r.entry.method, r.entry.method)}" for r in rows],
                            rotation=45, ha="right", fontsize=7)

@@ -115,6 +115,12 @@ def accepted_range(error: jsonschema.ValidationError) -> str:
 
 def check_semantics(cfg: dict) -> None:
     """Rules a schema cannot express."""
+    from .baselines import check_method_options
+
+    try:
+        check_method_options(cfg["method"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     check_budgets(cfg)
     check_milestones(cfg["training"])
     data = cfg["data"]

@@ -28,6 +28,7 @@ class Method:
     lam: float = 0.0  # regulariser strength; 0 = no smoothing term
     smoothing: LogitSmoothing = field(default_factory=LogitSmoothing)
     eta: float = 0.0  # Eq. 9 strength; 0 = off
+    baseline: object = None  # a Tab. 2 baseline's step (iseat.baselines); None = the parts above
 
     @property
     def weight_perturbation(self) -> AdversarialWeightPerturbation | None:
@@ -66,6 +67,10 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     straightforward path's order). Same update (Eq. 20 split by branch), one more clean forward
     and backward, and never two branches' graphs in memory at once.
     """
+    if method.baseline is not None:
+        from .baselines.step import baseline_training_step
+
+        return baseline_training_step(model, optimizer, x, y, method.baseline)
     model.train()
     attack = method.attack
     awp = method.weight_perturbation
@@ -222,15 +227,19 @@ class MethodSchedule:
     def from_config(cls, cfg: dict) -> "MethodSchedule":
         """`cfg` is the config's `method` section: a preset name plus optional overrides."""
         name = cfg.get("name", "iseat")
+        from .baselines import BASELINES, BaselineSchedule
+
+        if name in BASELINES:
+            return BaselineSchedule.from_config(cfg)
         if name not in PRESETS:
-            raise ValueError(f"method.name: unknown method {name!r}; choose one of {list(PRESETS)}")
+            raise ValueError(f"method.name: unknown method {name!r}; choose one of {list(PRESETS) + list(BASELINES)}")
         merged = {"eta": [0.0], **PRESETS[name], **{k: v for k, v in cfg.items() if k != "name"}}
         as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,)
         smoothing = LogitSmoothing(merged.get("target", "lsiw"), merged.get("distance", "sq_l2"),
                                    merged.get("weighting", "linear"))
         return cls(name, as_tuple(merged["gamma"]), as_tuple(merged["lam"]), as_tuple(merged["eta"]), smoothing)
 
-    def at_stage(self, stage: int, attack: PGD) -> Method:
+    def at_stage(self, stage: int, attack: PGD, epoch: int = 0, epochs: int = 1) -> Method:
         return Method(attack=attack, gamma=stage_value(self.gamma, stage), lam=stage_value(self.lam, stage),
                       smoothing=self.smoothing, eta=stage_value(self.eta, stage))
 

@@ -342,7 +342,8 @@ class TrainingRun:
     def _method(self, stage, iteration, n_batches):
         eps, step = attack_budget(self.cfg, iteration, n_batches)
         attack = PGD(eps, step, self.cfg["attack"]["steps"], self.cfg["attack"]["random_start"])
-        return self.schedule.at_stage(stage, attack)
+        epoch, epochs = iteration // n_batches, self.cfg["training"]["epochs"]
+        return self.schedule.at_stage(stage, attack, epoch=epoch, epochs=epochs)  # baselines' schedules need the epoch
 
     def data_workers(self) -> int:
         return self.cfg["data"]["num_workers"]

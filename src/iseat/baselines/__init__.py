@@ -1,0 +1,115 @@
+"""Tab. 2's comparison methods as compositions of parts, selected by `method.name`.
+
+Each method = its own attack (`attacks`) + its own per-sample loss (`trades`, `mart`, or the
+adversarial cross-entropy) + optionally a weight perturbation (AWP on the method's loss, or `rwp`)
++ optionally instance weights (`gairat`). `BASELINES` holds each one's parts and its authors'
+defaults (sources in each module's docstring and in config/README.md); a config's `method`
+section may override any default. `iseat.method.training_step` runs them through
+`step.baseline_training_step`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch.nn.functional as F
+
+from . import fat, gairat, mart, rwp, trades
+from .attacks import EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack, UniformStartPGD
+from .step import BaselineStep
+
+
+def adversarial_cross_entropy(clean_logits, adv_logits, y):
+    return F.cross_entropy(adv_logits, y, reduction="none")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    attack: str  # kl | gaussian_pgd | uniform_pgd | geometry_pgd | early_stopped_pgd
+    loss: str  # ce | trades | mart
+    perturbation: str | None = None  # None | awp | rwp
+    weighting: str | None = None  # None | gair
+    defaults: dict = field(default_factory=dict)
+
+
+# csdongxian/AWP train_trades_cifar.py; MART-AWP's code is not released, so it takes these too.
+AWP_DEFAULTS = dict(gamma=0.005, awp_warmup=10)
+RWP_DEFAULTS = dict(gamma=rwp.GAMMA, awp_warmup=0, threshold=rwp.THRESHOLD, rwp_steps=rwp.STEPS)
+BASELINES: dict[str, Baseline] = {
+    "trades": Baseline("kl", "trades", defaults=dict(beta=trades.BETA)),
+    "mart": Baseline("gaussian_pgd", "mart", defaults=dict(beta=mart.BETA)),
+    "trades_awp": Baseline("kl", "trades", "awp", defaults=dict(beta=trades.BETA, **AWP_DEFAULTS)),
+    "mart_awp": Baseline("gaussian_pgd", "mart", "awp", defaults=dict(beta=mart.BETA, **AWP_DEFAULTS)),
+    "rwp": Baseline("uniform_pgd", "ce", "rwp", defaults=dict(RWP_DEFAULTS)),
+    "trades_rwp": Baseline("kl", "trades", "rwp", defaults=dict(beta=trades.BETA, **RWP_DEFAULTS)),
+    "gairat": Baseline("geometry_pgd", "ce", weighting="gair",
+                       defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN)),
+    "fat": Baseline("early_stopped_pgd", "ce",
+                    defaults=dict(tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA)),
+}
+BASELINE_OPTIONS = sorted({key for spec in BASELINES.values() for key in spec.defaults} - {"gamma"})
+LOSSES = {"ce": (adversarial_cross_entropy, False), "trades": (trades.trades_per_sample, True),
+          "mart": (mart.mart_per_sample, True)}
+
+
+@dataclass(frozen=True)
+class BaselineSchedule:
+    """A baseline with its options; `at_stage` gives the Method of one epoch (AWP warm-up, GAIRAT's
+    Lambda and FAT's tau depend on the epoch)."""
+
+    name: str
+    options: tuple  # sorted (key, value) pairs
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "BaselineSchedule":
+        name = cfg["name"]
+        spec = BASELINES[name]
+        unknown = sorted(set(cfg) - {"name"} - set(spec.defaults))
+        if unknown:
+            raise ValueError(f"method.{unknown[0]}: not an option of {name}; its options are {sorted(spec.defaults)}")
+        merged = {**spec.defaults, **{k: v for k, v in cfg.items() if k != "name"}}
+        return cls(name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in merged.items())))
+
+    def at_stage(self, stage: int, attack, epoch: int = 0, epochs: int = 1):
+        from ..method import Method, stage_value
+
+        spec, o = BASELINES[self.name], dict(self.options)
+        gamma = stage_value(o["gamma"], stage) if "gamma" in o and epoch + 1 >= o["awp_warmup"] else 0.0
+        step = BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
+                            spec.perturbation, gamma, dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
+                            self._weights(spec, o, attack, epoch, epochs))
+        return Method(attack=attack, gamma=gamma, baseline=step)
+
+    @staticmethod
+    def _loss(spec, o):
+        fn = LOSSES[spec.loss][0]
+        return partial(fn, beta=float(o["beta"])) if "beta" in o else fn
+
+    @staticmethod
+    def _attack(spec, o, pgd, epoch, epochs):
+        budget = dict(eps=pgd.eps, step_size=pgd.step_size, steps=pgd.steps)
+        if spec.attack == "early_stopped_pgd":
+            tau = fat.fat_tau(epoch, epochs, o["tau"], o["tau_milestones"])
+            return EarlyStoppedPGD(**budget, tau=tau, omega=float(o["omega"]))
+        return {"kl": KLAttack, "gaussian_pgd": GaussianStartPGD, "uniform_pgd": UniformStartPGD,
+                "geometry_pgd": GeometryAwarePGD}[spec.attack](**budget)
+
+    @staticmethod
+    def _weights(spec, o, pgd, epoch, epochs):
+        if spec.weighting != "gair":
+            return None
+        lam = gairat.gair_lambda(epoch, epochs, float(o["gair_lambda"]), float(o["gair_begin"]))
+        return None if math.isinf(lam) else partial(gairat.gair_weights, steps=pgd.steps, lam=lam)
+
+
+def check_method_options(cfg: dict) -> None:
+    """ValueError naming the first `method` key that the chosen method does not use."""
+    name = cfg.get("name", "iseat")
+    if name in BASELINES:
+        BaselineSchedule.from_config(cfg)
+        return
+    stray = sorted(set(cfg) & set(BASELINE_OPTIONS))
+    if stray:
+        raise ValueError(f"method.{stray[0]}: an option of the Tab. 2 baselines, not of {name}")

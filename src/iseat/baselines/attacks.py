@@ -1,0 +1,154 @@
+"""The baselines' own l-inf attacks, each as its authors wrote it (model in eval mode, as theirs).
+
+- `KLAttack` (TRADES, Zhang et al. 2019; yaodongyu/TRADES `trades_loss`): start x + 0.001 * N(0, I)
+  (not clipped), ascend KL(f(x) || f(x')) summed over the batch, project to the eps-ball and [0, 1].
+- `GaussianStartPGD` (MART, Wang et al. 2020; YisenWang/MART `mart_loss`): the same start, ascend the
+  mean cross-entropy.
+- `GeometryAwarePGD` (GAIRAT, Zhang et al. 2021; `attack_generator.GA_PGD`, category "Madry"): uniform
+  start in the eps-ball (clipped to [0, 1]), ascend the mean cross-entropy, and count kappa, the
+  number of the K iterates x^(0) ... x^(K-1) that the model classifies correctly (the geometry value).
+- `EarlyStoppedPGD` (FAT, Zhang et al. 2020; `earlystop.earlystop`, "uniform_randominit"): the same
+  start; a sample stops at the first iterate that is misclassified once its budget of tau extra
+  steps is spent; every other sample takes a sign step plus omega * N(0, I) noise, is projected and
+  clipped; after K steps the rest stop where they are.
+Sign steps never depend on the batch mean's scale, and in eval mode samples do not interact, so the
+per-sample masks below give what the originals' shrinking sub-batches give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """The model in eval mode (BatchNorm running statistics) while the attack runs; mode restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Back into the l-inf eps-ball around x, then into the image range [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+
+
+def gaussian_start(x: torch.Tensor, sd: float = 0.001) -> torch.Tensor:
+    return x + sd * torch.randn_like(x)
+
+
+def uniform_start(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0.0, 1.0)
+
+
+def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at x_adv and the gradient of the mean cross-entropy with respect to x_adv."""
+    x_adv = x_adv.detach().requires_grad_(True)
+    logits = model(x_adv)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
+    return logits.detach(), grad
+
+
+@dataclass(frozen=True)
+class KLAttack:
+    eps: float = 8 / 255
+    step_size: float = 0.007
+    steps: int = 10
+    start_sd: float = 0.001
+
+    def perturb(self, model, x, y):
+        x = x.detach()
+        with torch.no_grad():
+            p_clean = F.softmax(model(x), dim=1)
+        x_adv = gaussian_start(x, self.start_sd)
+        for _ in range(self.steps):
+            x_adv.requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+            (grad,) = torch.autograd.grad(kl, x_adv)
+            x_adv = project(x_adv.detach() + self.step_size * grad.sign(), x, self.eps)
+        return x_adv.clamp(0.0, 1.0).detach(), None
+
+
+@dataclass(frozen=True)
+class GaussianStartPGD:
+    eps: float = 8 / 255
+    step_size: float = 0.007
+    steps: int = 10
+    start_sd: float = 0.001
+
+    def perturb(self, model, x, y):
+        x = x.detach()
+        x_adv = gaussian_start(x, self.start_sd)
+        for _ in range(self.steps):
+            _, grad = ce_input_gradient(model, x_adv, y)
+            x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
+        return x_adv.clamp(0.0, 1.0).detach(), None
+
+
+@dataclass(frozen=True)
+class UniformStartPGD:
+    """Madry et al.'s PGD with a uniform random start (RWP's `attack_pgd`, one restart)."""
+
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 10
+
+    def perturb(self, model, x, y):
+        x = x.detach()
+        x_adv = uniform_start(x, self.eps)
+        for _ in range(self.steps):
+            _, grad = ce_input_gradient(model, x_adv, y)
+            x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
+        return x_adv.detach(), None
+
+
+@dataclass(frozen=True)
+class GeometryAwarePGD:
+    eps: float = 8 / 255
+    step_size: float = 0.007
+    steps: int = 10
+    random_start: bool = True
+
+    def perturb(self, model, x, y):
+        """Return (x', kappa): kappa[i] = how many of the K iterates are classified correctly."""
+        x = x.detach()
+        x_adv = uniform_start(x, self.eps) if self.random_start else x.clone()
+        kappa = torch.zeros(len(y), dtype=torch.long, device=y.device)
+        for _ in range(self.steps):
+            logits, grad = ce_input_gradient(model, x_adv, y)
+            kappa += logits.argmax(1) == y
+            x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
+        return x_adv.detach(), kappa
+
+
+@dataclass(frozen=True)
+class EarlyStoppedPGD:
+    eps: float = 8 / 255
+    step_size: float = 0.007
+    steps: int = 10
+    tau: int = 0
+    omega: float = 0.001
+    random_start: bool = True
+
+    def perturb(self, model, x, y):
+        x = x.detach()
+        x_adv = uniform_start(x, self.eps) if self.random_start else x.clone()
+        budget = torch.full((len(y),), self.tau, dtype=torch.long, device=y.device)
+        running = torch.ones(len(y), dtype=torch.bool, device=y.device)
+        for _ in range(self.steps):
+            logits, grad = ce_input_gradient(model, x_adv, y)
+            wrong = running & (logits.argmax(1) != y)
+            running &= ~(wrong & (budget == 0))  # misclassified with no budget left: stop here
+            budget -= (wrong & (budget > 0)).long()
+            if not running.any():
+                break
+            step = self.step_size * grad[running].sign() + self.omega * torch.randn_like(x_adv[running])
+            x_adv[running] = project(x_adv[running] + step, x[running], self.eps)
+        return x_adv.detach(), None

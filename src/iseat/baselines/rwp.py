@@ -1,0 +1,44 @@
+"""Robust Weight Perturbation (RWP, Yu et al., IJCAI 2022): AWP's weight ascent restricted to the
+samples whose adversarial loss is below a threshold (the "loss stationary condition").
+
+Source: ChaojianYu/Robust-Weight-Perturbation `AT_AWP_RWP/utils_rwp.py` and `train_cifar10.py`
+(AT) and `trades_AWP_RWP/utils_rwp.py` (TRADES). Defaults there: gamma = 0.01, threshold
+(`LSC_loss`) 1.7, 10 ascent steps, no warm-up, PGD-10 with step 2/255 and a uniform start.
+Each step ascends mean_i(l_i * 1[l_i < threshold]) at theta + v; the steps' gradients add up to D
+and v = gamma * ||W|| * D / ||D||, one global norm over all conv/linear weights (not layer-wise
+as AWP). The threshold is tested on the method's own per-sample loss (cross-entropy for AT; the
+TRADES per-sample loss for TRADES/RST, as `TradesRWP` intends).
+"""
+
+from __future__ import annotations
+
+import torch
+
+THRESHOLD = 1.7
+STEPS = 10
+GAMMA = 0.01
+EPS = 1e-20  # the original's
+
+
+def below_threshold_mean(per_sample_loss: torch.Tensor, threshold: float) -> torch.Tensor:
+    """mean_i(l_i * 1[l_i < threshold]): samples above the threshold add nothing (the batch size
+    still divides)."""
+    return (per_sample_loss * (per_sample_loss < threshold).to(per_sample_loss.dtype)).mean()
+
+
+def robust_weight_perturbation(weights: dict[str, torch.Tensor], per_sample_loss_at, gamma: float,
+                               threshold: float = THRESHOLD, steps: int = STEPS) -> dict[str, torch.Tensor]:
+    """v for the weights `weights` (conv/linear); `per_sample_loss_at(v)` is the per-sample loss at theta + v."""
+    total = {n: torch.zeros_like(w) for n, w in weights.items()}
+    scaled = {n: torch.zeros_like(w) for n, w in weights.items()}
+    weight_norm = torch.cat([w.detach().reshape(-1) for w in weights.values()]).norm()
+    for _ in range(steps):
+        at = {n: gamma * s for n, s in scaled.items()}
+        loss = below_threshold_mean(per_sample_loss_at(at), threshold)
+        grads = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
+        for (n, w), g in zip(weights.items(), grads):
+            if g is not None:
+                total[n] = total[n] + g.detach()
+        total_norm = torch.cat([t.reshape(-1) for t in total.values()]).norm()
+        scaled = {n: weight_norm / (total_norm + EPS) * t for n, t in total.items()}
+    return {n: gamma * s for n, s in scaled.items()}

@@ -1,0 +1,85 @@
+"""One training step of a Tab. 2 baseline: its attack, then its weight perturbation (none, AWP or
+RWP, on the method's own loss), then its loss at theta + v, then the update on theta + v (Eq. 21).
+
+Forward passes that only serve an ascent or the AV log run with copies of the BatchNorm buffers,
+so, like the originals' proxy models, they leave the running statistics alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..method import StepResult, _float, apply_update_at_perturbed_weights, parameters_frozen
+from ..weight_perturbation import layerwise_scaled, perturbable_parameters
+from .attacks import evaluating
+from .rwp import robust_weight_perturbation
+
+
+def forward_at(model, x, v: dict | None = None, track_statistics: bool = True) -> torch.Tensor:
+    """f(x; theta + v) in the model's current mode; with `track_statistics=False` the BatchNorm
+    running statistics are left as they are."""
+    params = {n: p + v[n] if v is not None and n in v else p for n, p in model.named_parameters()}
+    if v is None and track_statistics:
+        return _float(model(x))
+    buffers = {} if track_statistics else {n: b.clone() for n, b in model.named_buffers()}
+    return _float(functional_call(model, {**params, **buffers}, (x,)))
+
+
+@dataclass(frozen=True)
+class BaselineStep:
+    """One step's parts. `per_sample_loss(clean_logits, adv_logits, y)`; `needs_clean` says whether
+    it reads the clean logits; `instance_weights(kappa)` (or None) reweights it (GAIRAT)."""
+
+    attack: object
+    per_sample_loss: Callable
+    needs_clean: bool
+    perturbation: str | None = None  # None | "awp" | "rwp"
+    gamma: float = 0.0
+    rwp: dict = field(default_factory=dict)  # threshold, steps
+    instance_weights: Callable | None = None
+
+    def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True):
+        adv_logits = forward_at(model, x_adv, v, track_statistics)
+        clean_logits = forward_at(model, x, v, track_statistics) if self.needs_clean else None
+        return clean_logits, adv_logits, self.per_sample_loss(clean_logits, adv_logits, y)
+
+    def weight_perturbation(self, model, x, x_adv, y) -> dict | None:
+        if self.perturbation is None or self.gamma <= 0:
+            return None
+        weights = perturbable_parameters(model)
+        if self.perturbation == "awp":  # one ascent step on the method's loss (AWP authors' TradesAWP)
+            loss = self.loss_terms(model, x, x_adv, y, track_statistics=False)[2].mean()
+            grads = torch.autograd.grad(loss, list(weights.values()))
+            return layerwise_scaled(weights, grads, self.gamma)
+        return robust_weight_perturbation(
+            weights, lambda v: self.loss_terms(model, x, x_adv, y, v, track_statistics=False)[2],
+            self.gamma, self.rwp["threshold"], self.rwp["steps"])
+
+
+def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepResult:
+    """Exactly one update of `step`'s method on (x, y). The AV of each sample is CE(x'; theta + v)
+    - CE(x; theta): Eq. 10 with a weight perturbation, Eq. 3 without (v = 0)."""
+    model.train()
+    with parameters_frozen(model), evaluating(model):
+        x_adv, kappa = step.attack.perturb(model, x, y)
+    v = step.weight_perturbation(model, x, x_adv, y)
+    clean_logits, adv_logits, per_sample = step.loss_terms(model, x, x_adv, y, v)
+    weights = step.instance_weights(kappa) if step.instance_weights is not None else None
+    loss = (per_sample * weights.to(per_sample.dtype)).mean() if weights is not None else per_sample.mean()
+
+    with torch.no_grad():
+        clean_at_theta = clean_logits if clean_logits is not None and v is None else \
+            forward_at(model, x, track_statistics=False)
+        clean_loss = F.cross_entropy(clean_at_theta, y, reduction="none")
+        adv_loss = F.cross_entropy(adv_logits, y, reduction="none")
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
+    apply_update_at_perturbed_weights(model, optimizer, v)
+    return StepResult(clean_loss, adv_loss, (adv_loss - clean_loss), clean_at_theta.argmax(1) == y,
+                      adv_logits.detach().argmax(1) == y, loss.item())

@@ -1,0 +1,24 @@
+"""TRADES (Zhang et al., ICML 2019): natural cross-entropy plus beta times KL(f(x) || f(x')).
+
+Source: yaodongyu/TRADES `trades.py` and `train_trades_cifar10.py`. Defaults there: beta = 6,
+eps = 0.031, step 0.007, 10 steps of the KL attack (`attacks.KLAttack`) from x + 0.001 * N(0, I),
+`criterion_kl` summed and divided by the batch size, attack in eval mode, loss in train mode. Both
+arguments of the KL carry gradients (the original does not detach f(x)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BETA = 6.0
+
+
+def kl_per_sample(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(clean) || softmax(adv)) of each sample (torch's `kl_div`, as the original)."""
+    return F.kl_div(F.log_softmax(adv_logits, dim=1), F.softmax(clean_logits, dim=1), reduction="none").sum(1)
+
+
+def trades_per_sample(clean_logits, adv_logits, y, beta: float = BETA) -> torch.Tensor:
+    """CE(f(x), y) + beta * KL(f(x) || f(x')) per sample; its batch mean is the TRADES loss."""
+    return F.cross_entropy(clean_logits, y, reduction="none") + beta * kl_per_sample(clean_logits, adv_logits)
