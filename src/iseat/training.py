@@ -28,7 +28,7 @@ from .avlog import AVLogWriter, EpochBuffer, av_statistics
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
 from .config import parse_fraction
 from .io import write_json_atomic, write_text_atomic
-from .method import MethodSchedule, training_step
+from .method import MethodSchedule, training_step, warm_start
 from .models import build_model
 from .provenance import provenance
 from .swa import WeightAverage
@@ -308,7 +308,9 @@ class TrainingRun:
     def _method(self, stage, iteration, n_batches):
         eps, step = attack_budget(self.cfg, iteration, n_batches)
         attack = PGD(eps, step, self.cfg["attack"]["steps"], self.cfg["attack"]["random_start"])
-        return self.schedule.at_stage(stage, attack)
+        method = self.schedule.at_stage(stage, attack)
+        in_ramp = iteration // n_batches < self.cfg["attack"]["ramp_epochs"]
+        return warm_start(method) if in_ramp else method
 
     def data_workers(self) -> int:
         return self.cfg["data"]["num_workers"]
