@@ -1,0 +1,60 @@
+"""Every row of the paper's Tab. 2 and 4-6 maps onto the right run and carries the paper's numbers."""
+
+import json
+
+import pytest
+
+from iseat import aggregate as agg
+
+# The paper's rows written out from its tables: (table, row label) -> (our method, clean, AutoAttack)
+PAPER_ROWS = {
+    ("tab2", "CIFAR-10 WRN28-10 + IDBH / IDBH + ISEAT"): ("cifar10_idbh_wrn28/iseat", (87.91, 0.18), (58.55, 0.14)),
+    ("tab4", "CIFAR-10 WRN34-10 / AT (base model)"): ("cifar10/at", (85.90, 0.57), (53.42, 0.59)),
+    ("tab4", "CIFAR-10 WRN34-10 / + input smoothing"): ("cifar10/ft_at_lsi", (84.10, 0.27), (54.50, 0.17)),
+    ("tab4", "CIFAR-10 WRN34-10 / + weight smoothing"): ("cifar10/ft_at_awp", (86.04, 0.27), (55.26, 0.15)),
+    ("tab4", "CIFAR-10 WRN34-10 / + both (ISEAT)"): ("cifar10/ft_iseat", (85.63, 0.13), (56.46, 0.14)),
+    ("tab5", "CIFAR-10 WRN34-10 / AT (base model)"): ("cifar10/at", (85.90, 0.57), (53.42, 0.59)),
+    ("tab5", "CIFAR-10 WRN34-10 / KL, unweighted"): ("cifar10/ft_iseat_kl", (85.07, 0.31), (56.08, 0.32)),
+    ("tab5", "CIFAR-10 WRN34-10 / squared l2, unweighted"): ("cifar10/ft_iseat_uniform", (85.15, 0.70), (56.20, 0.19)),
+    ("tab5", "CIFAR-10 WRN34-10 / squared l2, top-10 %"): ("cifar10/ft_iseat_top10", (85.53, 0.03), (56.36, 0.02)),
+    ("tab5", "CIFAR-10 WRN34-10 / squared l2, linear (ISEAT)"): ("cifar10/ft_iseat", (85.63, 0.13), (56.46, 0.14)),
+    ("tab6", "CIFAR-10 WRN34-10 / AT (base model)"): ("cifar10/at", (85.90, 0.57), (53.42, 0.59)),
+    ("tab6", "CIFAR-10 WRN34-10 / + LSI"): ("cifar10/ft_iseat_lsi", (85.49, 0.50), (55.38, 0.32)),
+    ("tab6", "CIFAR-10 WRN34-10 / + TRADE-AWP (squared l2)"): ("cifar10/ft_iseat_trade_awp", (85.52, 0.29), (55.82, 0.46)),
+    ("tab6", "CIFAR-10 WRN34-10 / + LSIW (ISEAT)"): ("cifar10/ft_iseat", (85.63, 0.13), (56.46, 0.14)),
+}
+RUNS = sorted({ours for ours, _, _ in PAPER_ROWS.values()})
+
+
+def fake_results(root):
+    """One aggregated aa.json per run, each with its own robust accuracy (0.40, 0.41, ...)."""
+    entries = []
+    for i, run in enumerate(RUNS):
+        setting, method = run.split("/")
+        folder = root / setting / method
+        folder.mkdir(parents=True)
+        stats = lambda v: {"mean": v, "std": 0.0, "values": [v]}
+        (folder / "aa.json").write_text(json.dumps({"clean_accuracy": stats(0.8), "robust_accuracy": stats(0.40 + i / 100),
+                                                    "n_seeds": 1, "n_examples": 100}))
+        entries.append((setting, method, setting, str(folder)))
+    return agg.parse_entries(entries)
+
+
+def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
+    tables = agg.build_rows(fake_results(tmp_path), {}, {})
+    seen = set()
+    for name in ("tab2", "tab4", "tab5", "tab6"):
+        for row in tables[name]:
+            key = (name, row.label)
+            if key not in PAPER_ROWS:
+                continue
+            ours, clean, robust = PAPER_ROWS[key]
+            cells = row.cells()
+            assert f"{row.entry.setting}/{row.entry.method}" == ours, key
+            assert cells["rob"][0] == pytest.approx(100 * (0.40 + RUNS.index(ours) / 100)), key
+            assert (cells["clean_paper"], cells["rob_paper"]) == (clean, robust), key
+            seen.add(key)
+    assert seen == set(PAPER_ROWS)
+    # the AT rows of Tab. 4-6 are Tab. 2's base AT model, not a fine-tuned AT run
+    assert not any(row.entry.method == "ft_at" for name in ("tab4", "tab5", "tab6") for row in tables[name])
+    assert [len(tables[name]) for name in ("tab4", "tab5", "tab6")] == [4, 5, 4]
