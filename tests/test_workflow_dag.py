@@ -17,12 +17,13 @@ pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not inst
 
 PAPER_CONFIG = ROOT / "config" / "config.yaml"
 
-# Jobs of `all` for config/config.yaml: 5 settings, 3 seeds.
-#   train: cifar10 4 methods, cifar10_idbh 2, cifar10_ti500k 2, cifar100 2, svhn 2 -> 12 x 3 seeds
-#   finetune: 9 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
-#   evaluate: (36 + 27) runs x (AutoAttack, PGD); aggregate_seeds: 21 (setting, method) x 2
-PAPER_JOBS = {"fetch": 4, "train": 39, "finetune": 27, "grid_finetune": 45, "grid_select": 5, "evaluate": 132,
-              "aggregate_seeds": 48, "tables": 1, "figure_results": 1, "figure_training": 7, "figure_grid": 5,
+# Jobs of `all` for config/config.yaml: 6 settings, 3 seeds.
+#   train: cifar10 4 methods, cifar10_idbh 2, cifar10_idbh_wrn28 1, cifar10_ti500k 2, cifar100 2, svhn 2
+#          -> 13 x 3 seeds, + 3 Section 3 runs (one seed)
+#   finetune: 8 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
+#   evaluate: (42 + 24) runs x (AutoAttack, PGD); aggregate_seeds: 24 (setting, method) x 2
+PAPER_JOBS = {"fetch": 4, "train": 42, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate": 132,
+              "aggregate_seeds": 48, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
               "index": 1, "all": 1}
 
 
