@@ -23,7 +23,7 @@ EPS, STEP, STEPS = 8 / 255, 2 / 255, 3
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 M = 20  # batch size: the top 10 % are two samples
-CONVS, POOL_AFTER = (0, 3, 7, 11), (3, 7)  # module indices of SmallCNN.features
+CONVS, POOL_AFTER = (0, 4, 8, 11), (0, 4)  # module indices of SmallCNN.features
 
 
 def forward(p, x, record=None):

@@ -58,3 +58,29 @@ def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
     # the AT rows of Tab. 4-6 are Tab. 2's base AT model, not a fine-tuned AT run
     assert not any(row.entry.method == "ft_at" for name in ("tab4", "tab5", "tab6") for row in tables[name])
     assert [len(tables[name]) for name in ("tab4", "tab5", "tab6")] == [4, 5, 4]
+
+
+def test_table1_and_figure1b_beside_the_paper(tmp_path):
+    from iseat.analysis import tables
+
+    stats = {"av_sd": 0.5, "av_top10_mean": 2.0, "av_bottom10_mean": -0.2, "share_av_ge_1": 0.1, "share_av_le_0": 0.3,
+             "av_mean": 0.4, "n_samples": 1000}
+    margin = {"av_statistics": stats, "attack": {"steps": 50}, "eps_budget_l2_mean_delta_norm": 1.2,
+              "share_within_budget": 0.25, "share_within_third_budget": 0.04, "share_beyond_double_budget": 0.55,
+              "share_disordered": 0.1}
+    (tmp_path / "margin.json").write_text(json.dumps(margin))
+    evaluation = {"accuracy": 0.8, "robustness": 0.45}
+    rows = tables.table1_rows([(name, tmp_path / "margin.json", evaluation) for name in ("at", "awp", "rst", "eq9", "mine")])
+    tables.write_table1(rows, tmp_path / "table1.md", margin)
+    text = (tmp_path / "table1.md").read_text()
+    # the paper's Tab. 1 (AV SD, top-10 %, bottom-10 %, % AV >= 1, % AV <= 0, robustness %)
+    for name, values in {"at": "0.4670 | 1.5270 | -0.0100 | 12.38 | 12.14 | – | 51.78",
+                         "awp": "0.3510 | 1.1200 | -0.0220 | 5.52 | 19.74 | – | 54.68",
+                         "rst": "0.4430 | 1.3780 | -0.0110 | 9.96 | 20.87 | – | 57.68",
+                         "eq9": "0.1960 | 0.6330 | -0.0470 | 0.14 | 12.00 | – | 55.95"}.items():
+        assert f"| {name} (paper) | {values} |" in text
+    assert "| at: Δ ours − paper | 0.0330 | 0.4730 | -0.1900 | -2.38 | 17.86 | – | -6.78 |" in text
+    assert "mine (paper)" not in text
+    for statement, paper, ours in (("within eps", 20, "25.00"), ("within eps/3", 5, "4.00"),
+                                   ("unchanged at 2 eps", 50, "55.00"), ("maximal margin", 14, "10.00")):
+        assert any(statement in line and f"| about {paper} | {ours} |" in line for line in text.splitlines())

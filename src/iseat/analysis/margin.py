@@ -219,6 +219,8 @@ def margin_summary(result: MarginResult, eps: float) -> dict:
     quantiles = {f"q{int(q * 100):02d}": float(np.quantile(mu, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
     return {"n_samples": n, "mu_max": result.mu_max, "share_disordered": float(result.disordered.mean()),
             "eps_budget_l2_mean_delta_norm": budget, "share_within_budget": float((mu <= budget).mean()),
+            "share_within_third_budget": float((mu <= budget / 3).mean()),
+            "share_beyond_double_budget": float((mu > 2 * budget).mean()),
             "clean_accuracy": float((result.clean_pred == result.label).mean()),
             "adversarial_accuracy": float((result.adv_pred == result.label).mean()),
             "mu_mean_crossed": float(mu[result.crossed].mean()) if result.crossed.any() else math.nan,

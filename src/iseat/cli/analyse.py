@@ -4,6 +4,7 @@ Tab. 1, and an index page linking them. Every figure is saved with the arrays it
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -374,7 +375,8 @@ def run_table1(args) -> int:
         rows = table1_rows(entries)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    write_table1(rows, args.out)
+    at_margins = next((Path(av) for name, av, _ in args.entry if name.lower() == "at" and Path(av).suffix == ".json"), None)
+    write_table1(rows, args.out, json.loads(at_margins.read_text()) if at_margins else None)
     print(f"Tab. 1 with {len(rows)} methods: {args.out}")
     return 0
 
