@@ -84,3 +84,22 @@ def test_table1_and_figure1b_beside_the_paper(tmp_path):
     for statement, paper, ours in (("within eps", 20, "25.00"), ("within eps/3", 5, "4.00"),
                                    ("unchanged at 2 eps", 50, "55.00"), ("maximal margin", 14, "10.00")):
         assert any(statement in line and f"| about {paper} | {ours} |" in line for line in text.splitlines())
+
+
+def test_index_shows_the_grid_winner_beside_the_papers_choice(tmp_path):
+    def run(name, pgd):
+        folder = tmp_path / "results" / "cifar10" / "grid" / name
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"best_selection_pgd_acc": pgd, "best_selection_clean_acc": 0.8}))
+        return folder
+
+    points = [(0.1, 0.007, run("a", 0.50)), (0.3, 0.005, run("b", 0.55))]
+    winner = agg.select_grid(points, paper_choice=(0.1, 0.007), used="pinned")
+    assert (winner["lam"], winner["gamma"], winner["used_by_final_runs"]) == (0.3, 0.005, "pinned")
+    assert winner["paper_choice"] == {"lam": 0.1, "gamma": 0.007, "value": 0.50, "best_selection_clean_acc": 0.8}
+    assert agg.select_grid(points, paper_choice=(0.01, 0.007))["paper_choice"]["value"] is None
+    path = tmp_path / "results" / "cifar10" / "grid" / "winner.json"
+    path.write_text(json.dumps(winner))
+    agg.write_index(tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"})
+    index = (tmp_path / "results" / "README.md").read_text()
+    assert "| CIFAR-10 | 0.3 | 0.005 | 55.00 | 0.1, 0.007 | 50.00 | paper's choice | 2 |" in index

@@ -204,8 +204,11 @@ def attack_name(result: dict):
 # ----------------------------------------------------------------------------- grid search
 
 
-def select_grid(points, metric: str = GRID_METRIC) -> dict:
+def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str | None = None) -> dict:
     """The winner of a lambda x gamma grid, with every point's evidence.
+
+    `paper_choice` (lam, gamma) is the paper's tuned pair (the setting's pinned values), recorded with
+    its own score when it is a grid point; `used` says which pair the final runs take ("pinned" or "grid").
 
     `points` is a list of (lam, gamma, run_dir). Each run's summary.json gives the criterion:
     the best robust accuracy (PGD) on the selection split over the run's epochs. Ties go to the
@@ -236,8 +239,16 @@ def select_grid(points, metric: str = GRID_METRIC) -> dict:
     notes = []
     if any(p["selection"] == "test" for p in evidence):
         notes.append("some grid runs selected on the TEST split (data.selection=test): the choice saw test data")
+    paper = None
+    if paper_choice is not None:
+        lam, gamma = map(float, paper_choice)
+        point = next((p for p in evidence if (p["lam"], p["gamma"]) == (lam, gamma)), None)
+        paper = {"lam": lam, "gamma": gamma, "value": point[metric] if point else None,
+                 "best_selection_clean_acc": point["best_selection_clean_acc"] if point else None}
     return {
         "format": GRID_FORMAT,
+        "paper_choice": paper,
+        "used_by_final_runs": used,
         "lam": winner["lam"],
         "gamma": winner["gamma"],
         "run_dir": winner["run_dir"],
@@ -564,14 +575,22 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
             lines += [f"![{Path(fig).stem}]({relpath(fig, base)})", ""]
 
     if winners:
-        lines += ["## Lambda/gamma grid search", "", "| setting | lambda | gamma | criterion value (%) | points | evidence |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["## Lambda/gamma grid search", "",
+                  "| setting | winner lambda | winner gamma | winner's score (%) | paper's choice (lambda, gamma) "
+                  "| its score (%) | final runs use | points | evidence |", "|---|---|---|---|---|---|---|---|---|"]
+        score = lambda v: "—" if v is None else f"{100 * v:.2f}"
         for w in winners:
             data = read_json(w)
             setting = Path(w).parent.parent.name
+            paper = data.get("paper_choice") or {}
+            choice = f"{paper['lam']:g}, {paper['gamma']:g}" if paper else "—"
+            used = {"grid": "grid winner", "pinned": "paper's choice"}.get(data.get("used_by_final_runs"), "—")
             lines.append(f"| {setting_labels.get(setting, setting)} | {data['lam']:g} | {data['gamma']:g} | "
-                         f"{100 * data['value']:.2f} | {len(data['points'])} | {link(w)} |")
-        lines += ["", "Selection: " + read_json(winners[0])["criterion"] + ".", ""]
+                         f"{score(data['value'])} | {choice} | {score(paper.get('value'))} | {used} | "
+                         f"{len(data['points'])} | {link(w)} |")
+        lines += ["", "Selection: " + read_json(winners[0])["criterion"] + ". Score: that criterion on the validation "
+                  "split (— = the paper's pair is not a grid point). `settings.<name>.tuned.source: grid` makes the "
+                  "final runs use the grid winner.", ""]
 
     if results:
         lines += ["## Results per setting and method", "",

@@ -269,8 +269,12 @@ def grid_inputs(wildcards):
 
 
 def grid_point_args(wildcards, input):
-    return " ".join(f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
-                    for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs))
+    tuned = SETTINGS[wildcards.setting].get("tuned")
+    points = [f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
+              for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs)]
+    if tuned:  # the paper's pinned pair, scored beside the winner, and which of the two the final runs use
+        points.append(f"--paper-choice {number(tuned['lam'])} {number(tuned['gamma'])} --used {tuned.get('source', 'pinned')}")
+    return " ".join(points)
 
 
 def evaluation_args(wildcards):

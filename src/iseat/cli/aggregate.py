@@ -22,6 +22,8 @@ def add_arguments(parser) -> None:
                    help="one grid point and its fine-tuned run folder (repeat)")
     p.add_argument("--metric", default="best_selection_pgd_acc", help="summary.json key to maximise")
     p.add_argument("--out", required=True, help="winner.json (winner and every point's evidence)")
+    p.add_argument("--paper-choice", nargs=2, metavar=("LAM", "GAMMA"), help="the paper's tuned pair, scored beside the winner")
+    p.add_argument("--used", choices=["pinned", "grid"], help="which pair the final runs take")
 
     p = sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
     p.add_argument("--winner", required=True, help="winner.json of `iseat aggregate grid`")
@@ -94,7 +96,8 @@ def run(args) -> int:
         elif args.what == "grid":
             points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
                       for lam, gamma, run_dir in args.point]
-            winner = agg.select_grid(points, args.metric)
+            paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
+            winner = agg.select_grid(points, args.metric, paper, args.used)
             write_json_atomic(args.out, winner)
             print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
                   f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
