@@ -103,3 +103,22 @@ def test_index_shows_the_grid_winner_beside_the_papers_choice(tmp_path):
     agg.write_index(tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"})
     index = (tmp_path / "results" / "README.md").read_text()
     assert "| CIFAR-10 | 0.3 | 0.005 | 55.00 | 0.1, 0.007 | 50.00 | paper's choice | 2 |" in index
+
+
+def test_tab4_time_column_beside_the_papers(tmp_path):
+    timing = {"rows": [{"method": "AT", "path": "fast", "ratio_to_at": 1.0},
+                       {"method": "+LSI", "path": "fast", "ratio_to_at": 1.11},
+                       {"method": "+AWP", "path": "fast", "ratio_to_at": 1.08},
+                       {"method": "ISEAT", "path": "fast", "ratio_to_at": 1.2},
+                       {"method": "ISEAT", "path": "straightforward", "ratio_to_at": 1.5}]}
+    agg.write_tables(tmp_path, fake_results(tmp_path / "results"), {}, {}, timing)
+    text = (tmp_path / "tab4.md").read_text()
+    assert "time / AT (ours) | time / AT (paper) | s/batch (paper) |" in text
+    # the paper: AT 0.253 s, + input smoothing 0.268, + weight smoothing 0.277, both 0.298 per batch
+    for label, ours, paper_ratio, seconds in (("AT (base model)", "1.000", "1.000", "0.253"),
+                                              ("+ input smoothing", "1.110", "1.059", "0.268"),
+                                              ("+ weight smoothing", "1.080", "1.095", "0.277"),
+                                              ("+ both (ISEAT)", "1.200", "1.178", "0.298")):
+        line = next(l for l in text.splitlines() if f"/ {label} |" in l)
+        assert line.endswith(f"| {ours} | {paper_ratio} | {seconds} |"), line
+    assert "time / AT" not in (tmp_path / "tab5.md").read_text()

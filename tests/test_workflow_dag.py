@@ -24,7 +24,7 @@ PAPER_CONFIG = ROOT / "config" / "config.yaml"
 #   evaluate: (42 + 24) runs x (AutoAttack, PGD); aggregate_seeds: 24 (setting, method) x 2
 PAPER_JOBS = {"fetch": 4, "train": 42, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate": 132,
               "aggregate_seeds": 48, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
-              "index": 1, "all": 1}
+              "index": 1, "all": 1, "benchmark_step": 1}
 
 
 def snakemake(*args, cwd=ROOT, timeout=600):

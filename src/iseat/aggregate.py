@@ -69,6 +69,20 @@ PAPER = {
 }
 
 
+# Tab. 4's time column: seconds per batch on an RTX 3080Ti (WRN34-10), and the step benchmark's label
+# (`iseat benchmark step`) of each row's method.
+PAPER_STEP_SECONDS = {"at": 0.253, "ft_at_lsi": 0.268, "ft_at_awp": 0.277, "ft_iseat": 0.298}
+STEP_TIMING_LABELS = {"at": "AT", "ft_at_lsi": "+LSI", "ft_at_awp": "+AWP", "ft_iseat": "ISEAT"}
+
+
+def step_time_ratios(timing: dict | None) -> dict:
+    """Our step time relative to AT per Tab. 4 row method, from `iseat benchmark step --out` (fast path)."""
+    if not timing:
+        return {}
+    rows = {r["method"]: r for r in timing.get("rows", []) if r.get("path", "fast") == "fast"}
+    return {method: rows[label]["ratio_to_at"] for method, label in STEP_TIMING_LABELS.items() if label in rows}
+
+
 @dataclass(frozen=True)
 class TableSpec:
     name: str
@@ -301,6 +315,13 @@ class Row:
     entry: Entry | None
     aa: dict | None
     pgd: dict | None
+    time_ratio: float | None = None  # Tab. 4: our step time / AT's
+
+    @property
+    def paper_time(self):
+        """Tab. 4: the paper's seconds per batch and their ratio to AT's."""
+        seconds = PAPER_STEP_SECONDS.get(self.entry.method) if self.table == "tab4" and self.entry else None
+        return None if seconds is None else (seconds, seconds / PAPER_STEP_SECONDS["at"])
 
     @property
     def paper_numbers(self):
@@ -327,9 +348,11 @@ def parse_entries(entries) -> list[Entry]:
     return out
 
 
-def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict) -> dict[str, list[Row]]:
+def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
+               step_timing: dict | None = None) -> dict[str, list[Row]]:
     """Rows of every paper table (filled where our entries map onto the paper's rows) and of
-    `all_results` (every entry)."""
+    `all_results` (every entry); Tab. 4's rows carry our step-time ratios when `step_timing` is given."""
+    ratios = step_time_ratios(step_timing)
     by_paper = {}
     for e in entries:
         if e.paper:
@@ -341,7 +364,8 @@ def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict) 
             entry = by_paper.get((paper_setting, method))
             rows.append(Row(spec.name, f"{PAPER_SETTINGS[paper_setting]} / {label}", paper_setting,
                             entry or Entry("-", method, paper_setting, ""),
-                            entry.load("aa") if entry else None, entry.load("pgd") if entry else None))
+                            entry.load("aa") if entry else None, entry.load("pgd") if entry else None,
+                            ratios.get(method) if spec.name == "tab4" else None))
         tables[spec.name] = rows
     tables["all_results"] = [
         Row("all_results", f"{setting_labels.get(e.setting, e.setting)} / {method_labels.get(e.method, e.method)}",
@@ -364,12 +388,26 @@ def row_values(row: Row) -> list[str]:
             str(c["n_seeds"]), source]
 
 
+TIME_HEADER = ["time / AT (ours)", "time / AT (paper)", "s/batch (paper)"]
+
+
+def time_values(row: Row) -> list[str]:
+    paper = row.paper_time
+    return ["—" if row.time_ratio is None else f"{row.time_ratio:.3f}", "—" if paper is None else f"{paper[1]:.3f}",
+            "—" if paper is None else f"{paper[0]:.3f}"]
+
+
 def table_markdown(name: str, rows: list[Row]) -> str:
-    lines = [f"### {TITLES[name]}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    header = HEADER + (TIME_HEADER if name == "tab4" else [])
+    lines = [f"### {TITLES[name]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(v.replace("|", "/") for v in row_values(row)) + " |")
+        values = row_values(row) + (time_values(row) if name == "tab4" else [])
+        lines.append("| " + " | ".join(v.replace("|", "/") for v in values) + " |")
     lines += ["", "Ours: mean ± std over seeds (sample std); AA = AutoAttack (standard, Linf, 8/255) robust "
               "accuracy; Δ = ours − paper, percentage points; — = not available."]
+    if name == "tab4":
+        lines.append("Time: one training step relative to AT's; ours from the step benchmark "
+                     "(results/benchmarks/step_timing.json), the paper's on an RTX 3080Ti (WRN34-10).")
     notes = sorted({f"{r.entry.setting}: {r.cells()['n_examples']} test samples" for r in rows
                     if r.aa and isinstance(r.cells()["n_examples"], int)})
     if notes:
@@ -419,10 +457,11 @@ def table_latex(name: str, rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict) -> list[Path]:
+def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict,
+                 step_timing: dict | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
-    for name, rows in build_rows(entries, setting_labels, method_labels).items():
+    for name, rows in build_rows(entries, setting_labels, method_labels, step_timing).items():
         for ext, render in (("md", table_markdown), ("csv", table_csv), ("tex", table_latex)):
             path = out_dir / f"{name}.{ext}"
             write_text_atomic(path, render(name, rows))

@@ -41,6 +41,7 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX")
     entries_and_labels(p)
     p.add_argument("--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex")
+    p.add_argument("--step-timing", help="JSON of `iseat benchmark step --out`: Tab. 4's time column")
 
     p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
     entries_and_labels(p)
@@ -115,7 +116,8 @@ def run(args) -> int:
             setting_labels = labels(args.setting_label, "--setting-label")
             method_labels = labels(args.method_label, "--method-label")
             if args.what == "tables":
-                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels):
+                timing = agg.read_json(args.step_timing) if args.step_timing else None
+                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels, timing):
                     print(path)
             else:
                 agg.figure_results(args.out, entries, setting_labels, method_labels)
