@@ -122,3 +122,10 @@ def test_tab4_time_column_beside_the_papers(tmp_path):
         line = next(l for l in text.splitlines() if f"/ {label} |" in l)
         assert line.endswith(f"| {ours} | {paper_ratio} | {seconds} |"), line
     assert "time / AT" not in (tmp_path / "tab5.md").read_text()
+
+
+def test_table1_rows_found_by_label():
+    from iseat.analysis.tables import paper_table1_key
+
+    assert [paper_table1_key(label) for label in ("AT", "AWP", "RST", "Eq. 9 (eta = 1)", "AT + Eq. 9", "ISEAT")] == \
+        ["at", "awp", "rst", "eq9", "eq9", None]

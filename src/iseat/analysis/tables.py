@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,15 @@ def cell(key: str, value) -> str:
     return f"{value:.4f}"
 
 
+def paper_table1_key(label) -> str | None:
+    """The paper's Tab. 1 row of a method label: AT, AWP, RST, or any label naming Eq. 9."""
+    compact = re.sub(r"[^a-z0-9]", "", str(label).lower())
+    return "eq9" if "eq9" in compact else compact if compact in PAPER_TABLE1 else None
+
+
 def paper_rows(row: dict) -> list[dict]:
     """The paper's Tab. 1 row for `row`'s method and the difference ours - paper (none if the paper has no row)."""
-    paper = PAPER_TABLE1.get(str(row["method"]).lower())
+    paper = PAPER_TABLE1.get(paper_table1_key(row["method"]))
     if paper is None:
         return []
     blank = {"accuracy": None, "av_source": ""}
