@@ -49,7 +49,7 @@ def test_dry_run_wires_every_study(tmp_path):
     run = f"{results}/digits_analysis"
     assert f"iseat analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100" in text
     assert f"iseat analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
-    assert f"iseat analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --log {run}/at/seed0/av_log.h5 --pick 1" in text
+    assert f"iseat analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --margins {a}/at/margin/margins.npz --split train --pick 1" in text
     assert f"iseat analyse av-figure --log {run}/at/seed0/av_log.h5 --out {a}/fig1a_at.png" in text
     assert f"--entry 'Eq. 9' {a}/eq9/margin/margin.json {a}/eta_sweep/eta1/pgd.json" in text
     assert f"--entry AWP {a}/awp/margin/margin.json {run}/at_awp/seed0/pgd.json" in text

@@ -61,6 +61,9 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
                     assert (run / f).is_file(), run / f
     winner = json.loads((results / "digits" / "grid" / "winner.json").read_text())
     assert len(winner["points"]) == 4 and (winner["lam"], winner["gamma"]) in {(p["lam"], p["gamma"]) for p in winner["points"]}
+    assert (winner["paper_choice"]["lam"], winner["paper_choice"]["gamma"], winner["used_by_final_runs"]) == (0.1, 0.007, "grid")
+    swa_run = results / "digits" / "iseat_swa" / "seed0"  # SWA: averaged weights, BatchNorm re-estimated, selected
+    assert (swa_run / "swa_best.pt").is_file() and "swa_selection_pgd_acc" in (swa_run / "metrics.jsonl").read_text()
     tuned = yaml.safe_load((results / "digits" / "iseat" / "tuned.yaml").read_text())
     assert tuned["method"] == {"lam": [0.0, winner["lam"]], "gamma": winner["gamma"]}
     resolved = yaml.safe_load((results / "digits" / "iseat" / "seed0" / "config.yaml").read_text())

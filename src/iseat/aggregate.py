@@ -38,6 +38,7 @@ class AggregateError(UserError, ValueError):
 PAPER_SETTINGS = {
     "cifar10": "CIFAR-10 WRN34-10",
     "cifar10_idbh": "CIFAR-10 WRN34-10 + IDBH",
+    "cifar10_idbh_wrn28": "CIFAR-10 WRN28-10 + IDBH",
     "cifar10_ti500k": "CIFAR-10 WRN28-10 + 500K TI",
     "cifar100": "CIFAR-100 PRN18",
     "svhn": "SVHN PRN18",
@@ -61,6 +62,7 @@ PAPER = {
     ("cifar10", "las_awp"): ((87.74, None), (55.52, None)),
     ("cifar10_idbh", "at"): ((87.03, 1.58), (54.16, 0.70)),
     ("cifar10_idbh", "iseat"): ((88.50, 0.11), (59.32, 0.08)),
+    ("cifar10_idbh_wrn28", "iseat"): ((87.91, 0.18), (58.55, 0.14)),
     ("cifar10_ti500k", "rst"): ((89.69, 0.40), (59.53, 0.40)),
     ("cifar10_ti500k", "rst_mart"): ((87.50, None), (56.29, None)),
     ("cifar10_ti500k", "rst_gairat"): ((89.36, None), (59.64, None)),
@@ -71,9 +73,30 @@ PAPER = {
     ("cifar100", "iseat"): ((53.19, 0.23), (28.17, 0.14)),
     ("svhn", "at"): ((90.55, 0.60), (47.48, 0.59)),
     ("svhn", "iseat"): ((91.08, 0.49), (54.04, 0.68)),
-    # Tab. 4-6 (fine-tuned ablations): the paper's values are not transcribed in the project's
-    # specification; rows show ours only until they are added here.
+    # Tab. 4-6 (fine-tuned from the base AT model, whose row is ("cifar10", "at") above)
+    ("cifar10", "ft_at_lsi"): ((84.10, 0.27), (54.50, 0.17)),
+    ("cifar10", "ft_at_awp"): ((86.04, 0.27), (55.26, 0.15)),
+    ("cifar10", "ft_iseat"): ((85.63, 0.13), (56.46, 0.14)),
+    ("cifar10", "ft_iseat_kl"): ((85.07, 0.31), (56.08, 0.32)),
+    ("cifar10", "ft_iseat_uniform"): ((85.15, 0.70), (56.20, 0.19)),
+    ("cifar10", "ft_iseat_top10"): ((85.53, 0.03), (56.36, 0.02)),
+    ("cifar10", "ft_iseat_lsi"): ((85.49, 0.50), (55.38, 0.32)),
+    ("cifar10", "ft_iseat_trade_awp"): ((85.52, 0.29), (55.82, 0.46)),
 }
+
+
+# Tab. 4's time column: seconds per batch on an RTX 3080Ti (WRN34-10), and the step benchmark's label
+# (`iseat benchmark step`) of each row's method.
+PAPER_STEP_SECONDS = {"at": 0.253, "ft_at_lsi": 0.268, "ft_at_awp": 0.277, "ft_iseat": 0.298}
+STEP_TIMING_LABELS = {"at": "AT", "ft_at_lsi": "+LSI", "ft_at_awp": "+AWP", "ft_iseat": "ISEAT"}
+
+
+def step_time_ratios(timing: dict | None) -> dict:
+    """Our step time relative to AT per Tab. 4 row method, from `iseat benchmark step --out` (fast path)."""
+    if not timing:
+        return {}
+    rows = {r["method"]: r for r in timing.get("rows", []) if r.get("path", "fast") == "fast"}
+    return {method: rows[label]["ratio_to_at"] for method, label in STEP_TIMING_LABELS.items() if label in rows}
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ TABLES = (
         ("cifar10", "las_at", "LAS-AT (published, not run)"), ("cifar10", "las_awp", "LAS-AWP (published, not run)"),
         ("cifar10", "iseat", "ISEAT"), ("cifar10", "iseat_swa", "ISEAT + SWA"),
         ("cifar10_idbh", "at", "IDBH + AT"), ("cifar10_idbh", "iseat", "IDBH + ISEAT"),
+        ("cifar10_idbh_wrn28", "iseat", "IDBH + ISEAT"),
         ("cifar10_ti500k", "rst", "RST"), ("cifar10_ti500k", "rst_mart", "RST + MART"),
         ("cifar10_ti500k", "rst_gairat", "RST + GAIRAT (published, not run)"),
         ("cifar10_ti500k", "rst_awp", "RST + AWP"),
@@ -99,16 +123,17 @@ TABLES = (
     TableSpec("tab3", "Tab. 3: CIFAR-100 and SVHN (PreActResNet18), accuracy and AutoAttack robustness (%)", (
         ("cifar100", "at", "AT"), ("cifar100", "iseat", "ISEAT"),
         ("svhn", "at", "AT"), ("svhn", "iseat", "ISEAT"))),
-    TableSpec("tab4", "Tab. 4: components of ISEAT, fine-tuned from AT (CIFAR-10)", (
-        ("cifar10", "ft_at", "AT"), ("cifar10", "ft_at_lsi", "+ input smoothing"),
+    TableSpec("tab4", "Tab. 4: components of ISEAT, fine-tuned from the base AT model (CIFAR-10)", (
+        ("cifar10", "at", "AT (base model)"), ("cifar10", "ft_at_lsi", "+ input smoothing"),
         ("cifar10", "ft_at_awp", "+ weight smoothing"), ("cifar10", "ft_iseat", "+ both (ISEAT)"))),
     TableSpec("tab5", "Tab. 5: distance and instance weights of the regulariser, fine-tuned (CIFAR-10)", (
-        ("cifar10", "ft_iseat_kl", "distance: KL"), ("cifar10", "ft_iseat", "distance: squared l2"),
-        ("cifar10", "ft_iseat_uniform", "weights: unweighted"), ("cifar10", "ft_iseat_top10", "weights: top-10 %"),
-        ("cifar10", "ft_iseat", "weights: linear (ISEAT)"))),
+        ("cifar10", "at", "AT (base model)"), ("cifar10", "ft_iseat_kl", "KL, unweighted"),
+        ("cifar10", "ft_iseat_uniform", "squared l2, unweighted"),
+        ("cifar10", "ft_iseat_top10", "squared l2, top-10 %"), ("cifar10", "ft_iseat", "squared l2, linear (ISEAT)"))),
     TableSpec("tab6", "Tab. 6: smoothing target, fine-tuned (CIFAR-10)", (
-        ("cifar10", "ft_iseat_lsi", "LSI"), ("cifar10", "ft_iseat_trade_awp", "TRADE-AWP"),
-        ("cifar10", "ft_iseat", "LSIW (ISEAT)"))),
+        ("cifar10", "at", "AT (base model)"), ("cifar10", "ft_iseat_lsi", "+ LSI"),
+        ("cifar10", "ft_iseat_trade_awp", "+ TRADE-AWP (squared l2)"),
+        ("cifar10", "ft_iseat", "+ LSIW (ISEAT)"))),
 )
 
 
@@ -229,8 +254,11 @@ def attack_name(result: dict):
 # ----------------------------------------------------------------------------- grid search
 
 
-def select_grid(points, metric: str = GRID_METRIC) -> dict:
+def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str | None = None) -> dict:
     """The winner of a lambda x gamma grid, with every point's evidence.
+
+    `paper_choice` (lam, gamma) is the paper's tuned pair (the setting's pinned values), recorded with
+    its own score when it is a grid point; `used` says which pair the final runs take ("pinned" or "grid").
 
     `points` is a list of (lam, gamma, run_dir). Each run's summary.json gives the criterion:
     the best robust accuracy (PGD) on the selection split over the run's epochs. Ties go to the
@@ -261,8 +289,16 @@ def select_grid(points, metric: str = GRID_METRIC) -> dict:
     notes = []
     if any(p["selection"] == "test" for p in evidence):
         notes.append("some grid runs selected on the TEST split (data.selection=test): the choice saw test data")
+    paper = None
+    if paper_choice is not None:
+        lam, gamma = map(float, paper_choice)
+        point = next((p for p in evidence if (p["lam"], p["gamma"]) == (lam, gamma)), None)
+        paper = {"lam": lam, "gamma": gamma, "value": point[metric] if point else None,
+                 "best_selection_clean_acc": point["best_selection_clean_acc"] if point else None}
     return {
         "format": GRID_FORMAT,
+        "paper_choice": paper,
+        "used_by_final_runs": used,
         "lam": winner["lam"],
         "gamma": winner["gamma"],
         "run_dir": winner["run_dir"],
@@ -315,6 +351,13 @@ class Row:
     entry: Entry | None
     aa: dict | None
     pgd: dict | None
+    time_ratio: float | None = None  # Tab. 4: our step time / AT's
+
+    @property
+    def paper_time(self):
+        """Tab. 4: the paper's seconds per batch and their ratio to AT's."""
+        seconds = PAPER_STEP_SECONDS.get(self.entry.method) if self.table == "tab4" and self.entry else None
+        return None if seconds is None else (seconds, seconds / PAPER_STEP_SECONDS["at"])
 
     @property
     def paper_numbers(self):
@@ -342,9 +385,11 @@ def parse_entries(entries) -> list[Entry]:
     return out
 
 
-def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict) -> dict[str, list[Row]]:
+def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
+               step_timing: dict | None = None) -> dict[str, list[Row]]:
     """Rows of every paper table (filled where our entries map onto the paper's rows) and of
-    `all_results` (every entry)."""
+    `all_results` (every entry); Tab. 4's rows carry our step-time ratios when `step_timing` is given."""
+    ratios = step_time_ratios(step_timing)
     by_paper = {}
     for e in entries:
         if e.paper:
@@ -356,7 +401,8 @@ def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict) 
             entry = by_paper.get((paper_setting, method))
             rows.append(Row(spec.name, f"{PAPER_SETTINGS[paper_setting]} / {label}", paper_setting,
                             entry or Entry("-", method, paper_setting, ""),
-                            entry.load("aa") if entry else None, entry.load("pgd") if entry else None))
+                            entry.load("aa") if entry else None, entry.load("pgd") if entry else None,
+                            ratios.get(method) if spec.name == "tab4" else None))
         tables[spec.name] = rows
     tables["all_results"] = [
         Row("all_results", f"{setting_labels.get(e.setting, e.setting)} / {method_labels.get(e.method, e.method)}",
@@ -381,12 +427,26 @@ def row_values(row: Row) -> list[str]:
             str(c["n_seeds"]), source]
 
 
+TIME_HEADER = ["time / AT (ours)", "time / AT (paper)", "s/batch (paper)"]
+
+
+def time_values(row: Row) -> list[str]:
+    paper = row.paper_time
+    return ["—" if row.time_ratio is None else f"{row.time_ratio:.3f}", "—" if paper is None else f"{paper[1]:.3f}",
+            "—" if paper is None else f"{paper[0]:.3f}"]
+
+
 def table_markdown(name: str, rows: list[Row]) -> str:
-    lines = [f"### {TITLES[name]}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    header = HEADER + (TIME_HEADER if name == "tab4" else [])
+    lines = [f"### {TITLES[name]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(v.replace("|", "/") for v in row_values(row)) + " |")
+        values = row_values(row) + (time_values(row) if name == "tab4" else [])
+        lines.append("| " + " | ".join(v.replace("|", "/") for v in values) + " |")
     lines += ["", "Ours: mean ± std over seeds (sample std); AA = AutoAttack (standard, Linf, 8/255) robust "
               "accuracy; Δ = ours − paper, percentage points; — = not available."]
+    if name == "tab4":
+        lines.append("Time: one training step relative to AT's; ours from the step benchmark "
+                     "(results/benchmarks/step_timing.json), the paper's on an RTX 3080Ti (WRN34-10).")
     notes = sorted({f"{r.entry.setting}: {r.cells()['n_examples']} test samples" for r in rows
                     if r.aa and isinstance(r.cells()["n_examples"], int)})
     if notes:
@@ -443,10 +503,11 @@ def table_latex(name: str, rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict) -> list[Path]:
+def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict,
+                 step_timing: dict | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
-    for name, rows in build_rows(entries, setting_labels, method_labels).items():
+    for name, rows in build_rows(entries, setting_labels, method_labels, step_timing).items():
         for ext, render in (("md", table_markdown), ("csv", table_csv), ("tex", table_latex)):
             path = out_dir / f"{name}.{ext}"
             write_text_atomic(path, render(name, rows))
@@ -599,14 +660,22 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
             lines += [f"![{Path(fig).stem}]({relpath(fig, base)})", ""]
 
     if winners:
-        lines += ["## Lambda/gamma grid search", "", "| setting | lambda | gamma | criterion value (%) | points | evidence |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["## Lambda/gamma grid search", "",
+                  "| setting | winner lambda | winner gamma | winner's score (%) | paper's choice (lambda, gamma) "
+                  "| its score (%) | final runs use | points | evidence |", "|---|---|---|---|---|---|---|---|---|"]
+        score = lambda v: "—" if v is None else f"{100 * v:.2f}"
         for w in winners:
             data = read_json(w)
             setting = Path(w).parent.parent.name
+            paper = data.get("paper_choice") or {}
+            choice = f"{paper['lam']:g}, {paper['gamma']:g}" if paper else "—"
+            used = {"grid": "grid winner", "pinned": "paper's choice"}.get(data.get("used_by_final_runs"), "—")
             lines.append(f"| {setting_labels.get(setting, setting)} | {data['lam']:g} | {data['gamma']:g} | "
-                         f"{100 * data['value']:.2f} | {len(data['points'])} | {link(w)} |")
-        lines += ["", "Selection: " + read_json(winners[0])["criterion"] + ".", ""]
+                         f"{score(data['value'])} | {choice} | {score(paper.get('value'))} | {used} | "
+                         f"{len(data['points'])} | {link(w)} |")
+        lines += ["", "Selection: " + read_json(winners[0])["criterion"] + ". Score: that criterion on the validation "
+                  "split (— = the paper's pair is not a grid point). `settings.<name>.tuned.source: grid` makes the "
+                  "final runs use the grid winner.", ""]
 
     if results:
         lines += ["## Results per setting and method", "",

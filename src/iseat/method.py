@@ -1,7 +1,7 @@
 """Training methods as compositions of parts, and the single public training step.
 
 A method is PGD (attack) + optional AWP (weight perturbation) + optional logit-smoothing
-regulariser with instance weights + optional Eq. 9 penalty. AT, AT-AWP, ISEAT and every ablation
+regulariser with instance weights + optional Eq. 9 logit-stability penalty. AT, AT-AWP, ISEAT and every ablation
 of the paper are presets of these parts (`PRESETS`); hyper-parameters may change per lr stage.
 """
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from .attack import PGD
-from .regularizer import LogitSmoothing, top_vulnerability_penalty
+from .regularizer import LogitSmoothing, logit_stability_penalty
 from .weight_perturbation import AdversarialWeightPerturbation, perturbed_parameters, shift_parameters
 
 
@@ -103,27 +103,35 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     adv_loss = F.cross_entropy(adv_logits, y, reduction="none")
     av = (adv_loss - clean_loss).detach()
 
+    # The logits of each (input, weights) view, each computed at most once.
+    computed = {("adv", "perturbed"): adv_logits, ("clean", "base"): clean_logits}
+    if v is None:
+        computed.update({("adv", "base"): adv_logits, ("clean", "perturbed"): clean_logits})
+    forward = {("adv", "base"): lambda: _float(model(x_adv)),
+               ("clean", "perturbed"): lambda: _float(functional_call(model, params, (x,)))}
+
+    def view(key):
+        if key not in computed:
+            computed[key] = forward[key]()
+        return computed[key]
+
     loss = adv_loss.mean()
-    view_logits = ()
     if views:
-        compute_view = {
-            ("adv", "perturbed"): lambda: adv_logits,
-            ("clean", "base"): lambda: clean_logits,
-            ("adv", "base"): lambda: _float(model(x_adv)) if v is not None else adv_logits,
-            ("clean", "perturbed"): lambda: (_float(functional_call(model, params, (x,))) if v is not None
-                                             else clean_logits),
-        }
-        view_logits = [compute_view[view]() for view in views]
-        loss = loss + method.smoothing(*view_logits, av, method.lam)
+        first, second = views
+        loss = loss + method.smoothing(view(first), view(second), av, method.lam)
+    eq9 = None
     if method.eta != 0:
-        loss = loss + top_vulnerability_penalty(adv_loss, clean_loss, method.eta)
+        adv_logits_base = view(("adv", "base"))
+        av_eq3 = av if v is None else (F.cross_entropy(adv_logits_base, y, reduction="none") - clean_loss).detach()
+        eq9 = (adv_logits_base, av_eq3)
+        loss = loss + logit_stability_penalty(adv_logits_base, clean_logits, av_eq3, method.eta)
 
     optimizer.zero_grad(set_to_none=True)
     # Gradients only for the parameters: the clean input's gradient is not needed again.
     trainable = [p for p in model.parameters() if p.requires_grad]
     loss.backward(inputs=trainable)
     if recompute_theta_branch:
-        backward_theta_branch(model, x, y, method, dict(zip(views, view_logits)), clean_views, adv_loss, av,
+        backward_theta_branch(model, x, method, {key: view(key) for key in views}, clean_views, av, eq9,
                               trainable)
     apply_update_at_perturbed_weights(model, optimizer, v)
 
@@ -131,7 +139,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
                       adv_logits.detach().argmax(1) == y, loss.item())
 
 
-def backward_theta_branch(model, x, y, method: Method, view_logits: dict, clean_views, adv_loss, av, inputs) -> None:
+def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_views, av, eq9, inputs) -> None:
     """Memory-lean path, second backward: the theta branch of Eq. 20 from a fresh clean forward pass
     (BatchNorm statistics left as the first clean pass set them), every other view held constant.
     Its parameter gradients add to those of the theta+v branch already in `.grad`."""
@@ -141,9 +149,9 @@ def backward_theta_branch(model, x, y, method: Method, view_logits: dict, clean_
         if any(view in clean_views for view in view_logits):
             pair = [clean_logits if view in clean_views else logits.detach() for view, logits in view_logits.items()]
             loss = loss + method.smoothing(*pair, av, method.lam)
-        if method.eta != 0:
-            clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
-            loss = loss + top_vulnerability_penalty(adv_loss.detach(), clean_loss, method.eta)
+        if eq9 is not None:  # Eq. 9: (adversarial logits at theta, their AV), both constants here
+            adv_logits_base, av_eq3 = eq9
+            loss = loss + logit_stability_penalty(adv_logits_base.detach(), clean_logits, av_eq3, method.eta)
         loss.backward(inputs=inputs)
 
 
@@ -242,6 +250,11 @@ class MethodSchedule:
     def at_stage(self, stage: int, attack: PGD, epoch: int = 0, epochs: int = 1) -> Method:
         return Method(attack=attack, gamma=stage_value(self.gamma, stage), lam=stage_value(self.lam, stage),
                       smoothing=self.smoothing, eta=stage_value(self.eta, stage))
+
+
+def warm_start(method: Method) -> Method:
+    """The reference's warm start (the SVHN eps ramp): lambda = 0 and no weight perturbation."""
+    return replace(method, lam=0.0, gamma=0.0)
 
 
 def with_attack_budget(method: Method, eps: float, step_size: float) -> Method:

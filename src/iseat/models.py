@@ -24,7 +24,10 @@ def make_activation(name: str) -> nn.Module:
 
 
 class SmallCNN(nn.Module):
-    """Four conv layers with BatchNorm and two linear layers: ~0.28 M parameters, fast on a CPU."""
+    """All-convolutional CPU network: four 3x3 conv-BN-ReLU blocks of width w, 2w, 4w, 4w (w = 16),
+    max-pools after the first and second (so most work runs at 8x8), global average pooling and a
+    linear head: ~61 k parameters. It trains under the paper's budget (eps 8/255, PGD-10, lr 0.1,
+    gamma 0.007)."""
 
     def __init__(self, num_classes: int = 10, activation: str = "relu", width: int = 16):
         super().__init__()
@@ -33,12 +36,11 @@ class SmallCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), make_activation(activation)]
 
         self.features = nn.Sequential(
-            *block(3, width), *block(width, width), nn.MaxPool2d(2),
-            *block(width, 2 * width), *block(2 * width, 2 * width), nn.MaxPool2d(2),
+            *block(3, width), nn.MaxPool2d(2),
+            *block(width, 2 * width), nn.MaxPool2d(2),
+            *block(2 * width, 4 * width), *block(4 * width, 4 * width), nn.AdaptiveAvgPool2d(1),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * width * 8 * 8, 128), make_activation(activation), nn.Linear(128, num_classes)
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * width, num_classes))
 
     def forward(self, x):
         return self.classifier(self.features(x))

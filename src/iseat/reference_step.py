@@ -15,26 +15,29 @@ from the fast path's (a different number of train-mode forward passes); paramete
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
 from .method import Method, StepResult
-from .regularizer import top_vulnerability_penalty
+from .regularizer import logit_stability_penalty
 from .weight_perturbation import shift_parameters
 
 
 def awp_by_gradient_buffers(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, gamma: float) -> dict:
     """v_n = gamma * ||theta_n|| * g_n / ||g_n|| for every parameter with more than one dimension,
-    with g from an ordinary `.backward()` into the model's gradient buffers."""
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x_adv), y).backward()
+    with g from an ordinary `.backward()` into the gradient buffers of a proxy copy of the model, as
+    the reference does it (so the model's BatchNorm running statistics are not touched)."""
+    proxy = copy.deepcopy(model)
+    proxy.zero_grad(set_to_none=True)
+    F.cross_entropy(_float(proxy(x_adv)), y).backward()
     v = {}
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for (name, p), (_, g_source) in zip(model.named_parameters(), proxy.named_parameters()):
             if p.dim() > 1:
-                g = p.grad if p.grad is not None else torch.zeros_like(p)
+                g = g_source.grad if g_source.grad is not None else torch.zeros_like(p)
                 v[name] = gamma * p.norm() * g / (g.norm() + torch.finfo(p.dtype).tiny)
-    model.zero_grad(set_to_none=True)
     return v
 
 
@@ -71,8 +74,6 @@ def reference_training_step(model: torch.nn.Module, optimizer: torch.optim.Optim
     if any(view in perturbed for view in views):
         constants = {("clean", "base"): clean_logits_const}
         loss_perturbed = loss_perturbed + method.smoothing(*_pick(views, perturbed, constants), av, method.lam)
-    if method.eta != 0:
-        loss_perturbed = loss_perturbed + top_vulnerability_penalty(adv_loss, clean_loss_const, method.eta)
     loss_perturbed.backward()
     loss_value = float(loss_perturbed.detach())
 
@@ -88,9 +89,12 @@ def reference_training_step(model: torch.nn.Module, optimizer: torch.optim.Optim
         loss_base = loss_base + term
         if not any(view in perturbed for view in views):  # the term's value was not counted above
             loss_value += float(term.detach())
-    if method.eta != 0:
-        fresh_clean_loss = F.cross_entropy(_float(model(x)), y, reduction="none")
-        loss_base = loss_base + top_vulnerability_penalty(adv_loss.detach(), fresh_clean_loss, method.eta)
+    if method.eta != 0:  # Eq. 9 at theta, ranked by the AV of Eq. 3, from fresh forward passes
+        clean_fresh, adv_fresh = _float(model(x)), _float(model(x_adv))
+        av_eq3 = (F.cross_entropy(adv_fresh, y, reduction="none") - F.cross_entropy(clean_fresh, y, reduction="none")).detach()
+        term = logit_stability_penalty(adv_fresh, clean_fresh, av_eq3, method.eta)
+        loss_base = loss_base + term
+        loss_value += float(term.detach())
     if loss_base.requires_grad:
         loss_base.backward()  # accumulates into the gradients of the theta+v branch (Eq. 20)
 

@@ -1,5 +1,5 @@
 """Logit-stability regularisers: instance-weighted loss smoothing (ISEAT Eq. 16-18), its
-Tab. 5/6 ablations, and the Eq. 9 top-10 % vulnerability regulariser of Section 3.
+Tab. 5/6 ablations, and the Eq. 9 logit-stability penalty of Section 3 (top-10 % by AV).
 
 A smoothing regulariser compares the logits of two (input, weights) views of each sample:
   lsiw      f(x'; theta+v) vs f(x; theta)       ISEAT: input and weight smoothing
@@ -56,9 +56,10 @@ class LogitSmoothing:
         return lam * (weights * logit_distance(adv_logits, clean_logits, self.distance)).sum() / av.numel()
 
 
-def top_vulnerability_penalty(adv_loss: torch.Tensor, clean_loss: torch.Tensor, eta: float, fraction: float = 0.1) -> torch.Tensor:
-    """Eq. 9: eta times the mean AV (adv loss - clean loss, gradients through both) of the
-    batch's top-10 % most vulnerable samples."""
-    av = adv_loss - clean_loss
-    top = rank_descending(av.detach()) < top_fraction_count(av.numel(), fraction)
-    return eta * av[top].mean()
+def logit_stability_penalty(adv_logits: torch.Tensor, clean_logits: torch.Tensor, av: torch.Tensor, eta: float,
+                            fraction: float = 0.1) -> torch.Tensor:
+    """Eq. 9's second term: eta * E_i[ ||f(x_i + d_i) - f(x_i)||_2^2 * 1(x_i, d_i) ], the mean over the
+    whole batch, where the indicator selects the `fraction` of the batch with the highest AV (Eq. 3).
+    Gradients flow through both logits; the indicator is a constant."""
+    indicator = (rank_descending(av.detach()) < top_fraction_count(av.numel(), fraction)).to(adv_logits.dtype)
+    return eta * (indicator * logit_distance(adv_logits, clean_logits, "sq_l2")).mean()

@@ -29,7 +29,7 @@ from .checkpoint import architecture_of, load_model, model_checkpoint, read_chec
 from .config import parse_fraction
 from .errors import ResumeStateError, RunFolderError, first_line
 from .io import write_json_atomic, write_text_atomic
-from .method import MethodSchedule, training_step
+from .method import MethodSchedule, training_step, warm_start
 from .models import build_model
 from .provenance import provenance
 from .resume_state import check_belongs_to, read_state, restore_rng_states, rng_states, save_state
@@ -343,7 +343,9 @@ class TrainingRun:
         eps, step = attack_budget(self.cfg, iteration, n_batches)
         attack = PGD(eps, step, self.cfg["attack"]["steps"], self.cfg["attack"]["random_start"])
         epoch, epochs = iteration // n_batches, self.cfg["training"]["epochs"]
-        return self.schedule.at_stage(stage, attack, epoch=epoch, epochs=epochs)  # baselines' schedules need the epoch
+        method = self.schedule.at_stage(stage, attack, epoch=epoch, epochs=epochs)  # baselines' schedules need the epoch
+        in_ramp = epoch < self.cfg["attack"]["ramp_epochs"]
+        return warm_start(method) if in_ramp else method
 
     def data_workers(self) -> int:
         return self.cfg["data"]["num_workers"]

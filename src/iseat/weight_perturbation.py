@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 
 def perturbable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -23,9 +24,14 @@ class AdversarialWeightPerturbation:
     gamma: float
 
     def compute(self, model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return v as {parameter name: tensor}; the model is not modified."""
+        """Return v as {parameter name: tensor}; the model is not modified.
+
+        The ascent pass runs on copies of the buffers, as the reference computes it on a proxy copy
+        of the model: it leaves the BatchNorm running statistics untouched."""
         params = perturbable_parameters(model)
-        loss = F.cross_entropy(model(x_adv), y)
+        buffer_copies = {name: b.clone() for name, b in model.named_buffers()}
+        logits = functional_call(model, (dict(model.named_parameters()), buffer_copies), (x_adv,))
+        loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
         grads = torch.autograd.grad(loss, list(params.values()))
         return layerwise_scaled(params, grads, self.gamma)
 

@@ -20,15 +20,37 @@ rule aggregate_seeds:
         "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
 
 
+rule benchmark_step:
+    output:
+        timing=STEP_TIMING,
+        table=STEP_TIMING.replace(".json", ".md"),
+    log:
+        f"{RESULTS}/logs/benchmark/step_timing.log",
+    params:
+        options=step_timing_args(),
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+        gpu=resource("evaluate", "gpu"),
+        slurm_partition=resource("evaluate", "partition"),
+    conda:
+        "../envs/iseat.yaml"
+    shell:
+        "iseat benchmark step {params.options} --no-memory --out {output.timing} > {log} 2>&1"
+
+
 rule tables:
     input:
         aggregated_results(),
+        timing=[STEP_TIMING] if config.get("step_timing") else [],
     output:
         table_outputs(),
     log:
         f"{RESULTS}/logs/aggregate/tables.log",
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent,
+        timing=lambda wildcards, input: f"--step-timing {input.timing[0]}" if input.timing else "",
         entries=result_entries(),
         labels=label_args(),
     threads: resource("light", "threads")
@@ -39,7 +61,8 @@ rule tables:
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat aggregate tables --out-dir {params.out_dir} {params.entries} {params.labels} > {log} 2>&1"
+        "iseat aggregate tables --out-dir {params.out_dir} {params.entries} {params.labels}"
+        " {params.timing} > {log} 2>&1"
 
 
 rule figure_results:

@@ -110,6 +110,7 @@ rule analysis_margin:
 rule analysis_landscape:
     input:
         summary=lambda wildcards: f"{analysis_run_dir(wildcards.name)}/summary.json",
+        margins=f"{ANALYSIS_DIR}/{{name}}/margin/margins.npz",
     output:
         fig3=f"{ANALYSIS_DIR}/{{name}}/landscape/fig3.png",
         fig3_data=f"{ANALYSIS_DIR}/{{name}}/landscape/fig3.npz",
@@ -118,8 +119,8 @@ rule analysis_landscape:
         f"{RESULTS}/logs/analysis/{{name}}/landscape.log",
     params:
         checkpoint=analysis_checkpoint,
-        av_log=lambda wildcards, input: f"{Path(input.summary).parent}/av_log.h5",
         out=lambda wildcards, output: Path(output.summary).parent,
+        split=ANALYSIS["margin"]["split"],
         pick=ANALYSIS["landscape"]["pick"],
         clip="--clip" if ANALYSIS["landscape"]["clip"] else "",
         options=analysis_options("landscape"),
@@ -132,8 +133,8 @@ rule analysis_landscape:
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --log {params.av_log}"
-        " --pick {params.pick} {params.clip} {params.options} > {log} 2>&1"
+        "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --margins {input.margins}"
+        " --split {params.split} --pick {params.pick} {params.clip} {params.options} > {log} 2>&1"
 
 
 rule analysis_av_figure:

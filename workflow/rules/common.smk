@@ -76,6 +76,9 @@ def check_config():
             config_mistake(f"settings.{name}.tuned.source", "'grid' needs a grid block in this setting")
         if setting.get("extra") and setting["dataset"] != "cifar10":
             config_mistake(f"settings.{name}.extra", "the pseudo-labelled 80M-TI data only extends cifar10")
+    timing_setting = config.get("step_timing", {}).get("setting")
+    if timing_setting is not None and timing_setting not in SETTINGS:
+        config_mistake("step_timing.setting", f"unknown setting {timing_setting!r}; settings: {sorted(SETTINGS)}")
 
 
 check_config()
@@ -269,8 +272,12 @@ def grid_inputs(wildcards):
 
 
 def grid_point_args(wildcards, input):
-    return " ".join(f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
-                    for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs))
+    tuned = SETTINGS[wildcards.setting].get("tuned")
+    points = [f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
+              for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs)]
+    if tuned:  # the paper's pinned pair, scored beside the winner, and which of the two the final runs use
+        points.append(f"--paper-choice {number(tuned['lam'])} {number(tuned['gamma'])} --used {tuned.get('source', 'pinned')}")
+    return " ".join(points)
 
 
 def evaluation_args(wildcards):
@@ -323,6 +330,20 @@ if config["resources"].get("light_local", True):
 
 
 # ----------------------------------------------------------------------------- final outputs
+
+
+STEP_TIMING = f"{RESULTS}/benchmarks/step_timing.json"
+
+
+def step_timing_args():
+    """`iseat benchmark step` options: the model of the configured setting (Tab. 4's WRN34-10 in the paper)."""
+    timing = config.get("step_timing")
+    if not timing:  # no time column: the rule is never asked for
+        return ""
+    model = (SETTINGS[timing["setting"]].get("train", {}).get("model", {}).get("arch")
+             or config.get("train", {}).get("model", {}).get("arch", "small_cnn"))
+    return (f"--model {model} --batch-size {timing.get('batch_size', 128)} --repeats {timing.get('repeats', 10)} "
+            f"--warmup {timing.get('warmup', 2)}")
 
 
 def table_outputs():

@@ -122,7 +122,8 @@ def figure1b_margin(mu: np.ndarray, mu_max: float, budget: float, out, bins: int
 
 def figure2_perturbation_grid(grid: dict, out, labels=None, class_names=None, indices=None) -> dict:
     """Fig. 2: each row one sample, each column clip(x + mu d) at one mu, titled with the predicted
-    class and its confidence. `grid` is `margin.perturbation_grid`'s output."""
+    class and the confidence of the ground-truth class, as the paper (the top class's confidence when the
+    grid has no `true_confidence`). `grid` is `margin.perturbation_grid`'s output."""
     image_format(out)
     images, pred, conf, mus = grid["images"], grid["pred"], grid["confidence"], grid["mu"]
     s, m = pred.shape
@@ -137,7 +138,9 @@ def figure2_perturbation_grid(grid: dict, out, labels=None, class_names=None, in
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
                       vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"μ={mus[j]:g}\n{name(int(pred[i, j]))} {100 * conf[i, j]:.0f}%", fontsize=7)
+            caption = (f"true {100 * grid['true_confidence'][i, j]:.0f}%" if "true_confidence" in grid
+                       else f"{100 * conf[i, j]:.0f}%")
+            ax.set_title(f"μ={mus[j]:g}\n{name(int(pred[i, j]))} {caption}", fontsize=7)
         if labels is not None:
             ax0 = axes[i, 0]
             ax0.set_ylabel(f"#{indices[i] if indices is not None else i}\n{name(int(labels[i]))}", fontsize=7)

@@ -219,6 +219,8 @@ def margin_summary(result: MarginResult, eps: float) -> dict:
     quantiles = {f"q{int(q * 100):02d}": float(np.quantile(mu, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
     return {"n_samples": n, "mu_max": result.mu_max, "share_disordered": float(result.disordered.mean()),
             "eps_budget_l2_mean_delta_norm": budget, "share_within_budget": float((mu <= budget).mean()),
+            "share_within_third_budget": float((mu <= budget / 3).mean()),
+            "share_beyond_double_budget": float((mu > 2 * budget).mean()),
             "clean_accuracy": float((result.clean_pred == result.label).mean()),
             "adversarial_accuracy": float((result.adv_pred == result.label).mean()),
             "mu_mean_crossed": float(mu[result.crossed].mean()) if result.crossed.any() else math.nan,
@@ -226,16 +228,21 @@ def margin_summary(result: MarginResult, eps: float) -> dict:
 
 
 @torch.no_grad()
-def perturbation_grid(model, x: torch.Tensor, direction: torch.Tensor, mus) -> dict:
-    """Fig. 2 data: clip(x + mu d) for every sample and mu, with the predicted class and its confidence."""
+def perturbation_grid(model, x: torch.Tensor, direction: torch.Tensor, mus, y: torch.Tensor | None = None) -> dict:
+    """Fig. 2 data: clip(x + mu d) for every sample and mu, with the predicted class and its confidence,
+    and (given the labels `y`) the confidence of the ground-truth class, which the paper's captions show."""
     mus = torch.as_tensor(list(mus), dtype=torch.float64, device=x.device)
     s, m = len(x), len(mus)
     with evaluation_mode(model):
         images = perturbed_input(x.repeat_interleave(m, 0), direction.repeat_interleave(m, 0), mus.repeat(s))
         probs = F.softmax(model(images), 1)
     conf, pred = probs.max(1)
-    return {"mu": mus.cpu().numpy(), "images": images.view(s, m, *x.shape[1:]).cpu().numpy(),
+    grid = {"mu": mus.cpu().numpy(), "images": images.view(s, m, *x.shape[1:]).cpu().numpy(),
             "pred": pred.view(s, m).cpu().numpy(), "confidence": conf.view(s, m).cpu().numpy().astype(np.float64)}
+    if y is not None:
+        truth = probs.gather(1, y.to(probs.device).repeat_interleave(m)[:, None]).view(s, m)
+        grid["true_confidence"] = truth.cpu().numpy().astype(np.float64)
+    return grid
 
 
 def figure2_positions(result: MarginResult, per_group: int = 2) -> np.ndarray:
@@ -249,3 +256,21 @@ def figure2_positions(result: MarginResult, per_group: int = 2) -> np.ndarray:
             picks.append(order[min(len(order) - 1, int(q * len(order)))])
     picks += list(np.flatnonzero(result.disordered)[:per_group])
     return np.array(list(dict.fromkeys(int(p) for p in picks)), dtype=np.int64)
+
+
+def figure3_picks(margins: dict, disordered: int = 2) -> tuple[list[int], list[str]]:
+    """Fig. 3's samples chosen by margin, as the paper: `disordered` correctly classified samples whose
+    prediction never changes up to the search maximum, the most robust (largest crossed margin) and the
+    most vulnerable (smallest crossed margin). `margins` holds `MarginResult.arrays()`; returns dataset
+    indices and panel titles."""
+    correct = margins["clean_pred"] == margins["label"]
+    crossed = np.flatnonzero(correct & margins["crossed"])
+    never = np.flatnonzero(correct & ~margins["crossed"])[:disordered]
+    if crossed.size == 0:
+        raise ValueError("no correctly classified sample changes its prediction within the search: no robust or "
+                         "vulnerable sample to show")
+    order = crossed[np.argsort(margins["mu"][crossed], kind="stable")]
+    picks = [(p, f"mu >= {float(margins['mu_max']):g} (disordered)") for p in never]
+    picks += [(order[-1], f"mu = {margins['mu'][order[-1]]:.2f} (robust)"),
+              (order[0], f"mu = {margins['mu'][order[0]]:.2f} (vulnerable)")]
+    return [int(margins["index"][p]) for p, _ in picks], [f"#{int(margins['index'][p])} {t}" for p, t in picks]

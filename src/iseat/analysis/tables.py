@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,24 @@ from .figures import write_csv
 AV_COLUMNS = (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % AV"), ("av_bottom10_mean", "bottom-10 % AV"),
               ("share_av_ge_1", "AV ≥ 1 (%)"), ("share_av_le_0", "AV ≤ 0 (%)"))
 SHARES = ("share_av_ge_1", "share_av_le_0")
+
+# Tab. 1 of the paper (PreActResNet18, CIFAR-10), by the analysis run's name; fractions as ours.
+PAPER_TABLE1 = {
+    "at": dict(robustness=0.5178, av_sd=0.467, av_top10_mean=1.527, av_bottom10_mean=-0.010,
+               share_av_ge_1=0.1238, share_av_le_0=0.1214),
+    "awp": dict(robustness=0.5468, av_sd=0.351, av_top10_mean=1.120, av_bottom10_mean=-0.022,
+                share_av_ge_1=0.0552, share_av_le_0=0.1974),
+    "rst": dict(robustness=0.5768, av_sd=0.443, av_top10_mean=1.378, av_bottom10_mean=-0.011,
+                share_av_ge_1=0.0996, share_av_le_0=0.2087),
+    "eq9": dict(robustness=0.5595, av_sd=0.196, av_top10_mean=0.633, av_bottom10_mean=-0.047,
+                share_av_ge_1=0.0014, share_av_le_0=0.1200),
+}
+
+# Fig. 1b's statements about AT's training-set margins: (margin-summary key, statement, paper's share)
+PAPER_FIG1B = (("share_within_budget", "change prediction within eps", 0.20),
+               ("share_within_third_budget", "change prediction within eps/3", 0.05),
+               ("share_beyond_double_budget", "unchanged at 2 eps", 0.50),
+               ("share_disordered", "reach the maximal margin mu_max", 0.14))
 
 
 def lookup(obj: dict, dotted: str, path) -> float:
@@ -81,18 +100,49 @@ def cell(key: str, value) -> str:
     return f"{value:.4f}"
 
 
+def paper_table1_key(label) -> str | None:
+    """The paper's Tab. 1 row of a method label: AT, AWP, RST, or any label naming Eq. 9."""
+    compact = re.sub(r"[^a-z0-9]", "", str(label).lower())
+    return "eq9" if "eq9" in compact else compact if compact in PAPER_TABLE1 else None
+
+
+def paper_rows(row: dict) -> list[dict]:
+    """The paper's Tab. 1 row for `row`'s method and the difference ours - paper (none if the paper has no row)."""
+    paper = PAPER_TABLE1.get(paper_table1_key(row["method"]))
+    if paper is None:
+        return []
+    blank = {"accuracy": None, "av_source": ""}
+    return [{**blank, **paper, "method": f"{row['method']} (paper)"},
+            {**blank, **{k: row[k] - v for k, v in paper.items()}, "method": f"{row['method']}: Δ ours − paper"}]
+
+
 def table1_markdown(rows: list[dict]) -> str:
     columns = [("method", "method"), *AV_COLUMNS, ("accuracy", "accuracy (%)"), ("robustness", "robustness (%)"),
                ("av_source", "AV from")]
     lines = ["| " + " | ".join(title for _, title in columns) + " |",
              "| " + " | ".join("---" for _ in columns) + " |"]
-    lines += ["| " + " | ".join(cell(key, row[key]) for key, _ in columns) + " |" for row in rows]
+    for row in rows:
+        lines += ["| " + " | ".join(cell(key, r[key]) for key, _ in columns) + " |" for r in [row, *paper_rows(row)]]
     return "\n".join(lines) + "\n"
 
 
-def write_table1(rows: list[dict], out) -> dict:
-    """Markdown table at `out` and the same numbers in a CSV beside it; returns the columns."""
+def figure1b_markdown(margin_summary: dict) -> str:
+    """Fig. 1b's statements (AT, training set) beside the shares measured on our AT model."""
+    budget = margin_summary.get("eps_budget_l2_mean_delta_norm")
+    lines = [f"eps = the mean l2 norm of the PGD perturbation ({budget:.3f})" if budget else "", "",
+             "| statement (share of samples) | paper (%) | ours (%) |", "| --- | --- | --- |"]
+    for key, statement, paper in PAPER_FIG1B:
+        lines.append(f"| {statement} | about {100 * paper:.0f} | {cell('share_av_ge_1', margin_summary.get(key))} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(rows: list[dict], out, at_margin_summary: dict | None = None) -> dict:
+    """Markdown table at `out` (ours, the paper's and the difference per method; with AT's margin summary
+    also Fig. 1b's statements) and our numbers in a CSV beside it; returns the columns."""
     columns = {key: np.array([row[key] for row in rows]) for key in rows[0]}
     write_csv(Path(out).with_suffix(".csv"), columns)
-    write_text_atomic(out, "# Tab. 1: adversarial vulnerability and robustness\n\n" + table1_markdown(rows))
+    text = "# Tab. 1: adversarial vulnerability and robustness\n\n" + table1_markdown(rows)
+    if at_margin_summary is not None:
+        text += "\n## Fig. 1b: the paper's statements about AT's margins, and ours\n\n" + figure1b_markdown(at_margin_summary)
+    write_text_atomic(out, text)
     return columns

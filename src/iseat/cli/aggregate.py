@@ -22,6 +22,8 @@ def add_arguments(parser) -> None:
                    help="one grid point and its fine-tuned run folder (repeat)")
     p.add_argument("--metric", default="best_selection_pgd_acc", help="summary.json key to maximise")
     p.add_argument("--out", required=True, help="winner.json (winner and every point's evidence)")
+    p.add_argument("--paper-choice", nargs=2, metavar=("LAM", "GAMMA"), help="the paper's tuned pair, scored beside the winner")
+    p.add_argument("--used", choices=["pinned", "grid"], help="which pair the final runs take")
 
     p = sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
     p.add_argument("--winner", required=True, help="winner.json of `iseat aggregate grid`")
@@ -39,6 +41,7 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX")
     entries_and_labels(p)
     p.add_argument("--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex")
+    p.add_argument("--step-timing", help="JSON of `iseat benchmark step --out`: Tab. 4's time column")
 
     p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
     entries_and_labels(p)
@@ -94,7 +97,8 @@ def run(args) -> int:
         elif args.what == "grid":
             points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
                       for lam, gamma, run_dir in args.point]
-            winner = agg.select_grid(points, args.metric)
+            paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
+            winner = agg.select_grid(points, args.metric, paper, args.used)
             write_json_atomic(args.out, winner)
             print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
                   f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
@@ -112,7 +116,8 @@ def run(args) -> int:
             setting_labels = labels(args.setting_label, "--setting-label")
             method_labels = labels(args.method_label, "--method-label")
             if args.what == "tables":
-                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels):
+                timing = agg.read_json(args.step_timing) if args.step_timing else None
+                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels, timing):
                     print(path)
             else:
                 agg.figure_results(args.out, entries, setting_labels, method_labels)

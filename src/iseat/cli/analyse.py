@@ -4,6 +4,7 @@ Tab. 1, and an index page linking them. Every figure is saved with the arrays it
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def add_landscape_arguments(parser) -> None:
     parser.add_argument("--indices", type=int, nargs="+", help="dataset indices of the samples to show")
     parser.add_argument("--log", type=Path, help="pick the samples from this AV log instead: the --pick most "
                                                  "and --pick least vulnerable at --epoch")
+    parser.add_argument("--margins", type=Path, help="pick the samples by margin instead (margins.npz of `iseat analyse "
+                                                     "margin`, same split): --pick disordered, the most robust and "
+                                                     "the most vulnerable, as the paper's Fig. 3")
     parser.add_argument("--pick", type=int, default=2)
     parser.add_argument("--epoch", type=int, default=-1, help="epoch of --log (-1 = last complete)")
     parser.add_argument("--alpha-range", type=float, nargs=2, default=[-2.0, 2.0], metavar=("MIN", "MAX"))
@@ -227,7 +231,7 @@ def run_margin(args) -> int:
     x, y, index = stack_samples(dataset, positions)
     with evaluation_mode(model):
         direction, _, _ = adversarial_direction(model, x.to(device), y.to(device), attack)
-    grid = perturbation_grid(model, x.to(device), direction, args.figure_mus)
+    grid = perturbation_grid(model, x.to(device), direction, args.figure_mus, y.to(device))
     figures.figure2_perturbation_grid(grid, out / "fig2.png", labels=y.numpy(), indices=index,
                                       class_names=figures.CLASS_NAMES.get(bundle.name))
     summary = margin_summary(result, attack.eps) | {
@@ -255,8 +259,9 @@ def run_landscape(args) -> int:
 
     check_out_dir(args.out)
     attack = analysis_attack(args)
-    if (args.indices is None) == (args.log is None):
-        raise UserError("give either --indices or --log (to pick the most and least vulnerable samples)")
+    if sum(a is not None for a in (args.indices, args.log, args.margins)) != 1:
+        raise UserError("give one of --indices, --log (the most and least vulnerable samples) or --margins "
+                        "(samples chosen by margin)")
     if args.steps < 2 or args.pick < 1:
         raise UserError("--steps must be at least 2 and --pick at least 1")
     wanted, titles = wanted_samples(args)
@@ -283,6 +288,14 @@ def wanted_samples(args) -> tuple[list[int], list[str]]:
     """Dataset indices to show and their panel titles: --indices, or the most / least vulnerable of --log."""
     if args.indices is not None:
         return list(args.indices), [f"sample {i}" for i in args.indices]
+    if args.margins is not None:
+        from ..analysis.margin import figure3_picks
+
+        try:
+            with np.load(args.margins) as margins:
+                return figure3_picks(dict(margins), args.pick)
+        except (OSError, KeyError, ValueError) as err:
+            raise UserError(f"--margins {args.margins}: {err}") from None
     from ..avlog import AVLog
     from .inspect import resolve_epoch, top_table
 
@@ -374,7 +387,8 @@ def run_table1(args) -> int:
         rows = table1_rows(entries)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    write_table1(rows, args.out)
+    at_margins = next((Path(av) for name, av, _ in args.entry if name.lower() == "at" and Path(av).suffix == ".json"), None)
+    write_table1(rows, args.out, json.loads(at_margins.read_text()) if at_margins else None)
     print(f"Tab. 1 with {len(rows)} methods: {args.out}")
     return 0
 
