@@ -1,15 +1,10 @@
 """workflow/rules/analysis.smk: the DAG of a small analysis block (dry run) and its config checks."""
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+from workflow_run import SNAKEMAKE, scratch_workdir, snakemake
+
 pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]
 
 
@@ -36,8 +31,7 @@ def analysis_config(results):
 def dry_run(tmp_path, cfg, target):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.run([SNAKEMAKE, target, "-n", "-p", "--nolock", "--workflow-profile", "none", "--configfile", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return snakemake(scratch_workdir(tmp_path / "workdir"), target, "-n", "-p", "--configfile", str(path), timeout=300)
 
 
 def test_dry_run_wires_every_study(tmp_path):

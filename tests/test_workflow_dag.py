@@ -3,16 +3,12 @@ the commands each rule assembles from the config, lint, and config mistakes."""
 
 import copy
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+from workflow_run import ROOT, SNAKEMAKE, scratch_workdir, snakemake
+
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 
 PAPER_CONFIG = ROOT / "config" / "config.yaml"
@@ -26,18 +22,19 @@ PAPER_JOBS = {"fetch": 4, "train": 39, "finetune": 27, "grid_finetune": 45, "gri
               "index": 1, "all": 1}
 
 
-def snakemake(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([SNAKEMAKE, *args, "--workflow-profile", "none", "--nolock"], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One scratch working directory for the module's dry runs (they write nothing but .snakemake/)."""
+    return scratch_workdir(tmp_path_factory.mktemp("workflow"))
 
 
-def dry_run(*args, config=None, tmp_path=None):
+def dry_run(workdir, *args, config=None):
     extra = []
     if config is not None:
-        path = tmp_path / "config.yaml"
+        path = workdir / "config" / "test_config.yaml"
         path.write_text(yaml.safe_dump(config))
         extra = ["--configfile", str(path)]
-    out = snakemake("-n", "-p", *args, *extra)
+    out = snakemake(workdir, "-n", "-p", *args, *extra)
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     return out.stdout + out.stderr
 
@@ -64,8 +61,8 @@ def workflow_jobs(counts: dict) -> dict:
 
 
 @pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm"])
-def test_paper_matrix_plans_every_rule_family(profile):
-    text = dry_run("--profile", profile, "all")
+def test_paper_matrix_plans_every_rule_family(workdir, profile):
+    text = dry_run(workdir, "--profile", profile, "all")
     assert workflow_jobs(job_counts(text)) == PAPER_JOBS
     assert f"{sum(PAPER_JOBS.values())}" in text
     # heavy rules ask for a GPU and the setting's time limit (light rules are Snakemake localrules)
@@ -86,8 +83,8 @@ def test_profiles_are_config_yaml_only():
     assert "slurm_partition" not in str(slurm) and "slurm_account" not in {k for k in slurm.get("default-resources", {})}
 
 
-def test_one_result_plans_only_its_ancestors():
-    text = dry_run("results/cifar10/iseat/aa.json")
+def test_one_result_plans_only_its_ancestors(workdir):
+    text = dry_run(workdir, "results/cifar10/iseat/aa.json")
     assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
     for seed in range(3):
         assert f"iseat train  --out results/cifar10/iseat/seed{seed} " in text
@@ -98,8 +95,8 @@ def test_one_result_plans_only_its_ancestors():
     assert "results/cifar10/at/" not in text and "svhn" not in text
 
 
-def test_train_commands_follow_the_config():
-    text = dry_run("all")
+def test_train_commands_follow_the_config(workdir):
+    text = dry_run(workdir, "all")
     cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat train" in line)
     iseat = cmd("results/cifar10/iseat/seed0")
     for part in ("method.name=iseat", "'method.lam=[0.0, 0.1]'", "method.gamma=0.007", "model.arch=wide_resnet",
@@ -131,10 +128,10 @@ def test_train_commands_follow_the_config():
     assert "iseat aggregate grid --out results/cifar10/grid/winner.json --point 0.01 0.005 results/cifar10/grid/lam0.01_gamma0.005" in text
 
 
-def test_grid_winner_feeds_the_methods_that_take_it(tmp_path):
+def test_grid_winner_feeds_the_methods_that_take_it(workdir):
     cfg = paper_config()
     cfg["settings"]["cifar10"]["tuned"]["source"] = "grid"
-    text = dry_run("results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/aa.json", config=cfg, tmp_path=tmp_path)
+    text = dry_run(workdir, "results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/aa.json", config=cfg)
     counts = job_counts(text)
     assert counts["grid_finetune"] == 9 and counts["grid_select"] == 1 and counts["grid_tuned"] == 2
     assert counts["train"] == 3 + 3  # iseat x 3 seeds and the base AT runs (seeds 0, 1, 2)
@@ -144,8 +141,8 @@ def test_grid_winner_feeds_the_methods_that_take_it(tmp_path):
     assert "method.lam" not in line and "method.gamma" not in line
 
 
-def test_demo_config_runs_every_family_on_digits():
-    text = dry_run("all", "--configfile", "config/demo.yaml")
+def test_demo_config_runs_every_family_on_digits(workdir):
+    text = dry_run(workdir, "all", "--configfile", "config/demo.yaml")
     counts = workflow_jobs(job_counts(text))
     assert set(counts) == set(PAPER_JOBS) | {"grid_tuned"}
     assert counts["fetch"] == 1 and "iseat fetch digits --root data" in text
@@ -154,8 +151,8 @@ def test_demo_config_runs_every_family_on_digits():
     assert "runtime.device=cpu" in text and "model.arch=small_cnn" in text
 
 
-def test_lint_is_clean():
-    out = snakemake("--lint")
+def test_lint_is_clean(workdir):
+    out = snakemake(workdir, "--lint")
     assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, out.stdout[-4000:]
 
 
@@ -171,12 +168,12 @@ def test_lint_is_clean():
     (lambda c: c["settings"]["cifar100"]["methods"].append("isaet"), "config: settings.cifar100.methods[2]: unknown method 'isaet'"),
     (lambda c: c["settings"]["svhn"].pop("tuned"), "config: settings.svhn.tuned: required"),
 ])
-def test_config_mistakes_name_the_key(tmp_path, mutate, message):
+def test_config_mistakes_name_the_key(workdir, tmp_path, mutate, message):
     cfg = copy.deepcopy(paper_config())
     mutate(cfg)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    out = snakemake("-n", "--configfile", str(path))
+    out = snakemake(workdir, "-n", "--configfile", str(path))
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert message in text, text[-3000:]

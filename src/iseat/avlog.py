@@ -27,6 +27,21 @@ import torch
 import yaml
 
 FORMAT = "iseat-avlog-v1"
+# What HDF5 says when the file system refuses its file locks (many NFS and Lustre mounts).
+LOCKING_ERRORS = ("unable to lock file", "file locking", "errno = 37", "errno = 38")
+
+
+def open_hdf5(path, mode, **kwargs) -> h5py.File:
+    """h5py.File, retried with HDF5 file locking off where the file system cannot lock. Setting
+    HDF5_USE_FILE_LOCKING=FALSE turns locking off from the start (README: shared file systems)."""
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except OSError as err:
+        if "locking" in kwargs or not any(text in str(err).lower() for text in LOCKING_ERRORS):
+            raise
+    return h5py.File(path, mode, locking=False, **kwargs)
+
+
 PER_SAMPLE = {"av": "f4", "clean_loss": "f4", "adv_loss": "f4", "clean_correct": "i1", "adv_correct": "i1"}
 STATISTICS = ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0", "n_samples")
 CHUNK_COLUMNS = 1 << 16
@@ -93,7 +108,7 @@ class AVLogWriter:
     def _create(self, indices, attrs):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(tmp, "w", libver="latest")
+        f = open_hdf5(tmp, "w", libver="latest")
         f.attrs["format"] = FORMAT
         f.attrs["config"] = yaml.safe_dump(attrs.get("config", {}), sort_keys=False)
         f.attrs["provenance"] = json.dumps(attrs.get("provenance", {}))
@@ -110,27 +125,27 @@ class AVLogWriter:
             f.create_dataset(f"summary/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         f.close()
         os.replace(tmp, self.path)
-        return h5py.File(self.path, "a", libver="latest")
+        return open_hdf5(self.path, "a", libver="latest")
 
     def _reopen(self, keep: int):
         """Open for appending, keeping `keep` complete rows. A log left open by a killed writer cannot be
         reopened for writing (HDF5 consistency flags), so its complete rows are copied to a new file."""
         try:
-            f = h5py.File(self.path, "a", libver="latest")
+            f = open_hdf5(self.path, "a", libver="latest")
         except OSError:
             f = None
         if f is not None:
             self._truncate(f, keep)
             return f
         tmp = self.path.with_name(f".{self.path.name}.rebuild")
-        with h5py.File(self.path, "r", libver="latest", swmr=True) as src, h5py.File(tmp, "w", libver="latest") as dst:
+        with open_hdf5(self.path, "r", libver="latest", swmr=True) as src, open_hdf5(tmp, "w", libver="latest") as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
                 src.copy(name, dst)
             self._truncate(dst, keep)
         os.replace(tmp, self.path)
-        return h5py.File(self.path, "a", libver="latest")
+        return open_hdf5(self.path, "a", libver="latest")
 
     @staticmethod
     def _truncate(f, keep: int):
@@ -179,7 +194,7 @@ class AVLog:
         if not self.path.is_file():
             raise FileNotFoundError(f"AV log {self.path} does not exist")
         try:
-            self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
+            self.file = open_hdf5(self.path, "r", libver="latest", swmr=True)
         except OSError as err:
             raise ValueError(f"{self.path} is not a readable HDF5 AV log ({err})") from None
         if self.file.attrs.get("format") != FORMAT:

@@ -13,7 +13,7 @@ rule aggregate_seeds:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -35,7 +35,7 @@ rule tables:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -56,7 +56,7 @@ rule figure_results:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -77,7 +77,7 @@ rule figure_training:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -97,7 +97,7 @@ rule figure_grid:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -121,7 +121,7 @@ rule index:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:

@@ -41,13 +41,14 @@ rule analysis_eta_finetune:
     threads: resource("finetune", "threads")
     resources:
         gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
+        **partition_resource("finetune"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat train --out {params.run} --set {params.overrides} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat train --out {params.run} --set {params.overrides} >> {log} 2>&1"
 
 
 rule analysis_eta_evaluate:
@@ -64,13 +65,14 @@ rule analysis_eta_evaluate:
     threads: resource("evaluate", "threads")
     resources:
         gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
+        **partition_resource("evaluate"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} >> {log} 2>&1"
 
 
 # ----------------------------------------------------------------------------- studies of one run
@@ -93,18 +95,22 @@ rule analysis_margin:
         out=lambda wildcards, output: Path(output.summary).parent,
         split=ANALYSIS["margin"]["split"],
         n=f"--n {ANALYSIS['margin']['n']}" if ANALYSIS["margin"]["n"] else "",
+        device=lambda wildcards: job_device("evaluate"),
         options=analysis_options("margin"),
     threads: resource("evaluate", "threads")
     resources:
         gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
+        **partition_resource("evaluate"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
-        " {params.n} {params.options} > {log} 2>&1"
+        LOG_ATTEMPT + (
+            "iseat analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
+            " {params.n} --device {params.device} {params.options} >> {log} 2>&1"
+        )
 
 
 rule analysis_landscape:
@@ -122,18 +128,22 @@ rule analysis_landscape:
         out=lambda wildcards, output: Path(output.summary).parent,
         pick=ANALYSIS["landscape"]["pick"],
         clip="--clip" if ANALYSIS["landscape"]["clip"] else "",
+        device=lambda wildcards: job_device("evaluate"),
         options=analysis_options("landscape"),
     threads: resource("evaluate", "threads")
     resources:
         gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
+        **partition_resource("evaluate"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --log {params.av_log}"
-        " --pick {params.pick} {params.clip} {params.options} > {log} 2>&1"
+        LOG_ATTEMPT + (
+            "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --log {params.av_log}"
+            " --pick {params.pick} {params.clip} --device {params.device} {params.options} >> {log} 2>&1"
+        )
 
 
 rule analysis_av_figure:
@@ -151,7 +161,7 @@ rule analysis_av_figure:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -176,7 +186,7 @@ rule analysis_eta_figure:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -200,7 +210,7 @@ rule analysis_table1:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -218,7 +228,7 @@ rule analysis_index:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:

@@ -82,7 +82,7 @@ def analysis_eta_overrides(eta):
     setting, seed, which = ETA_SWEEP["setting"], ANALYSIS["seed"], ETA_SWEEP.get("checkpoint", "best")
     start = {"training": {"finetune_from": f"{run_dir(setting, ETA_SWEEP['base'], seed)}/{which}.pt",
                           "finetune_checkpoint": which}}
-    return deep_merge(config.get("train"), SETTINGS[setting].get("train"), ETA_SWEEP.get("train"),
+    return deep_merge(device_layer("finetune", setting), config.get("train"), SETTINGS[setting].get("train"), ETA_SWEEP.get("train"),
                       {"method": {"name": "at_eq9", "eta": float(eta)}}, data_overrides(setting),
                       {"seed": int(seed)}, start)
 

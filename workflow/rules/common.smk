@@ -230,7 +230,8 @@ def run_overrides(setting, method, seed):
     s, m = SETTINGS[setting], METHODS[method]
     finetune = m["kind"] == "finetune"
     protocol, start = finetune_layers(setting, seed) if finetune else ([], {})
-    return deep_merge(config.get("train"), s.get("train"), *protocol, m.get("train"),
+    kind = "finetune" if finetune else "train"
+    return deep_merge(device_layer(kind, setting), config.get("train"), s.get("train"), *protocol, m.get("train"),
                       s.get("method_train", {}).get(method), tuned_overrides(setting, method, not finetune),
                       data_overrides(setting), {"seed": int(seed)}, start)
 
@@ -241,7 +242,8 @@ def grid_overrides(setting, lam, gamma):
     grid = SETTINGS[setting]["grid"]
     method, seed = grid.get("method", "iseat"), grid.get("seed", 0)
     protocol, start = finetune_layers(setting, seed)
-    return deep_merge(config.get("train"), SETTINGS[setting].get("train"), *protocol, METHODS[method].get("train"),
+    return deep_merge(device_layer("finetune", setting), config.get("train"), SETTINGS[setting].get("train"),
+                      *protocol, METHODS[method].get("train"),
                       {"method": {"lam": float(lam), "gamma": float(gamma)}}, data_overrides(setting),
                       {"seed": int(seed), "data": {"selection": "validation"}}, start)
 
@@ -281,7 +283,8 @@ def evaluation_args(wildcards):
     else:
         n_ex = ev["pgd"].get("n_ex")
         args = ["--attack", "pgd", "--pgd-steps", str(ev["pgd"].get("steps", 50))]
-    return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), "--no-progress"])
+    device = ["--device", job_device("evaluate", getattr(wildcards, "setting", None))]
+    return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), *device, "--no-progress"])
 
 
 def evaluated_checkpoint(wildcards, input):
@@ -305,6 +308,34 @@ def job_resources(kind, setting=None):
 def resource(kind, key):
     """A resource value per job, from the config (`resources`, then the setting's)."""
     return lambda wildcards: job_resources(kind, getattr(wildcards, "setting", None))[key]
+
+
+def partition_resource(kind):
+    """`slurm_partition` of a rule class, only when the config names one for it (globally or in a
+    setting): otherwise the profile's default-resources/set-resources (the site's) decide."""
+    named = [config["resources"].get(kind, {}).get("partition")]
+    named += [s.get("resources", {}).get(kind, {}).get("partition") for s in SETTINGS.values()]
+    return {"slurm_partition": resource(kind, "partition")} if any(named) else {}
+
+
+def attempt_number(wildcards, attempt):
+    """The `attempt` resource: which try of the job this is (1, 2, ... with `retries`)."""
+    return attempt
+
+
+# GPU jobs append to their log under one header per attempt, so the reason a job was retried
+# (a time limit, a node failure) is still in its log after the retry.
+LOG_ATTEMPT = 'echo "=== attempt {resources.attempt} on $(hostname) at $(date -u +%FT%TZ)" >> {log}; '
+
+
+def job_device(kind, setting=None):
+    """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
+    fast on a node without a usable one), else the CPU. A config's own runtime.device wins."""
+    return "cuda" if job_resources(kind, setting)["gpu"] > 0 else "cpu"
+
+
+def device_layer(kind, setting=None):
+    return {"runtime": {"device": job_device(kind, setting)}}
 
 
 # Light rules run on the host that runs Snakemake (compute nodes often have no internet for fetch).

@@ -14,7 +14,7 @@ rule fetch:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     wildcard_constraints:
         dataset="digits|cifar10|cifar100|svhn|ti500k",
     conda:

@@ -16,10 +16,11 @@ rule evaluate:
     threads: resource("evaluate", "threads")
     resources:
         gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
+        **partition_resource("evaluate"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} >> {log} 2>&1"

@@ -16,13 +16,14 @@ rule grid_finetune:
     threads: resource("finetune", "threads")
     resources:
         gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
+        **partition_resource("finetune"),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat train --out {params.run} --set {params.overrides} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat train --out {params.run} --set {params.overrides} >> {log} 2>&1"
 
 
 rule grid_select:
@@ -39,7 +40,7 @@ rule grid_select:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:
@@ -61,7 +62,7 @@ rule grid_tuned:
     resources:
         mem_mb=resource("light", "mem_mb"),
         runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
+        **partition_resource("light"),
     conda:
         "../envs/iseat.yaml"
     shell:

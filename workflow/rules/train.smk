@@ -18,15 +18,16 @@ rule train:
     threads: resource("train", "threads")
     resources:
         gpu=resource("train", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
-        slurm_partition=resource("train", "partition"),
+        **partition_resource("train"),
     wildcard_constraints:
         method=alternatives(method_names("scratch")),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat train {params.config} --out {params.run} --set {params.overrides} >> {log} 2>&1"
 
 
 rule finetune:
@@ -43,12 +44,13 @@ rule finetune:
     threads: resource("finetune", "threads")
     resources:
         gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
+        **partition_resource("finetune"),
     wildcard_constraints:
         method=alternatives(method_names("finetune")),
     conda:
         "../envs/iseat.yaml"
     shell:
-        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
+        LOG_ATTEMPT + "iseat train {params.config} --out {params.run} --set {params.overrides} >> {log} 2>&1"

@@ -29,14 +29,11 @@ def run(args) -> int:
         raise UserError("--out: give the run folder, e.g. --out results/demo/iseat/seed0")
 
     from ..checkpoint import CheckpointError
+    from ..device import DeviceUnavailable
     from ..training import RunConflict, train
 
     try:
         train(cfg, args.out)
-    except (RunConflict, CheckpointError) as err:
+    except (RunConflict, CheckpointError, DeviceUnavailable) as err:
         raise UserError(str(err)) from None
-    except RuntimeError as err:
-        if str(err).startswith("runtime.device"):
-            raise UserError(str(err)) from None
-        raise
     return 0
