@@ -51,6 +51,12 @@ def job_counts(text: str) -> dict:
     return counts
 
 
+def job_blocks(text: str) -> list:
+    """(rule, the lines the dry run prints for one job: resources, shell command) of every planned job."""
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:\n)", text)
+    return [(re.match(r"(?:local)?rule (\w+):", b).group(1), b) for b in blocks if re.match(r"(?:local)?rule \w+:\n", b)]
+
+
 def paper_config() -> dict:
     return yaml.safe_load(PAPER_CONFIG.read_text())
 
@@ -83,13 +89,52 @@ def test_profiles_are_config_yaml_only():
     assert "slurm_partition" not in str(slurm) and "slurm_account" not in {k for k in slurm.get("default-resources", {})}
 
 
+def test_site_profile_sets_partition_and_account_on_every_gpu_job(workdir):
+    """Site facts live in a profile: its default-resources and set-resources reach every GPU job,
+    because the rules name no partition unless the config does."""
+    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["default-resources"].update(slurm_partition="gpu_a100", slurm_account="proj42")
+    profile["set-resources"] = {"evaluate": {"slurm_partition": "gpu_eval", "gpu_model": "a100"}}
+    (workdir / "profiles" / "site").mkdir(exist_ok=True)
+    (workdir / "profiles" / "site" / "config.yaml").write_text(yaml.safe_dump(profile))
+    text = dry_run(workdir, "--profile", "profiles/site", "results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/pgd.json")
+    gpu_jobs = [(rule, block) for rule, block in job_blocks(text) if "gpu=1" in block]
+    assert sorted({rule for rule, _ in gpu_jobs}) == ["evaluate", "finetune", "train"] and len(gpu_jobs) == 15
+    for rule, block in gpu_jobs:
+        partition = "gpu_eval" if rule == "evaluate" else "gpu_a100"
+        assert f"slurm_partition={partition}," in block and "slurm_account=proj42" in block, block
+    assert all("gpu_model=a100" in block for rule, block in gpu_jobs if rule == "evaluate")
+
+
+def test_rules_name_a_partition_only_when_the_config_does(workdir):
+    assert "slurm_partition" not in dry_run(workdir, "--profile", "profiles/slurm", "results/svhn/iseat/aa.json")
+    cfg = paper_config()
+    cfg["resources"]["train"]["partition"] = "long"
+    cfg["settings"]["svhn"].setdefault("resources", {})["evaluate"] = {"partition": "short"}
+    text = dry_run(workdir, "--profile", "profiles/slurm", "results/svhn/iseat/aa.json", config=cfg)
+    partitions = {(rule, re.search(r"slurm_partition=(\w*)", block).group(1)) for rule, block in job_blocks(text)
+                  if "gpu=1" in block}
+    assert partitions == {("train", "long"), ("evaluate", "short")}
+
+
+def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
+    """A job given a GPU fails fast without a usable one (iseat.device) instead of training on the CPU."""
+    for args, device in [(("all",), "cuda"), (("all", "--configfile", "config/demo.yaml"), "cpu")]:
+        jobs = [(rule, block) for rule, block in job_blocks(dry_run(workdir, *args)) if "iseat train" in block
+                or "iseat evaluate" in block or "iseat analyse margin" in block or "iseat analyse landscape" in block]
+        assert len(jobs) > 20
+        for rule, block in jobs:
+            assert (f"gpu={int(device == 'cuda')}," in block
+                    and (f"runtime.device={device} " in block or f"--device {device} " in block)), block
+
+
 def test_one_result_plans_only_its_ancestors(workdir):
     text = dry_run(workdir, "results/cifar10/iseat/aa.json")
     assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
     for seed in range(3):
         assert f"iseat train  --out results/cifar10/iseat/seed{seed} " in text
         assert (f"iseat evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
-                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --no-progress") in text
+                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --device cuda --no-progress") in text
     assert "iseat fetch cifar10 --root data" in text
     assert "pgd" not in re.findall(r"--attack (\w+)", text)
     assert "results/cifar10/at/" not in text and "svhn" not in text

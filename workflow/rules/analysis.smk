@@ -48,7 +48,7 @@ rule analysis_eta_finetune:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat train --out {params.run} --set {params.overrides} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_eta_evaluate:
@@ -72,7 +72,7 @@ rule analysis_eta_evaluate:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 # ----------------------------------------------------------------------------- studies of one run
@@ -107,10 +107,8 @@ rule analysis_margin:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + (
-            "iseat analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
-            " {params.n} --device {params.device} {params.options} >> {log} 2>&1"
-        )
+        "iseat --attempt {resources.attempt} analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
+        " {params.n} --device {params.device} {params.options} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_landscape:
@@ -140,10 +138,8 @@ rule analysis_landscape:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + (
-            "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --log {params.av_log}"
-            " --pick {params.pick} {params.clip} --device {params.device} {params.options} >> {log} 2>&1"
-        )
+        "iseat --attempt {resources.attempt} analyse landscape --checkpoint {params.checkpoint} --out {params.out} --log {params.av_log}"
+        " --pick {params.pick} {params.clip} --device {params.device} {params.options} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_av_figure:

@@ -319,13 +319,10 @@ def partition_resource(kind):
 
 
 def attempt_number(wildcards, attempt):
-    """The `attempt` resource: which try of the job this is (1, 2, ... with `retries`)."""
+    """The `attempt` resource: which try of the job this is (1, 2, ... with `retries`). Snakemake
+    empties a job's log before each attempt, so GPU jobs also write <log>.attempt<N>: the reason a job
+    was retried (a time limit, a node failure) stays readable after the retry."""
     return attempt
-
-
-# GPU jobs append to their log under one header per attempt, so the reason a job was retried
-# (a time limit, a node failure) is still in its log after the retry.
-LOG_ATTEMPT = 'echo "=== attempt {resources.attempt} on $(hostname) at $(date -u +%FT%TZ)" >> {log}; '
 
 
 def job_device(kind, setting=None):

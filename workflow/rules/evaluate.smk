@@ -23,4 +23,4 @@ rule evaluate:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"

@@ -23,7 +23,7 @@ rule grid_finetune:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat train --out {params.run} --set {params.overrides} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule grid_select:

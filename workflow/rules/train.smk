@@ -27,7 +27,7 @@ rule train:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat train {params.config} --out {params.run} --set {params.overrides} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule finetune:
@@ -53,4 +53,4 @@ rule finetune:
     conda:
         "../envs/iseat.yaml"
     shell:
-        LOG_ATTEMPT + "iseat train {params.config} --out {params.run} --set {params.overrides} >> {log} 2>&1"
+        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
