@@ -10,17 +10,17 @@ rule evaluate:
         per_sample=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.per_sample.csv",
     log:
         f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.log",
-    params:
-        checkpoint=evaluated_checkpoint,
-        attack=evaluation_args,
+    conda:
+        "../envs/iseat.yaml"
     threads: resource("evaluate", "threads")
     resources:
+        **partition_resource("evaluate"),
         gpu=resource("evaluate", "gpu"),
         attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        **partition_resource("evaluate"),
-    conda:
-        "../envs/iseat.yaml"
+    params:
+        checkpoint=evaluated_checkpoint,
+        attack=evaluation_args,
     shell:
         "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
