@@ -41,14 +41,14 @@ def test_dry_run_wires_every_study(tmp_path):
     text = out.stdout + out.stderr
     a = f"{results}/analysis"
     run = f"{results}/digits_analysis"
-    assert f"iseat analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100" in text
-    assert f"iseat analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
-    assert f"iseat analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --log {run}/at/seed0/av_log.h5 --pick 1" in text
+    assert f"iseat --attempt 1 analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100" in text
+    assert f"iseat --attempt 1 analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
+    assert f"iseat --attempt 1 analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --log {run}/at/seed0/av_log.h5 --pick 1" in text
     assert f"iseat analyse av-figure --log {run}/at/seed0/av_log.h5 --out {a}/fig1a_at.png" in text
     assert f"--entry 'Eq. 9' {a}/eq9/margin/margin.json {a}/eta_sweep/eta1/pgd.json" in text
     assert f"--entry AWP {a}/awp/margin/margin.json {run}/at_awp/seed0/pgd.json" in text
     for eta in ("0", "0.5", "1"):
-        assert f"iseat train --out {a}/eta_sweep/eta{eta} " in text
+        assert f"iseat --attempt 1 train --out {a}/eta_sweep/eta{eta} " in text
     assert "method.eta=0.5 method.name=at_eq9" in text
     assert f"training.finetune_from={run}/at/seed0/best.pt" in text
     assert f"iseat analyse eta-sweep --runs {a}/eta_sweep/eta0 {a}/eta_sweep/eta0.5 {a}/eta_sweep/eta1 " in text

@@ -120,8 +120,8 @@ def test_rules_name_a_partition_only_when_the_config_does(workdir):
 def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
     """A job given a GPU fails fast without a usable one (iseat.device) instead of training on the CPU."""
     for args, device in [(("all",), "cuda"), (("all", "--configfile", "config/demo.yaml"), "cpu")]:
-        jobs = [(rule, block) for rule, block in job_blocks(dry_run(workdir, *args)) if "iseat train" in block
-                or "iseat evaluate" in block or "iseat analyse margin" in block or "iseat analyse landscape" in block]
+        jobs = [(rule, block) for rule, block in job_blocks(dry_run(workdir, *args))
+                if re.search(r"iseat --attempt 1 (train|evaluate|analyse margin|analyse landscape) ", block)]
         assert len(jobs) > 20
         for rule, block in jobs:
             assert (f"gpu={int(device == 'cuda')}," in block
@@ -132,8 +132,8 @@ def test_one_result_plans_only_its_ancestors(workdir):
     text = dry_run(workdir, "results/cifar10/iseat/aa.json")
     assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
     for seed in range(3):
-        assert f"iseat train  --out results/cifar10/iseat/seed{seed} " in text
-        assert (f"iseat evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
+        assert f"iseat --attempt 1 train  --out results/cifar10/iseat/seed{seed} " in text
+        assert (f"iseat --attempt 1 evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
                 f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --device cuda --no-progress") in text
     assert "iseat fetch cifar10 --root data" in text
     assert "pgd" not in re.findall(r"--attack (\w+)", text)
@@ -142,7 +142,7 @@ def test_one_result_plans_only_its_ancestors(workdir):
 
 def test_train_commands_follow_the_config(workdir):
     text = dry_run(workdir, "all")
-    cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat train" in line)
+    cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat --attempt 1 train" in line)
     iseat = cmd("results/cifar10/iseat/seed0")
     for part in ("method.name=iseat", "'method.lam=[0.0, 0.1]'", "method.gamma=0.007", "model.arch=wide_resnet",
                  "model.depth=34", "training.epochs=200", "data.root=data/cifar10", "seed=0", "data.selection=validation"):
@@ -182,7 +182,7 @@ def test_grid_winner_feeds_the_methods_that_take_it(workdir):
     assert counts["train"] == 3 + 3  # iseat x 3 seeds and the base AT runs (seeds 0, 1, 2)
     assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam gamma --lam-warmup --out results/cifar10/iseat/tuned.yaml" in text
     assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam  --out results/cifar10/ft_at_lsi/tuned.yaml" in text
-    line = next(l for l in text.splitlines() if "iseat train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l)
+    line = next(l for l in text.splitlines() if "iseat --attempt 1 train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l)
     assert "method.lam" not in line and "method.gamma" not in line
 
 
