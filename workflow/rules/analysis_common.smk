@@ -1,6 +1,6 @@
 """Set-up and input functions of the Section 3 analysis rules (rules/analysis.smk)."""
 
-validate(config.setdefault("analysis", {}), schema="../schemas/analysis.schema.yaml")
+validate_config(config.setdefault("analysis", {}), "../schemas/analysis.schema.yaml", key="analysis")
 
 ANALYSIS = config["analysis"]
 ANALYSIS_DIR = f"{RESULTS}/analysis"

@@ -8,22 +8,27 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from iseat.workflow_schema import validate as validate_against_schema
 
 # The method catalog (workflow/methods.yaml); the config's `methods` block adds or replaces entries.
-with open(Path(workflow.basedir) / "methods.yaml") as catalog:
+with open(workflow.source_path("../methods.yaml")) as catalog:
     config["methods"] = {**yaml.safe_load(catalog), **(config.get("methods") or {})}
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml")
-except WorkflowError as err:
-    # one line naming the key, e.g. `config: settings.svhn.train.training: Additional properties ...`
-    mistake = err.__context__
-    if not isinstance(mistake, jsonschema.ValidationError):
-        raise
-    where = ".".join(str(part) for part in mistake.absolute_path) or "(top level)"
-    raise ValueError(f"config: {where}: {mistake.message}") from None
+
+def validate_config(section, schema, key=""):
+    """Validate (and fill in defaults) against a workflow schema whose train sections come from the
+    installed iseat package; a mistake is one line naming the key, e.g.
+    `config: settings.svhn.train.training: Additional properties ...`."""
+    try:
+        validate_against_schema(section, workflow.source_path(schema))
+    except jsonschema.ValidationError as mistake:
+        where = ".".join(
+            [key, *(str(part) for part in mistake.absolute_path)] if key else map(str, mistake.absolute_path)
+        )
+        raise ValueError(f"config: {where or '(top level)'}: {mistake.message}") from None
+
+
+validate_config(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 DATA = config["data_root"].rstrip("/")
