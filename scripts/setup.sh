@@ -7,7 +7,8 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import iseat, snakemake, pytest" 2>/dev/null \
+installed='import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ("iseat", "snakemake", "pytest"))))'
+if ! .venv/bin/python -c "$installed" 2>/dev/null \
         || [ requirements.lock -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install --quiet --require-hashes -r requirements.lock
     .venv/bin/pip install --quiet --no-deps --no-build-isolation -e .
