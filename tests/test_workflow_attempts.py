@@ -20,6 +20,7 @@ def test_gpu_job_fails_fast_on_every_attempt_and_keeps_each_attempts_log(tmp_pat
     workdir = scratch_workdir(tmp_path / "workdir")
     cfg = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
     cfg["resources"]["evaluate"]["gpu"] = 1
+    del cfg["train"]["runtime"]["device"]  # the demo pins the CPU; a GPU job's own device is cuda
     (workdir / "config" / "gpu.yaml").write_text(yaml.safe_dump(cfg))
     target = f"{cfg['results_dir']}/digits/at/seed0/aa.json"
     run = (workdir / target).parent

@@ -373,8 +373,10 @@ def attempt_number(wildcards, attempt):
 
 def job_device(kind, setting=None):
     """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
-    fast on a node without a usable one), else the CPU. A config's own runtime.device wins."""
-    return "cuda" if job_resources(kind, setting)["gpu"] > 0 else "cpu"
+    fast on a node without a usable one), else the CPU. A config's own runtime.device (its `train`
+    blocks) wins, for evaluations and analyses too."""
+    train = deep_merge(config.get("train"), SETTINGS[setting].get("train") if setting else None)
+    return train.get("runtime", {}).get("device") or ("cuda" if job_resources(kind, setting)["gpu"] > 0 else "cpu")
 
 
 def device_layer(kind, setting=None):
