@@ -1,15 +1,10 @@
 """workflow/rules/analysis.smk: the DAG of a small analysis block (dry run) and its config checks."""
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+from workflow_run import SNAKEMAKE, scratch_workdir, snakemake
+
 pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]
 
 
@@ -36,8 +31,7 @@ def analysis_config(results):
 def dry_run(tmp_path, cfg, target):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return subprocess.run([SNAKEMAKE, target, "-n", "-p", "--nolock", "--workflow-profile", "none", "--configfile", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return snakemake(scratch_workdir(tmp_path / "workdir"), target, "-n", "-p", "--configfile", str(path), timeout=300)
 
 
 def test_dry_run_wires_every_study(tmp_path):
@@ -47,14 +41,14 @@ def test_dry_run_wires_every_study(tmp_path):
     text = out.stdout + out.stderr
     a = f"{results}/analysis"
     run = f"{results}/digits_analysis"
-    assert f"iseat analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100" in text
-    assert f"iseat analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
-    assert f"iseat analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --margins {a}/at/margin/margins.npz --split train --pick 1" in text
+    assert f"iseat --attempt 1 analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100" in text
+    assert f"iseat --attempt 1 analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
+    assert f"iseat --attempt 1 analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --margins {a}/at/margin/margins.npz --split train --pick 1" in text
     assert f"iseat analyse av-figure --log {run}/at/seed0/av_log.h5 --out {a}/fig1a_at.png" in text
     assert f"--entry 'Eq. 9' {a}/eq9/margin/margin.json {a}/eta_sweep/eta1/pgd.json" in text
     assert f"--entry AWP {a}/awp/margin/margin.json {run}/at_awp/seed0/pgd.json" in text
     for eta in ("0", "0.5", "1"):
-        assert f"iseat train --out {a}/eta_sweep/eta{eta} " in text
+        assert f"iseat --attempt 1 train --out {a}/eta_sweep/eta{eta} " in text
     assert "method.eta=0.5 method.name=at_eq9" in text
     assert f"training.finetune_from={run}/at/seed0/best.pt" in text
     assert f"iseat analyse eta-sweep --runs {a}/eta_sweep/eta0 {a}/eta_sweep/eta0.5 {a}/eta_sweep/eta1 " in text

@@ -21,7 +21,7 @@ def tiny_config(results, epochs, train_runtime):
         "seeds": [0],
         "train": {"data": {"validation_size": 200, "num_workers": 0}, "model": {"arch": "small_cnn"},
                   "training": {"epochs": epochs, "lr": 0.05, "lr_milestones": [0.5]},
-                  "evaluation": {"max_samples": 100}, "runtime": {"progress": False}},
+                  "evaluation": {"max_samples": 100}, "runtime": {"progress": False, "device": "cpu"}},  # fake GPUs
         "evaluation": {"autoattack": {"n_ex": 10}, "pgd": {"steps": 5, "n_ex": 50}},
         "settings": {"digits": {"dataset": "digits", "methods": ["at"]}},
         "resources": {"train": heavy | {"runtime": train_runtime},

@@ -3,16 +3,12 @@ the commands each rule assembles from the config, lint, and config mistakes."""
 
 import copy
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+from workflow_run import ROOT, SNAKEMAKE, scratch_workdir, snakemake
+
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 
 PAPER_CONFIG = ROOT / "config" / "config.yaml"
@@ -27,18 +23,19 @@ PAPER_JOBS = {"fetch": 4, "train": 75, "finetune": 24, "grid_finetune": 45, "gri
               "index": 1, "all": 1, "benchmark_step": 1}
 
 
-def snakemake(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([SNAKEMAKE, *args, "--workflow-profile", "none", "--nolock"], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One scratch working directory for the module's dry runs (they write nothing but .snakemake/)."""
+    return scratch_workdir(tmp_path_factory.mktemp("workflow"))
 
 
-def dry_run(*args, config=None, tmp_path=None):
+def dry_run(workdir, *args, config=None):
     extra = []
     if config is not None:
-        path = tmp_path / "config.yaml"
+        path = workdir / "config" / "test_config.yaml"
         path.write_text(yaml.safe_dump(config))
         extra = ["--configfile", str(path)]
-    out = snakemake("-n", "-p", *args, *extra)
+    out = snakemake(workdir, "-n", "-p", *args, *extra)
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     return out.stdout + out.stderr
 
@@ -55,6 +52,12 @@ def job_counts(text: str) -> dict:
     return counts
 
 
+def job_blocks(text: str) -> list:
+    """(rule, the lines the dry run prints for one job: resources, shell command) of every planned job."""
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:\n)", text)
+    return [(re.match(r"(?:local)?rule (\w+):", b).group(1), b) for b in blocks if re.match(r"(?:local)?rule \w+:\n", b)]
+
+
 def paper_config() -> dict:
     return yaml.safe_load(PAPER_CONFIG.read_text())
 
@@ -65,8 +68,8 @@ def workflow_jobs(counts: dict) -> dict:
 
 
 @pytest.mark.parametrize("profile", ["profiles/local", "profiles/slurm"])
-def test_paper_matrix_plans_every_rule_family(profile):
-    text = dry_run("--profile", profile, "all")
+def test_paper_matrix_plans_every_rule_family(workdir, profile):
+    text = dry_run(workdir, "--profile", profile, "all")
     assert workflow_jobs(job_counts(text)) == PAPER_JOBS
     assert f"{sum(PAPER_JOBS.values())}" in text
     # heavy rules ask for a GPU and the setting's time limit (light rules are Snakemake localrules)
@@ -87,21 +90,60 @@ def test_profiles_are_config_yaml_only():
     assert "slurm_partition" not in str(slurm) and "slurm_account" not in {k for k in slurm.get("default-resources", {})}
 
 
-def test_one_result_plans_only_its_ancestors():
-    text = dry_run("results/cifar10/iseat/aa.json")
+def test_site_profile_sets_partition_and_account_on_every_gpu_job(workdir):
+    """Site facts live in a profile: its default-resources and set-resources reach every GPU job,
+    because the rules name no partition unless the config does."""
+    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["default-resources"].update(slurm_partition="gpu_a100", slurm_account="proj42")
+    profile["set-resources"] = {"evaluate": {"slurm_partition": "gpu_eval", "gpu_model": "a100"}}
+    (workdir / "profiles" / "site").mkdir(exist_ok=True)
+    (workdir / "profiles" / "site" / "config.yaml").write_text(yaml.safe_dump(profile))
+    text = dry_run(workdir, "--profile", "profiles/site", "results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/pgd.json")
+    gpu_jobs = [(rule, block) for rule, block in job_blocks(text) if "gpu=1" in block]
+    assert sorted({rule for rule, _ in gpu_jobs}) == ["evaluate", "finetune", "train"] and len(gpu_jobs) == 15
+    for rule, block in gpu_jobs:
+        partition = "gpu_eval" if rule == "evaluate" else "gpu_a100"
+        assert f"slurm_partition={partition}," in block and "slurm_account=proj42" in block, block
+    assert all("gpu_model=a100" in block for rule, block in gpu_jobs if rule == "evaluate")
+
+
+def test_rules_name_a_partition_only_when_the_config_does(workdir):
+    assert "slurm_partition" not in dry_run(workdir, "--profile", "profiles/slurm", "results/svhn/iseat/aa.json")
+    cfg = paper_config()
+    cfg["resources"]["train"]["partition"] = "long"
+    cfg["settings"]["svhn"].setdefault("resources", {})["evaluate"] = {"partition": "short"}
+    text = dry_run(workdir, "--profile", "profiles/slurm", "results/svhn/iseat/aa.json", config=cfg)
+    partitions = {(rule, re.search(r"slurm_partition=(\w*)", block).group(1)) for rule, block in job_blocks(text)
+                  if "gpu=1" in block}
+    assert partitions == {("train", "long"), ("evaluate", "short")}
+
+
+def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
+    """A job given a GPU fails fast without a usable one (iseat.device) instead of training on the CPU."""
+    for args, device in [(("all",), "cuda"), (("all", "--configfile", "config/demo.yaml"), "cpu")]:
+        jobs = [(rule, block) for rule, block in job_blocks(dry_run(workdir, *args))
+                if re.search(r"iseat --attempt 1 (train|evaluate|analyse margin|analyse landscape) ", block)]
+        assert len(jobs) > 20
+        for rule, block in jobs:
+            assert (f"gpu={int(device == 'cuda')}," in block
+                    and (f"runtime.device={device} " in block or f"--device {device} " in block)), block
+
+
+def test_one_result_plans_only_its_ancestors(workdir):
+    text = dry_run(workdir, "results/cifar10/iseat/aa.json")
     assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
     for seed in range(3):
-        assert f"iseat train  --out results/cifar10/iseat/seed{seed} " in text
-        assert (f"iseat evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
-                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --no-progress") in text
+        assert f"iseat --attempt 1 train  --out results/cifar10/iseat/seed{seed} " in text
+        assert (f"iseat --attempt 1 evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
+                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --device cuda --no-progress") in text
     assert "iseat fetch cifar10 --root data" in text
     assert "pgd" not in re.findall(r"--attack (\w+)", text)
     assert "results/cifar10/at/" not in text and "svhn" not in text
 
 
-def test_train_commands_follow_the_config():
-    text = dry_run("all")
-    cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat train" in line)
+def test_train_commands_follow_the_config(workdir):
+    text = dry_run(workdir, "all")
+    cmd = lambda out: next(line for line in text.splitlines() if f"--out {out} " in line and "iseat --attempt 1 train" in line)
     iseat = cmd("results/cifar10/iseat/seed0")
     for part in ("method.name=iseat", "'method.lam=[0.0, 0.1]'", "method.gamma=0.007", "model.arch=wide_resnet",
                  "model.depth=34", "training.epochs=200", "data.root=data/cifar10", "seed=0", "data.selection=validation"):
@@ -132,21 +174,21 @@ def test_train_commands_follow_the_config():
     assert "iseat aggregate grid --out results/cifar10/grid/winner.json --point 0.01 0.005 results/cifar10/grid/lam0.01_gamma0.005" in text
 
 
-def test_grid_winner_feeds_the_methods_that_take_it(tmp_path):
+def test_grid_winner_feeds_the_methods_that_take_it(workdir):
     cfg = paper_config()
     cfg["settings"]["cifar10"]["tuned"]["source"] = "grid"
-    text = dry_run("results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/aa.json", config=cfg, tmp_path=tmp_path)
+    text = dry_run(workdir, "results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/aa.json", config=cfg)
     counts = job_counts(text)
     assert counts["grid_finetune"] == 9 and counts["grid_select"] == 1 and counts["grid_tuned"] == 2
     assert counts["train"] == 3 + 3  # iseat x 3 seeds and the base AT runs (seeds 0, 1, 2)
     assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam gamma --lam-warmup --out results/cifar10/iseat/tuned.yaml" in text
     assert "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam  --out results/cifar10/ft_at_lsi/tuned.yaml" in text
-    line = next(l for l in text.splitlines() if "iseat train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l)
+    line = next(l for l in text.splitlines() if "iseat --attempt 1 train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l)
     assert "method.lam" not in line and "method.gamma" not in line
 
 
-def test_demo_config_runs_every_family_on_digits():
-    text = dry_run("all", "--configfile", "config/demo.yaml")
+def test_demo_config_runs_every_family_on_digits(workdir):
+    text = dry_run(workdir, "all", "--configfile", "config/demo.yaml")
     counts = workflow_jobs(job_counts(text))
     assert set(counts) == set(PAPER_JOBS) | {"grid_tuned"}
     assert counts["fetch"] == 1 and "iseat fetch digits --root data" in text
@@ -155,8 +197,8 @@ def test_demo_config_runs_every_family_on_digits():
     assert "runtime.device=cpu" in text and "model.arch=small_cnn" in text
 
 
-def test_lint_is_clean():
-    out = snakemake("--lint")
+def test_lint_is_clean(workdir):
+    out = snakemake(workdir, "--lint")
     assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, out.stdout[-4000:]
 
 
@@ -172,12 +214,12 @@ def test_lint_is_clean():
     (lambda c: c["settings"]["cifar100"]["methods"].append("isaet"), "config: settings.cifar100.methods[2]: unknown method 'isaet'"),
     (lambda c: c["settings"]["svhn"].pop("tuned"), "config: settings.svhn.tuned: required"),
 ])
-def test_config_mistakes_name_the_key(tmp_path, mutate, message):
+def test_config_mistakes_name_the_key(workdir, tmp_path, mutate, message):
     cfg = copy.deepcopy(paper_config())
     mutate(cfg)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    out = snakemake("-n", "--configfile", str(path))
+    out = snakemake(workdir, "-n", "--configfile", str(path))
     text = out.stdout + out.stderr
     assert out.returncode != 0
     assert message in text, text[-3000:]

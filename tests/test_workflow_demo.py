@@ -4,38 +4,28 @@ on the CPU, then a changed hyper-parameter replans exactly the runs it affects a
 Takes a few minutes on two cores (`pytest -m slow`)."""
 
 import json
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from test_workflow_dag import job_counts
+from workflow_run import ROOT, SNAKEMAKE, scratch_workdir
+from workflow_run import snakemake as run_workflow
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
 pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
 def snakemake(workdir, configfile, *args, timeout=1800):
-    env_bin = str(Path(sys.executable).parent)
-    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--directory", str(workdir),
-           "--profile", str(ROOT / "profiles" / "local"), "--workflow-profile", "none", "--cores", "2",
-           *args, "--configfile", str(configfile)]
-    import os
-
-    env = dict(os.environ, PATH=f"{env_bin}:{os.environ.get('PATH', '')}")
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_workflow(workdir, "--profile", "profiles/local", "--cores", "2", *args, "--configfile", str(configfile),
+                        timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
+    workdir = scratch_workdir(tmp_path_factory.mktemp("demo"))
     start = time.monotonic()
     out = snakemake(workdir, ROOT / "config" / "demo.yaml")
     wall = time.monotonic() - start

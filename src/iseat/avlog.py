@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from .errors import AVLogError
-from .hdf5_open import DamagedFile, open_swmr_reader
+from .hdf5_open import DamagedFile, open_hdf5, open_swmr_reader
 
 FORMAT = "iseat-avlog-v1"
 PER_SAMPLE = {"av": "f4", "clean_loss": "f4", "adv_loss": "f4", "clean_correct": "i1", "adv_correct": "i1"}
@@ -96,7 +96,7 @@ class AVLogWriter:
     def _create(self, indices, attrs):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(tmp, "w", libver="latest")
+        f = open_hdf5(tmp, "w", libver="latest")
         f.attrs["format"] = FORMAT
         f.attrs["config"] = yaml.safe_dump(attrs.get("config", {}), sort_keys=False)
         f.attrs["provenance"] = json.dumps(attrs.get("provenance", {}))
@@ -113,14 +113,14 @@ class AVLogWriter:
             f.create_dataset(f"summary/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         f.close()
         os.replace(tmp, self.path)
-        return h5py.File(self.path, "a", libver="latest")
+        return open_hdf5(self.path, "a", libver="latest")
 
     def _reopen(self, keep: int):
         """Open for appending, keeping `keep` complete rows. A log left open by a killed writer cannot be
         reopened for writing (HDF5 consistency flags), so its complete rows are copied to a new file."""
         check_resumable(self.path)
         try:
-            f = h5py.File(self.path, "a", libver="latest")
+            f = open_hdf5(self.path, "a", libver="latest")
         except OSError:
             f = None
         if f is not None:
@@ -128,7 +128,7 @@ class AVLogWriter:
             return f
         tmp = self.path.with_name(f".{self.path.name}.rebuild")
         try:
-            with open_swmr_reader(self.path) as src, h5py.File(tmp, "w", libver="latest") as dst:
+            with open_swmr_reader(self.path) as src, open_hdf5(tmp, "w", libver="latest") as dst:
                 for key, value in src.attrs.items():
                     dst.attrs[key] = value
                 for name in src:
@@ -137,7 +137,7 @@ class AVLogWriter:
             os.replace(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
-        return h5py.File(self.path, "a", libver="latest")
+        return open_hdf5(self.path, "a", libver="latest")
 
     @staticmethod
     def _truncate(f, keep: int):

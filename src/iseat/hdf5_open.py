@@ -27,6 +27,25 @@ READ_ATTEMPTS = 30  # SWMR metadata read attempts: about 2 s of back-off in all,
 GROWTH_WAIT_S = 3.0  # how long a file being written may show a recorded end beyond its current size
 
 
+# What HDF5 says when the file system refuses its file locks (many NFS and Lustre mounts).
+LOCKING_ERRORS = ("unable to lock file", "file locking", "errno = 37", "errno = 38")
+
+
+def open_hdf5(path, mode, **kwargs) -> h5py.File:
+    """h5py.File, retried with HDF5 file locking off where the file system cannot lock. Setting
+    HDF5_USE_FILE_LOCKING=FALSE turns locking off from the start (README: shared file systems)."""
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except OSError as err:
+        if "locking" in kwargs or not is_locking_error(err):
+            raise
+    return h5py.File(path, mode, locking=False, **kwargs)
+
+
+def is_locking_error(err: Exception) -> bool:
+    return any(text in str(err).lower() for text in LOCKING_ERRORS)
+
+
 class DamagedFile(Exception):
     """The file is not an HDF5 file, is truncated, or its metadata does not read back; one line."""
 
@@ -88,8 +107,15 @@ def open_swmr_reader(path) -> h5py.File:
     set_attempts = _set_read_attempts()
     if set_attempts is not None:
         set_attempts(fapl.id, READ_ATTEMPTS)
+    flags = h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ
     try:
-        file = h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl))
+        try:
+            file = h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=fapl))
+        except OSError as err:
+            if not is_locking_error(err):
+                raise
+            fapl.set_file_locking(False, True)  # a file system without locks (NFS, Lustre): read without
+            file = h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=fapl))
     except (OSError, RuntimeError, ValueError) as err:
         raise DamagedFile(f"does not open as HDF5 ({first_line(err)})") from None
     try:

@@ -7,7 +7,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("iseat", "torch", "torchvision", "numpy", "h5py", "pyautoattack")
+# The packages whose versions a result depends on (the full environment: requirements.lock).
+PACKAGES = ("iseat", "torch", "torchvision", "numpy", "h5py", "pyautoattack", "scikit-learn", "PyYAML", "jsonschema",
+            "matplotlib")
 
 
 def package_versions() -> dict:
@@ -17,6 +19,9 @@ def package_versions() -> dict:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    import torch
+
+    out["torch_cuda"] = torch.version.cuda  # the CUDA build of torch (None: a CPU-only build)
     return out
 
 

@@ -27,6 +27,7 @@ from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
 from .config import parse_fraction
+from .device import resolve_device
 from .errors import ResumeStateError, RunFolderError, first_line
 from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step, warm_start
@@ -45,22 +46,6 @@ class RunConflict(RunFolderError):
 
 
 # ----------------------------------------------------------------------------- set-up helpers
-
-def select_device(requested: str, say=print) -> torch.device:
-    """CUDA when available (or requested), else the CPU; says which, and why on a fallback."""
-    if requested == "cpu":
-        say("device: cpu (requested)")
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        say(f"device: cuda ({torch.cuda.get_device_name(0)})")
-        return torch.device("cuda")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    reason = f"CUDA_VISIBLE_DEVICES={visible} but no usable CUDA device" if visible else "no CUDA device"
-    if requested == "cuda":
-        raise RuntimeError(f"runtime.device: cuda requested but {reason}")
-    say(f"device: cpu (falling back: {reason})")
-    return torch.device("cpu")
-
 
 def set_determinism(enabled: bool) -> None:
     if enabled:
@@ -224,10 +209,10 @@ class TrainingRun:
 
     def _setup(self):
         cfg = self.cfg
+        self.device = resolve_device(self.runtime["device"], self.say)  # before any output: a job fails fast
         state = self._read_resume_state()
         write_if_changed(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         set_determinism(self.runtime["deterministic"])
-        self.device = select_device(self.runtime["device"], self.say)
         seed_everything(cfg["seed"])
         write_if_changed(self.out / "split.json", json.dumps(self.data.split, indent=2) + "\n")
         self.architecture = architecture_of(cfg, self.data.num_classes)

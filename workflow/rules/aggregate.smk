@@ -9,13 +9,13 @@ rule aggregate_seeds:
         result=f"{RESULTS}/{{setting}}/{{method}}/{{evaluation}}.json",
     log:
         f"{RESULTS}/logs/aggregate/{{setting}}/{{method}}/{{evaluation}}.log",
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     shell:
         "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
 
@@ -48,18 +48,18 @@ rule tables:
         table_outputs(),
     log:
         f"{RESULTS}/logs/aggregate/tables.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent,
         timing=lambda wildcards, input: f"--step-timing {input.timing[0]}" if input.timing else "",
         entries=result_entries(),
         labels=label_args(),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
         "iseat aggregate tables --out-dir {params.out_dir} {params.entries} {params.labels}"
         " {params.timing} > {log} 2>&1"
@@ -72,16 +72,16 @@ rule figure_results:
         figure=f"{RESULTS}/figures/results_vs_paper.png",
     log:
         f"{RESULTS}/logs/aggregate/figure_results.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     params:
         entries=result_entries(),
         labels=label_args(),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
         "iseat aggregate figure-results --out {output.figure} {params.entries} {params.labels} > {log} 2>&1"
 
@@ -93,16 +93,16 @@ rule figure_training:
         figure=f"{RESULTS}/figures/training_{{setting}}.png",
     log:
         f"{RESULTS}/logs/aggregate/figure_training_{{setting}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     params:
         runs=training_run_args,
         title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
         "iseat aggregate figure-training --out {output.figure} --title {params.title} {params.runs} > {log} 2>&1"
 
@@ -114,15 +114,15 @@ rule figure_grid:
         figure=f"{RESULTS}/figures/grid_{{setting}}.png",
     log:
         f"{RESULTS}/logs/aggregate/figure_grid_{{setting}}.log",
-    params:
-        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
     shell:
         "iseat aggregate figure-grid --winner {input.winner} --title {params.title} --out {output.figure} > {log} 2>&1"
 
@@ -138,15 +138,15 @@ rule index:
         index=f"{RESULTS}/README.md",
     log:
         f"{RESULTS}/logs/aggregate/index.log",
-    params:
-        labels=label_args(),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        labels=label_args(),
     shell:
         "iseat aggregate index --out {output.index} --tables {input.tables} --figures {input.figures}"
         " --results {input.results} --winners {input.winners} --extra {input.extra} {params.labels} > {log} 2>&1"

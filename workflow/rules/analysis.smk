@@ -4,7 +4,6 @@ fine-tuned from the base run), with an index page under results/analysis/. Setti
 `analysis` block (schemas/analysis.schema.yaml); an empty block adds nothing to `all`."""
 
 
-
 include: "analysis_common.smk"
 
 
@@ -35,19 +34,20 @@ rule analysis_eta_finetune:
         summary=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/summary.json",
     log:
         f"{RESULTS}/logs/analysis/eta_sweep/eta{{eta}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("finetune", "threads")
+    resources:
+        **partition_resource("finetune"),
+        gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
     params:
         run=lambda wildcards, output: Path(output.summary).parent,
         overrides=lambda wildcards: set_args(analysis_eta_overrides(wildcards.eta)),
-    threads: resource("finetune", "threads")
-    resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat train --out {params.run} --set {params.overrides} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_eta_evaluate:
@@ -58,19 +58,20 @@ rule analysis_eta_evaluate:
         per_sample=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/{{evaluation}}.per_sample.csv",
     log:
         f"{RESULTS}/logs/analysis/eta_sweep/eta{{eta}}_{{evaluation}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     params:
         checkpoint=lambda wildcards, input: f"{Path(input.summary).parent}/best.pt",
         attack=evaluation_args,
-    threads: resource("evaluate", "threads")
-    resources:
-        gpu=resource("evaluate", "gpu"),
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 # ----------------------------------------------------------------------------- studies of one run
@@ -88,23 +89,25 @@ rule analysis_margin:
         summary=f"{ANALYSIS_DIR}/{{name}}/margin/margin.json",
     log:
         f"{RESULTS}/logs/analysis/{{name}}/margin.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     params:
         checkpoint=analysis_checkpoint,
         out=lambda wildcards, output: Path(output.summary).parent,
         split=ANALYSIS["margin"]["split"],
         n=f"--n {ANALYSIS['margin']['n']}" if ANALYSIS["margin"]["n"] else "",
+        device=lambda wildcards: job_device("evaluate"),
         options=analysis_options("margin"),
-    threads: resource("evaluate", "threads")
-    resources:
-        gpu=resource("evaluate", "gpu"),
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
-        " {params.n} {params.options} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} analyse margin --checkpoint {params.checkpoint} --out {params.out} --split {params.split}"
+        " {params.n} --device {params.device} {params.options} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_landscape:
@@ -117,24 +120,26 @@ rule analysis_landscape:
         summary=f"{ANALYSIS_DIR}/{{name}}/landscape/landscape.json",
     log:
         f"{RESULTS}/logs/analysis/{{name}}/landscape.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     params:
         checkpoint=analysis_checkpoint,
         out=lambda wildcards, output: Path(output.summary).parent,
         split=ANALYSIS["margin"]["split"],
         pick=ANALYSIS["landscape"]["pick"],
         clip="--clip" if ANALYSIS["landscape"]["clip"] else "",
+        device=lambda wildcards: job_device("evaluate"),
         options=analysis_options("landscape"),
-    threads: resource("evaluate", "threads")
-    resources:
-        gpu=resource("evaluate", "gpu"),
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat analyse landscape --checkpoint {params.checkpoint} --out {params.out} --margins {input.margins}"
-        " --split {params.split} --pick {params.pick} {params.clip} {params.options} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} analyse landscape --checkpoint {params.checkpoint} --out {params.out} --margins {input.margins}"
+        " --split {params.split} --pick {params.pick} {params.clip} --device {params.device} {params.options} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_av_figure:
@@ -145,16 +150,16 @@ rule analysis_av_figure:
         data=f"{ANALYSIS_DIR}/fig1a_{{name}}.csv",
     log:
         f"{RESULTS}/logs/analysis/{{name}}/fig1a.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     params:
         av_log=lambda wildcards, input: f"{Path(input.summary).parent}/av_log.h5",
         title=lambda wildcards: shlex.quote(ANALYSIS_RUNS[wildcards.name]["label"]),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
         "iseat analyse av-figure --log {params.av_log} --out {output.figure} --title {params.title} > {log} 2>&1"
 
@@ -171,15 +176,15 @@ rule analysis_eta_figure:
         data=f"{ANALYSIS_DIR}/fig4.csv",
     log:
         f"{RESULTS}/logs/analysis/fig4.log",
-    params:
-        runs=lambda wildcards, input: " ".join(str(Path(s).parent) for s in input.runs),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        runs=lambda wildcards, input: " ".join(str(Path(s).parent) for s in input.runs),
     shell:
         "iseat analyse eta-sweep --runs {params.runs} --evals {input.evals} --out {output.figure} > {log} 2>&1"
 
@@ -193,17 +198,18 @@ rule analysis_table1:
         data=f"{ANALYSIS_DIR}/table1.csv",
     log:
         f"{RESULTS}/logs/analysis/table1.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     params:
         entries=lambda wildcards, input: " ".join(
             f"--entry {shlex.quote(ANALYSIS_RUNS[name]['label'])} {m} {e}"
-            for name, m, e in zip(ANALYSIS["table1"], input.margins, input.evals)),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
-    conda:
-        "../envs/iseat.yaml"
+            for name, m, e in zip(ANALYSIS["table1"], input.margins, input.evals)
+        ),
     shell:
         "iseat analyse table1 {params.entries} --out {output.table} > {log} 2>&1"
 
@@ -215,12 +221,12 @@ rule analysis_index:
         index=f"{ANALYSIS_DIR}/README.md",
     log:
         f"{RESULTS}/logs/analysis/index.log",
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
     shell:
         "iseat analyse index --out {output.index} {input} > {log} 2>&1"

@@ -1,6 +1,6 @@
 """Set-up and input functions of the Section 3 analysis rules (rules/analysis.smk)."""
 
-validate(config.setdefault("analysis", {}), schema="../schemas/analysis.schema.yaml")
+validate_config(config.setdefault("analysis", {}), "../schemas/analysis.schema.yaml", key="analysis")
 
 ANALYSIS = config["analysis"]
 ANALYSIS_DIR = f"{RESULTS}/analysis"
@@ -20,11 +20,18 @@ def analysis_check():
         if "setting" in run:
             produced = methods_of(run["setting"]) + [base_of(run["setting"])] if run["setting"] in SETTINGS else []
             if run["setting"] not in SETTINGS:
-                config_mistake(f"analysis.runs[{i}].setting", f"unknown setting {run['setting']!r}; settings has {sorted(SETTINGS)}")
+                config_mistake(
+                    f"analysis.runs[{i}].setting",
+                    f"unknown setting {run['setting']!r}; settings has {sorted(SETTINGS)}",
+                )
             if run["method"] not in produced:
-                config_mistake(f"analysis.runs[{i}].method", f"{run['method']!r} is not a method of setting {run['setting']!r}")
+                config_mistake(
+                    f"analysis.runs[{i}].method", f"{run['method']!r} is not a method of setting {run['setting']!r}"
+                )
             if seed not in seeds_of(run["setting"]):
-                config_mistake("analysis.seed", f"setting {run['setting']!r} runs seeds {seeds_of(run['setting'])}, not {seed}")
+                config_mistake(
+                    "analysis.seed", f"setting {run['setting']!r} runs seeds {seeds_of(run['setting'])}, not {seed}"
+                )
         elif ETA_SWEEP is None:
             config_mistake(f"analysis.runs[{i}].eta", "needs an analysis.eta_sweep block (setting and base run)")
     for key in ("table1", "av_figure", "margin.runs", "landscape.runs"):
@@ -80,17 +87,30 @@ def analysis_eta_overrides(eta):
     """One eta-sweep fine-tune: the setting's model and data, the Eq. 9 protocol, method at_eq9
     with this eta, started from the base run's checkpoint (same seed)."""
     setting, seed, which = ETA_SWEEP["setting"], ANALYSIS["seed"], ETA_SWEEP.get("checkpoint", "best")
-    start = {"training": {"finetune_from": f"{run_dir(setting, ETA_SWEEP['base'], seed)}/{which}.pt",
-                          "finetune_checkpoint": which}}
-    return deep_merge(config.get("train"), SETTINGS[setting].get("train"), ETA_SWEEP.get("train"),
-                      {"method": {"name": "at_eq9", "eta": float(eta)}}, data_overrides(setting),
-                      {"seed": int(seed)}, start)
+    start = {
+        "training": {
+            "finetune_from": f"{run_dir(setting, ETA_SWEEP['base'], seed)}/{which}.pt",
+            "finetune_checkpoint": which,
+        }
+    }
+    return deep_merge(
+        device_layer("finetune", setting),
+        config.get("train"),
+        SETTINGS[setting].get("train"),
+        ETA_SWEEP.get("train"),
+        {"method": {"name": "at_eq9", "eta": float(eta)}},
+        data_overrides(setting),
+        {"seed": int(seed)},
+        start,
+    )
 
 
 def analysis_eta_inputs(wildcards):
     setting = ETA_SWEEP["setting"]
-    return {"data": data_manifests(setting),
-            "base": f"{run_dir(setting, ETA_SWEEP['base'], ANALYSIS['seed'])}/summary.json"}
+    return {
+        "data": data_manifests(setting),
+        "base": f"{run_dir(setting, ETA_SWEEP['base'], ANALYSIS['seed'])}/summary.json",
+    }
 
 
 def analysis_options(section):
@@ -101,7 +121,9 @@ def analysis_options(section):
         if key in skip or value is None:
             continue
         values = value if isinstance(value, list) else [value]
-        args += [f"--{key.replace('_', '-')}"] + [format(float(v), "g") if isinstance(v, float) else str(v) for v in values]
+        args += [f"--{key.replace('_', '-')}"] + [
+            format(float(v), "g") if isinstance(v, float) else str(v) for v in values
+        ]
     return " ".join(args)
 
 

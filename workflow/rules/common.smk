@@ -8,23 +8,27 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
+from iseat.workflow_schema import validate as validate_against_schema
 
 # The method catalog (workflow/methods.yaml); the config's `methods` block adds or replaces entries.
-with open(Path(workflow.basedir) / "methods.yaml") as catalog:
+with open(workflow.source_path("../methods.yaml")) as catalog:
     config["methods"] = {**yaml.safe_load(catalog), **(config.get("methods") or {})}
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml")
-except WorkflowError as err:
-    # one line naming the key, e.g. `config: settings.svhn.train.training: Additional properties ...`
-    mistake = err.__context__
-    if not isinstance(mistake, jsonschema.ValidationError):
-        raise
-    where = ".".join(str(part) for part in mistake.absolute_path) or "(top level)"
-    raise ValueError(f"config: {where}: {mistake.message}") from None
+
+def validate_config(section, schema, key=""):
+    """Validate (and fill in defaults) against a workflow schema whose train sections come from the
+    installed iseat package; a mistake is one line naming the key, e.g.
+    `config: settings.svhn.train.training: Additional properties ...`."""
+    try:
+        validate_against_schema(section, workflow.source_path(schema))
+    except jsonschema.ValidationError as mistake:
+        where = ".".join(
+            [key, *(str(part) for part in mistake.absolute_path)] if key else map(str, mistake.absolute_path)
+        )
+        raise ValueError(f"config: {where or '(top level)'}: {mistake.message}") from None
+
+
+validate_config(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 DATA = config["data_root"].rstrip("/")
@@ -56,18 +60,31 @@ def check_config():
     for name, setting in SETTINGS.items():
         for i, method in enumerate(setting["methods"]):
             if method not in METHODS:
-                config_mistake(f"settings.{name}.methods[{i}]", f"unknown method {method!r}; the catalog (methods) has {sorted(METHODS)}")
+                config_mistake(
+                    f"settings.{name}.methods[{i}]",
+                    f"unknown method {method!r}; the catalog (methods) has {sorted(METHODS)}",
+                )
             if METHODS[method].get("tuned") and "tuned" not in setting:
-                config_mistake(f"settings.{name}.tuned", f"required: method {method!r} takes tuned values {METHODS[method]['tuned']}")
+                config_mistake(
+                    f"settings.{name}.tuned",
+                    f"required: method {method!r} takes tuned values {METHODS[method]['tuned']}",
+                )
         for method in setting.get("method_train", {}):
             if method not in setting["methods"]:
-                config_mistake(f"settings.{name}.method_train.{method}", f"{method!r} is not one of this setting's methods")
+                config_mistake(
+                    f"settings.{name}.method_train.{method}", f"{method!r} is not one of this setting's methods"
+                )
         needs_base = any(METHODS[m]["kind"] == "finetune" for m in setting["methods"]) or "grid" in setting
         base = setting.get("finetune", {}).get("base")
         if needs_base and base is None:
-            config_mistake(f"settings.{name}.finetune.base", "required: fine-tuned methods or a grid start from this scratch method's run")
+            config_mistake(
+                f"settings.{name}.finetune.base",
+                "required: fine-tuned methods or a grid start from this scratch method's run",
+            )
         if base is not None and METHODS.get(base, {}).get("kind") != "scratch":
-            config_mistake(f"settings.{name}.finetune.base", f"{base!r} must be a method of kind scratch in the catalog")
+            config_mistake(
+                f"settings.{name}.finetune.base", f"{base!r} must be a method of kind scratch in the catalog"
+            )
         if "grid" in setting:
             grid_method = setting["grid"].get("method", "iseat")
             if grid_method not in METHODS:
@@ -221,8 +238,12 @@ def tuned_overrides(setting, method, full_training):
 def finetune_layers(setting, seed):
     """The fine-tuning protocol and where it starts: the base run's checkpoint (same seed)."""
     which = config["finetune"].get("checkpoint", "best")
-    start = {"training": {"finetune_from": f"{run_dir(setting, base_of(setting), seed)}/{which}.pt",
-                          "finetune_checkpoint": which}}
+    start = {
+        "training": {
+            "finetune_from": f"{run_dir(setting, base_of(setting), seed)}/{which}.pt",
+            "finetune_checkpoint": which,
+        }
+    }
     protocol = [config["finetune"].get("train"), SETTINGS[setting].get("finetune", {}).get("train")]
     return protocol, start
 
@@ -233,9 +254,19 @@ def run_overrides(setting, method, seed):
     s, m = SETTINGS[setting], METHODS[method]
     finetune = m["kind"] == "finetune"
     protocol, start = finetune_layers(setting, seed) if finetune else ([], {})
-    return deep_merge(config.get("train"), s.get("train"), *protocol, m.get("train"),
-                      s.get("method_train", {}).get(method), tuned_overrides(setting, method, not finetune),
-                      data_overrides(setting), {"seed": int(seed)}, start)
+    kind = "finetune" if finetune else "train"
+    return deep_merge(
+        device_layer(kind, setting),
+        config.get("train"),
+        s.get("train"),
+        *protocol,
+        m.get("train"),
+        s.get("method_train", {}).get(method),
+        tuned_overrides(setting, method, not finetune),
+        data_overrides(setting),
+        {"seed": int(seed)},
+        start,
+    )
 
 
 def grid_overrides(setting, lam, gamma):
@@ -244,9 +275,17 @@ def grid_overrides(setting, lam, gamma):
     grid = SETTINGS[setting]["grid"]
     method, seed = grid.get("method", "iseat"), grid.get("seed", 0)
     protocol, start = finetune_layers(setting, seed)
-    return deep_merge(config.get("train"), SETTINGS[setting].get("train"), *protocol, METHODS[method].get("train"),
-                      {"method": {"lam": float(lam), "gamma": float(gamma)}}, data_overrides(setting),
-                      {"seed": int(seed), "data": {"selection": "validation"}}, start)
+    return deep_merge(
+        device_layer("finetune", setting),
+        config.get("train"),
+        SETTINGS[setting].get("train"),
+        *protocol,
+        METHODS[method].get("train"),
+        {"method": {"lam": float(lam), "gamma": float(gamma)}},
+        data_overrides(setting),
+        {"seed": int(seed), "data": {"selection": "validation"}},
+        start,
+    )
 
 
 # ----------------------------------------------------------------------------- rule inputs
@@ -267,8 +306,10 @@ def run_config_arg(wildcards, input):
 
 def grid_inputs(wildcards):
     seed = SETTINGS[wildcards.setting]["grid"].get("seed", 0)
-    return {"data": data_manifests(wildcards.setting),
-            "base": f"{run_dir(wildcards.setting, base_of(wildcards.setting), seed)}/summary.json"}
+    return {
+        "data": data_manifests(wildcards.setting),
+        "base": f"{run_dir(wildcards.setting, base_of(wildcards.setting), seed)}/summary.json",
+    }
 
 
 def grid_point_args(wildcards, input):
@@ -288,7 +329,8 @@ def evaluation_args(wildcards):
     else:
         n_ex = ev["pgd"].get("n_ex")
         args = ["--attack", *ev["pgd"].get("attacks", ["pgd"]), "--pgd-steps", str(ev["pgd"].get("steps", 50))]
-    return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), "--no-progress"])
+    device = ["--device", job_device("evaluate", getattr(wildcards, "setting", None))]
+    return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), *device, "--no-progress"])
 
 
 def evaluated_checkpoint(wildcards, input):
@@ -296,22 +338,54 @@ def evaluated_checkpoint(wildcards, input):
 
 
 def seed_results(wildcards):
-    return [f"{run_dir(wildcards.setting, wildcards.method, seed)}/{wildcards.evaluation}.json"
-            for seed in seeds_of(wildcards.setting)]
+    return [
+        f"{run_dir(wildcards.setting, wildcards.method, seed)}/{wildcards.evaluation}.json"
+        for seed in seeds_of(wildcards.setting)
+    ]
 
 
 # ----------------------------------------------------------------------------- resources
 
 
 def job_resources(kind, setting=None):
-    merged = deep_merge(RESOURCE_DEFAULTS[kind], config["resources"].get(kind),
-                        SETTINGS[setting].get("resources", {}).get(kind) if setting else None)
+    merged = deep_merge(
+        RESOURCE_DEFAULTS[kind],
+        config["resources"].get(kind),
+        SETTINGS[setting].get("resources", {}).get(kind) if setting else None,
+    )
     return merged
 
 
 def resource(kind, key):
     """A resource value per job, from the config (`resources`, then the setting's)."""
     return lambda wildcards: job_resources(kind, getattr(wildcards, "setting", None))[key]
+
+
+def partition_resource(kind):
+    """`slurm_partition` of a rule class, only when the config names one for it (globally or in a
+    setting): otherwise the profile's default-resources/set-resources (the site's) decide."""
+    named = [config["resources"].get(kind, {}).get("partition")]
+    named += [s.get("resources", {}).get(kind, {}).get("partition") for s in SETTINGS.values()]
+    return {"slurm_partition": resource(kind, "partition")} if any(named) else {}
+
+
+def attempt_number(wildcards, attempt):
+    """The `attempt` resource: which try of the job this is (1, 2, ... with `retries`). Snakemake
+    empties a job's log before each attempt, so GPU jobs also write <log>.attempt<N>: the reason a job
+    was retried (a time limit, a node failure) stays readable after the retry."""
+    return attempt
+
+
+def job_device(kind, setting=None):
+    """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
+    fast on a node without a usable one), else the CPU. A config's own runtime.device (its `train`
+    blocks) wins, for evaluations and analyses too."""
+    train = deep_merge(config.get("train"), SETTINGS[setting].get("train") if setting else None)
+    return train.get("runtime", {}).get("device") or ("cuda" if job_resources(kind, setting)["gpu"] > 0 else "cpu")
+
+
+def device_layer(kind, setting=None):
+    return {"runtime": {"device": job_device(kind, setting)}}
 
 
 # Light rules run on the host that runs Snakemake (compute nodes often have no internet for fetch).
@@ -362,14 +436,22 @@ def grid_winners():
 
 
 def figure_outputs():
-    return [f"{RESULTS}/figures/results_vs_paper.png",
-            *(f"{RESULTS}/figures/training_{s}.png" for s in SETTINGS),
-            *(f"{RESULTS}/figures/grid_{s}.png" for s in SETTINGS if "grid" in SETTINGS[s])]
+    return [
+        f"{RESULTS}/figures/results_vs_paper.png",
+        *(f"{RESULTS}/figures/training_{s}.png" for s in SETTINGS),
+        *(f"{RESULTS}/figures/grid_{s}.png" for s in SETTINGS if "grid" in SETTINGS[s]),
+    ]
 
 
 def get_final_output():
-    return [f"{RESULTS}/README.md", *aggregated_results(), *grid_winners(), *table_outputs(),
-            *figure_outputs(), *EXTRA_FINAL_OUTPUTS]
+    return [
+        f"{RESULTS}/README.md",
+        *aggregated_results(),
+        *grid_winners(),
+        *table_outputs(),
+        *figure_outputs(),
+        *EXTRA_FINAL_OUTPUTS,
+    ]
 
 
 def result_entries():
@@ -394,19 +476,28 @@ def label_of(name, entry):
 
 def label_args():
     labels = {"--setting-label": SETTINGS, "--method-label": METHODS}
-    return " ".join(f"{flag} {shlex.quote(label_of(name, entry))}"
-                    for flag, catalog in labels.items() for name, entry in catalog.items())
+    return " ".join(
+        f"{flag} {shlex.quote(label_of(name, entry))}"
+        for flag, catalog in labels.items()
+        for name, entry in catalog.items()
+    )
 
 
 def training_runs(wildcards):
-    return [f"{run_dir(wildcards.setting, m, seed)}/summary.json"
-            for m in methods_of(wildcards.setting) for seed in seeds_of(wildcards.setting)]
+    return [
+        f"{run_dir(wildcards.setting, m, seed)}/summary.json"
+        for m in methods_of(wildcards.setting)
+        for seed in seeds_of(wildcards.setting)
+    ]
 
 
 def training_run_args(wildcards, input):
-    return " ".join(f"--run {m} {shlex.quote(str(Path(summary).parent))}"
-                    for m, summary in zip([m for m in methods_of(wildcards.setting) for _ in seeds_of(wildcards.setting)],
-                                          input.runs))
+    return " ".join(
+        f"--run {m} {shlex.quote(str(Path(summary).parent))}"
+        for m, summary in zip(
+            [m for m in methods_of(wildcards.setting) for _ in seeds_of(wildcards.setting)], input.runs
+        )
+    )
 
 
 def fetch_args(dataset):

@@ -7,17 +7,17 @@ rule fetch:
         manifest=f"{DATA}/{{dataset}}/manifest.json",
     log:
         f"{RESULTS}/logs/fetch/{{dataset}}.log",
-    params:
-        root=lambda wildcards, output: Path(output.manifest).parent.parent,
-        source=lambda wildcards: fetch_args(wildcards.dataset),
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     wildcard_constraints:
         dataset="digits|cifar10|cifar100|svhn|ti500k",
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        root=lambda wildcards, output: Path(output.manifest).parent.parent,
+        source=lambda wildcards: fetch_args(wildcards.dataset),
     shell:
         "iseat fetch {wildcards.dataset} --root {params.root} {params.source} > {log} 2>&1"

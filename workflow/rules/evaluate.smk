@@ -10,16 +10,17 @@ rule evaluate:
         per_sample=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.per_sample.csv",
     log:
         f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     params:
         checkpoint=evaluated_checkpoint,
         attack=evaluation_args,
-    threads: resource("evaluate", "threads")
-    resources:
-        gpu=resource("evaluate", "gpu"),
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
-        slurm_partition=resource("evaluate", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"

@@ -10,38 +10,40 @@ rule grid_finetune:
         summary=f"{RESULTS}/{{setting}}/grid/lam{{lam}}_gamma{{gamma}}/summary.json",
     log:
         f"{RESULTS}/logs/grid/{{setting}}/lam{{lam}}_gamma{{gamma}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("finetune", "threads")
+    resources:
+        **partition_resource("finetune"),
+        gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
     params:
         run=lambda wildcards, output: Path(output.summary).parent,
         overrides=lambda wildcards: set_args(grid_overrides(wildcards.setting, wildcards.lam, wildcards.gamma)),
-    threads: resource("finetune", "threads")
-    resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
-    conda:
-        "../envs/iseat.yaml"
     shell:
-        "iseat train --out {params.run} --set {params.overrides} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule grid_select:
     input:
-        runs=lambda wildcards: [f"{grid_dir(wildcards.setting, lam, gamma)}/summary.json"
-                                for lam, gamma in grid_points(wildcards.setting)],
+        runs=lambda wildcards: [
+            f"{grid_dir(wildcards.setting, lam, gamma)}/summary.json" for lam, gamma in grid_points(wildcards.setting)
+        ],
     output:
         winner=f"{RESULTS}/{{setting}}/grid/winner.json",
     log:
         f"{RESULTS}/logs/grid/{{setting}}/winner.log",
-    params:
-        points=grid_point_args,
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        points=grid_point_args,
     shell:
         "iseat aggregate grid --out {output.winner} {params.points} > {log} 2>&1"
 
@@ -53,16 +55,20 @@ rule grid_tuned:
         tuned=f"{RESULTS}/{{setting}}/{{method}}/tuned.yaml",
     log:
         f"{RESULTS}/logs/grid/{{setting}}/{{method}}_tuned.log",
-    params:
-        tuned_keys=lambda wildcards: " ".join(METHODS[wildcards.method]["tuned"]),
-        warmup=lambda wildcards: "--lam-warmup" if METHODS[wildcards.method]["kind"] == "scratch"
-        and SETTINGS[wildcards.setting]["tuned"].get("lam_warmup", True) else "",
-    threads: resource("light", "threads")
-    resources:
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
-        slurm_partition=resource("light", "partition"),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        tuned_keys=lambda wildcards: " ".join(METHODS[wildcards.method]["tuned"]),
+        warmup=lambda wildcards: (
+            "--lam-warmup"
+            if METHODS[wildcards.method]["kind"] == "scratch"
+            and SETTINGS[wildcards.setting]["tuned"].get("lam_warmup", True)
+            else ""
+        ),
     shell:
         "iseat aggregate tuned --winner {input.winner} --keys {params.tuned_keys} {params.warmup} --out {output.tuned} > {log} 2>&1"

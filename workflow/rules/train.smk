@@ -11,22 +11,23 @@ rule train:
         summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
     log:
         f"{RESULTS}/logs/train/{{setting}}/{{method}}/seed{{seed}}.log",
-    params:
-        run=lambda wildcards, output: Path(output.summary).parent,
-        config=run_config_arg,
-        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
-    threads: resource("train", "threads")
-    resources:
-        gpu=resource("train", "gpu"),
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        slurm_partition=resource("train", "partition"),
     wildcard_constraints:
         method=alternatives(method_names("scratch")),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("train", "threads")
+    resources:
+        **partition_resource("train"),
+        gpu=resource("train", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+    params:
+        run=lambda wildcards, output: Path(output.summary).parent,
+        config=run_config_arg,
+        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
     shell:
-        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule finetune:
@@ -36,19 +37,20 @@ rule finetune:
         summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
     log:
         f"{RESULTS}/logs/finetune/{{setting}}/{{method}}/seed{{seed}}.log",
-    params:
-        run=lambda wildcards, output: Path(output.summary).parent,
-        config=run_config_arg,
-        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
-    threads: resource("finetune", "threads")
-    resources:
-        gpu=resource("finetune", "gpu"),
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-        slurm_partition=resource("finetune", "partition"),
     wildcard_constraints:
         method=alternatives(method_names("finetune")),
     conda:
         "../envs/iseat.yaml"
+    threads: resource("finetune", "threads")
+    resources:
+        **partition_resource("finetune"),
+        gpu=resource("finetune", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("finetune", "mem_mb"),
+        runtime=resource("finetune", "runtime"),
+    params:
+        run=lambda wildcards, output: Path(output.summary).parent,
+        config=run_config_arg,
+        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
     shell:
-        "iseat train {params.config} --out {params.run} --set {params.overrides} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"

@@ -36,6 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .. import acceleration
+from .. import device as iseat_device
 from ..attack import PGD
 from ..method import MethodSchedule, training_step
 from ..models import build_model
@@ -67,9 +68,7 @@ def synchronize(device) -> None:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(iseat_device.resolve_device(device))
 
 
 class Setup:

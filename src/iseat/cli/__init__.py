@@ -43,12 +43,26 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {OS_ERROR_HINTS[err.errno]} ({err.strerror or 'refused'})"
 
 
+def print_attempt_header(attempt: str, command: list) -> None:
+    """`iseat --attempt N COMMAND ...`: one line opening this attempt's part of a job log that every
+    attempt appends to (the workflow's GPU rules), so earlier attempts' reasons stay readable."""
+    import datetime
+    import platform
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"=== attempt {attempt}: iseat {' '.join(command)} on {platform.node()} at {now}", flush=True)
+
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="iseat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--attempt"] and len(argv) > 1:
+        print_attempt_header(argv[1], argv[2:3])
+        argv = argv[2:]
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / error
         return 2

@@ -137,11 +137,12 @@ def analysis_attack(args):
 
 
 def resolve_device(name: str):
-    import torch
+    from ..device import DeviceUnavailable, resolve_device as resolve
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        return resolve(name)
+    except DeviceUnavailable as err:
+        raise UserError(str(err)) from None
 
 
 def model_and_data(args, device):

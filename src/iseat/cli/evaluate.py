@@ -69,6 +69,7 @@ def summary_line(report: dict) -> str:
 
 def run(args) -> int:
     from ..checkpoint import CheckpointError
+    from ..device import DeviceUnavailable
     from ..evaluation import EvaluationError, evaluate_checkpoint
 
     try:
@@ -76,7 +77,7 @@ def run(args) -> int:
         report = evaluate_checkpoint(args.checkpoint, args.out, spec, data_root=args.data_root,
                                      dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,
                                      progress=not args.no_progress)
-    except (CheckpointError, EvaluationError) as err:
+    except (CheckpointError, EvaluationError, DeviceUnavailable) as err:
         raise UserError(str(err)) from None
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

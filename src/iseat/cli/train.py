@@ -28,10 +28,5 @@ def run(args) -> int:
 
     from ..training import train
 
-    try:
-        train(cfg, args.out)
-    except RuntimeError as err:
-        if str(err).startswith("runtime.device"):
-            raise UserError(str(err)) from None
-        raise
+    train(cfg, args.out)  # errors of the library are UserErrors, printed as one line by the CLI's main
     return 0

@@ -15,22 +15,11 @@ import torch
 
 from .. import run_lock
 from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
+from ..device import resolve_device
 from ..provenance import device_description, provenance
 from .chunks import model_digest, partial_path, run_chunks
 from .report import build_report, per_sample_path, write_outputs
 from .spec import EvaluationError, EvaluationSpec
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise EvaluationError(f"--device {device!r} is not a device (auto, cpu, cuda or cuda:N)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"--device {device}: no CUDA device is available")
-    return resolved
 
 
 def check_out_path(out) -> Path:
