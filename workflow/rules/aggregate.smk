@@ -26,16 +26,16 @@ rule benchmark_step:
         table=STEP_TIMING.replace(".json", ".md"),
     log:
         f"{RESULTS}/logs/benchmark/step_timing.log",
-    params:
-        options=step_timing_args(),
+    conda:
+        "../envs/iseat.yaml"
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
         gpu=resource("evaluate", "gpu"),
         slurm_partition=resource("evaluate", "partition"),
-    conda:
-        "../envs/iseat.yaml"
+    params:
+        options=step_timing_args(),
     shell:
         "iseat benchmark step {params.options} --no-memory --out {output.timing} > {log} 2>&1"
 

@@ -314,10 +314,14 @@ def grid_inputs(wildcards):
 
 def grid_point_args(wildcards, input):
     tuned = SETTINGS[wildcards.setting].get("tuned")
-    points = [f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
-              for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs)]
+    points = [
+        f"--point {lam} {gamma} {shlex.quote(str(Path(summary).parent))}"
+        for (lam, gamma), summary in zip(grid_points(wildcards.setting), input.runs)
+    ]
     if tuned:  # the paper's pinned pair, scored beside the winner, and which of the two the final runs use
-        points.append(f"--paper-choice {number(tuned['lam'])} {number(tuned['gamma'])} --used {tuned.get('source', 'pinned')}")
+        points.append(
+            f"--paper-choice {number(tuned['lam'])} {number(tuned['gamma'])} --used {tuned.get('source', 'pinned')}"
+        )
     return " ".join(points)
 
 
@@ -414,10 +418,13 @@ def step_timing_args():
     timing = config.get("step_timing")
     if not timing:  # no time column: the rule is never asked for
         return ""
-    model = (SETTINGS[timing["setting"]].get("train", {}).get("model", {}).get("arch")
-             or config.get("train", {}).get("model", {}).get("arch", "small_cnn"))
-    return (f"--model {model} --batch-size {timing.get('batch_size', 128)} --repeats {timing.get('repeats', 10)} "
-            f"--warmup {timing.get('warmup', 2)}")
+    model = SETTINGS[timing["setting"]].get("train", {}).get("model", {}).get("arch") or config.get("train", {}).get(
+        "model", {}
+    ).get("arch", "small_cnn")
+    return (
+        f"--model {model} --batch-size {timing.get('batch_size', 128)} --repeats {timing.get('repeats', 10)} "
+        f"--warmup {timing.get('warmup', 2)}"
+    )
 
 
 def table_outputs():
