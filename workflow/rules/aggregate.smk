@@ -30,14 +30,17 @@ rule benchmark_step:
         "../envs/iseat.yaml"
     threads: resource("evaluate", "threads")
     resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-        gpu=resource("evaluate", "gpu"),
-        slurm_partition=resource("evaluate", "partition"),
     params:
         options=step_timing_args(),
+        device=lambda wildcards: job_device("evaluate"),
     shell:
-        "iseat benchmark step {params.options} --no-memory --out {output.timing} > {log} 2>&1"
+        "iseat --attempt {resources.attempt} benchmark step {params.options} --no-memory --device {params.device}"
+        " --out {output.timing} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule tables:
