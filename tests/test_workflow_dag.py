@@ -246,7 +246,7 @@ def test_every_baseline_row_plans_training_and_evaluation():
                                 "aggregate_seeds": len(targets)}
     for setting, methods in BASELINES.items():
         for method, name in methods.items():
-            line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and "iseat train" in l)
+            line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and " train --out " in l)
             assert f"method.name={name} " in line
             assert ("model.depth=28" in line and "data.extra=data/ti500k" in line) if setting == "cifar10_ti500k" \
                 else ("model.depth=34" in line and "data.extra" not in line)
