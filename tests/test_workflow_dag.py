@@ -225,13 +225,12 @@ def test_config_mistakes_name_the_key(workdir, tmp_path, mutate, message):
     assert message in text, text[-3000:]
 
 
-def test_evaluations_run_the_configured_attacks(tmp_path):
+def test_evaluations_run_the_configured_attacks(workdir):
     cfg = copy.deepcopy(paper_config())
     cfg["evaluation"]["pgd"]["attacks"] = ["pgd", "cw"]
-    text = dry_run("results/cifar10/at/seed0/pgd.json", "results/cifar10/at/seed0/aa.json", config=cfg,
-                   tmp_path=tmp_path)
-    assert "--out results/cifar10/at/seed0/pgd.json --attack pgd cw --pgd-steps 50 --no-progress" in text
-    assert "--out results/cifar10/at/seed0/aa.json --attack autoattack --no-progress" in text
+    text = dry_run(workdir, "results/cifar10/at/seed0/pgd.json", "results/cifar10/at/seed0/aa.json", config=cfg)
+    assert "--out results/cifar10/at/seed0/pgd.json --attack pgd cw --pgd-steps 50 --device cuda --no-progress" in text
+    assert "--out results/cifar10/at/seed0/aa.json --attack autoattack --device cuda --no-progress" in text
 
 
 BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trades_awp", "mart_awp": "mart_awp",
@@ -239,14 +238,14 @@ BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trad
              "cifar10_ti500k": {"rst": "trades", "rst_mart": "mart", "rst_awp": "trades_awp", "rst_rwp": "trades_rwp"}}
 
 
-def test_every_baseline_row_plans_training_and_evaluation():
+def test_every_baseline_row_plans_training_and_evaluation(workdir):
     targets = [f"results/{s}/{m}/aa.json" for s, methods in BASELINES.items() for m in methods]
-    text = dry_run(*targets)
+    text = dry_run(workdir, *targets)
     assert job_counts(text) == {"fetch": 2, "train": 3 * len(targets), "evaluate": 3 * len(targets),
                                 "aggregate_seeds": len(targets)}
     for setting, methods in BASELINES.items():
         for method, name in methods.items():
-            line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and " train --out " in l)
+            line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and "iseat --attempt 1 train " in l)
             assert f"method.name={name} " in line
             assert ("model.depth=28" in line and "data.extra=data/ti500k" in line) if setting == "cifar10_ti500k" \
                 else ("model.depth=34" in line and "data.extra" not in line)

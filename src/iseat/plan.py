@@ -59,7 +59,7 @@ class Job:
 
     @property
     def kind(self) -> str:
-        words = self.command.split()
+        words = iseat_args(self.command)
         is_iseat = len(words) > 1 and words[0] == "iseat"
         return words[1] if is_iseat and words[1] in ("train", "evaluate") else "other"
 
@@ -162,9 +162,18 @@ def parse_jobs(text: str) -> list[Job]:
     return jobs
 
 
+def iseat_args(command: str) -> list[str]:
+    """The words of a rule's `iseat` call: without the shell's redirections and pipes and without the
+    `--attempt N` prefix of the GPU rules (`iseat --attempt 1 train ...` -> `iseat train ...`)."""
+    words = shlex.split(re.split(r" 2>&1| \| | > ", command)[0])
+    if words[1:2] == ["--attempt"]:
+        words = [words[0], *words[3:]]
+    return words
+
+
 def run_config(command: str) -> tuple[dict, str]:
     """The config of a training command (defaults <- --config file if present <- --set values) and its --out."""
-    args = shlex.split(command.split(" > ")[0])
+    args = iseat_args(command)
     cfg, out, i = copy.deepcopy(DEFAULTS), "", 2
     while i < len(args):
         if args[i] == "--config":
@@ -185,7 +194,7 @@ def run_config(command: str) -> tuple[dict, str]:
 
 
 def option(command: str, name: str, default=None):
-    args = shlex.split(command.split(" > ")[0])
+    args = iseat_args(command)
     return args[args.index(name) + 1] if name in args else default
 
 
