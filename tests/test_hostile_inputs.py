@@ -323,12 +323,14 @@ def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
 # ----------------------------------------------------------------------------- the system refuses a write
 
 @pytest.mark.slow
-def test_disk_full_leaves_nothing_behind(tmp_path):
-    """A file-size limit (ulimit -f) makes the first checkpoint write fail as a full disk would."""
+@pytest.mark.parametrize("limit", [100_000, 8_000], ids=["checkpoint", "av_log"])
+def test_disk_full_leaves_nothing_behind(tmp_path, limit):
+    """A file-size limit (ulimit -f) makes the first big write fail as a full disk would: the first
+    checkpoint (100 kB), or already the AV log's creation (8 kB)."""
     out = tmp_path / "run"
 
     def limit_file_size():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     proc = iseat(*train_args(out, "training.epochs=1"), preexec_fn=limit_file_size)
     assert_one_line_error(proc, str(out), "ulimit")

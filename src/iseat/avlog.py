@@ -16,6 +16,7 @@ complete epoch survives a kill.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import yaml
 
 from .errors import AVLogError
 from .hdf5_open import DamagedFile, open_hdf5, open_swmr_reader
+from .io import atomic_path
 
 FORMAT = "iseat-avlog-v1"
 PER_SAMPLE = {"av": "f4", "clean_loss": "f4", "adv_loss": "f4", "clean_correct": "i1", "adv_correct": "i1"}
@@ -94,9 +96,11 @@ class AVLogWriter:
         self.file.swmr_mode = True
 
     def _create(self, indices, attrs):
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open_hdf5(tmp, "w", libver="latest")
+        """The empty log is built in memory and written with one plain write: a full disk or a file-size
+        limit then fails as an ordinary OSError naming the file (HDF5 itself would fail inside its own
+        clean-up, where the error cannot be caught), and no half-made log is left behind."""
+        image = io.BytesIO()
+        f = h5py.File(image, "w", libver="latest")
         f.attrs["format"] = FORMAT
         f.attrs["config"] = yaml.safe_dump(attrs.get("config", {}), sort_keys=False)
         f.attrs["provenance"] = json.dumps(attrs.get("provenance", {}))
@@ -112,7 +116,8 @@ class AVLogWriter:
         for name in STATISTICS:
             f.create_dataset(f"summary/{name}", shape=(0,), maxshape=(None,), dtype="f8", chunks=(256,))
         f.close()
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_bytes(image.getvalue())
         return open_hdf5(self.path, "a", libver="latest")
 
     def _reopen(self, keep: int):
