@@ -101,12 +101,8 @@ class UniformStartPGD:
     steps: int = 10
 
     def perturb(self, model, x, y):
-        x = x.detach()
-        x_adv = uniform_start(x, self.eps)
-        for _ in range(self.steps):
-            _, grad = ce_input_gradient(model, x_adv, y)
-            x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
-        return x_adv.detach(), None
+        x_adv, _ = GeometryAwarePGD(self.eps, self.step_size, self.steps).perturb(model, x, y)  # the same walk
+        return x_adv, None
 
 
 @dataclass(frozen=True)
