@@ -4,10 +4,25 @@ The library's public surface: models, the PGD attack, adversarial weight perturb
 logit-smoothing regularisers with instance weights, method presets, and `training_step`.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .attack import PGD  # noqa: E402
-from .method import PRESETS, Method, MethodSchedule, StepResult, training_step  # noqa: E402
-from .models import build_model  # noqa: E402
+# name -> module that defines it. Imported on first use (PEP 562), so light commands (tables,
+# figures, the index) and `import iseat.errors` do not pay for importing torch.
+_PUBLIC = {"PGD": ".attack", "PRESETS": ".method", "Method": ".method", "MethodSchedule": ".method",
+           "StepResult": ".method", "training_step": ".method", "build_model": ".models"}
 
-__all__ = ["PGD", "PRESETS", "Method", "MethodSchedule", "StepResult", "training_step", "build_model", "__version__"]
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'iseat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
