@@ -136,6 +136,16 @@ def test_vulnerability_of_the_test_set(data, checkpoint, tmp_path, capsys):
     assert data.calls[0][0]["selection"] == "test" and "SD" in capsys.readouterr().out
 
 
+def test_vulnerability_of_the_training_set_uses_the_runs_split(data, checkpoint, tmp_path):
+    out = tmp_path / "train_av.json"
+    assert main(["analyse", "vulnerability", "--checkpoint", str(checkpoint), "--out", str(out), "--split", "train",
+                 "--n-examples", "3", "--device", "cpu", "--no-progress"]) == 0
+    rows = np.genfromtxt(tmp_path / "train_av.per_sample.csv", delimiter=",", names=True)
+    assert np.array_equal(rows["label"], fake_bundle().train.y[:3].numpy())
+    assert json.loads(out.read_text())["split"] == "train"
+    assert data.calls[0][0]["selection"] == DEFAULTS["data"]["selection"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--split", "valid"], "unknown split 'valid'; give one of train, test"),
     (["--n-examples", "13"], "13 samples asked for, but the test set has 12"),
