@@ -51,12 +51,13 @@ def test_dry_run_wires_every_study(tmp_path):
     for eta in ("0", "0.5", "1"):
         assert f"iseat --attempt 1 train --out {a}/eta_sweep/eta{eta} " in text
         assert (f"iseat --attempt 1 analyse vulnerability --checkpoint {a}/eta_sweep/eta{eta}/best.pt --split test "
-                f"--out {a}/eta_sweep/eta{eta}/test_av.json --batch-size 64 --n-examples 50 --device cuda --no-progress") in text
+                f"--out {a}/eta_sweep/eta{eta}/test_av.json --batch-size 64 --n-examples 50 --device cuda "
+                "--no-progress") in text
     assert text.count("rule analysis_eta_vulnerability:") == 3
     assert "method.eta=0.5 method.name=at_eq9" in text
     assert f"training.finetune_from={run}/at/seed0/best.pt" in text
     assert f"iseat analyse eta-sweep --runs {a}/eta_sweep/eta0 {a}/eta_sweep/eta0.5 {a}/eta_sweep/eta1 " in text
-    assert f"--test-av {a}/eta_sweep/eta0/test_av.json {a}/eta_sweep/eta0.5/test_av.json {a}/eta_sweep/eta1/test_av.json" in text
+    assert "--test-av " + " ".join(f"{a}/eta_sweep/eta{eta}/test_av.json" for eta in ("0", "0.5", "1")) in text
 
 
 @pytest.mark.parametrize("change, message", [

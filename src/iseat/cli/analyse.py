@@ -47,7 +47,8 @@ def add_arguments(parser) -> None:
     sweep = studies.add_parser("eta-sweep", help="Fig. 4 from fine-tuning runs with different eta")
     sweep.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (config.yaml, av_log.h5)")
     sweep.add_argument("--evals", type=Path, nargs="+", required=True, help="one evaluation JSON per run, same order")
-    sweep.add_argument("--test-av", type=Path, nargs="+", help="one `analyse vulnerability` summary per run (test set), same order")
+    sweep.add_argument("--test-av", type=Path, nargs="+",
+                       help="one `analyse vulnerability` summary (test set) per run, same order")
     sweep.add_argument("--out", type=Path, required=True, help="image; the data goes beside as .csv")
     add_evaluation_keys(sweep)
     table = studies.add_parser("table1", help="Tab. 1: AV statistics and robustness per method")
@@ -108,7 +109,8 @@ def add_evaluation_keys(parser) -> None:
 
 def run(args) -> int:
     return {"margin": run_margin, "landscape": run_landscape, "av-figure": run_av_figure,
-            "vulnerability": run_vulnerability, "eta-sweep": run_eta_sweep, "table1": run_table1, "index": run_index}[args.study](args)
+            "vulnerability": run_vulnerability, "eta-sweep": run_eta_sweep, "table1": run_table1,
+            "index": run_index}[args.study](args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +363,8 @@ def run_vulnerability(args) -> int:
     summary = vulnerability_study(args.checkpoint, args.split, args.out, data_root=args.data_root, device=args.device,
                                   batch_size=args.batch_size, n_examples=args.n_examples, seed=args.seed,
                                   progress=args.progress)
-    print(f"AV of {summary['n_samples']} {args.split} samples: SD {summary['av_statistics']['av_sd']:.4f}; wrote {args.out}")
+    print(f"AV of {summary['n_samples']} {args.split} samples: SD {summary['av_statistics']['av_sd']:.4f}; "
+          f"wrote {args.out}")
     return 0
 
 
