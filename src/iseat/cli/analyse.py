@@ -1,6 +1,7 @@
 """`iseat analyse STUDY`: the paper's Section 3 studies as files: margin (Eq. 7, Fig. 1b, Fig. 2),
 loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the AV (Eq. 3) of every sample of a
-split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved with the arrays it plots."""
+split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved with
+the arrays it plots."""
 
 from __future__ import annotations
 
