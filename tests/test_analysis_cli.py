@@ -116,6 +116,51 @@ def test_missing_checkpoint(data, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not out.exists()
 
 
+def test_vulnerability_of_the_test_set(data, checkpoint, tmp_path, capsys):
+    out = tmp_path / "av" / "test_av.json"
+    assert main(["analyse", "vulnerability", "--checkpoint", str(checkpoint), "--out", str(out), "--n-examples", "5",
+                 "--device", "cpu", "--batch-size", "4", "--no-progress"]) == 0
+    summary = json.loads(out.read_text())
+    rows = np.genfromtxt(tmp_path / "av" / "test_av.per_sample.csv", delimiter=",", names=True)
+    assert np.array_equal(rows["index"], OFFSET + np.arange(5)) and summary["n_samples"] == 5
+    test = fake_bundle().test
+    model = build_model("small_cnn", 10)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
+    with torch.no_grad():
+        clean = torch.nn.functional.cross_entropy(model.eval()(test.x[:5]), test.y[:5], reduction="none")
+    assert np.array_equal(rows["label"], test.y[:5].numpy())
+    assert np.allclose(rows["clean_loss"], clean.numpy(), atol=1e-6)
+    assert np.allclose(rows["av"], rows["adv_loss"] - rows["clean_loss"], atol=1e-12)
+    assert summary["av_statistics"]["av_sd"] == pytest.approx(np.std(rows["av"]))
+    assert (summary["attack"]["eps"], summary["attack"]["steps"]) == (8 / 255, DEFAULTS["attack"]["steps"])
+    assert data.calls[0][0]["selection"] == "test" and "SD" in capsys.readouterr().out
+
+
+def test_vulnerability_of_the_training_set_uses_the_runs_split(data, checkpoint, tmp_path):
+    out = tmp_path / "train_av.json"
+    assert main(["analyse", "vulnerability", "--checkpoint", str(checkpoint), "--out", str(out), "--split", "train",
+                 "--n-examples", "3", "--device", "cpu", "--no-progress"]) == 0
+    rows = np.genfromtxt(tmp_path / "train_av.per_sample.csv", delimiter=",", names=True)
+    assert np.array_equal(rows["label"], fake_bundle().train.y[:3].numpy())
+    assert json.loads(out.read_text())["split"] == "train"
+    assert data.calls[0][0]["selection"] == DEFAULTS["data"]["selection"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--split", "valid"], "unknown split 'valid'; give one of train, test"),
+    (["--n-examples", "13"], "13 samples asked for, but the test set has 12"),
+    (["--out", "{tmp}/av.csv"], "must be a .json file"),
+    (["--checkpoint", "{tmp}/none.pt"], "does not exist"),
+])
+def test_vulnerability_bad_input_writes_nothing(data, checkpoint, tmp_path, capsys, extra, message):
+    before = set(tmp_path.rglob("*"))
+    argv = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "av.json"), "--device", "cpu", *extra]
+    assert main(["analyse", "vulnerability", *[a.format(tmp=tmp_path) for a in argv]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert set(tmp_path.rglob("*")) == before
+
+
 def write_log(path, indices, av_rows, extra=None):
     writer = AVLogWriter(path, np.asarray(indices), {"config": {}, "seed": 0})
     for epoch, av in enumerate(av_rows):
@@ -163,10 +208,15 @@ def test_av_figure_eta_sweep_table_and_index(tmp_path, capsys):
     assert main(["analyse", "av-figure", "--log", str(runs[0][0] / "av_log.h5"), "--out", str(tmp_path / "fig1a.png")]) == 0
     fig1a = np.genfromtxt(tmp_path / "fig1a.csv", delimiter=",", names=True)
     assert np.array_equal(fig1a["epoch"], [0, 1])
+    test_av = []
+    for i, (run, _) in enumerate(runs):  # `analyse vulnerability` summaries of the test set
+        test_av.append(run / "test_av.json")
+        test_av[-1].write_text(json.dumps({"av_statistics": {"av_sd": 0.25 * (i + 1)}, "attack": {"steps": 10}}))
     assert main(["analyse", "eta-sweep", "--runs", *[str(r) for r, _ in runs], "--evals", *[str(e) for _, e in runs],
-                 "--out", str(tmp_path / "fig4.png")]) == 0
+                 "--test-av", *map(str, test_av), "--out", str(tmp_path / "fig4.png")]) == 0
     fig4 = np.genfromtxt(tmp_path / "fig4.csv", delimiter=",", names=True)
     assert np.array_equal(fig4["eta"], [0.0, 0.5, 1.0]) and np.allclose(fig4["accuracy"], [0.8, 0.795, 0.79])
+    assert np.array_equal(fig4["test_av_sd"], [0.5, 0.75, 0.25])
     from iseat.avlog import AVLog
     with AVLog(runs[1][0] / "av_log.h5") as log:  # eta = 0
         assert fig4["av_sd"][0] == pytest.approx(np.std(log.values("av", 1).astype(np.float64)))

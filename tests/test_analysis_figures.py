@@ -73,6 +73,18 @@ def test_figure4_sorted_by_eta(tmp_path):
     assert np.array_equal(data["robustness"], [0.40, 0.43, 0.45])
 
 
+def test_figure4_draws_train_and_test_av_sd(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, out: drawn.append(fig))
+    figures.figure4_eta_sweep([1.0, 0.0], [0.80, 0.82], [0.45, 0.40], [0.5, 0.9], tmp_path / "fig4.png",
+                              test_av_sd=[0.6, 1.1])
+    saved = figures.read_csv(tmp_path / "fig4.csv")
+    assert np.array_equal(saved["av_sd"], [0.9, 0.5]) and np.array_equal(saved["test_av_sd"], [1.1, 0.6])
+    twin = drawn[0].axes[1]
+    curves = {line.get_label(): list(line.get_ydata()) for line in twin.get_lines()}
+    assert curves == {"AV SD (train)": [0.9, 0.5], "AV SD (test)": [1.1, 0.6]}
+
+
 def test_bad_figure_name_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="must end in"):
         figures.figure4_eta_sweep([0.0], [0.5], [0.3], [1.0], tmp_path / "fig4.jpeg")

@@ -23,6 +23,7 @@ def analysis_config(results):
             "margin": {"n": 100, "pgd_steps": 5},
             "landscape": {"runs": ["at"], "pick": 1, "steps": 5},
             "eta_sweep": {"setting": "digits_analysis", "base": "at", "etas": [0, 0.5, 1.0],
+                          "test_av": {"n_examples": 50, "batch_size": 64},
                           "train": {"training": {"epochs": 1, "lr": 0.01, "lr_milestones": [0.5]}}},
         },
     }
@@ -49,9 +50,14 @@ def test_dry_run_wires_every_study(tmp_path):
     assert f"--entry AWP {a}/awp/margin/margin.json {run}/at_awp/seed0/pgd.json" in text
     for eta in ("0", "0.5", "1"):
         assert f"iseat --attempt 1 train --out {a}/eta_sweep/eta{eta} " in text
+        assert (f"iseat --attempt 1 analyse vulnerability --checkpoint {a}/eta_sweep/eta{eta}/best.pt --split test "
+                f"--out {a}/eta_sweep/eta{eta}/test_av.json --batch-size 64 --n-examples 50 --device cuda "
+                "--no-progress") in text
+    assert text.count("rule analysis_eta_vulnerability:") == 3
     assert "method.eta=0.5 method.name=at_eq9" in text
     assert f"training.finetune_from={run}/at/seed0/best.pt" in text
     assert f"iseat analyse eta-sweep --runs {a}/eta_sweep/eta0 {a}/eta_sweep/eta0.5 {a}/eta_sweep/eta1 " in text
+    assert "--test-av " + " ".join(f"{a}/eta_sweep/eta{eta}/test_av.json" for eta in ("0", "0.5", "1")) in text
 
 
 @pytest.mark.parametrize("change, message", [

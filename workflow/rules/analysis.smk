@@ -1,6 +1,6 @@
 """Section 3 analysis: Tab. 1 (AV statistics and robustness per method), Fig. 1a (AV per epoch),
 Fig. 1b and Fig. 2 (margin, Eq. 7), Fig. 3 (loss landscape, Eq. 8) and Fig. 4 (Eq. 9 eta sweep,
-fine-tuned from the base run), with an index page under results/analysis/. Settings: the config's
+fine-tuned from the base run; AV SD over the training set from each run's AV log and over the test set), with an index page under results/analysis/. Settings: the config's
 `analysis` block (schemas/analysis.schema.yaml); an empty block adds nothing to `all`."""
 
 
@@ -72,6 +72,32 @@ rule analysis_eta_evaluate:
         attack=evaluation_args,
     shell:
         "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+
+
+rule analysis_eta_vulnerability:
+    input:
+        summary=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/summary.json",
+    output:
+        summary=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/test_av.json",
+        per_sample=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/test_av.per_sample.csv",
+    log:
+        f"{RESULTS}/logs/analysis/eta_sweep/eta{{eta}}_test_av.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        **partition_resource("evaluate"),
+        gpu=resource("evaluate", "gpu"),
+        attempt=attempt_number,
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    params:
+        checkpoint=lambda wildcards, input: f"{Path(input.summary).parent}/best.pt",
+        options=eta_vulnerability_options,
+        device=lambda wildcards: job_device("evaluate"),
+    shell:
+        "iseat --attempt {resources.attempt} analyse vulnerability --checkpoint {params.checkpoint} --split test --out {output.summary}"
+        " {params.options} --device {params.device} --no-progress 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 # ----------------------------------------------------------------------------- studies of one run
@@ -171,6 +197,7 @@ rule analysis_eta_figure:
     input:
         runs=[f"{eta_dir(eta)}/summary.json" for eta in (ETA_SWEEP or {}).get("etas", [])],
         evals=[f"{eta_dir(eta)}/{ANALYSIS['evaluation']}.json" for eta in (ETA_SWEEP or {}).get("etas", [])],
+        test_av=[f"{eta_dir(eta)}/test_av.json" for eta in (ETA_SWEEP or {}).get("etas", [])],
     output:
         figure=f"{ANALYSIS_DIR}/fig4.png",
         data=f"{ANALYSIS_DIR}/fig4.csv",
@@ -186,7 +213,7 @@ rule analysis_eta_figure:
     params:
         runs=lambda wildcards, input: " ".join(str(Path(s).parent) for s in input.runs),
     shell:
-        "iseat analyse eta-sweep --runs {params.runs} --evals {input.evals} --out {output.figure} > {log} 2>&1"
+        "iseat analyse eta-sweep --runs {params.runs} --evals {input.evals} --test-av {input.test_av} --out {output.figure} > {log} 2>&1"
 
 
 rule analysis_table1:

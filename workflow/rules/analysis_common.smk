@@ -113,6 +113,13 @@ def analysis_eta_inputs(wildcards):
     }
 
 
+def eta_vulnerability_options(wildcards):
+    """`iseat analyse vulnerability` options of the eta sweep's test-set AV (analysis.eta_sweep.test_av)."""
+    test_av = ETA_SWEEP.get("test_av", {})
+    n = test_av.get("n_examples")
+    return " ".join([f"--batch-size {test_av.get('batch_size', 256)}", *([f"--n-examples {n}"] if n else [])])
+
+
 def analysis_options(section):
     """`--key value` options of `iseat analyse` from a config section (lists as several values)."""
     skip = {"runs", "split", "n", "clip", "pick"}

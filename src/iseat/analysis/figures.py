@@ -181,20 +181,22 @@ def figure3_landscape(landscape: dict, out, indices=None, titles=None) -> dict:
     return data
 
 
-def figure4_eta_sweep(eta, accuracy, robustness, av_sd, out, title: str = "") -> dict:
-    """Fig. 4: clean accuracy, robustness (both in %) and AV SD against the Eq. 9 strength eta."""
+def figure4_eta_sweep(eta, accuracy, robustness, av_sd, out, title: str = "", test_av_sd=None) -> dict:
+    """Fig. 4: clean accuracy, robustness (both in %) and the SD of AV over the training set (`av_sd`) and,
+    as the paper, over the test set (`test_av_sd`, when given) against the Eq. 9 strength eta."""
     image_format(out)
     order = np.argsort(np.asarray(eta, dtype=np.float64), kind="stable")
-    data = {"eta": np.asarray(eta, dtype=np.float64)[order], "accuracy": np.asarray(accuracy, dtype=np.float64)[order],
-            "robustness": np.asarray(robustness, dtype=np.float64)[order],
-            "av_sd": np.asarray(av_sd, dtype=np.float64)[order]}
+    columns = {"eta": eta, "accuracy": accuracy, "robustness": robustness, "av_sd": av_sd, "test_av_sd": test_av_sd}
+    data = {name: np.asarray(values, dtype=np.float64)[order] for name, values in columns.items() if values is not None}
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
     ax.plot(data["eta"], 100 * data["accuracy"], "o-", label="accuracy")
     ax.plot(data["eta"], 100 * data["robustness"], "s-", label="robustness")
     ax.set(xlabel="η (Eq. 9)", ylabel="%")
     twin = ax.twinx()
-    twin.plot(data["eta"], data["av_sd"], "^--", color="C3", label="AV SD")
+    twin.plot(data["eta"], data["av_sd"], "^--", color="C3", label="AV SD (train)")
+    if "test_av_sd" in data:
+        twin.plot(data["eta"], data["test_av_sd"], "v:", color="C4", label="AV SD (test)")
     twin.set_ylabel("AV SD")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")

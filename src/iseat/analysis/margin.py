@@ -43,6 +43,18 @@ def evaluation_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
+def first_samples(loader, max_samples: int | None = None):
+    """The (x, y, index) batches of `loader`, cut after its first `max_samples` samples (None = all)."""
+    seen = 0
+    for x, y, index in loader:
+        if max_samples is not None:
+            if seen >= max_samples:
+                return
+            x, y, index = x[: max_samples - seen], y[: max_samples - seen], index[: max_samples - seen]
+        seen += len(y)
+        yield x, y, index
+
+
 @dataclass(frozen=True)
 class MarginSearch:
     """Scan grid and bisection tolerance of the Eq. 7 search (see the module docstring)."""
@@ -169,14 +181,8 @@ def margin_study(model, loader, device, attack: PGD = ANALYSIS_ATTACK, search: M
                  max_samples: int | None = None) -> MarginResult:
     """Eq. 7 margin (and Eq. 3 AV under `attack`) of every sample `loader` yields as (x, y, index)."""
     parts, seconds = [], {"attack": 0.0, "search": 0.0}
-    seen = 0
     with evaluation_mode(model):
-        for x, y, index in loader:
-            if max_samples is not None:
-                if seen >= max_samples:
-                    break
-                x, y, index = x[: max_samples - seen], y[: max_samples - seen], index[: max_samples - seen]
-            seen += len(y)
+        for x, y, index in first_samples(loader, max_samples):
             parts.append(margin_batch(model, x.to(device), y.to(device), index, attack, search, seconds))
     if not parts:
         raise ValueError("margin study: the data set is empty")

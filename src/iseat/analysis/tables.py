@@ -60,7 +60,8 @@ def read_evaluation(path, accuracy_key: str, robustness_key: str) -> dict:
 
 
 def av_statistics_of(path, epoch: int = -1) -> dict:
-    """AV statistics from a margin-study summary (margin.json: Eq. 3 under PGD-50, eval mode) or from
+    """AV statistics from a margin-study summary (margin.json: Eq. 3 under PGD-50, eval mode), an AV-study
+    summary (`analyse vulnerability`: Eq. 3 under the run's training PGD, eval mode) or from
     an AV log (.h5: the training-time AV of one epoch, -1 = last complete), with their source."""
     path = Path(path)
     if path.suffix == ".h5":
@@ -76,7 +77,8 @@ def av_statistics_of(path, epoch: int = -1) -> dict:
         summary = json.loads(path.read_text())
         stats = summary["av_statistics"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"{path}: neither an AV log (.h5) nor a margin summary with av_statistics") from None
+        raise ValueError(f"{path}: neither an AV log (.h5) nor a summary with av_statistics (margin.json, "
+                         f"`analyse vulnerability`)") from None
     return stats | {"source": f"Eq. 3, PGD-{summary.get('attack', {}).get('steps', '?')}, eval mode"}
 
 

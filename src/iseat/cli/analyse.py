@@ -1,6 +1,7 @@
 """`iseat analyse STUDY`: the paper's Section 3 studies as files: margin (Eq. 7, Fig. 1b, Fig. 2),
-loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the Eq. 9 eta sweep (Fig. 4),
-Tab. 1, and an index page linking them. Every figure is saved with the arrays it plots."""
+loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the AV (Eq. 3) of every sample of a
+split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved with
+the arrays it plots."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ CAPTIONS = {
     "fig1b": "Fig. 1b: margin (Eq. 7) histogram and CDF, ε budget marked",
     "fig2": "Fig. 2: perturbed images along the adversarial direction, with class and confidence",
     "fig3": "Fig. 3: loss landscape (Eq. 8) along the adversarial and a random direction",
-    "fig4": "Fig. 4: Eq. 9 strength η against accuracy, robustness and AV SD",
+    "fig4": "Fig. 4: Eq. 9 strength η against accuracy, robustness and AV SD (training and test set)",
     "table1": "Tab. 1: AV statistics and robustness per method",
     "margin": "margin study summary (share disordered, quantiles, AV statistics, throughput)",
     "landscape": "loss landscape settings and the samples shown",
@@ -34,9 +35,21 @@ def add_arguments(parser) -> None:
     fig1a.add_argument("--log", type=Path, required=True, help="the run's av_log.h5")
     fig1a.add_argument("--out", type=Path, required=True, help="image (.png, .svg or .pdf); the data goes beside as .csv")
     fig1a.add_argument("--title", default="")
+    av = studies.add_parser("vulnerability", help="Eq. 3 AV of every sample of a split under the run's training PGD")
+    av.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (best.pt, last.pt)")
+    av.add_argument("--out", type=Path, required=True, help="summary (.json); the per-sample CSV goes beside it")
+    av.add_argument("--split", default="test", help="train or test (default test)")
+    av.add_argument("--n-examples", type=int, help="only the first N samples of the split (default all)")
+    av.add_argument("--data-root", help="data folder, when it moved since training (default: the run's data.root)")
+    av.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    av.add_argument("--batch-size", type=int, default=256)
+    av.add_argument("--seed", type=int, default=0, help="seed of PGD's random start, if the run uses one")
+    av.add_argument("--no-progress", dest="progress", action="store_false")
     sweep = studies.add_parser("eta-sweep", help="Fig. 4 from fine-tuning runs with different eta")
     sweep.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (config.yaml, av_log.h5)")
     sweep.add_argument("--evals", type=Path, nargs="+", required=True, help="one evaluation JSON per run, same order")
+    sweep.add_argument("--test-av", type=Path, nargs="+",
+                       help="one `analyse vulnerability` summary (test set) per run, same order")
     sweep.add_argument("--out", type=Path, required=True, help="image; the data goes beside as .csv")
     add_evaluation_keys(sweep)
     table = studies.add_parser("table1", help="Tab. 1: AV statistics and robustness per method")
@@ -97,7 +110,8 @@ def add_evaluation_keys(parser) -> None:
 
 def run(args) -> int:
     return {"margin": run_margin, "landscape": run_landscape, "av-figure": run_av_figure,
-            "eta-sweep": run_eta_sweep, "table1": run_table1, "index": run_index}[args.study](args)
+            "vulnerability": run_vulnerability, "eta-sweep": run_eta_sweep, "table1": run_table1,
+            "index": run_index}[args.study](args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,23 +358,36 @@ def run_av_figure(args) -> int:
     return 0
 
 
+def run_vulnerability(args) -> int:
+    from ..analysis.vulnerability import vulnerability_study
+
+    summary = vulnerability_study(args.checkpoint, args.split, args.out, data_root=args.data_root, device=args.device,
+                                  batch_size=args.batch_size, n_examples=args.n_examples, seed=args.seed,
+                                  progress=args.progress)
+    print(f"AV of {summary['n_samples']} {args.split} samples: SD {summary['av_statistics']['av_sd']:.4f}; "
+          f"wrote {args.out}")
+    return 0
+
+
 def run_eta_sweep(args) -> int:
     from ..analysis.figures import figure4_eta_sweep
     from ..analysis.tables import av_statistics_of, read_evaluation
 
     check_image(args.out)
-    if len(args.runs) != len(args.evals):
-        raise UserError(f"--runs gives {len(args.runs)} runs but --evals {len(args.evals)} files; give one per run")
+    if len(args.runs) != len(args.evals) or len(args.runs) != len(args.test_av or args.runs):
+        raise UserError(f"--runs gives {len(args.runs)} runs but --evals {len(args.evals)} files and --test-av "
+                        f"{len(args.test_av or args.runs)}; give one per run")
     rows = []
-    for run_dir, evaluation in zip(args.runs, args.evals):
+    for run_dir, evaluation, test_av in zip(args.runs, args.evals, args.test_av or [None] * len(args.runs)):
         try:
             scores = read_evaluation(evaluation, args.accuracy_key, args.robustness_key)
             rows.append((eta_of(run_dir), scores["accuracy"], scores["robustness"],
-                         av_statistics_of(run_dir / "av_log.h5")["av_sd"]))
+                         av_statistics_of(run_dir / "av_log.h5")["av_sd"],
+                         av_statistics_of(test_av)["av_sd"] if test_av else np.nan))
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from None
-    eta, acc, rob, sd = map(np.array, zip(*rows))
-    figure4_eta_sweep(eta, acc, rob, sd, args.out)
+    eta, acc, rob, sd, test_sd = map(np.array, zip(*rows))
+    figure4_eta_sweep(eta, acc, rob, sd, args.out, test_av_sd=test_sd if args.test_av else None)
     print(f"Fig. 4 over eta = {sorted(eta.tolist())}: {args.out}")
     return 0
 
