@@ -13,7 +13,9 @@ from test_workflow_dag import job_counts
 from workflow_run import ROOT, SNAKEMAKE, scratch_workdir
 from workflow_run import snakemake as run_workflow
 
-pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]
+# beside_slurm: scripts/test.sh runs it in the SLURM tests' session, whose cluster waits leave the CPU idle
+pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow,
+              pytest.mark.beside_slurm]
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
