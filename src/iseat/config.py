@@ -51,13 +51,16 @@ def parse_fraction(value, key: str = "value") -> float:
         raise ConfigError(f"{key}: {value!r} is not a number or a fraction such as 8/255") from None
 
 
-def deep_merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+def deep_merge(*layers: dict | None) -> dict:
+    """A new mapping from `layers`, later ones winning: nested mappings merge, anything else is replaced
+    (by a copy); a None layer adds nothing."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
     return out
 
 
