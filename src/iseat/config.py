@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .data.registry import dataset, schema_definitions
 from .errors import UserError
 
 DEFAULTS: dict = {
@@ -37,7 +38,10 @@ class ConfigError(UserError, ValueError):
 
 
 def schema() -> dict:
-    return yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
+    """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
+    loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
+    loaded["definitions"].update(schema_definitions())
+    return loaded
 
 
 def parse_fraction(value, key: str = "value") -> float:
@@ -127,7 +131,7 @@ def check_semantics(cfg: dict) -> None:
     check_budgets(cfg)
     check_milestones(cfg["training"])
     data = cfg["data"]
-    if data["dataset"] in ("cifar10", "cifar100", "svhn", "npz") and not data.get("root"):
+    if dataset(data["dataset"]).needs_root and not data.get("root"):
         raise ConfigError(f"data.root: required for dataset {data['dataset']!r} (a folder, or the .npz file)")
     for key in ("root", "extra"):
         if data.get(key) and not Path(data[key]).exists():

@@ -32,12 +32,12 @@ from pathlib import Path
 import yaml
 
 from .config import DEFAULTS, apply_override, deep_merge
+from .data.registry import DATASETS
 
 METHOD_ROWS = ("AT", "+LSI", "+AWP", "ISEAT")
 REFERENCE_BATCH = 128
-# Training images and test images per data set (the digits split is iseat.data.sources').
-DATASET_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "svhn": (73257, 26032),
-                 "digits": (1497, 300)}
+# Training images and test images per data set (iseat.data.registry).
+DATASET_SIZES = {name: d.sizes for name, d in DATASETS.items() if d.reader is not None and d.sizes is not None}
 SPEED_VARIANT_ORDER = ("compile", "bf16", "channels_last", "tf32", "fp32")
 
 

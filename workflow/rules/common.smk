@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 from iseat.config import deep_merge
+from iseat.data import registry
 from iseat.run_config import RunConfigs, number, set_args
 from iseat.workflow_schema import validate as validate_against_schema
 
@@ -86,8 +87,9 @@ def check_config():
                 config_mistake(f"settings.{name}.grid.method", f"unknown method {grid_method!r}")
         if setting.get("tuned", {}).get("source") == "grid" and "grid" not in setting:
             config_mistake(f"settings.{name}.tuned.source", "'grid' needs a grid block in this setting")
-        if setting.get("extra") and setting["dataset"] != "cifar10":
-            config_mistake(f"settings.{name}.extra", "the pseudo-labelled 80M-TI data only extends cifar10")
+        extends = registry.dataset(setting["extra"]).extends if setting.get("extra") else None
+        if extends is not None and setting["dataset"] != extends:
+            config_mistake(f"settings.{name}.extra", f"{setting['extra']} only extends {extends}")
     timing_setting = config.get("step_timing", {}).get("setting")
     if timing_setting is not None and timing_setting not in SETTINGS:
         config_mistake("step_timing.setting", f"unknown setting {timing_setting!r}; settings: {sorted(SETTINGS)}")

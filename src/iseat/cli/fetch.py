@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.registry import FETCHED
 from . import UserError
 
 EXAMPLES = """examples:
@@ -15,13 +16,10 @@ DATA_ROOT/NAME/manifest.json is written last; set data.root (data.extra for ti50
 """
 
 
-NAMES = ("cifar10", "cifar100", "svhn", "ti500k", "digits")  # == iseat.data.fetch.NAMES (kept here: --help needs no torch)
-
-
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("name", choices=NAMES, help="data set to fetch")
+    parser.add_argument("name", choices=FETCHED, help="data set to fetch")
     parser.add_argument("--root", required=True, help="data root; the set goes to ROOT/NAME")
     parser.add_argument("--from", dest="source", metavar="PATH",
                         help="stage a copy made by hand: the archive/file, or a folder holding it or its extracted files")

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torchvision
-from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+from torchvision.datasets import SVHN
 
 from ..io import atomic_path, write_json_atomic
-from . import pseudo_labels
+from . import pseudo_labels, registry
 from .errors import FetchError
 from .pseudo_labels import file_digest
 
@@ -69,8 +69,15 @@ def svhn_spec() -> DatasetSpec:
     return DatasetSpec("svhn", {r.filename: r.md5 for r in remotes}, remotes=remotes)
 
 
-DATASETS = {"cifar10": cifar_spec("cifar10", CIFAR10), "cifar100": cifar_spec("cifar100", CIFAR100), "svhn": svhn_spec()}
-NAMES = (*DATASETS, "ti500k", "digits")
+def torchvision_spec(entry: registry.DataSet) -> DatasetSpec:
+    if entry.reader == "cifar":
+        return cifar_spec(entry.name, getattr(torchvision.datasets, entry.torchvision))
+    return svhn_spec()
+
+
+# the sets published as torchvision files; the others (digits, ti500k) have their own fetch below
+DATASETS = {n: torchvision_spec(d) for n, d in registry.DATASETS.items() if d.fetched and d.torchvision}
+NAMES = registry.FETCHED
 
 
 def now() -> str:
@@ -348,7 +355,7 @@ def fetch_digits(root) -> str:
 
 def fetch(name: str, root, source=None, url: str | None = None, limit: int | None = None,
           expected_count: int | None = pseudo_labels.PUBLISHED_COUNT, sha256: str | None = None) -> str:
-    """Fetch or stage one data set by name (cifar10, cifar100, svhn, ti500k, digits); returns a summary line."""
+    """Fetch or stage one data set by name (`registry.FETCHED`); returns a summary line."""
     if name not in NAMES:
         raise FetchError(f"unknown data set {name!r}; choose one of {list(NAMES)}")
     if source is not None and url is not None:
