@@ -26,7 +26,7 @@ from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
-from .config import parse_fraction
+from .fraction import parse_fraction
 from .device import resolve_device
 from .errors import ResumeStateError, RunFolderError, first_line
 from .io import write_json_atomic, write_text_atomic
