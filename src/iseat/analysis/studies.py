@@ -98,15 +98,22 @@ def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[li
     return summary
 
 
-def av_figure(log_path: Path, out: Path, title: str = "") -> int:
-    """Fig. 1a from an AV log; the number of epochs shown."""
-    from ..avlog import AVLog
-    from .figures import figure1a_av_statistics, image_format
+def check_image(out: Path) -> None:
+    """`out` ends in an image format the figures are written in (.png, .svg, .pdf); UserError if not."""
+    from .figures import image_format
 
     try:
         image_format(out)
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def av_figure(log_path: Path, out: Path, title: str = "") -> int:
+    """Fig. 1a from an AV log; the number of epochs shown."""
+    from ..avlog import AVLog
+    from .figures import figure1a_av_statistics
+
+    check_image(out)
     with AVLog(log_path) as log:
         summary = log.summary()
     if len(summary["epoch"]) == 0:

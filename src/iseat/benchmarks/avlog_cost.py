@@ -27,7 +27,8 @@ from .. import acceleration
 from ..avlog import AVLogWriter, EpochBuffer
 from ..method import StepResult
 from . import report
-from .step_timing import TAB4_METHODS, build_setups, resolve_device, synchronize
+from ..device import resolve_device
+from .step_timing import TAB4_METHODS, build_setups, synchronize
 
 
 def random_result(batch_size: int, device, generator: torch.Generator) -> StepResult:
@@ -52,7 +53,7 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
 
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     runtime = acceleration.options(runtime)
 
     setup = build_setups(arch, batch_size, device, runtime, ["fast"], [method], seed)[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.studies import check_image
 from . import UserError
 
 # the studies' parameters (ParameterError) and the flags that set them
@@ -102,15 +103,6 @@ def run(args) -> int:
     return {"margin": run_margin, "landscape": run_landscape, "av-figure": run_av_figure,
             "vulnerability": run_vulnerability, "eta-sweep": run_eta_sweep, "table1": run_table1,
             "index": run_index}[args.study](args)
-
-
-def check_image(out: Path) -> None:
-    from ..analysis.figures import image_format
-
-    try:
-        image_format(out)
-    except ValueError as err:
-        raise UserError(str(err)) from None
 
 
 def study_attack(args):
