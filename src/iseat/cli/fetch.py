@@ -30,16 +30,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sha256", help="ti500k: expected sha256 of the pickle, if known")
 
 
+# the fetch's parameters (ParameterError) and the flags that set them
+FLAGS = {"source": "--from", "url": "--url", "limit": "--limit", "sha256": "--sha256", "expected_count": "--expect-count"}
+
+
 def run(args) -> int:
-    from ..data.errors import DataError
     from ..data.fetch import fetch
     from ..data.pseudo_labels import PUBLISHED_COUNT
 
     if args.name != "ti500k" and args.expect_count is not None:
         raise UserError("--expect-count applies only to ti500k")
     expected = PUBLISHED_COUNT if args.expect_count is None else args.expect_count
-    try:
-        print(fetch(args.name, args.root, args.source, args.url, args.limit, expected, args.sha256))
-    except DataError as err:
-        raise UserError(str(err)) from None
+    print(fetch(args.name, args.root, args.source, args.url, args.limit, expected, args.sha256))
     return 0
