@@ -32,6 +32,10 @@ class RunFolderError(UserError, ValueError):
     """A run folder that is not an intact iseat run (missing config, log or metrics beside a saved state)."""
 
 
+class RunFolderInputError(RunFolderError, ParameterError):
+    """A run folder location that cannot hold a run (`out` is a file)."""
+
+
 class ResumeStateError(UserError, ValueError):
     """A resume state (state.pt) that is damaged, foreign or tampered with."""
 

@@ -15,7 +15,7 @@ def parse_fraction(value, parameter: str = "value") -> float:
             num, den = value.split("/")
             return float(num) / float(den)
         return float(value)
-    except (ValueError, ZeroDivisionError):
+    except (TypeError, ValueError, ZeroDivisionError):
         raise ParameterError(f"{{0}} {literal(repr(value))} is not a number or a fraction such as 8/255",
                              parameter) from None
 
