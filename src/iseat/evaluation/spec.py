@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ParameterError, UserError, literal
-from ..fraction import MAX_BUDGET as MAX_EPS
+from ..fraction import budget
 from .attacks import ATTACKS, Attack
 
 NORM = "Linf"
@@ -18,6 +18,14 @@ class EvaluationError(UserError, ValueError):
 
 class EvaluationInputError(EvaluationError, ParameterError):
     """A bad evaluation setting; the message names the setting (`eps`, `pgd_steps`, `attack`, `n_ex`, `out`, ...)."""
+
+
+def positive_budget(value: float, parameter: str) -> None:
+    """An eps or step size in (0, 0.25] ([0, 1] pixel units), as `iseat.fraction.budget` checks it."""
+    try:
+        budget(value, parameter, positive=True)
+    except ParameterError as err:
+        raise EvaluationInputError(err.reason, *err.parameters) from None
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,7 @@ class PGDSettings:
             raise EvaluationInputError(f"{{0}} {self.restarts} must be at least 1", "pgd_restarts")
         if self.restarts > 1 and not self.random_start:
             raise EvaluationInputError("{0} > 1 repeats the same attack without {1}", "pgd_restarts", "pgd_random_start")
-        if not 0 < self.step_size <= MAX_EPS:
-            raise EvaluationInputError(f"{{0}} {self.step_size} must be in (0, {MAX_EPS}] ([0, 1] units)", "pgd_step_size")
+        positive_budget(self.step_size, "pgd_step_size")
 
     @property
     def label(self) -> str:
@@ -59,8 +66,7 @@ class EvaluationSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "attacks", normalise_attacks(self.attacks))
-        if not 0 < self.eps <= MAX_EPS:
-            raise EvaluationInputError(f"{{0}} {self.eps} looks like pixels; give it in [0, 1] units, e.g. 8/255", "eps")
+        positive_budget(self.eps, "eps")
         for name, value in (("batch_size", self.batch_size), ("chunk_size", self.chunk_size)):
             if value < 1:
                 raise EvaluationInputError(f"{{0}} {value} must be at least 1", name)
