@@ -344,3 +344,15 @@ def parse_aa_rate(spec: str) -> tuple[str, float]:
         return arch, float(seconds)
     except ValueError:
         raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS", "aa_s_per_image") from None
+
+
+def measured_step_times(gpu_check=None, step_times=(), aa_rates=()) -> StepTimes:
+    """The step times of a gpu-check report (if any), then `MODEL[:METHOD]=SECONDS` values, and AutoAttack's
+    `MODEL=SECONDS` per test image."""
+    times = StepTimes.from_gpu_check(gpu_check) if gpu_check else StepTimes()
+    for spec in step_times:
+        times.add(spec)
+    for spec in aa_rates:
+        arch, seconds = parse_aa_rate(spec)
+        times.aa_s_per_image[arch] = seconds
+    return times
