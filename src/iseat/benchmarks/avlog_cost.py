@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +26,9 @@ import torch
 
 from .. import acceleration
 from ..avlog import AVLogWriter, EpochBuffer
-from ..method import StepResult
-from . import report
 from ..device import resolve_device
+from ..method import StepResult
+from . import module_main, report
 from .step_timing import TAB4_METHODS, build_setups, synchronize
 
 
@@ -138,9 +139,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.avlog_cost", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .. import acceleration
-from ..device import resolve_device
 from ..attack import PGD
+from ..device import resolve_device
 from ..method import MethodSchedule, training_step
 from ..models import build_model
 from ..reference_step import reference_training_step
-from . import report
+from . import module_main, report
 
 # Tab. 4 rows: label -> (preset, overrides). Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {
@@ -391,9 +391,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.step_timing", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
