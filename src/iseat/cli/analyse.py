@@ -15,7 +15,7 @@ from . import UserError
 # the studies' parameters (ParameterError) and the flags that set them
 FLAGS = {"out": "--out", "split": "--split", "eps": "--eps", "step_size": "--step-size", "pgd_steps": "--pgd-steps",
          "batch_size": "--batch-size", "n": "--n", "indices": "--indices", "margins": "--margins", "steps": "--steps",
-         "pick": "--pick"}
+         "pick": "--pick", "n_examples": "--n-examples"}
 
 
 def add_arguments(parser) -> None:
