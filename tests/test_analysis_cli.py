@@ -98,7 +98,7 @@ def test_margin_on_test_split_with_data_root_override(data, checkpoint, tmp_path
 
 @pytest.mark.parametrize("extra, message", [
     (["--split", "train"], "no un-augmented training set"),
-    (["--eps", "8"], "--eps: 8 is outside"),
+    (["--eps", "8"], "--eps '8' = 8 is outside"),
     (["--n", "0"], "--n must be at least 1"),
     (["--tol", "0"], "must be > 0"),
 ])

@@ -149,9 +149,9 @@ def test_digits_fetch_writes_a_manifest_without_network(tmp_path):
 
 
 def test_cli_names_match_the_library_and_options_are_checked(tmp_path, capsys):
-    from iseat.cli.fetch import NAMES
+    from iseat.data.registry import FETCHED
 
-    assert NAMES == fetch_module.NAMES
+    assert fetch_module.NAMES == FETCHED
     assert cli_main(["fetch", "cifar10", "--root", str(tmp_path), "--limit", "3"]) == 2
     assert "--limit and --sha256 apply only to ti500k" in capsys.readouterr().err
     assert cli_main(["fetch", "cifar10", "--root", str(tmp_path), "--from", str(tmp_path / "nope")]) == 2

@@ -87,8 +87,9 @@ def test_missing_keys_wrong_count_truncation_and_sha256_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"keys 'data' and 'extrapolated_targets', found \['images'\]"):
         read_pickle(bad)
     source = pseudo_label_pickle(tmp_path / "ok.pickle", n=40)
-    with pytest.raises(DataError, match="holds 40 samples, expected 500000; pass --expect-count 40"):
+    with pytest.raises(DataError, match="holds 40 samples, expected 500000; pass expected_count 40") as err:
         fetch("ti500k", tmp_path / "data", source=source)
+    assert "pass --expect-count 40" in err.value.named(["--expect-count"])  # as `iseat fetch` says it
     truncated = tmp_path / "truncated.pickle"
     truncated.write_bytes(source.read_bytes()[:5000])
     with pytest.raises(DataError, match="may be truncated"):

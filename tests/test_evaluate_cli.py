@@ -150,7 +150,7 @@ BAD_INPUTS = {
     "data set with other classes": (cifar100_data, "has 10 classes but the data set has 100"),
     "missing data": (lambda t, c: ckpt(t, c) + ["--dataset", "cifar10", "--data-root", t / "none"],
                      "has no cifar-10-batches-py"),
-    "eps in pixels": (lambda t, c: ckpt(t, c) + ["--eps", "8"], "--eps '8' looks like pixels"),
+    "eps in pixels": (lambda t, c: ckpt(t, c) + ["--eps", "8"], "--eps '8' = 8 is outside the accepted range"),
     "eps not a number": (lambda t, c: ckpt(t, c) + ["--eps", "eight"], "not a number"),
     "step size in pixels": (lambda t, c: ckpt(t, c) + ["--pgd-step-size", "2"], "looks like pixels"),
     "two AutoAttack protocols": (lambda t, c: ckpt(t, c) + ["--attack", "autoattack", "autoattack-paper-protocol"],

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from .errors import AVLogError
+from .errors import AVLogError, AVLogMissing
 from .hdf5_open import DamagedFile, open_hdf5, open_swmr_reader
 from .io import atomic_path
 
@@ -199,7 +199,7 @@ class AVLog:
     def __init__(self, path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"AV log {self.path} does not exist")
+            raise AVLogMissing(f"AV log {self.path} does not exist")
         try:
             self.file = open_swmr_reader(self.path)
         except DamagedFile as err:

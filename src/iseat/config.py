@@ -13,7 +13,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import UserError
+from .data.registry import dataset, schema_definitions
+from .errors import ParameterError, UserError
+from .fraction import budget
 
 DEFAULTS: dict = {
     "seed": 0,
@@ -37,27 +39,22 @@ class ConfigError(UserError, ValueError):
 
 
 def schema() -> dict:
-    return yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
+    """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
+    loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
+    loaded["definitions"].update(schema_definitions())
+    return loaded
 
 
-def parse_fraction(value, key: str = "value") -> float:
-    """8/255 written as a number or as the string "8/255"; ConfigError naming `key` if it is neither."""
-    try:
-        if isinstance(value, str):
-            num, den = value.split("/")
-            return float(num) / float(den)
-        return float(value)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{key}: {value!r} is not a number or a fraction such as 8/255") from None
-
-
-def deep_merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+def deep_merge(*layers: dict | None) -> dict:
+    """A new mapping from `layers`, later ones winning: nested mappings merge, anything else is replaced
+    (by a copy); a None layer adds nothing."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = deep_merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
     return out
 
 
@@ -124,7 +121,7 @@ def check_semantics(cfg: dict) -> None:
     check_budgets(cfg)
     check_milestones(cfg["training"])
     data = cfg["data"]
-    if data["dataset"] in ("cifar10", "cifar100", "svhn", "npz") and not data.get("root"):
+    if dataset(data["dataset"]).needs_root and not data.get("root"):
         raise ConfigError(f"data.root: required for dataset {data['dataset']!r} (a folder, or the .npz file)")
     for key in ("root", "extra"):
         if data.get(key) and not Path(data[key]).exists():
@@ -134,21 +131,17 @@ def check_semantics(cfg: dict) -> None:
         raise ConfigError(f"training.finetune_from: {ft} does not exist")
 
 
-MAX_BUDGET = 0.25  # l-inf budgets and step sizes above this are taken as pixels (8 for 8/255), a common mistake
 BUDGETS = (("attack", "eps", False), ("attack", "step_size", False), ("evaluation", "pgd_step_size", True))
 
 
 def check_budgets(cfg: dict) -> None:
     """eps and step sizes: numbers or fractions in [0, 0.25] ([0, 1] pixel units); the selection PGD's step > 0."""
     for section, key, positive in BUDGETS:
-        raw = cfg[section][key]
-        if raw is None:
-            continue
-        value = parse_fraction(raw, f"{section}.{key}")
-        if not (0 < value if positive else 0 <= value) or value > MAX_BUDGET:
-            low = "(0" if positive else "[0"
-            raise ConfigError(f"{section}.{key}: {raw} = {value:.4g} is outside the accepted range {low}, "
-                              f"{MAX_BUDGET}] ([0, 1] pixel units, e.g. 2/255)")
+        if cfg[section][key] is not None:
+            try:
+                budget(cfg[section][key], f"{section}.{key}", positive)
+            except ParameterError as err:
+                raise ConfigError(err.named([f"{section}.{key}:"])) from None
 
 
 def check_milestones(training: dict) -> None:

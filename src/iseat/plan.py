@@ -32,17 +32,22 @@ from pathlib import Path
 import yaml
 
 from .config import DEFAULTS, apply_override, deep_merge
+from .data.registry import DATASETS
+from .errors import ParameterError, UserError, literal
 
 METHOD_ROWS = ("AT", "+LSI", "+AWP", "ISEAT")
 REFERENCE_BATCH = 128
-# Training images and test images per data set (the digits split is iseat.data.sources').
-DATASET_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000), "svhn": (73257, 26032),
-                 "digits": (1497, 300)}
+# Training images and test images per data set (iseat.data.registry).
+DATASET_SIZES = {name: d.sizes for name, d in DATASETS.items() if d.reader is not None and d.sizes is not None}
 SPEED_VARIANT_ORDER = ("compile", "bf16", "channels_last", "tf32", "fp32")
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """Bad input to the plan (no measurement for a model, an unreadable report); one line."""
+
+
+class PlanInputError(PlanError, ParameterError):
+    """A bad measurement given to the plan (`gpu_check`, `step_time`, `aa_s_per_image`), named so."""
 
 
 @dataclass
@@ -78,7 +83,8 @@ class StepTimes:
         try:
             report = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise PlanError(f"--gpu-check {path}: not a readable gpu-check report ({err})") from None
+            raise PlanInputError(f"{{0}} {literal(path)}: not a readable gpu-check report ({literal(err)})",
+                                 "gpu_check") from None
         times = cls(source=f"gpu-check report {path} ({report.get('environment', {}).get('gpu', 'unknown device')})")
         for key, section in report.get("sections", {}).items():
             if key.startswith("step/"):
@@ -90,7 +96,7 @@ class StepTimes:
         if training and training.get("autoattack_seconds"):
             times.aa_s_per_image[training["arch"]] = training["autoattack_seconds"] / training["n_examples"]
         if not times.steps:
-            raise PlanError(f"--gpu-check {path}: the report holds no step timings")
+            raise PlanInputError(f"{{0}} {literal(path)}: the report holds no step timings", "gpu_check")
         return times
 
     def add(self, spec: str) -> None:
@@ -100,9 +106,10 @@ class StepTimes:
             arch, _, method = key.partition(":")
             seconds = float(seconds)
         except ValueError:
-            raise PlanError(f"--step-time {spec!r}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS") from None
+            raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS",
+                                 "step_time") from None
         if method and method not in METHOD_ROWS:
-            raise PlanError(f"--step-time {spec!r}: method must be one of {list(METHOD_ROWS)}")
+            raise PlanInputError(f"{{0}} {literal(repr(spec))}: method must be one of {list(METHOD_ROWS)}", "step_time")
         for row in [method] if method else METHOD_ROWS:
             self.steps[(arch, "fp32", row, "fast")] = seconds
 
@@ -114,8 +121,8 @@ class StepTimes:
             for p in (path, "fast"):
                 if (arch, candidate, method, p) in self.steps:
                     return self.steps[(arch, candidate, method, p)]
-        raise PlanError(f"no step time for model {arch!r}, method {method}: give --step-time {arch}:{method}=SECONDS "
-                        f"or a gpu-check report that measured it")
+        raise PlanInputError(f"no step time for model {arch!r}, method {method}: give {{0}} {arch}:{method}=SECONDS "
+                             f"or a {{1}} report that measured it", "step_time", "gpu_check")
 
 
 def speed_variant(runtime: dict) -> str:
@@ -336,4 +343,16 @@ def parse_aa_rate(spec: str) -> tuple[str, float]:
         arch, seconds = spec.split("=")
         return arch, float(seconds)
     except ValueError:
-        raise PlanError(f"--aa-s-per-image {spec!r}: expected MODEL=SECONDS") from None
+        raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS", "aa_s_per_image") from None
+
+
+def measured_step_times(gpu_check=None, step_times=(), aa_rates=()) -> StepTimes:
+    """The step times of a gpu-check report (if any), then `MODEL[:METHOD]=SECONDS` values, and AutoAttack's
+    `MODEL=SECONDS` per test image."""
+    times = StepTimes.from_gpu_check(gpu_check) if gpu_check else StepTimes()
+    for spec in step_times:
+        times.add(spec)
+    for spec in aa_rates:
+        arch, seconds = parse_aa_rate(spec)
+        times.aa_s_per_image[arch] = seconds
+    return times

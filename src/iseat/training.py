@@ -26,9 +26,9 @@ from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
-from .config import parse_fraction
+from .fraction import parse_fraction
 from .device import resolve_device
-from .errors import ResumeStateError, RunFolderError, first_line
+from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
 from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step, warm_start
 from .models import build_model
@@ -138,7 +138,7 @@ class TrainingRun:
             self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
             return json.loads((self.out / SUMMARY).read_text())
         if self.out.exists() and not self.out.is_dir():
-            raise RunFolderError(f"--out {self.out} is a file; give a folder for the run")
+            raise RunFolderInputError(f"{{0}} {literal(self.out)} is a file; give a folder for the run", "out")
         from .data import load_data  # heavy import, only when training
 
         self.data = load_data(self.cfg["data"], self.cfg["seed"])  # bad data fails before any file is written

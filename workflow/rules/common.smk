@@ -1,13 +1,15 @@
 """Set-up shared by every rule: config validation, wildcard constraints, paths, and the train
 overrides (`iseat train --set ...`) of every run, derived from the config."""
 
-import copy
 import re
 import shlex
 from pathlib import Path
 
 import jsonschema
 import yaml
+from iseat.config import deep_merge
+from iseat.data import registry
+from iseat.run_config import RunConfigs, number, set_args
 from iseat.workflow_schema import validate as validate_against_schema
 
 # The method catalog (workflow/methods.yaml); the config's `methods` block adds or replaces entries.
@@ -35,17 +37,11 @@ DATA = config["data_root"].rstrip("/")
 SETTINGS = config["settings"]
 METHODS = config["methods"]
 EVALUATIONS = ("aa", "pgd")  # aa.json: AutoAttack; pgd.json: PGD-<steps>
+RUNS = RunConfigs(config)  # every run's train overrides, resources and device
 
 # Final outputs of optional rule files (rules/analysis.smk appends its figures and tables
 # here; they join `all` and are linked from the results index).
 EXTRA_FINAL_OUTPUTS = []
-
-RESOURCE_DEFAULTS = {
-    "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},
-    "finetune": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 720, "partition": ""},
-    "evaluate": {"gpu": 1, "threads": 4, "mem_mb": 16000, "runtime": 720, "partition": ""},
-    "light": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 60, "partition": ""},
-}
 
 
 # ----------------------------------------------------------------------------- config checks
@@ -91,8 +87,9 @@ def check_config():
                 config_mistake(f"settings.{name}.grid.method", f"unknown method {grid_method!r}")
         if setting.get("tuned", {}).get("source") == "grid" and "grid" not in setting:
             config_mistake(f"settings.{name}.tuned.source", "'grid' needs a grid block in this setting")
-        if setting.get("extra") and setting["dataset"] != "cifar10":
-            config_mistake(f"settings.{name}.extra", "the pseudo-labelled 80M-TI data only extends cifar10")
+        extends = registry.dataset(setting["extra"]).extends if setting.get("extra") else None
+        if extends is not None and setting["dataset"] != extends:
+            config_mistake(f"settings.{name}.extra", f"{setting['extra']} only extends {extends}")
     timing_setting = config.get("step_timing", {}).get("setting")
     if timing_setting is not None and timing_setting not in SETTINGS:
         config_mistake("step_timing.setting", f"unknown setting {timing_setting!r}; settings: {sorted(SETTINGS)}")
@@ -126,17 +123,8 @@ def seeds_of(setting):
     return SETTINGS[setting].get("seeds", config["seeds"])
 
 
-def base_of(setting):
-    return SETTINGS[setting].get("finetune", {}).get("base")
-
-
-def run_dir(setting, method, seed):
-    return f"{RESULTS}/{setting}/{method}/seed{seed}"
-
-
-def number(x):
-    """How a grid value is written in a path: 0.1 -> '0.1', 0.007 -> '0.007'."""
-    return format(float(x), "g")
+base_of = RUNS.base_of
+run_dir = RUNS.run_dir
 
 
 def grid_points(setting):
@@ -161,9 +149,8 @@ def datasets_used():
     return sorted({Path(m).parent.name for s in SETTINGS for m in data_manifests(s)})
 
 
-def uses_grid_winner(setting, method):
-    tuned = SETTINGS[setting].get("tuned", {})
-    return bool(METHODS[method].get("tuned")) and tuned.get("source", "pinned") == "grid"
+uses_grid_winner = RUNS.uses_grid_winner
+lam_warmup = RUNS.lam_warmup
 
 
 wildcard_constraints:
@@ -178,114 +165,9 @@ wildcard_constraints:
 # ----------------------------------------------------------------------------- train overrides
 
 
-def deep_merge(*layers):
-    """Later layers win; nested mappings merge, anything else is replaced."""
-    out = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = deep_merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
-
-
-def flatten(tree, prefix=""):
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def yaml_value(value):
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return text[: -len("...")].strip() if text.endswith("...") else text
-
-
-def set_args(tree):
-    """`key=value` arguments of `iseat train --set`, sorted so equal configs give equal commands."""
-    flat = flatten(tree)
-    return " ".join(shlex.quote(f"{key}={yaml_value(flat[key])}") for key in sorted(flat))
-
-
-def data_overrides(setting):
-    s = SETTINGS[setting]
-    data = {"dataset": s["dataset"], "root": f"{DATA}/{s['dataset']}"}
-    if s.get("extra"):
-        data["extra"] = f"{DATA}/{s['extra']}"
-    return {"data": data}
-
-
-def tuned_overrides(setting, method, full_training):
-    """The setting's pinned lambda/gamma for a method that takes them (the grid winner comes
-    as a --config file instead). Full trainings get lambda's warm-up: [0, lambda] per lr stage."""
-    keys = METHODS[method].get("tuned", [])
-    if not keys or uses_grid_winner(setting, method):
-        return {}
-    tuned = SETTINGS[setting]["tuned"]
-    values = {}
-    if "lam" in keys:
-        warmup = full_training and tuned.get("lam_warmup", True)
-        values["lam"] = [0.0, float(tuned["lam"])] if warmup else float(tuned["lam"])
-    if "gamma" in keys:
-        values["gamma"] = float(tuned["gamma"])
-    return {"method": values}
-
-
-def finetune_layers(setting, seed):
-    """The fine-tuning protocol and where it starts: the base run's checkpoint (same seed)."""
-    which = config["finetune"].get("checkpoint", "best")
-    start = {
-        "training": {
-            "finetune_from": f"{run_dir(setting, base_of(setting), seed)}/{which}.pt",
-            "finetune_checkpoint": which,
-        }
-    }
-    protocol = [config["finetune"].get("train"), SETTINGS[setting].get("finetune", {}).get("train")]
-    return protocol, start
-
-
-def run_overrides(setting, method, seed):
-    """Every train-config value of one run: all runs < setting < (fine-tuning protocol) < method <
-    the setting's per-method overrides < tuned values < data paths, seed and start checkpoint."""
-    s, m = SETTINGS[setting], METHODS[method]
-    finetune = m["kind"] == "finetune"
-    protocol, start = finetune_layers(setting, seed) if finetune else ([], {})
-    kind = "finetune" if finetune else "train"
-    return deep_merge(
-        device_layer(kind, setting),
-        config.get("train"),
-        s.get("train"),
-        *protocol,
-        m.get("train"),
-        s.get("method_train", {}).get(method),
-        tuned_overrides(setting, method, not finetune),
-        data_overrides(setting),
-        {"seed": int(seed)},
-        start,
-    )
-
-
-def grid_overrides(setting, lam, gamma):
-    """One grid point: the grid's method fine-tuned from the base run with constant lambda and
-    gamma, always selected on the validation split."""
-    grid = SETTINGS[setting]["grid"]
-    method, seed = grid.get("method", "iseat"), grid.get("seed", 0)
-    protocol, start = finetune_layers(setting, seed)
-    return deep_merge(
-        device_layer("finetune", setting),
-        config.get("train"),
-        SETTINGS[setting].get("train"),
-        *protocol,
-        METHODS[method].get("train"),
-        {"method": {"lam": float(lam), "gamma": float(gamma)}},
-        data_overrides(setting),
-        {"seed": int(seed), "data": {"selection": "validation"}},
-        start,
-    )
+data_overrides = RUNS.data_overrides
+run_overrides = RUNS.run_overrides
+grid_overrides = RUNS.grid_overrides
 
 
 # ----------------------------------------------------------------------------- rule inputs
@@ -351,13 +233,9 @@ def seed_results(wildcards):
 # ----------------------------------------------------------------------------- resources
 
 
-def job_resources(kind, setting=None):
-    merged = deep_merge(
-        RESOURCE_DEFAULTS[kind],
-        config["resources"].get(kind),
-        SETTINGS[setting].get("resources", {}).get(kind) if setting else None,
-    )
-    return merged
+job_resources = RUNS.job_resources
+job_device = RUNS.job_device
+device_layer = RUNS.device_layer
 
 
 def resource(kind, key):
@@ -378,18 +256,6 @@ def attempt_number(wildcards, attempt):
     empties a job's log before each attempt, so GPU jobs also write <log>.attempt<N>: the reason a job
     was retried (a time limit, a node failure) stays readable after the retry."""
     return attempt
-
-
-def job_device(kind, setting=None):
-    """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
-    fast on a node without a usable one), else the CPU. A config's own runtime.device (its `train`
-    blocks) wins, for evaluations and analyses too."""
-    train = deep_merge(config.get("train"), SETTINGS[setting].get("train") if setting else None)
-    return train.get("runtime", {}).get("device") or ("cuda" if job_resources(kind, setting)["gpu"] > 0 else "cpu")
-
-
-def device_layer(kind, setting=None):
-    return {"runtime": {"device": job_device(kind, setting)}}
 
 
 # Light rules run on the host that runs Snakemake (compute nodes often have no internet for fetch).

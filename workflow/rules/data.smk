@@ -8,7 +8,7 @@ rule fetch:
     log:
         f"{RESULTS}/logs/fetch/{{dataset}}.log",
     wildcard_constraints:
-        dataset="digits|cifar10|cifar100|svhn|ti500k",
+        dataset=alternatives(registry.FETCHED),
     conda:
         "../envs/iseat.yaml"
     threads: resource("light", "threads")

@@ -64,11 +64,6 @@ rule grid_tuned:
         runtime=resource("light", "runtime"),
     params:
         tuned_keys=lambda wildcards: " ".join(METHODS[wildcards.method]["tuned"]),
-        warmup=lambda wildcards: (
-            "--lam-warmup"
-            if METHODS[wildcards.method]["kind"] == "scratch"
-            and SETTINGS[wildcards.setting]["tuned"].get("lam_warmup", True)
-            else ""
-        ),
+        warmup=lambda wildcards: "--lam-warmup" if lam_warmup(wildcards.setting, wildcards.method) else "",
     shell:
         "iseat aggregate tuned --winner {input.winner} --keys {params.tuned_keys} {params.warmup} --out {output.tuned} > {log} 2>&1"

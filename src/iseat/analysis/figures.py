@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..data.registry import DATASETS
 from ..io import atomic_path
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
-CLASS_NAMES = {
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    "svhn": tuple(str(i) for i in range(10)),
-    "digits": tuple(str(i) for i in range(10)),
-}
+CLASS_NAMES = {name: d.class_names for name, d in DATASETS.items() if d.class_names}
 
 
 def image_format(out) -> str:

@@ -16,3 +16,13 @@ def report(result: dict, text: str, out: str | None, *, markdown: bool = False) 
             write_text_atomic(written[-1], text + "\n")
         print(f"wrote {' and '.join(written)}")
     return 0
+
+
+def module_main(module, argv=None) -> int:
+    """`python -m iseat.benchmarks.NAME`: parse with the module's `add_arguments` and call its `run`."""
+    import argparse
+
+    name = module.__spec__.name if module.__spec__ else module.__name__  # run with -m, __name__ is __main__
+    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=module.__doc__.splitlines()[0])
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +26,10 @@ import torch
 
 from .. import acceleration
 from ..avlog import AVLogWriter, EpochBuffer
+from ..device import resolve_device
 from ..method import StepResult
-from . import report
-from .step_timing import TAB4_METHODS, build_setups, resolve_device, synchronize
+from . import module_main, report
+from .step_timing import TAB4_METHODS, build_setups, synchronize
 
 
 def random_result(batch_size: int, device, generator: torch.Generator) -> StepResult:
@@ -52,7 +54,7 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
 
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     runtime = acceleration.options(runtime)
 
     setup = build_setups(arch, batch_size, device, runtime, ["fast"], [method], seed)[0]
@@ -137,9 +139,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.avlog_cost", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_device
 from ..io import write_json_atomic, write_text_atomic
 from . import step_timing
 
@@ -359,7 +360,7 @@ def gpu_check(data: str | None, out: str | None, smoke: bool = False, budget_s: 
               sections=("step", "loader", "training", "determinism")) -> dict:
     """Run the check (see the module docstring); returns the report and writes it to `out` if given."""
     profile = SMOKE if smoke else FULL
-    device = step_timing.resolve_device(profile.device)
+    device = str(resolve_device(profile.device))
     if not smoke and not device.startswith("cuda"):
         raise ValueError("no CUDA device is visible; run it on a GPU node (or --smoke for the CPU version)")
     data_cfg = data_config(data, profile)

@@ -16,6 +16,7 @@ import torch
 from ..attack import PGD
 from ..config import DEFAULTS
 from ..data import load_data
+from ..data.registry import TRAINING_SETS
 from ..method import MethodSchedule, training_step
 from ..models import build_model
 
@@ -99,7 +100,7 @@ def format_report(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.loader", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits", choices=["digits", "npz", "cifar10", "cifar100", "svhn"])
+    parser.add_argument("--dataset", default="digits", choices=TRAINING_SETS)
     parser.add_argument("--root", help="data.root (folder, or the .npz file)")
     parser.add_argument("--extra", help="data.extra: a converted pseudo-labelled set (iseat fetch ti500k)")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -36,12 +36,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .. import acceleration
-from .. import device as iseat_device
 from ..attack import PGD
+from ..device import resolve_device
 from ..method import MethodSchedule, training_step
 from ..models import build_model
 from ..reference_step import reference_training_step
-from . import report
+from . import module_main, report
 
 # Tab. 4 rows: label -> (preset, overrides). Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {
@@ -65,10 +65,6 @@ def tab4_method(label: str, attack: PGD):
 def synchronize(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def resolve_device(device: str) -> str:
-    return str(iseat_device.resolve_device(device))
 
 
 class Setup:
@@ -236,7 +232,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
 
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     runtime = acceleration.options(runtime)
     methods = list(methods)
     if "AT" not in methods:
@@ -395,9 +391,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.step_timing", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return module_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""`iseat` command line: one subcommand per pipeline step, each a thin layer over the library."""
+"""`iseat` command line: one subcommand per pipeline step, each a thin layer over the library.
+
+A subcommand module has `add_arguments(parser)`, `run(args)` and, where library parameters come from its
+flags, `FLAGS` (parameter -> flag): a `ParameterError` is reported with those flags."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import errno
 import importlib
 import sys
 
-from ..errors import UserError
+from ..errors import ParameterError, UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
 # so `iseat --help` and light commands do not pay for importing torch.
@@ -73,6 +76,10 @@ def main(argv=None) -> int:
     args = command_parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except ParameterError as err:
+        flags = getattr(module, "FLAGS", {})
+        print(f"iseat {name}: error: {err.named([flags.get(p, p) for p in err.parameters])}", file=sys.stderr)
+        return 2
     except UserError as err:
         print(f"iseat {name}: error: {err}", file=sys.stderr)
         return 2

@@ -1,30 +1,21 @@
-"""`iseat analyse STUDY`: the paper's Section 3 studies as files: margin (Eq. 7, Fig. 1b, Fig. 2),
-loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the AV (Eq. 3) of every sample of a
-split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved with
-the arrays it plots."""
+"""`iseat analyse STUDY`: the paper's Section 3 studies as files (`iseat.analysis.studies`): margin (Eq. 7,
+Fig. 1b, Fig. 2), loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the AV (Eq. 3) of every
+sample of a split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved
+with the arrays it plots."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..config import parse_fraction
-from ..io import write_json_atomic, write_text_atomic
+from ..analysis.studies import check_image
 from . import UserError
 
-CAPTIONS = {
-    "fig1a": "Fig. 1a: AV statistics of the training set per epoch",
-    "fig1b": "Fig. 1b: margin (Eq. 7) histogram and CDF, ε budget marked",
-    "fig2": "Fig. 2: perturbed images along the adversarial direction, with class and confidence",
-    "fig3": "Fig. 3: loss landscape (Eq. 8) along the adversarial and a random direction",
-    "fig4": "Fig. 4: Eq. 9 strength η against accuracy, robustness and AV SD (training and test set)",
-    "table1": "Tab. 1: AV statistics and robustness per method",
-    "margin": "margin study summary (share disordered, quantiles, AV statistics, throughput)",
-    "landscape": "loss landscape settings and the samples shown",
-}
+# the studies' parameters (ParameterError) and the flags that set them
+FLAGS = {"out": "--out", "split": "--split", "eps": "--eps", "step_size": "--step-size", "pgd_steps": "--pgd-steps",
+         "batch_size": "--batch-size", "n": "--n", "indices": "--indices", "margins": "--margins", "steps": "--steps",
+         "pick": "--pick", "n_examples": "--n-examples"}
 
 
 def add_arguments(parser) -> None:
@@ -114,247 +105,53 @@ def run(args) -> int:
             "index": run_index}[args.study](args)
 
 
-# ---------------------------------------------------------------------------------------------
-# shared set-up: arguments, checkpoint, data
+def study_attack(args):
+    from ..analysis.inputs import study_attack
 
-def check_image(out: Path) -> None:
-    from ..analysis.figures import image_format
-
-    try:
-        image_format(out)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
-def check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
-
-
-def fraction(value: str, name: str) -> float:
-    try:
-        out = parse_fraction(value if "/" in value else float(value))
-    except (ValueError, ZeroDivisionError):
-        raise UserError(f"{name}: {value!r} is not a number or a fraction such as 8/255") from None
-    if not 0 <= out <= 0.25:
-        raise UserError(f"{name}: {value} is outside [0, 0.25]; give it for inputs in [0, 1], e.g. 8/255")
-    return out
-
-
-def analysis_attack(args):
-    from ..attack import PGD
-
-    if args.pgd_steps < 1 or args.batch_size < 1:
-        raise UserError("--pgd-steps and --batch-size must be at least 1")
-    return PGD(eps=fraction(args.eps, "--eps"), step_size=fraction(args.step_size, "--step-size"),
-               steps=args.pgd_steps, random_start=False)
-
-
-def resolve_device(name: str):
-    from ..device import DeviceUnavailable, resolve_device as resolve
-
-    try:
-        return resolve(name)
-    except DeviceUnavailable as err:
-        raise UserError(str(err)) from None
-
-
-def model_and_data(args, device):
-    """(model in eval mode, checkpoint, data bundle, dataset of --split)."""
-    from ..checkpoint import CheckpointError, load_model, read_checkpoint
-
-    try:
-        config = read_checkpoint(args.checkpoint)["config"]
-        bundle = load_bundle(config, args.data_root)
-        model, ckpt = load_model(args.checkpoint, device, expect_num_classes=bundle.num_classes)
-    except CheckpointError as err:
-        raise UserError(str(err)) from None
-    return model, ckpt, bundle, split_dataset(bundle, args.split)
-
-
-def load_bundle(config: dict, data_root: str | None):
-    try:
-        from ..data import load_data
-    except ImportError as err:
-        raise UserError(f"the data module is not available ({err})") from None
-    data_cfg = dict(config["data"])
-    if data_root:
-        data_cfg["root"] = data_root
-    try:
-        return load_data(data_cfg, config.get("seed", 0))
-    except (ValueError, OSError) as err:  # DataError is a ValueError
-        raise UserError(f"data: {str(err).splitlines()[0]}") from None
-
-
-def split_dataset(bundle, split: str):
-    """The un-augmented samples of `split`: the test set, or the labelled training set (`bundle.train`,
-    validation part excluded)."""
-    dataset = bundle.test if split == "test" else getattr(bundle, "train", None)
-    if dataset is None:
-        raise UserError("--split train: the data bundle has no un-augmented training set (train); use --split test")
-    return dataset
-
-
-def stack_samples(dataset, positions):
-    """(x, y, index) tensors of the samples at these positions of `dataset`."""
-    import torch
-
-    items = [dataset[int(p)] for p in positions]
-    return (torch.stack([torch.as_tensor(x) for x, _, _ in items]), torch.as_tensor([int(y) for _, y, _ in items]),
-            np.array([int(i) for _, _, i in items], dtype=np.int64))
-
-
-def checkpoint_facts(path: Path, ckpt: dict) -> dict:
-    from ..checkpoint import sha256_of
-
-    return {"path": str(path), "sha256": sha256_of(path), "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# margin (Eq. 7): margins.npz, fig1b, fig2, margin.json (written last)
-
-def margin_search(args):
-    from ..analysis.margin import MarginSearch
-
-    try:
-        return MarginSearch(mu_max=args.mu_max, step=args.scan_step, growth=args.scan_growth, tol=args.tol)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    return study_attack(args.eps, args.step_size, args.pgd_steps, args.batch_size)
 
 
 def run_margin(args) -> int:
-    from ..analysis import figures
-    from ..analysis.margin import adversarial_direction, evaluation_mode, figure2_positions, margin_study, \
-        margin_summary, perturbation_grid
-    from ..avlog import av_statistics
-    from ..provenance import provenance
+    from ..analysis.inputs import margin_search
+    from ..analysis.studies import margin_study_files
 
-    check_out_dir(args.out)
-    attack, search = analysis_attack(args), margin_search(args)
-    if args.n is not None and args.n < 1:
-        raise UserError(f"--n must be at least 1, got {args.n}")
-    device = resolve_device(args.device)
-    model, ckpt, bundle, dataset = model_and_data(args, device)
-    loader = bundle.eval_loader(dataset, args.batch_size)
-    result = margin_study(model, loader, device, attack, search, max_samples=args.n)
-
-    out = args.out
-    figures.write_npz(out / "margins.npz", result.arrays())
-    budget = float(result.delta_norm.mean())
-    figures.figure1b_margin(result.mu, result.mu_max, budget, out / "fig1b.png", title=f"{bundle.name}, {args.split}")
-    positions = figure2_positions(result)
-    x, y, index = stack_samples(dataset, positions)
-    with evaluation_mode(model):
-        direction, _, _ = adversarial_direction(model, x.to(device), y.to(device), attack)
-    grid = perturbation_grid(model, x.to(device), direction, args.figure_mus, y.to(device))
-    figures.figure2_perturbation_grid(grid, out / "fig2.png", labels=y.numpy(), indices=index,
-                                      class_names=figures.CLASS_NAMES.get(bundle.name))
-    summary = margin_summary(result, attack.eps) | {
-        "av_statistics": av_statistics(result.av), "split": args.split, "dataset": bundle.name,
-        "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps, "random_start": False,
-                   "label": "true"},
-        "search": {"mu_max": search.mu_max, "step": search.step, "growth": search.growth, "tol": search.tol,
-                   "grid_points": len(search.grid())},
-        "seconds": result.seconds, "throughput": result.throughput(), "figure2_indices": index.tolist(),
-        "checkpoint": checkpoint_facts(args.checkpoint, ckpt), "provenance": provenance(device)}
-    write_json_atomic(out / "margin.json", summary)
+    attack = study_attack(args)
+    search = margin_search(args.mu_max, args.scan_step, args.scan_growth, args.tol)
+    summary = margin_study_files(args.checkpoint, args.out, attack, search, split=args.split, n=args.n,
+                                 data_root=args.data_root, device=args.device, batch_size=args.batch_size,
+                                 figure_mus=args.figure_mus)
     print(f"margin of {summary['n_samples']} samples: {100 * summary['share_disordered']:.2f} % at mu = "
           f"{search.mu_max:g}, median {summary['mu_quantiles']['q50']:.3f}; search "
-          f"{summary['throughput']['search_samples_per_s']:.1f} samples/s; wrote {out}")
+          f"{summary['throughput']['search_samples_per_s']:.1f} samples/s; wrote {args.out}")
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# loss landscape (Eq. 8): fig3 (+ fig3.npz), landscape.json (written last)
-
 def run_landscape(args) -> int:
-    from ..analysis import figures
-    from ..analysis.landscape import loss_landscape
-    from ..provenance import provenance
+    from ..analysis import inputs
+    from ..analysis.studies import landscape_study_files
 
-    check_out_dir(args.out)
-    attack = analysis_attack(args)
+    attack = study_attack(args)
     if sum(a is not None for a in (args.indices, args.log, args.margins)) != 1:
         raise UserError("give one of --indices, --log (the most and least vulnerable samples) or --margins "
                         "(samples chosen by margin)")
-    if args.steps < 2 or args.pick < 1:
-        raise UserError("--steps must be at least 2 and --pick at least 1")
-    wanted, titles = wanted_samples(args)
-    device = resolve_device(args.device)
-    model, ckpt, bundle, dataset = model_and_data(args, device)
-    positions = positions_of(bundle, dataset, wanted)
-    x, y, index = stack_samples(dataset, positions)
-    alphas = np.linspace(*args.alpha_range, args.steps)
-    betas = np.linspace(*args.beta_range, args.steps)
-    land = loss_landscape(model, x.to(device), y.to(device), alphas, betas, args.seed, attack, args.clip,
-                          args.batch_size)
-    figures.figure3_landscape(land.arrays(), args.out / "fig3.png", indices=index, titles=titles)
-    write_json_atomic(args.out / "landscape.json", {
-        "indices": index.tolist(), "titles": titles, "split": args.split, "clip": args.clip, "seed": args.seed,
-        "alpha_range": args.alpha_range, "beta_range": args.beta_range, "steps": args.steps,
-        "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps},
-        "clean_loss": land.loss[:, np.argmin(np.abs(alphas)), np.argmin(np.abs(betas))].tolist(),
-        "checkpoint": checkpoint_facts(args.checkpoint, ckpt), "provenance": provenance(device)})
-    print(f"loss landscape of samples {index.tolist()} on a {args.steps}x{args.steps} grid; wrote {args.out}")
+    if args.indices is not None:
+        samples = inputs.samples_by_index(args.indices)
+    elif args.margins is not None:
+        samples = inputs.samples_by_margin(args.margins, args.pick)
+    else:
+        samples = inputs.samples_by_av(args.log, args.epoch, args.pick)
+    summary = landscape_study_files(args.checkpoint, args.out, attack, samples, split=args.split,
+                                    data_root=args.data_root, device=args.device, alpha_range=args.alpha_range,
+                                    beta_range=args.beta_range, steps=args.steps, clip=args.clip, seed=args.seed,
+                                    batch_size=args.batch_size)
+    print(f"loss landscape of samples {summary['indices']} on a {args.steps}x{args.steps} grid; wrote {args.out}")
     return 0
 
 
-def wanted_samples(args) -> tuple[list[int], list[str]]:
-    """Dataset indices to show and their panel titles: --indices, or the most / least vulnerable of --log."""
-    if args.indices is not None:
-        return list(args.indices), [f"sample {i}" for i in args.indices]
-    if args.margins is not None:
-        from ..analysis.margin import figure3_picks
-
-        try:
-            with np.load(args.margins) as margins:
-                return figure3_picks(dict(margins), args.pick)
-        except (OSError, KeyError, ValueError) as err:
-            raise UserError(f"--margins {args.margins}: {err}") from None
-    from ..avlog import AVLog
-    from .inspect import resolve_epoch, top_table
-
-    try:
-        with AVLog(args.log) as log:
-            epoch = resolve_epoch(log.epochs, args.epoch, args.log)
-            most = top_table(log, epoch, args.pick, least=False)
-            least = top_table(log, epoch, args.pick, least=True)
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(str(err)) from None
-    titles = [f"#{i} AV {a:.2f} (most)" for i, a in zip(most["index"], most["av"])]
-    titles += [f"#{i} AV {a:.2f} (least)" for i, a in zip(least["index"], least["av"])]
-    return [int(i) for i in most["index"]] + [int(i) for i in least["index"]], titles
-
-
-def positions_of(bundle, dataset, wanted: list[int]) -> list[int]:
-    """Positions in `dataset` of the wanted dataset indices (`dataset.indices`, or one pass over the data)."""
-    indices = getattr(dataset, "indices", None)
-    if indices is None:
-        indices = np.concatenate([np.asarray(index) for _, _, index in bundle.eval_loader(dataset, 1024)])
-    where = {int(i): p for p, i in enumerate(indices)}
-    missing = [i for i in wanted if i not in where]
-    if missing:
-        raise UserError(f"dataset indices {missing[:5]} are not in the {len(indices)} samples of this split")
-    return [where[i] for i in wanted]
-
-
-# ---------------------------------------------------------------------------------------------
-# Fig. 1a, Fig. 4, Tab. 1, index
-
 def run_av_figure(args) -> int:
-    from ..analysis.figures import figure1a_av_statistics
-    from ..avlog import AVLog
+    from ..analysis.studies import av_figure
 
-    check_image(args.out)
-    try:
-        with AVLog(args.log) as log:
-            summary = log.summary()
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(str(err)) from None
-    if len(summary["epoch"]) == 0:
-        raise UserError(f"{args.log} holds no complete epoch yet")
-    figure1a_av_statistics(summary, args.out, args.title)
-    print(f"Fig. 1a over {len(summary['epoch'])} epochs: {args.out}")
+    print(f"Fig. 1a over {av_figure(args.log, args.out, args.title)} epochs: {args.out}")
     return 0
 
 
@@ -405,32 +202,15 @@ def eta_of(run_dir: Path) -> float:
 
 
 def run_table1(args) -> int:
-    from ..analysis.tables import read_evaluation, table1_rows, write_table1
+    from ..analysis.studies import table1
 
-    if args.out.suffix != ".md":
-        raise UserError(f"--out {args.out}: give a Markdown (.md) file")
-    try:
-        entries = [(name, Path(av), read_evaluation(ev, args.accuracy_key, args.robustness_key))
-                   for name, av, ev in args.entry]
-        rows = table1_rows(entries)
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(str(err)) from None
-    at_margins = next((Path(av) for name, av, _ in args.entry if name.lower() == "at" and Path(av).suffix == ".json"), None)
-    write_table1(rows, args.out, json.loads(at_margins.read_text()) if at_margins else None)
+    rows = table1(args.entry, args.out, args.accuracy_key, args.robustness_key)
     print(f"Tab. 1 with {len(rows)} methods: {args.out}")
     return 0
 
 
 def run_index(args) -> int:
-    missing = [str(f) for f in args.files if not f.exists()]
-    if missing:
-        raise UserError(f"not found: {', '.join(missing[:3])}")
-    base = args.out.parent
-    lines = [f"# {args.title}", ""]
-    for f in args.files:
-        caption = CAPTIONS.get(f.stem) or CAPTIONS.get(f.stem.split("_")[0], f.stem)  # fig1a_<run> -> fig1a
-        rel = Path(os.path.relpath(f, base)).as_posix()
-        lines.append(f"- [{caption}]({rel}) (`{rel}`)")
-    write_text_atomic(args.out, "\n".join(lines) + "\n")
-    return 0
+    from ..analysis.studies import index_page
 
+    index_page(args.files, args.out, args.title)
+    return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import UserError
 
 DEFAULT_ATTACKS = ["autoattack", "pgd"]
 
@@ -49,12 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no per-chunk progress bar")
 
 
-def spec_from_args(args):
-    from ..evaluation import EvaluationSpec, PGDSettings, parse_fraction
+# the evaluation's parameters (ParameterError) and the flags that set them
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "eps", "pgd_steps", "pgd_step_size", "pgd_restarts", "pgd_random_start", "batch_size", "chunk_size", "n_ex",
+    "attack", "out")}
 
-    pgd = PGDSettings(steps=args.pgd_steps, step_size=parse_fraction(args.pgd_step_size, "--pgd-step-size"),
+
+def spec_from_args(args):
+    from ..evaluation import EvaluationSpec, PGDSettings
+    from ..fraction import budget
+
+    pgd = PGDSettings(steps=args.pgd_steps, step_size=budget(args.pgd_step_size, "pgd_step_size", positive=True),
                       restarts=args.pgd_restarts, random_start=args.pgd_random_start)
-    return EvaluationSpec(attacks=tuple(args.attack), eps=parse_fraction(args.eps, "--eps"), pgd=pgd,
+    return EvaluationSpec(attacks=tuple(args.attack), eps=budget(args.eps, "eps", positive=True), pgd=pgd,
                           batch_size=args.batch_size, chunk_size=args.chunk_size, seed=args.seed, n_ex=args.n_ex)
 
 
@@ -68,17 +74,11 @@ def summary_line(report: dict) -> str:
 
 
 def run(args) -> int:
-    from ..checkpoint import CheckpointError
-    from ..device import DeviceUnavailable
-    from ..evaluation import EvaluationError, evaluate_checkpoint
+    from ..evaluation import evaluate_checkpoint
 
-    try:
-        spec = spec_from_args(args)
-        report = evaluate_checkpoint(args.checkpoint, args.out, spec, data_root=args.data_root,
-                                     dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,
-                                     progress=not args.no_progress)
-    except (CheckpointError, EvaluationError, DeviceUnavailable) as err:
-        raise UserError(str(err)) from None
+    report = evaluate_checkpoint(args.checkpoint, args.out, spec_from_args(args), data_root=args.data_root,
+                                 dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,
+                                 progress=not args.no_progress)
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{summary_line(report)} -> {args.out}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from . import UserError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -24,12 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..export.robustbench import ExportError, export_robustbench
+    from ..export.robustbench import export_robustbench
 
-    try:
-        written = export_robustbench(args.run, args.out, evaluation=args.evaluation, name=args.name)
-    except ExportError as err:
-        raise UserError(str(err)) from None
+    written = export_robustbench(args.run, args.out, evaluation=args.evaluation, name=args.name)
     info = written["info"]
     print(f"{info['architecture']}, clean {info['clean_acc']} %, AutoAttack {info['autoattack_acc']} % -> "
           f"{written['model_info']}, {written['state_dict']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.registry import FETCHED
 from . import UserError
 
 EXAMPLES = """examples:
@@ -15,13 +16,10 @@ DATA_ROOT/NAME/manifest.json is written last; set data.root (data.extra for ti50
 """
 
 
-NAMES = ("cifar10", "cifar100", "svhn", "ti500k", "digits")  # == iseat.data.fetch.NAMES (kept here: --help needs no torch)
-
-
 def add_arguments(parser) -> None:
     parser.epilog = EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("name", choices=NAMES, help="data set to fetch")
+    parser.add_argument("name", choices=FETCHED, help="data set to fetch")
     parser.add_argument("--root", required=True, help="data root; the set goes to ROOT/NAME")
     parser.add_argument("--from", dest="source", metavar="PATH",
                         help="stage a copy made by hand: the archive/file, or a folder holding it or its extracted files")
@@ -32,16 +30,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sha256", help="ti500k: expected sha256 of the pickle, if known")
 
 
+# the fetch's parameters (ParameterError) and the flags that set them
+FLAGS = {"source": "--from", "url": "--url", "limit": "--limit", "sha256": "--sha256", "expected_count": "--expect-count"}
+
+
 def run(args) -> int:
-    from ..data.errors import DataError
     from ..data.fetch import fetch
     from ..data.pseudo_labels import PUBLISHED_COUNT
 
     if args.name != "ti500k" and args.expect_count is not None:
         raise UserError("--expect-count applies only to ti500k")
     expected = PUBLISHED_COUNT if args.expect_count is None else args.expect_count
-    try:
-        print(fetch(args.name, args.root, args.source, args.url, args.limit, expected, args.sha256))
-    except DataError as err:
-        raise UserError(str(err)) from None
+    print(fetch(args.name, args.root, args.source, args.url, args.limit, expected, args.sha256))
     return 0

@@ -29,22 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the plan here as JSON")
 
 
+# the plan's parameters (ParameterError) and the flags that set them
+FLAGS = {"gpu_check": "--gpu-check", "step_time": "--step-time", "aa_s_per_image": "--aa-s-per-image"}
+
+
 def run(args) -> int:
     from ..benchmarks import report
-    from ..plan import PlanError, StepTimes, dry_run, format_plan, parse_aa_rate, parse_jobs, plan
+    from ..plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
 
     if not args.gpu_check and not args.step_time:
         raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-    try:
-        times = StepTimes.from_gpu_check(args.gpu_check) if args.gpu_check else StepTimes()
-        for spec in args.step_time:
-            times.add(spec)
-        for spec in args.aa_s_per_image:
-            arch, seconds = parse_aa_rate(spec)
-            times.aa_s_per_image[arch] = seconds
-        text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
-        result = plan(parse_jobs(text), times)
-    except PlanError as err:
-        raise UserError(str(err)) from None
+    times = measured_step_times(args.gpu_check, args.step_time, args.aa_s_per_image)
+    text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
+    result = plan(parse_jobs(text), times)
     return report(result, format_plan(result), args.json)

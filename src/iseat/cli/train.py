@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
+FLAGS = {"out": "--out"}  # the run's parameters (ParameterError) and the flags that set them
+
+
 def run(args) -> int:
     from ..config import load_config
 

@@ -30,8 +30,9 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .registry import DATASETS
+
 AUGMENTATIONS = ("none", "crop_flip", "idbh")
-AUTO = {"cifar10": "crop_flip", "cifar100": "crop_flip", "npz": "crop_flip", "svhn": "none", "digits": "none"}
 
 # (probability, operation, low, high): magnitudes uniform in [low, high], rotation integers low..high
 COLOUR_BIASED = (
@@ -52,9 +53,9 @@ IDBH_VARIANTS = {
 
 
 def resolve_augmentation(augmentation: str, dataset: str) -> str:
-    """`auto` is crop_flip for CIFAR and npz sets, none for SVHN and digits."""
+    """`auto` is the data set's own (registry: crop_flip for CIFAR and npz sets, none for SVHN and digits)."""
     if augmentation == "auto":
-        return AUTO.get(dataset, "crop_flip")
+        return DATASETS[dataset].augmentation if dataset in DATASETS else "crop_flip"
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"data.augmentation: {augmentation!r} is not one of {['auto', *AUGMENTATIONS]}")
     return augmentation
@@ -159,7 +160,7 @@ def build_augmentation(name: str, dataset: str = "cifar10"):
     if name == "crop_flip":
         return CropFlip()
     if name == "idbh":
-        return idbh("svhn" if dataset == "svhn" else "weak")
+        return idbh(DATASETS[dataset].idbh_variant if dataset in DATASETS else "weak")
     raise ValueError(f"data.augmentation: {name!r} is not one of {list(AUGMENTATIONS)}")
 
 

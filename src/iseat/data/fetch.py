@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torchvision
-from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+from torchvision.datasets import SVHN
 
 from ..io import atomic_path, write_json_atomic
-from . import pseudo_labels
-from .errors import FetchError
+from . import pseudo_labels, registry
+from ..errors import literal
+from .errors import DataInputError, FetchError
 from .pseudo_labels import file_digest
 
 FORMAT = "iseat-data-v1"
@@ -69,8 +70,15 @@ def svhn_spec() -> DatasetSpec:
     return DatasetSpec("svhn", {r.filename: r.md5 for r in remotes}, remotes=remotes)
 
 
-DATASETS = {"cifar10": cifar_spec("cifar10", CIFAR10), "cifar100": cifar_spec("cifar100", CIFAR100), "svhn": svhn_spec()}
-NAMES = (*DATASETS, "ti500k", "digits")
+def torchvision_spec(entry: registry.DataSet) -> DatasetSpec:
+    if entry.reader == "cifar":
+        return cifar_spec(entry.name, getattr(torchvision.datasets, entry.torchvision))
+    return svhn_spec()
+
+
+# the sets published as torchvision files; the others (digits, ti500k) have their own fetch below
+DATASETS = {n: torchvision_spec(d) for n, d in registry.DATASETS.items() if d.fetched and d.torchvision}
+NAMES = registry.FETCHED
 
 
 def now() -> str:
@@ -190,8 +198,9 @@ def fetch_archive_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | 
             found = {rel: staged_file(source, rel) for rel in spec.files}
             missing = [rel for rel, path in found.items() if path is None]
             if missing:
-                raise FetchError(f"--from {source}: holds neither {archive.filename} nor the extracted files "
-                                 f"(missing {missing[0]}); give the archive or the folder it extracts to")
+                raise DataInputError(f"{{0}} {literal(source)}: holds neither {archive.filename} nor the extracted "
+                                     f"files (missing {missing[0]}); give the archive or the folder it extracts to",
+                                     "source")
             for rel, path in found.items():  # verify every copy before replacing anything
                 copy_verified(path, staging / rel, spec.files[rel])
             install(spec, staging, dest)
@@ -246,7 +255,7 @@ def fetch_torchvision_set(name: str, root, source=None, url: str | None = None) 
     spec, root = DATASETS[name], Path(root)
     dest = root / name
     if source is not None and not Path(source).exists():
-        raise FetchError(f"--from {source}: no such file or folder")
+        raise DataInputError(f"{{0}} {literal(source)}: no such file or folder", "source")
     if all(digest_matches(dest / rel, md5) for rel, md5 in spec.files.items()):
         if not (dest / MANIFEST).is_file():
             write_data_manifest(spec, dest, "verified in place")
@@ -285,9 +294,10 @@ def fetch_pseudo_labelled(root, source=None, url: str | None = None, limit: int 
     root = Path(root)
     dest = root / "ti500k"
     if source is None and url is None:
-        raise FetchError("ti500k needs --from PATH or --url URL; " + TI500K_HINT.format(root=root))
+        raise DataInputError("ti500k needs {0} PATH or {1} URL; " + literal(TI500K_HINT.format(root=root)),
+                             "source", "url")
     if limit is not None and limit < 1:
-        raise FetchError(f"--limit: {limit} must be at least 1")
+        raise DataInputError(f"{{0}}: {limit} must be at least 1", "limit")
     expected_count = expected_count or None
     if source is not None:
         return convert_staged(Path(source), root, dest, limit, expected_count, sha256)
@@ -311,7 +321,8 @@ def convert_staged(source: Path, root: Path, dest: Path, limit, expected_count, 
     if source.is_dir():
         source = source / pseudo_labels.PICKLE_NAME
     if not source.is_file():
-        raise FetchError(f"--from {source}: no such file; " + TI500K_HINT.format(root=root))
+        raise DataInputError(f"{{0}} {literal(source)}: no such file; " + literal(TI500K_HINT.format(root=root)),
+                             "source")
     digest, size = file_digest(source, "sha256", progress=True)
     if sha256 and digest != sha256.lower():
         raise FetchError(f"{source}: sha256 {digest}, expected {sha256} (corrupted, truncated or the wrong file); "
@@ -348,13 +359,13 @@ def fetch_digits(root) -> str:
 
 def fetch(name: str, root, source=None, url: str | None = None, limit: int | None = None,
           expected_count: int | None = pseudo_labels.PUBLISHED_COUNT, sha256: str | None = None) -> str:
-    """Fetch or stage one data set by name (cifar10, cifar100, svhn, ti500k, digits); returns a summary line."""
+    """Fetch or stage one data set by name (`registry.FETCHED`); returns a summary line."""
     if name not in NAMES:
         raise FetchError(f"unknown data set {name!r}; choose one of {list(NAMES)}")
     if source is not None and url is not None:
-        raise FetchError("give either --from (a staged copy) or --url (a download), not both")
+        raise DataInputError("give either {0} (a staged copy) or {1} (a download), not both", "source", "url")
     if name != "ti500k" and (limit is not None or sha256 is not None):
-        raise FetchError("--limit and --sha256 apply only to ti500k")
+        raise DataInputError("{0} and {1} apply only to ti500k", "limit", "sha256")
     if name == "ti500k":
         return fetch_pseudo_labelled(root, source, url, limit, expected_count, sha256)
     if name == "digits":

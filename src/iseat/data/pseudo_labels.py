@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path, write_json_atomic
-from .errors import DataError
+from ..errors import literal
+from .errors import DataError, DataInputError
 from .safe_pickle import restricted_load
 
 PICKLE_NAME = "ti_500K_pseudo_labeled.pickle"
@@ -59,8 +60,8 @@ def check_schema(obj, what: str, expected_count: int | None = None) -> tuple[np.
         bad = "no samples" if len(data) == 0 else f"labels {targets.min()}..{targets.max()}"
         raise DataError(f"{what}: labels must be 0..{NUM_CLASSES - 1} and the set non-empty, found {bad}")
     if expected_count and len(data) != expected_count:
-        raise DataError(f"{what}: holds {len(data)} samples, expected {expected_count}; pass --expect-count "
-                        f"{len(data)} (or 0) if this is the set you mean")
+        raise DataInputError(f"{literal(what)}: holds {len(data)} samples, expected {expected_count}; pass {{0}} "
+                             f"{len(data)} (or 0) if this is the set you mean", "expected_count")
     return data, targets.astype(np.int64)
 
 
@@ -88,7 +89,7 @@ def convert(source, dest, source_record: dict, limit: int | None = None, expecte
     data, targets = read_pickle(source, expected_count)
     if limit is not None:
         if limit < 1:
-            raise DataError(f"--limit: {limit} must be at least 1")
+            raise DataInputError(f"{{0}}: {limit} must be at least 1", "limit")
         data, targets = data[:limit], targets[:limit]
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MANIFEST).unlink(missing_ok=True)

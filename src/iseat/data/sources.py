@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+import torchvision
+from torchvision.datasets import SVHN
 
+from . import registry
 from .errors import DataError
 from .safe_pickle import restricted_load
 
-DIGITS_TEST_SIZE = 300  # 1797 digits -> 1497 training / 300 test images, a fixed split
+DIGITS_TEST_SIZE = registry.DATASETS["digits"].sizes[1]  # 1797 digits -> 1497 training / 300 test images, a fixed split
 IMAGE_SIZE = 32  # every model (small CNN, PreActResNet18, WRN) is built for 32 x 32 inputs
 MAX_CLASSES = 1000  # more classes than any image set used here: larger labels are a labelling mistake
 
@@ -35,18 +37,19 @@ class LabelledArrays:
 
 
 def load_source(dataset: str, root: str | None) -> LabelledArrays:
-    """Read the `data.dataset` named set from `data.root`."""
-    if dataset == "digits":
-        return load_digits()
-    if root is None:
+    """Read the `data.dataset` named set from `data.root`, with the reader its registry entry names."""
+    entry = registry.DATASETS.get(dataset)
+    if entry is None or entry.reader is None:
+        raise DataError(f"data.dataset: unknown data set {dataset!r}; choose one of {', '.join(registry.TRAINING_SETS)}")
+    if entry.needs_root and root is None:
         raise DataError(f"data.root: required for dataset {dataset!r}")
-    if dataset == "npz":
+    if entry.reader == "digits":
+        return load_digits()
+    if entry.reader == "npz":
         return load_npz(root)
-    if dataset in ("cifar10", "cifar100"):
+    if entry.reader == "cifar":
         return load_cifar(dataset, root)
-    if dataset == "svhn":
-        return load_svhn(root)
-    raise DataError(f"data.dataset: unknown data set {dataset!r}; choose digits, npz, cifar10, cifar100 or svhn")
+    return load_svhn(root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +72,7 @@ def load_digits() -> LabelledArrays:
     y = bunch.target.astype(np.int64)
     order = np.random.RandomState(0).permutation(len(y))
     test, train = np.sort(order[:DIGITS_TEST_SIZE]), np.sort(order[DIGITS_TEST_SIZE:])
-    return LabelledArrays("digits", x[train], y[train], x[test], y[test], 10)
+    return LabelledArrays("digits", x[train], y[train], x[test], y[test], registry.DATASETS["digits"].num_classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,9 +144,6 @@ def load_npz(path) -> LabelledArrays:
 # ---------------------------------------------------------------------------------------------
 # torchvision-format folders (the layout `iseat fetch` writes)
 
-TORCHVISION = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-
-
 def layout_folder(root: Path, marker: str, dataset: str) -> Path:
     """The folder holding `marker`: `root` itself, or `root` as the inner folder (e.g. cifar-10-batches-py)."""
     if (root / marker).exists():
@@ -185,17 +185,17 @@ def read_cifar_batches(folder: Path, names: list[str], label_key: str) -> tuple[
 
 def load_cifar(dataset: str, root) -> LabelledArrays:
     """CIFAR-10/100 from `root/cifar-10-batches-py` (or `cifar-100-python`), torchvision's layout."""
-    tv = TORCHVISION[dataset]
+    entry = registry.DATASETS[dataset]
+    tv = getattr(torchvision.datasets, entry.torchvision)
     root = layout_folder(Path(root), tv.base_folder, dataset)
     check_manifest_sizes(root, dataset)
     folder = root / tv.base_folder
-    label_key = "labels" if dataset == "cifar10" else "fine_labels"
     missing = [n for n, _ in tv.train_list + tv.test_list if not (folder / n).is_file()]
     if missing:
         raise DataError(f"{folder}: missing {missing}; run `iseat fetch {dataset} --root {root.parent}`")
-    x_train, y_train = read_cifar_batches(folder, [n for n, _ in tv.train_list], label_key)
-    x_test, y_test = read_cifar_batches(folder, [n for n, _ in tv.test_list], label_key)
-    return LabelledArrays(dataset, x_train, y_train, x_test, y_test, 10 if dataset == "cifar10" else 100)
+    x_train, y_train = read_cifar_batches(folder, [n for n, _ in tv.train_list], entry.label_key)
+    x_test, y_test = read_cifar_batches(folder, [n for n, _ in tv.test_list], entry.label_key)
+    return LabelledArrays(dataset, x_train, y_train, x_test, y_test, entry.num_classes)
 
 
 def read_svhn_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -223,4 +223,4 @@ def load_svhn(root) -> LabelledArrays:
     check_manifest_sizes(root, "svhn")
     x_train, y_train = read_svhn_split(root, "train")
     x_test, y_test = read_svhn_split(root, "test")
-    return LabelledArrays("svhn", x_train, y_train, x_test, y_test, 10)
+    return LabelledArrays("svhn", x_train, y_train, x_test, y_test, registry.DATASETS["svhn"].num_classes)

@@ -6,13 +6,13 @@ schemas/aa.schema.json) and `<out stem>.per_sample.csv`; `evaluate_model` does t
 and a Dataset of (x, y, index).
 """
 
-from .api import evaluate_checkpoint, evaluate_model, resolve_device
+from .api import evaluate_checkpoint, evaluate_model
 from .attacks import ATTACKS, Attack, AttackOutcome, register
 from .autoattack_adapter import PROTOCOLS, STANDARD, TORCHATTACKS, Protocol
 from .chunks import IndexedTensors, partial_path
 from .report import per_sample_path, validate
-from .spec import EvaluationError, EvaluationSpec, PGDSettings, attack_choices, parse_fraction
+from .spec import EvaluationError, EvaluationInputError, EvaluationSpec, PGDSettings, attack_choices
 
-__all__ = ["ATTACKS", "Attack", "AttackOutcome", "EvaluationError", "EvaluationSpec", "IndexedTensors", "PGDSettings", "PROTOCOLS",
-           "Protocol", "STANDARD", "TORCHATTACKS", "attack_choices", "evaluate_checkpoint", "evaluate_model", "parse_fraction",
-           "partial_path", "per_sample_path", "register", "resolve_device", "validate"]
+__all__ = ["ATTACKS", "Attack", "AttackOutcome", "EvaluationError", "EvaluationInputError", "EvaluationSpec", "IndexedTensors", "PGDSettings", "PROTOCOLS",
+           "Protocol", "STANDARD", "TORCHATTACKS", "attack_choices", "evaluate_checkpoint", "evaluate_model",
+           "partial_path", "per_sample_path", "register", "validate"]

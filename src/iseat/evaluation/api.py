@@ -16,21 +16,25 @@ import torch
 from .. import run_lock
 from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
 from ..device import resolve_device
+from ..errors import literal
 from ..provenance import device_description, provenance
 from .chunks import model_digest, partial_path, run_chunks
 from .report import build_report, per_sample_path, write_outputs
-from .spec import EvaluationError, EvaluationSpec
+from .spec import EvaluationError, EvaluationInputError, EvaluationSpec
 
 
 def check_out_path(out) -> Path:
     """Every file the evaluation will write (report, per-sample CSV, partial results) can be written."""
     out = Path(out)
     if out.suffix != ".json":
-        raise EvaluationError(f"--out {out} must be a .json file (the per-sample CSV goes beside it)")
+        raise EvaluationInputError(f"{{0}} {literal(out)} must be a .json file (the per-sample CSV goes beside it)", "out")
     for path in (out, per_sample_path(out), partial_path(out)):
         if path.is_dir():
-            raise EvaluationError(f"--out {out}: {path} is a folder; choose another --out")
-    check_writable_folder(out.parent, f"--out {out}")
+            raise EvaluationInputError(f"{{0}} {literal(out)}: {literal(path)} is a folder; choose another {{0}}", "out")
+    try:
+        check_writable_folder(out.parent, str(out))
+    except EvaluationError as err:
+        raise EvaluationInputError(f"{{0}} {literal(err)}", "out") from None
     return out
 
 
@@ -54,7 +58,7 @@ def sample_count(spec: EvaluationSpec, available: int) -> int:
     if spec.n_ex is None:
         return available
     if spec.n_ex > available:
-        raise EvaluationError(f"--n-ex {spec.n_ex} is more than the {available} test samples")
+        raise EvaluationInputError(f"{{0}} {spec.n_ex} is more than the {available} test samples", "n_ex")
     return spec.n_ex
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import UserError
+from ..errors import ParameterError, UserError, literal
+from ..fraction import budget
 from .attacks import ATTACKS, Attack
 
 NORM = "Linf"
-MAX_EPS = 0.25  # larger values are taken as pixels (e.g. 8 for 8/255), a common mistake
 NONE = "none"  # --attack none: clean accuracy only
 
 
@@ -16,21 +16,16 @@ class EvaluationError(UserError, ValueError):
     """Bad evaluation input (eps, attack choice, sample count, stale partial results); the message is one line."""
 
 
-def parse_fraction(value, name: str, upper: float = MAX_EPS) -> float:
-    """A budget in [0, 1] units from "8/255", "0.0314" or a number; pixels (e.g. "8") are refused."""
+class EvaluationInputError(EvaluationError, ParameterError):
+    """A bad evaluation setting; the message names the setting (`eps`, `pgd_steps`, `attack`, `n_ex`, `out`, ...)."""
+
+
+def positive_budget(value: float, parameter: str) -> None:
+    """An eps or step size in (0, 0.25] ([0, 1] pixel units), as `iseat.fraction.budget` checks it."""
     try:
-        if isinstance(value, str) and "/" in value:
-            num, den = value.split("/")
-            number = float(num) / float(den)
-        else:
-            number = float(value)
-    except (ValueError, ZeroDivisionError):
-        raise EvaluationError(f"{name} {value!r} is not a number or a fraction such as 8/255") from None
-    if not number > 0:
-        raise EvaluationError(f"{name} {value!r} must be positive")
-    if number > upper:
-        raise EvaluationError(f"{name} {value!r} looks like pixels; give it in [0, 1] units, e.g. 8/255")
-    return number
+        budget(value, parameter, positive=True)
+    except ParameterError as err:
+        raise EvaluationInputError(err.reason, *err.parameters) from None
 
 
 @dataclass(frozen=True)
@@ -44,13 +39,12 @@ class PGDSettings:
 
     def __post_init__(self):
         if self.steps < 1:
-            raise EvaluationError(f"--pgd-steps {self.steps} must be at least 1")
+            raise EvaluationInputError(f"{{0}} {self.steps} must be at least 1", "pgd_steps")
         if self.restarts < 1:
-            raise EvaluationError(f"--pgd-restarts {self.restarts} must be at least 1")
+            raise EvaluationInputError(f"{{0}} {self.restarts} must be at least 1", "pgd_restarts")
         if self.restarts > 1 and not self.random_start:
-            raise EvaluationError("--pgd-restarts > 1 repeats the same attack without --pgd-random-start")
-        if not 0 < self.step_size <= MAX_EPS:
-            raise EvaluationError(f"--pgd-step-size {self.step_size} must be in (0, {MAX_EPS}] ([0, 1] units)")
+            raise EvaluationInputError("{0} > 1 repeats the same attack without {1}", "pgd_restarts", "pgd_random_start")
+        positive_budget(self.step_size, "pgd_step_size")
 
     @property
     def label(self) -> str:
@@ -72,13 +66,12 @@ class EvaluationSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "attacks", normalise_attacks(self.attacks))
-        if not 0 < self.eps <= MAX_EPS:
-            raise EvaluationError(f"--eps {self.eps} looks like pixels; give it in [0, 1] units, e.g. 8/255")
-        for name, value in (("--batch-size", self.batch_size), ("--chunk-size", self.chunk_size)):
+        positive_budget(self.eps, "eps")
+        for name, value in (("batch_size", self.batch_size), ("chunk_size", self.chunk_size)):
             if value < 1:
-                raise EvaluationError(f"{name} {value} must be at least 1")
+                raise EvaluationInputError(f"{{0}} {value} must be at least 1", name)
         if self.n_ex is not None and self.n_ex < 1:
-            raise EvaluationError(f"--n-ex {self.n_ex} must be at least 1")
+            raise EvaluationInputError(f"{{0}} {self.n_ex} must be at least 1", "n_ex")
 
     @property
     def attack_classes(self) -> list[type[Attack]]:
@@ -107,15 +100,16 @@ def normalise_attacks(attacks) -> tuple[str, ...]:
     attacks = tuple(dict.fromkeys(attacks))
     unknown = [a for a in attacks if a not in attack_choices()]
     if unknown:
-        raise EvaluationError(f"--attack {unknown[0]!r} is unknown; choose from {', '.join(attack_choices())}")
+        raise EvaluationInputError(f"{{0}} {literal(repr(unknown[0]))} is unknown; choose from {', '.join(attack_choices())}",
+                                   "attack")
     if NONE in attacks:
         if len(attacks) > 1:
-            raise EvaluationError("--attack none (clean accuracy only) cannot be combined with attacks")
+            raise EvaluationInputError("{0} none (clean accuracy only) cannot be combined with attacks", "attack")
         return ()
     chosen = [name for name in ATTACKS if name in attacks]
     for section in dict.fromkeys(ATTACKS[name].section for name in chosen):
         rivals = [name for name in chosen if ATTACKS[name].section == section]
         if len(rivals) > 1:
             family = ATTACKS[rivals[0]].family or section
-            raise EvaluationError(f"--attack: choose one {family} protocol ({' or '.join(rivals)})")
+            raise EvaluationInputError(f"{{0}}: choose one {family} protocol ({' or '.join(rivals)})", "attack")
     return tuple(chosen)

@@ -18,15 +18,17 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, read_checkpoint, sha256_of
+from ..data import registry
+from ..errors import UserError
 from ..io import atomic_path, write_json_atomic
 
-DATASETS = ("cifar10", "cifar100")  # RobustBench's l-inf leaderboards for 32x32 images
+DATASETS = tuple(n for n, d in registry.DATASETS.items() if d.robustbench)  # its l-inf leaderboards for 32x32 images
 ISEAT_PAPER = {"link": "https://arxiv.org/abs/2303.14077",
                "name": "Improved Adversarial Training Through Adaptive Instance-wise Loss Smoothing",
                "authors": "Lin Li, Michael Spratling", "venue": "arXiv, Mar 2023"}
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A run that cannot be exported as it is (one line)."""
 
 
