@@ -196,6 +196,16 @@ def test_demo_grid_point(demo):
     assert run["data"] == demo_data() and run["seed"] == 0
 
 
+def test_demo_eta_sweep_run_fine_tunes_at_eq9_from_the_base_at_run(demo):
+    """Fig. 4's sweep in config/demo.yaml: analysis.eta_sweep {setting: digits, base: at, one epoch at lr 0.01}."""
+    sweep = demo.config["analysis"]["eta_sweep"]
+    assert demo.eta_sweep_overrides(sweep, "1.0", 0) == {
+        **DEMO_COMMON, "data": demo_data(), "attack": {"eps": "8/255", "step_size": "2/255"},
+        "training": {"epochs": 1, "lr": 0.01, "lr_milestones": [], "finetune_from": "results/demo/digits/at/seed0/best.pt",
+                     "finetune_checkpoint": "best"},
+        "method": {"name": "at_eq9", "eta": 1.0}, "seed": 0}
+
+
 def test_demo_digits_svhn_runs_pinned_lambda_without_warm_up(demo):
     expected = {**DEMO_COMMON, "data": demo_data("none"), "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
                 "attack": {"eps": "8/255", "step_size": "1/255", "ramp_epochs": 1}, "seed": 3}

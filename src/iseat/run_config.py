@@ -169,3 +169,21 @@ class RunConfigs:
             {"seed": int(seed), "data": {"selection": "validation"}},
             start,
         )
+
+    def eta_sweep_overrides(self, sweep: dict, eta, seed) -> dict:
+        """One run of the Eq. 9 strength sweep (Fig. 4, `analysis.eta_sweep`): the setting's model and
+        data, the sweep's protocol, method at_eq9 with this eta, fine-tuned from the base run's
+        checkpoint of the same seed."""
+        setting, which = sweep["setting"], sweep.get("checkpoint", "best")
+        start = {"training": {"finetune_from": f"{self.run_dir(setting, sweep['base'], seed)}/{which}.pt",
+                              "finetune_checkpoint": which}}
+        return deep_merge(
+            self.device_layer("finetune", setting),
+            self.config.get("train"),
+            self.settings[setting].get("train"),
+            sweep.get("train"),
+            {"method": {"name": "at_eq9", "eta": float(eta)}},
+            self.data_overrides(setting),
+            {"seed": int(seed)},
+            start,
+        )

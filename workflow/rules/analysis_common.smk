@@ -84,25 +84,7 @@ def margin_dir(name):
 
 
 def analysis_eta_overrides(eta):
-    """One eta-sweep fine-tune: the setting's model and data, the Eq. 9 protocol, method at_eq9
-    with this eta, started from the base run's checkpoint (same seed)."""
-    setting, seed, which = ETA_SWEEP["setting"], ANALYSIS["seed"], ETA_SWEEP.get("checkpoint", "best")
-    start = {
-        "training": {
-            "finetune_from": f"{run_dir(setting, ETA_SWEEP['base'], seed)}/{which}.pt",
-            "finetune_checkpoint": which,
-        }
-    }
-    return deep_merge(
-        device_layer("finetune", setting),
-        config.get("train"),
-        SETTINGS[setting].get("train"),
-        ETA_SWEEP.get("train"),
-        {"method": {"name": "at_eq9", "eta": float(eta)}},
-        data_overrides(setting),
-        {"seed": int(seed)},
-        start,
-    )
+    return RUNS.eta_sweep_overrides(ETA_SWEEP, eta, ANALYSIS["seed"])
 
 
 def analysis_eta_inputs(wildcards):
