@@ -17,7 +17,7 @@ PUBLISHED = {
     ("cifar10_ti500k", "rst_mart"): (87.50, 56.29), ("cifar10_ti500k", "rst_gairat"): (89.36, 59.64),
     ("cifar10_ti500k", "rst_awp"): (88.25, 60.05), ("cifar10_ti500k", "rst_rwp"): (88.87, 60.36),
 }
-NOT_RUN = {"infoat", "las_at", "las_awp", "rst_gairat"}
+NOT_RUN = {"infoat", "las_at", "las_awp"}
 
 
 def write_result(root, setting, method, clean, robust):
