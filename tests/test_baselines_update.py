@@ -76,12 +76,30 @@ def box(x_adv, x):
     return torch.clamp(torch.clamp(x_adv, x - EPS, x + EPS), 0, 1)
 
 
-def trades_attack(paper, x, seed):
+def trades_attack(paper, x, y, seed):
+    """The KL attack, and kappa counted on its iterates (GAIR_trades_loss)."""
     torch.manual_seed(seed)
-    x_adv = x + 0.001 * torch.randn(x.shape)
+    x_adv, kappa = x + 0.001 * torch.randn(x.shape), torch.zeros(len(y))
     clean = paper.eval_model(x).detach()
     for _ in range(STEPS):
-        _, g = paper.input_grad(lambda logits: kl(clean, logits).sum(), x_adv)
+        logits, g = paper.input_grad(lambda logits: kl(clean, logits).sum(), x_adv)
+        kappa += (logits.argmax(1) == y).double()
+        x_adv = box(x_adv + STEP * torch.sign(g), x)
+    return x_adv, kappa
+
+
+def cw_attack(paper, x, y):
+    """GAIR_RST's pgd_generate(loss_fn="cw", category="trades"): cwloss with confidence 50, summed."""
+    onehot = torch.nn.functional.one_hot(y, 10).double()
+
+    def cwloss(logits):
+        real = (onehot * logits).sum(1)
+        other = ((1 - onehot) * logits - onehot * 10000).max(1).values
+        return -torch.clamp(real - other + 50, min=0).sum()
+
+    x_adv = x + 0.001 * torch.randn(x.shape)
+    for _ in range(STEPS):
+        _, g = paper.input_grad(cwloss, x_adv)
         x_adv = box(x_adv + STEP * torch.sign(g), x)
     return x_adv
 
@@ -194,7 +212,7 @@ def assert_same(lib, expected, result, av):
 def test_trades_family(name):
     model, x, y = setup()
     paper = Paper(model)
-    x_adv = trades_attack(paper, x, seed=1).detach()
+    x_adv = trades_attack(paper, x, y, seed=1)[0].detach()
     loss_of = lambda params: trades_loss(paper, params, x, x_adv, y)[0]
     options, v = {}, None
     if name == "trades_awp":
@@ -252,6 +270,39 @@ def test_gairat():
     assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
 
 
+@pytest.mark.parametrize("lam", [3.0, -1.5])
+def test_gair_trades(lam):
+    """GAIR-RST's loss: CE(x) + beta * mean_i [w_i KL(x, x'_i) + (1 - w_i) KL(x, x''_i)],
+    w_i = (tanh(Lambda + K/2 - kappa_i) + 1) / 2, x' the KL attack, x'' the CW attack drawn after it."""
+    model, x, y = setup(m=12)
+    with torch.no_grad():  # half the batch starts correctly classified, so the geometry values differ
+        y[:6] = model.eval()(x[:6]).argmax(1)
+    model.train()
+    paper = Paper(model)
+    x_adv, kappa = trades_attack(paper, x, y, seed=5)
+    x_adv, x_cw = x_adv.detach(), cw_attack(paper, x, y).detach()
+    w = (torch.tanh(lam + (STEPS / 2 - kappa)) + 1) / 2
+    assert w.std() > 0
+
+    def loss_of(params):
+        clean, adv, cw = (paper.train_logits(params, inputs) for inputs in (x, x_adv, x_cw))
+        return ce(clean, y).mean() + 6.0 * (kl(clean, adv) * w + kl(clean, cw) * (1 - w)).sum() / len(y)
+
+    expected = paper.sgd(loss_of)
+    lib, result = library_step(model, x, y, "gair_trades", seed=5, **({} if lam == 3.0 else {"gair_lambda": lam}))
+    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
+
+
+def test_gair_trades_is_plain_trades_in_its_burn_in():
+    """Lambda = 100 before 1-indexed epoch epochs / 2, and the original takes plain TRADES for Lambda > 10."""
+    at = lambda epoch, **o: MethodSchedule.from_config({"name": "gair_trades", **o}).at_stage(
+        0, PGD(EPS, STEP, STEPS), epoch=epoch, epochs=EPOCHS).baseline
+    for step in (at(98), at(150, gair_lambda=10.5)):
+        assert step.instance_weights is None and step.counter_attack is None
+    assert at(99).instance_weights is not None and at(99).counter_attack is not None
+    assert at(150, gair_lambda=10.0).counter_attack is not None
+
+
 def test_gairat_is_plain_at_before_its_begin_epoch():
     model, x, y = setup()
     method = MethodSchedule.from_config({"name": "gairat"}).at_stage(0, PGD(EPS, STEP, STEPS), epoch=10, epochs=EPOCHS)
@@ -286,6 +337,7 @@ def test_defaults_are_the_originals():
     assert schedule("trades_awp") == {"beta": 6.0, "gamma": 0.005, "awp_warmup": 10}
     assert schedule("rwp") == {"gamma": 0.01, "awp_warmup": 0, "threshold": 1.7, "rwp_steps": 10}
     assert schedule("gairat") == {"gair_lambda": -1.0, "gair_begin": 0.5}
+    assert schedule("gair_trades") == {"beta": 6.0, "gair_lambda": 3.0, "gair_begin": 0.5}
     assert schedule("fat") == {"tau": (0, 1, 2), "tau_milestones": (50 / 120, 90 / 120), "omega": 0.001}
     awp = MethodSchedule.from_config({"name": "trades_awp"})
     assert awp.at_stage(0, PGD(), epoch=8, epochs=200).gamma == 0  # AWP from (1-indexed) epoch 10 on

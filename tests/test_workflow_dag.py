@@ -235,7 +235,8 @@ def test_evaluations_run_the_configured_attacks(workdir):
 
 BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trades_awp", "mart_awp": "mart_awp",
                          "rwp": "rwp", "gairat": "gairat", "fat": "fat"},
-             "cifar10_ti500k": {"rst": "trades", "rst_mart": "mart", "rst_awp": "trades_awp", "rst_rwp": "trades_rwp"}}
+             "cifar10_ti500k": {"rst": "trades", "rst_mart": "mart", "rst_awp": "trades_awp", "rst_rwp": "trades_rwp",
+                                "rst_gairat": "gair_trades"}}
 
 
 def test_every_baseline_row_plans_training_and_evaluation(workdir):
@@ -249,5 +250,5 @@ def test_every_baseline_row_plans_training_and_evaluation(workdir):
             assert f"method.name={name} " in line
             assert ("model.depth=28" in line and "data.extra=data/ti500k" in line) if setting == "cifar10_ti500k" \
                 else ("model.depth=34" in line and "data.extra" not in line)
-            original_step = method in ("trades", "mart", "gairat", "fat", "rst", "rst_mart")
+            original_step = method in ("trades", "mart", "gairat", "fat", "rst", "rst_mart", "rst_gairat")
             assert ("attack.step_size=0.007" in line) == original_step

@@ -117,7 +117,7 @@ TABLES = (
         ("cifar10_idbh", "at", "IDBH + AT"), ("cifar10_idbh", "iseat", "IDBH + ISEAT"),
         ("cifar10_idbh_wrn28", "iseat", "IDBH + ISEAT"),
         ("cifar10_ti500k", "rst", "RST"), ("cifar10_ti500k", "rst_mart", "RST + MART"),
-        ("cifar10_ti500k", "rst_gairat", "RST + GAIRAT (published, not run)"),
+        ("cifar10_ti500k", "rst_gairat", "RST + GAIRAT"),
         ("cifar10_ti500k", "rst_awp", "RST + AWP"),
         ("cifar10_ti500k", "rst_rwp", "RST + RWP"), ("cifar10_ti500k", "iseat", "ISEAT"))),
     TableSpec("tab3", "Tab. 3: CIFAR-100 and SVHN (PreActResNet18), accuracy and AutoAttack robustness (%)", (

@@ -2,7 +2,8 @@
 
 Each method = its own attack (`attacks`) + its own per-sample loss (`trades`, `mart`, or the
 adversarial cross-entropy) + optionally a weight perturbation (AWP on the method's loss, or `rwp`)
-+ optionally instance weights (`gairat`). `BASELINES` holds each one's parts and its authors'
++ optionally instance weights (`gairat`; `gair_trades`: the weights share each sample's loss between
+the attack's adversary and a second, CW-margin one). `BASELINES` holds each one's parts and its authors'
 defaults (sources in each module's docstring and in config/README.md); a config's `method`
 section may override any default. `iseat.method.training_step` runs them through
 `step.baseline_training_step`.
@@ -16,8 +17,9 @@ from functools import partial
 
 import torch.nn.functional as F
 
-from . import fat, gairat, mart, rwp, trades
-from .attacks import EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack, UniformStartPGD
+from . import fat, gair_trades, gairat, mart, rwp, trades
+from .attacks import (CWAttack, EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack,
+                      UniformStartPGD)
 from .step import BaselineStep
 
 
@@ -30,8 +32,9 @@ class Baseline:
     attack: str  # kl | gaussian_pgd | uniform_pgd | geometry_pgd | early_stopped_pgd
     loss: str  # ce | trades | mart
     perturbation: str | None = None  # None | awp | rwp
-    weighting: str | None = None  # None | gair
+    weighting: str | None = None  # None | gair | gair_trades
     defaults: dict = field(default_factory=dict)
+    counter_attack: str | None = None  # None | cw: the second adversary, weighted 1 - w (gair_trades)
 
 
 # csdongxian/AWP train_trades_cifar.py; MART-AWP's code is not released, so it takes these too.
@@ -46,6 +49,8 @@ BASELINES: dict[str, Baseline] = {
     "trades_rwp": Baseline("kl", "trades", "rwp", defaults=dict(beta=trades.BETA, **RWP_DEFAULTS)),
     "gairat": Baseline("geometry_pgd", "ce", weighting="gair",
                        defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN)),
+    "gair_trades": Baseline("kl", "trades", weighting="gair_trades", counter_attack="cw",
+                            defaults=dict(beta=trades.BETA, gair_lambda=gair_trades.LAMBDA, gair_begin=gair_trades.BEGIN)),
     "fat": Baseline("early_stopped_pgd", "ce",
                     defaults=dict(tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA)),
 }
@@ -57,7 +62,7 @@ LOSSES = {"ce": (adversarial_cross_entropy, False), "trades": (trades.trades_per
 @dataclass(frozen=True)
 class BaselineSchedule:
     """A baseline with its options; `at_stage` gives the Method of one epoch (AWP warm-up, GAIRAT's
-    Lambda and FAT's tau depend on the epoch)."""
+    and GAIR-TRADES' Lambda and FAT's tau depend on the epoch)."""
 
     name: str
     options: tuple  # sorted (key, value) pairs
@@ -77,9 +82,12 @@ class BaselineSchedule:
 
         spec, o = BASELINES[self.name], dict(self.options)
         gamma = stage_value(o["gamma"], stage) if "gamma" in o and epoch + 1 >= o["awp_warmup"] else 0.0
+        weights = self._weights(spec, o, attack, epoch, epochs)
+        counter = CWAttack(attack.eps, attack.step_size, attack.steps) \
+            if spec.counter_attack == "cw" and weights is not None else None
         step = BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
                             spec.perturbation, gamma, dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
-                            self._weights(spec, o, attack, epoch, epochs))
+                            weights, counter)
         return Method(attack=attack, gamma=gamma, baseline=step)
 
     @staticmethod
@@ -98,6 +106,9 @@ class BaselineSchedule:
 
     @staticmethod
     def _weights(spec, o, pgd, epoch, epochs):
+        if spec.weighting == "gair_trades":
+            lam = gair_trades.gair_trades_lambda(epoch, epochs, float(o["gair_lambda"]), float(o["gair_begin"]))
+            return partial(gair_trades.gair_trades_weights, steps=pgd.steps, lam=lam) if gair_trades.reweights(lam) else None
         if spec.weighting != "gair":
             return None
         lam = gairat.gair_lambda(epoch, epochs, float(o["gair_lambda"]), float(o["gair_begin"]))

@@ -2,8 +2,11 @@
 
 - `KLAttack` (TRADES, Zhang et al. 2019; yaodongyu/TRADES `trades_loss`): start x + 0.001 * N(0, I)
   (not clipped), ascend KL(f(x) || f(x')) summed over the batch, project to the eps-ball and [0, 1].
+  It also counts kappa on its iterates, as GAIR-RST's `GAIR_trades_loss` does on the same walk.
 - `GaussianStartPGD` (MART, Wang et al. 2020; YisenWang/MART `mart_loss`): the same start, ascend the
   mean cross-entropy.
+- `CWAttack` (GAIR-RST's second adversary; GAIR_RST/losses.py `pgd_generate`, loss "cw", category
+  "trades"): the same start, ascend the capped CW margin min(max_{k != y} z_k - z_y, 50) summed.
 - `GeometryAwarePGD` (GAIRAT, Zhang et al. 2021; `attack_generator.GA_PGD`, category "Madry"): uniform
   start in the eps-ball (clipped to [0, 1]), ascend the mean cross-entropy, and count kappa, the
   number of the K iterates x^(0) ... x^(K-1) that the model classifies correctly (the geometry value).
@@ -48,12 +51,24 @@ def uniform_start(x: torch.Tensor, eps: float) -> torch.Tensor:
     return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0.0, 1.0)
 
 
-def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits at x_adv and the gradient of the mean cross-entropy with respect to x_adv."""
+def capped_cw_margin(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torch.Tensor:
+    """min(max_{k != y} z_k - z_y, confidence) per sample: the original's -max(z_y - max_other + c, 0),
+    shifted by the constant c."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    return (logits.scatter(1, y[:, None], float("-inf")).amax(1) - true).clamp(max=confidence)
+
+
+def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, objective=F.cross_entropy):
+    """Logits at x_adv and the gradient of `objective(logits, y)` (the mean cross-entropy) with respect
+    to x_adv."""
     x_adv = x_adv.detach().requires_grad_(True)
     logits = model(x_adv)
-    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
+    (grad,) = torch.autograd.grad(objective(logits, y), x_adv)
     return logits.detach(), grad
+
+
+def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == y).long()
 
 
 @dataclass(frozen=True)
@@ -64,16 +79,20 @@ class KLAttack:
     start_sd: float = 0.001
 
     def perturb(self, model, x, y):
+        """Return (x', kappa): kappa[i] = how many of the K iterates are classified as y[i]."""
         x = x.detach()
         with torch.no_grad():
             p_clean = F.softmax(model(x), dim=1)
         x_adv = gaussian_start(x, self.start_sd)
+        kappa = torch.zeros(len(y), dtype=torch.long, device=y.device)
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_clean, reduction="sum")
+            logits = model(x_adv)
+            kappa += correct(logits.detach(), y)
+            kl = F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
             (grad,) = torch.autograd.grad(kl, x_adv)
             x_adv = project(x_adv.detach() + self.step_size * grad.sign(), x, self.eps)
-        return x_adv.clamp(0.0, 1.0).detach(), None
+        return x_adv.clamp(0.0, 1.0).detach(), kappa
 
 
 @dataclass(frozen=True)
@@ -83,13 +102,27 @@ class GaussianStartPGD:
     steps: int = 10
     start_sd: float = 0.001
 
+    def objective(self, logits, y):
+        return F.cross_entropy(logits, y)
+
     def perturb(self, model, x, y):
         x = x.detach()
         x_adv = gaussian_start(x, self.start_sd)
         for _ in range(self.steps):
-            _, grad = ce_input_gradient(model, x_adv, y)
+            _, grad = ce_input_gradient(model, x_adv, y, self.objective)
             x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
         return x_adv.clamp(0.0, 1.0).detach(), None
+
+
+@dataclass(frozen=True)
+class CWAttack(GaussianStartPGD):
+    """MART's walk on the capped CW margin (sign steps: its sum and the original's sum of
+    -max(z_y - max_other + c, 0) have the same input gradient)."""
+
+    confidence: float = 50.0
+
+    def objective(self, logits, y):
+        return capped_cw_margin(logits, y, self.confidence).sum()
 
 
 @dataclass(frozen=True)
@@ -119,7 +152,7 @@ class GeometryAwarePGD:
         kappa = torch.zeros(len(y), dtype=torch.long, device=y.device)
         for _ in range(self.steps):
             logits, grad = ce_input_gradient(model, x_adv, y)
-            kappa += logits.argmax(1) == y
+            kappa += correct(logits, y)
             x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
         return x_adv.detach(), kappa
 

@@ -1,5 +1,6 @@
-"""One training step of a Tab. 2 baseline: its attack, then its weight perturbation (none, AWP or
-RWP, on the method's own loss), then its loss at theta + v, then the update on theta + v (Eq. 21).
+"""One training step of a Tab. 2 baseline: its attack (and GAIR-TRADES' second, CW adversary), then
+its weight perturbation (none, AWP or RWP, on the method's own loss), then its loss at theta + v,
+then the update on theta + v (Eq. 21).
 
 Forward passes that only serve an ascent or the AV log run with copies of the BatchNorm buffers,
 so, like the originals' proxy models, they leave the running statistics alone.
@@ -33,7 +34,8 @@ def forward_at(model, x, v: dict | None = None, track_statistics: bool = True) -
 @dataclass(frozen=True)
 class BaselineStep:
     """One step's parts. `per_sample_loss(clean_logits, adv_logits, y)`; `needs_clean` says whether
-    it reads the clean logits; `instance_weights(kappa)` (or None) reweights it (GAIRAT)."""
+    it reads the clean logits; `instance_weights(kappa)` (or None) reweights it (GAIRAT), or, with a
+    `counter_attack`, shares it between the two adversaries: w l(x') + (1 - w) l(x'') (GAIR-TRADES)."""
 
     attack: object
     per_sample_loss: Callable
@@ -42,11 +44,25 @@ class BaselineStep:
     gamma: float = 0.0
     rwp: dict = field(default_factory=dict)  # threshold, steps
     instance_weights: Callable | None = None
+    counter_attack: object = None
 
-    def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True):
+    def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True, x_counter=None):
+        """Clean and adversarial logits, the per-sample loss, and the per-sample loss at the counter
+        adversary (None without one); forward passes in the originals' order: x', x'', x."""
         adv_logits = forward_at(model, x_adv, v, track_statistics)
+        counter_logits = forward_at(model, x_counter, v, track_statistics) if x_counter is not None else None
         clean_logits = forward_at(model, x, v, track_statistics) if self.needs_clean else None
-        return clean_logits, adv_logits, self.per_sample_loss(clean_logits, adv_logits, y)
+        counter = self.per_sample_loss(clean_logits, counter_logits, y) if x_counter is not None else None
+        return clean_logits, adv_logits, self.per_sample_loss(clean_logits, adv_logits, y), counter
+
+    def loss(self, per_sample, weights=None, counter_per_sample=None) -> torch.Tensor:
+        """mean_i l_i; mean_i w_i l_i (GAIRAT); mean_i [w_i l_i + (1 - w_i) l''_i] (GAIR-TRADES)."""
+        if weights is None:
+            return per_sample.mean()
+        weights = weights.to(per_sample.dtype)
+        if counter_per_sample is None:
+            return (per_sample * weights).mean()
+        return (weights * per_sample + (1 - weights) * counter_per_sample).mean()
 
     def weight_perturbation(self, model, x, x_adv, y) -> dict | None:
         if self.perturbation is None or self.gamma <= 0:
@@ -63,14 +79,16 @@ class BaselineStep:
 
 def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepResult:
     """Exactly one update of `step`'s method on (x, y). The AV of each sample is CE(x'; theta + v)
-    - CE(x; theta): Eq. 10 with a weight perturbation, Eq. 3 without (v = 0)."""
+    - CE(x; theta): Eq. 10 with a weight perturbation, Eq. 3 without (v = 0); x' is the method's
+    own attack's (GAIR-TRADES: the KL attack's, whose iterates give kappa)."""
     model.train()
     with parameters_frozen(model), evaluating(model):
         x_adv, kappa = step.attack.perturb(model, x, y)
+        x_counter = step.counter_attack.perturb(model, x, y)[0] if step.counter_attack is not None else None
     v = step.weight_perturbation(model, x, x_adv, y)
-    clean_logits, adv_logits, per_sample = step.loss_terms(model, x, x_adv, y, v)
+    clean_logits, adv_logits, per_sample, counter = step.loss_terms(model, x, x_adv, y, v, x_counter=x_counter)
     weights = step.instance_weights(kappa) if step.instance_weights is not None else None
-    loss = (per_sample * weights.to(per_sample.dtype)).mean() if weights is not None else per_sample.mean()
+    loss = step.loss(per_sample, weights, counter)
 
     with torch.no_grad():
         clean_at_theta = clean_logits if clean_logits is not None and v is None else \
