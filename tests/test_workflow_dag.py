@@ -14,12 +14,12 @@ pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not inst
 PAPER_CONFIG = ROOT / "config" / "config.yaml"
 
 # Jobs of `all` for config/config.yaml: 6 settings, 3 seeds.
-#   train: cifar10 4 + 7 baselines, cifar10_idbh 2, cifar10_idbh_wrn28 1, cifar10_ti500k 2 + 4 baselines,
-#          cifar100 2, svhn 2 -> 24 x 3 seeds, + 3 Section 3 runs (one seed)
+#   train: cifar10 4 + 7 baselines, cifar10_idbh 2, cifar10_idbh_wrn28 1, cifar10_ti500k 2 + 5 baselines,
+#          cifar100 2, svhn 2 -> 25 x 3 seeds, + 3 Section 3 runs (one seed)
 #   finetune: 8 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
-#   evaluate: (75 + 24) runs x (AutoAttack, PGD); aggregate_seeds: 35 (setting, method) x 2
-PAPER_JOBS = {"fetch": 4, "train": 75, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate": 198,
-              "aggregate_seeds": 70, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
+#   evaluate: (78 + 24) runs x (AutoAttack, PGD); aggregate_seeds: 36 (setting, method) x 2
+PAPER_JOBS = {"fetch": 4, "train": 78, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate": 204,
+              "aggregate_seeds": 72, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
               "index": 1, "all": 1, "benchmark_step": 1}
 
 
