@@ -100,3 +100,18 @@ Shell command: iseat aggregate tables --out t
     assert (train.rule, train.setting, train.gpu, train.kind, train.group) == ("train", "c", True, "train", "c")
     assert (tables.rule, tables.setting, tables.gpu, tables.kind, tables.group) == ("tables", None, False, "other",
                                                                                    "(shared)")
+
+
+@pytest.mark.parametrize("method, rows", [
+    # TRADES' KL term back-propagates the clean graph, as smoothing does; AWP joins after its warm-up (10 epochs)
+    ("trades_awp", ["+LSI"] * 9 + ["ISEAT"] * 3),
+    ("mart", ["+LSI"] * 12),
+    ("rwp", ["+AWP"] * 12),  # RWP: no warm-up, adversarial CE only
+    ("gairat", ["AT"] * 12),
+])
+def test_baselines_cost_as_the_tab4_row_of_their_parts(method, rows):
+    from iseat.config import load_config
+    from iseat.plan import stage_rows
+
+    cfg = load_config(None, [f"method.name={method}", "training.epochs=12"])
+    assert stage_rows(cfg) == rows

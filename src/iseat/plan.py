@@ -223,6 +223,7 @@ def method_row(lam: float, gamma: float, eta: float = 0.0) -> str:
 
 def stage_rows(cfg: dict) -> list[str]:
     """The Tab. 4 row of every epoch, from the method's per-stage lambda and gamma."""
+    from .baselines import BaselineSchedule
     from .method import MethodSchedule, stage_value
     from .training import lr_stage, milestone_epochs
 
@@ -231,8 +232,11 @@ def stage_rows(cfg: dict) -> list[str]:
     rows = []
     for epoch in range(cfg["training"]["epochs"]):
         stage = lr_stage(epoch, milestones)
-        rows.append(method_row(stage_value(schedule.lam, stage), stage_value(schedule.gamma, stage),
-                               stage_value(schedule.eta, stage)))
+        if isinstance(schedule, BaselineSchedule):  # a clean-input loss term costs as smoothing does
+            rows.append(method_row(float(schedule.backpropagates_clean_graph), schedule.gamma_at(stage, epoch)))
+        else:
+            rows.append(method_row(stage_value(schedule.lam, stage), stage_value(schedule.gamma, stage),
+                                   stage_value(schedule.eta, stage)))
     return rows
 
 

@@ -77,11 +77,23 @@ class BaselineSchedule:
         merged = {**spec.defaults, **{k: v for k, v in cfg.items() if k != "name"}}
         return cls(name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in merged.items())))
 
+    @property
+    def backpropagates_clean_graph(self) -> bool:
+        """Whether the loss has a clean-input term (TRADES, MART): a step's cost, as smoothing's."""
+        return LOSSES[BASELINES[self.name].loss][1]
+
+    def gamma_at(self, stage: int, epoch: int) -> float:
+        """The weight-perturbation size of one epoch: 0 without one and during the AWP warm-up."""
+        from ..method import stage_value
+
+        o = dict(self.options)
+        return stage_value(o["gamma"], stage) if "gamma" in o and epoch + 1 >= o["awp_warmup"] else 0.0
+
     def at_stage(self, stage: int, attack, epoch: int = 0, epochs: int = 1):
-        from ..method import Method, stage_value
+        from ..method import Method
 
         spec, o = BASELINES[self.name], dict(self.options)
-        gamma = stage_value(o["gamma"], stage) if "gamma" in o and epoch + 1 >= o["awp_warmup"] else 0.0
+        gamma = self.gamma_at(stage, epoch)
         weights = self._weights(spec, o, attack, epoch, epochs)
         counter = CWAttack(attack.eps, attack.step_size, attack.steps) \
             if spec.counter_attack == "cw" and weights is not None else None
