@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .comparisons import mark
+from .writers import csv_cell
 
 
 def fmt_pm(pair, digits=2) -> str:
@@ -73,9 +74,8 @@ def accuracy_columns(key: str, name: str, csv_name: str, delta: str) -> list[Col
     ]
 
 
-def comparison_field(key: str):
-    return lambda r: "" if r.vs_at is None else (num(r.vs_at[key]) if key != "significant"
-                                                 else str(int(r.vs_at[key])))
+def comparison_field(key: str, text=num):
+    return lambda r: "" if r.vs_at is None else text(r.vs_at[key])
 
 
 COLUMNS = (
@@ -91,8 +91,8 @@ COLUMNS = (
            (("pgd_mean", lambda r: num(mean_of(r.cells["pgd"]))), ("pgd_std", lambda r: num(std_of(r.cells["pgd"]))))),
     Column("AA − AT (paired)", lambda r: mark(r.vs_at),
            (("aa_vs_at_diff", comparison_field("difference")), ("aa_vs_at_low", comparison_field("low")),
-            ("aa_vs_at_high", comparison_field("high")), ("aa_vs_at_p_max", comparison_field("p_max")),
-            ("aa_vs_at_significant", comparison_field("significant")))),
+            ("aa_vs_at_high", comparison_field("high")), ("aa_vs_at_p_max", comparison_field("p_max", csv_cell)),
+            ("aa_vs_at_significant", comparison_field("significant", lambda v: str(int(v)))))),
     Column("seeds", lambda r: str(r.cells["n_seeds"]), (("n_seeds", lambda r: r.cells["n_seeds"]),)),
     Column("ours from", lambda r: r.source, (("result_dir", lambda r: r.entry.result_dir if r.ran else ""),),
            latex=False),

@@ -14,7 +14,7 @@ from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
 from .columns import columns_of, fmt_pm
 from .seeds import percent, read_json
-from .writers import write_csv
+from .writers import csv_cell, write_csv
 
 # Tab. 4's time column: the step benchmark's label (`iseat benchmark step`) of each row's method.
 STEP_TIMING_LABELS = {"at": "AT", "ft_at_lsi": "+LSI", "ft_at_awp": "+AWP", "ft_iseat": "ISEAT"}
@@ -235,36 +235,36 @@ RENDERERS = (("md", table_markdown), ("csv", table_csv), ("tex", table_latex))
 # ----------------------------------------------------------------------------- significance files
 
 
-def significance_columns(compared: dict, setting_labels: dict, method_labels: dict) -> dict:
+def significance_columns(compared: dict) -> dict:
     """One row per comparison (method vs reference): accuracies, difference, interval, McNemar p-values."""
     keys = list(compared)
     get = lambda name: [None if compared[k] is None else compared[k][name] for k in keys]
-    return {"setting": [setting_labels.get(s, s) for s, _, _ in keys],
-            "method": [method_labels.get(m, m) for _, m, _ in keys],
-            "reference": [method_labels.get(r, r) for _, _, r in keys],
+    return {"setting": [s for s, _, _ in keys], "method": [m for _, m, _ in keys], "reference": [r for _, _, r in keys],
             "seeds": [None if compared[k] is None else " ".join(map(str, compared[k]["seeds"])) for k in keys],
             "n_examples": [None if compared[k] is None else " ".join(map(str, compared[k]["n_examples"])) for k in keys],
             "accuracy_method": get("accuracy_a"), "accuracy_reference": get("accuracy_b"),
             "difference": get("difference"), "ci95_low": get("low"), "ci95_high": get("high"),
             "n_method_only": get("n_ab"), "n_reference_only": get("n_ba"),
-            "mcnemar_p": [None if compared[k] is None else " ".join(f"{p:.3g}" for p in compared[k]["p_values"])
+            "mcnemar_p": [None if compared[k] is None else " ".join(map(csv_cell, compared[k]["p_values"]))
                           for k in keys],
             "significant": [None if compared[k] is None else int(compared[k]["significant"]) for k in keys]}
 
 
-def significance_markdown(columns: dict) -> str:
+def significance_markdown(columns: dict, setting_labels: dict, method_labels: dict) -> str:
     lines = ["### Paired comparisons on the same test images (AutoAttack robust accuracy, %)", "",
              "| setting | method | reference | seeds | method (%) | reference (%) | difference | 95 % interval "
              "| McNemar p per seed | significant |", "|---|---|---|---|---|---|---|---|---|---|"]
     for i in range(len(columns["setting"])):
         c = {k: v[i] for k, v in columns.items()}
+        c |= {"setting": setting_labels.get(c["setting"], c["setting"]), "method": method_labels.get(c["method"], c["method"]),
+              "reference": method_labels.get(c["reference"], c["reference"])}
         if c["seeds"] is None:
             lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | — | — | — | — | — | — | — |")
             continue
         interval = "—" if c["ci95_low"] is None else f"[{c['ci95_low']:+.2f}, {c['ci95_high']:+.2f}]"
         lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | {c['seeds']} | "
                      f"{c['accuracy_method']:.2f} | {c['accuracy_reference']:.2f} | "
-                     f"{c['difference']:+.2f} | {interval} | {c['mcnemar_p']} | "
+                     f"{c['difference']:+.2f} | {interval} | {' '.join(f'{float(p):.3g}' for p in c['mcnemar_p'].split())} | "
                      f"{comparisons.MARK if c['significant'] else 'no'} |")
     lines += ["", "Difference: method − reference, percentage points; the interval is over seeds (none with one "
               "seed); " + comparisons.RULE + "; — = no shared seed with per-sample results."]
@@ -282,9 +282,9 @@ def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_lab
             path = out_dir / f"{name}.{ext}"
             write_text_atomic(path, render(name, rows))
             written.append(path)
-    columns = significance_columns(compared, setting_labels, method_labels)
+    columns = significance_columns(compared)
     write_csv(out_dir / "significance.csv", columns)
-    write_text_atomic(out_dir / "significance.md", significance_markdown(columns))
+    write_text_atomic(out_dir / "significance.md", significance_markdown(columns, setting_labels, method_labels))
     return written + [out_dir / "significance.csv", out_dir / "significance.md"]
 
 
