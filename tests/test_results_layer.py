@@ -4,6 +4,7 @@ significance marks agree with scipy's exact binomial test and Student-t interval
 import csv
 import json
 import re
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -121,7 +122,7 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
 
 
 def test_every_paper_number_reaches_its_table(runs):
-    data = yaml.safe_load((paper_numbers.resources.files("iseat.results") / "paper_numbers.yaml").read_text())
+    data = yaml.safe_load((resources.files("iseat.results") / "paper_numbers.yaml").read_text())
     assert len(data["numbers"]) == len(paper_numbers.numbers())
     rendered = {name: list(csv.DictReader((runs / f"{name}.csv").open())) for name in ("tab2", "tab3", "tab4", "tab5", "tab6")}
     every_row = {(r["paper_setting"], r["method"]) for rows in rendered.values() for r in rows}
@@ -140,10 +141,10 @@ def test_every_paper_number_reaches_its_table(runs):
 
 
 def test_paper_numbers_refuse_a_cell_given_twice(monkeypatch, tmp_path):
-    text = (paper_numbers.resources.files("iseat.results") / "paper_numbers.yaml").read_text()
+    text = (resources.files("iseat.results") / "paper_numbers.yaml").read_text()
     twice = text + "  - {table: tab2, row: cifar10/at, column: clean, value: 1.0}\n"
     (tmp_path / "paper_numbers.yaml").write_text(twice)
-    monkeypatch.setattr(paper_numbers.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(resources, "files", lambda package: tmp_path)
     paper_numbers.load.cache_clear()
     try:
         with pytest.raises(ValueError, match="given twice"):

@@ -4,17 +4,15 @@ and the paired comparison with AT, rendered as Markdown, CSV and LaTeX from one 
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
-from .columns import columns_of, fmt_pm
+from .columns import columns_of
 from .seeds import percent, read_json
-from .writers import csv_cell, write_csv
+from .writers import csv_cell, csv_text, write_csv
 
 # Tab. 4's time column: the step benchmark's label (`iseat benchmark step`) of each row's method.
 STEP_TIMING_LABELS = {"at": "AT", "ft_at_lsi": "+LSI", "ft_at_awp": "+AWP", "ft_iseat": "ISEAT"}
@@ -202,13 +200,7 @@ def table_markdown(name: str, rows: list[Row]) -> str:
 
 
 def table_csv(name: str, rows: list[Row]) -> str:
-    fields = [f for c in columns_of(name) for f in c.fields]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([n for n, _ in fields])
-    for row in rows:
-        writer.writerow([value(row) for _, value in fields])
-    return buf.getvalue()
+    return csv_text({field: [value(row) for row in rows] for c in columns_of(name) for field, value in c.fields})
 
 
 def latex_escape(text: str) -> str:
@@ -288,4 +280,4 @@ def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_lab
     return written + [out_dir / "significance.csv", out_dir / "significance.md"]
 
 
-__all__ = ["Entry", "Row", "TABLES", "TITLES", "build_rows", "fmt_pm", "parse_entries", "write_tables"]
+__all__ = ["Entry", "Row", "TABLES", "TITLES", "build_rows", "parse_entries", "write_tables"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, write_text_atomic
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 
@@ -35,16 +36,26 @@ def csv_cell(value) -> str:
     return str(value)
 
 
-def write_csv(path, columns: dict) -> None:
-    """A CSV of named, equally long columns ({header: values}), written atomically."""
+def csv_text(columns: dict) -> str:
+    """CSV text of named, equally long columns ({header: values})."""
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
-        raise ValueError(f"{path}: columns of unequal length {sorted(lengths)}")
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for row in zip(*columns.values()):
-            writer.writerow([csv_cell(v) for v in row])
+        raise ValueError(f"columns of unequal length {sorted(lengths)}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*columns.values()):
+        writer.writerow([csv_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def write_csv(path, columns: dict) -> None:
+    """`csv_text(columns)` written atomically at `path`."""
+    try:
+        text = csv_text(columns)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    write_text_atomic(path, text)
 
 
 def read_csv(path) -> dict:
