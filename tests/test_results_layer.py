@@ -27,7 +27,7 @@ def write_seed(folder, correct, clean=0.9):
     (folder / "aa.per_sample.csv").write_text("\n".join(lines) + "\n")
     (folder / "aa.json").write_text(json.dumps({
         "protocol": "autoattack-standard", "clean_accuracy": clean, "robust_accuracy": float(np.mean(correct)),
-        "n_examples": N, "per_sample_file": "aa.per_sample.csv"}))
+        "n_examples": N, "per_sample": {"file": "aa.per_sample.csv"}}))
     return folder / "aa.json"
 
 

@@ -51,7 +51,7 @@ def aggregate_seeds(paths) -> dict:
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ResultsError(f"{path}: {key} must be a fraction in [0, 1], got {value!r}")
         seed = seed_of(path)
-        per_sample = result.get("per_sample_file")
+        per_sample = (result.get("per_sample") or {}).get("file")  # the evaluation's per-sample CSV, beside it
         per_seed.append({"seed": seed if seed is not None else i, "source": str(path),
                          "run_dir": str(Path(path).parent), "attack": attack_name(result),
                          "label": result.get("label"),
