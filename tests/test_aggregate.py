@@ -1,4 +1,4 @@
-"""iseat.aggregate and `iseat aggregate`: seed statistics, grid selection, tables, figures, index."""
+"""iseat.results and `iseat aggregate`: seed statistics, grid selection, tables, figures, index."""
 
 import csv
 import json
@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat import aggregate as agg
+from iseat import results
+from iseat.results import figures as result_figures
+from iseat.results import grid as result_grid
+from iseat.results import index as result_index
+from iseat.results import seeds as seed_stats
+from iseat.results import tables as result_tables
 from iseat.cli import main
 
 
@@ -33,27 +38,27 @@ def write_run(run: Path, pgd, clean, epochs=3, selection="validation"):
 def test_seed_statistics(tmp_path):
     paths = [write_eval(tmp_path / f"seed{s}" / "aa.json", c, r) for s, c, r in
              [(0, 0.86, 0.56), (1, 0.85, 0.57), (2, 0.87, 0.55)]]
-    out = agg.aggregate_seeds(paths)
+    out = seed_stats.aggregate_seeds(paths)
     assert out["seeds"] == [0, 1, 2] and out["n_seeds"] == 3 and out["n_examples"] == 100
     assert out["robust_accuracy"]["mean"] == pytest.approx(0.56)
     assert out["robust_accuracy"]["std"] == pytest.approx(0.01)  # sample std (n - 1)
     assert out["clean_accuracy"]["values"] == [0.86, 0.85, 0.87]
     assert out["attack"] == "autoattack-standard"
     assert [s["run_dir"] for s in out["per_seed"]] == [str(p.parent) for p in paths]
-    single = agg.aggregate_seeds(paths[:1])
+    single = seed_stats.aggregate_seeds(paths[:1])
     assert single["robust_accuracy"]["std"] == 0.0
 
 
 def test_seed_statistics_refuse_bad_input(tmp_path):
-    with pytest.raises(agg.AggregateError, match="no such file"):
-        agg.aggregate_seeds([tmp_path / "seed0" / "aa.json"])
+    with pytest.raises(results.ResultsError, match="no such file"):
+        seed_stats.aggregate_seeds([tmp_path / "seed0" / "aa.json"])
     bad = write_eval(tmp_path / "seed0" / "aa.json", 0.8, 56.0)
-    with pytest.raises(agg.AggregateError, match="robust_accuracy must be a fraction"):
-        agg.aggregate_seeds([bad])
+    with pytest.raises(results.ResultsError, match="robust_accuracy must be a fraction"):
+        seed_stats.aggregate_seeds([bad])
     a = write_eval(tmp_path / "seed1" / "aa.json", 0.8, 0.5)
     b = write_eval(tmp_path / "seed2" / "pgd.json", 0.8, 0.5, protocol="pgd")
-    with pytest.raises(agg.AggregateError, match="mix attacks"):
-        agg.aggregate_seeds([a, b])
+    with pytest.raises(results.ResultsError, match="mix attacks"):
+        seed_stats.aggregate_seeds([a, b])
 
 
 def test_grid_selects_on_the_criterion_with_tie_breaks(tmp_path):
@@ -61,21 +66,21 @@ def test_grid_selects_on_the_criterion_with_tie_breaks(tmp_path):
               (0.1, 0.005, write_run(tmp_path / "b", 0.55, 0.78)),
               (0.1, 0.007, write_run(tmp_path / "c", 0.55, 0.79)),  # same robustness, higher clean: wins
               (0.3, 0.009, write_run(tmp_path / "d", 0.40, 0.90))]
-    winner = agg.select_grid(points)
+    winner = result_grid.select_grid(points)
     assert (winner["lam"], winner["gamma"]) == (0.1, 0.007)
     assert [p["rank"] for p in winner["points"]] == [1, 2, 3, 4]
     assert winner["points"][0]["run_dir"] == str(tmp_path / "c")
     assert winner["lam_values"] == [0.01, 0.1, 0.3] and winner["notes"] == []
     assert "validation" not in winner["criterion"] or "selection split" in winner["criterion"]
     write_run(tmp_path / "e", 0.9, 0.9, selection="test")
-    assert agg.select_grid([(1.0, 0.01, tmp_path / "e")])["notes"]
+    assert result_grid.select_grid([(1.0, 0.01, tmp_path / "e")])["notes"]
 
 
 def test_tuned_fragment_with_and_without_warmup():
     winner = {"lam": 0.1, "gamma": 0.007}
-    assert agg.tuned_values(winner, ["lam", "gamma"], True) == {"method": {"lam": [0.0, 0.1], "gamma": 0.007}}
-    assert agg.tuned_values(winner, ["lam"], False) == {"method": {"lam": 0.1}}
-    assert agg.tuned_values(winner, ["gamma"], True) == {"method": {"gamma": 0.007}}
+    assert result_grid.tuned_values(winner, ["lam", "gamma"], True) == {"method": {"lam": [0.0, 0.1], "gamma": 0.007}}
+    assert result_grid.tuned_values(winner, ["lam"], False) == {"method": {"lam": 0.1}}
+    assert result_grid.tuned_values(winner, ["gamma"], True) == {"method": {"gamma": 0.007}}
 
 
 def make_results(root: Path):
@@ -84,15 +89,15 @@ def make_results(root: Path):
         seeds = [write_eval(root / setting / method / f"seed{s}" / "aa.json", 0.86, robust + 0.01 * (s - 1)) for s in range(3)]
         pgds = [write_eval(root / setting / method / f"seed{s}" / "pgd.json", 0.86, robust + 0.02, "pgd") for s in range(3)]
         for name, files in (("aa", seeds), ("pgd", pgds)):
-            (root / setting / method / f"{name}.json").write_text(json.dumps(agg.aggregate_seeds(files)))
+            (root / setting / method / f"{name}.json").write_text(json.dumps(seed_stats.aggregate_seeds(files)))
     return [("cifar10", "at", "cifar10", str(root / "cifar10" / "at")),
             ("cifar10", "iseat", "cifar10", str(root / "cifar10" / "iseat")),
             ("toy", "at", "-", str(root / "toy" / "at"))]
 
 
 def test_tables_put_ours_beside_the_paper(tmp_path):
-    entries = agg.parse_entries(make_results(tmp_path / "results"))
-    written = agg.write_tables(tmp_path / "tables", entries, {"toy": "Toy"}, {"at": "AT"})
+    entries = result_tables.parse_entries(make_results(tmp_path / "results"))
+    written = result_tables.write_tables(tmp_path / "tables", entries, {"toy": "Toy"}, {"at": "AT"})
     names = {p.name for p in written}
     for name in ("tab2", "tab3", "tab4", "tab5", "tab6", "all_results"):
         assert {f"{name}.md", f"{name}.csv", f"{name}.tex"} <= names
@@ -111,20 +116,20 @@ def test_tables_put_ours_beside_the_paper(tmp_path):
 
 def test_figures_and_index(tmp_path):
     results = tmp_path / "results"
-    entries = agg.parse_entries(make_results(results))
-    agg.figure_results(results / "figures" / "results_vs_paper.png", entries, {}, {})
+    entries = result_tables.parse_entries(make_results(results))
+    result_figures.figure_results(results / "figures" / "results_vs_paper.png", entries, {}, {})
     runs = [("at", write_run(results / "cifar10" / "at" / "seed0", 0.5, 0.8)),
             ("at", write_run(results / "cifar10" / "at" / "seed1", 0.52, 0.8)),
             ("iseat", write_run(results / "cifar10" / "iseat" / "seed0", 0.55, 0.8))]
-    agg.figure_training(results / "figures" / "training_cifar10.png", runs, "CIFAR-10")
+    result_figures.figure_training(results / "figures" / "training_cifar10.png", runs, "CIFAR-10")
     points = [(lam, g, write_run(results / "cifar10" / "grid" / f"lam{lam}_gamma{g}", 0.5 + lam, 0.8))
               for lam in (0.01, 0.1) for g in (0.005, 0.007)]
-    (results / "cifar10" / "grid" / "winner.json").write_text(json.dumps(agg.select_grid(points)))
-    agg.figure_grid(results / "figures" / "grid_cifar10.png", json.loads((results / "cifar10" / "grid" / "winner.json").read_text()))
+    (results / "cifar10" / "grid" / "winner.json").write_text(json.dumps(result_grid.select_grid(points)))
+    result_figures.figure_grid(results / "figures" / "grid_cifar10.png", json.loads((results / "cifar10" / "grid" / "winner.json").read_text()))
     for png in (results / "figures").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
-    tables = agg.write_tables(results / "tables", entries, {}, {})
-    agg.write_index(results / "README.md", [str(t) for t in tables], sorted(map(str, (results / "figures").glob("*.png"))),
+    tables = result_tables.write_tables(results / "tables", entries, {}, {})
+    result_index.write_index(results / "README.md", [str(t) for t in tables], sorted(map(str, (results / "figures").glob("*.png"))),
                     [str(results / "cifar10" / "iseat" / "aa.json")], [str(results / "cifar10" / "grid" / "winner.json")],
                     [], {"cifar10": "CIFAR-10 WRN34-10"}, {"iseat": "ISEAT"})
     index = (results / "README.md").read_text()
@@ -163,11 +168,11 @@ def test_tables_name_the_opt_in_speed_options_a_run_used(tmp_path):
         run = root / "cifar10" / "iseat" / f"seed{seed}"
         run.mkdir(parents=True)
         (run / "summary.json").write_text(json.dumps({"acceleration": describe(runtime)}))
-    entries = agg.parse_entries(make_results(root))
+    entries = result_tables.parse_entries(make_results(root))
     seeds = json.loads((root / "cifar10" / "iseat" / "aa.json").read_text())
     assert [s["speed_options"] for s in seeds["per_seed"]] == [[], ["bf16 autocast", "channels_last"], []]
     assert seeds["speed_options"] == ["bf16 autocast", "channels_last"]
-    agg.write_tables(tmp_path / "tables", entries, {}, {})
+    result_tables.write_tables(tmp_path / "tables", entries, {}, {})
     md = (tmp_path / "tables" / "tab2.md").read_text()
     assert "| cifar10/iseat (bf16 autocast, channels_last) |" in md
     assert ("Runs with opt-in speed options (not the fp32 default): CIFAR-10 WRN34-10 / ISEAT: bf16 autocast, "

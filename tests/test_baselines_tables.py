@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-import iseat.aggregate as agg
+from iseat.results import figures as result_figures
+from iseat.results import tables as result_tables
 
 # The paper's Tab. 2 comparison rows (acc, rob; %), from the ISEAT paper.
 PUBLISHED = {
@@ -31,7 +32,7 @@ def write_result(root, setting, method, clean, robust):
 
 def test_tab2_has_every_published_row_with_its_number(tmp_path):
     ran = [write_result(tmp_path, s, m, 0.8, 0.5) for (s, m) in PUBLISHED if m not in NOT_RUN]
-    agg.write_tables(tmp_path / "tables", agg.parse_entries(ran), {}, {})
+    result_tables.write_tables(tmp_path / "tables", result_tables.parse_entries(ran), {}, {})
     rows = list(csv.DictReader((tmp_path / "tables" / "tab2.csv").open()))
     by_key = {(r["paper_setting"], r["method"]): r for r in rows}
     for key, (clean, rob) in PUBLISHED.items():
@@ -46,5 +47,5 @@ def test_tab2_has_every_published_row_with_its_number(tmp_path):
     assert "| CIFAR-10 WRN34-10 / RWP | 80.00 ± 0.00 | 86.86 ± 0.51 |" in md
     assert "LAS-AWP (published, not run) | — | 87.74 |" in md
     assert "| CIFAR-10 WRN28-10 + 500K TI / RST + GAIRAT | 80.00 ± 0.00 | 89.36 | -9.36 | 50.00 ± 0.00 | 59.64 |" in md
-    agg.figure_results(tmp_path / "fig.png", agg.parse_entries(ran), {}, {})  # published numbers without std plot too
+    result_figures.figure_results(tmp_path / "fig.png", result_tables.parse_entries(ran), {}, {})  # published numbers without std plot too
     assert (tmp_path / "fig.png").stat().st_size > 0

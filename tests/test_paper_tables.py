@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from iseat import aggregate as agg
+from iseat.results import grid as result_grid
+from iseat.results import index as result_index
+from iseat.results import tables as result_tables
 
 # The paper's rows written out from its tables: (table, row label) -> (our method, clean, AutoAttack)
 PAPER_ROWS = {
@@ -37,11 +39,11 @@ def fake_results(root):
         (folder / "aa.json").write_text(json.dumps({"clean_accuracy": stats(0.8), "robust_accuracy": stats(0.40 + i / 100),
                                                     "n_seeds": 1, "n_examples": 100}))
         entries.append((setting, method, setting, str(folder)))
-    return agg.parse_entries(entries)
+    return result_tables.parse_entries(entries)
 
 
 def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
-    tables = agg.build_rows(fake_results(tmp_path), {}, {})
+    tables = result_tables.build_rows(fake_results(tmp_path), {}, {})
     seen = set()
     for name in ("tab2", "tab4", "tab5", "tab6"):
         for row in tables[name]:
@@ -49,7 +51,7 @@ def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
             if key not in PAPER_ROWS:
                 continue
             ours, clean, robust = PAPER_ROWS[key]
-            cells = row.cells()
+            cells = row.cells
             assert f"{row.entry.setting}/{row.entry.method}" == ours, key
             assert cells["rob"][0] == pytest.approx(100 * (0.40 + RUNS.index(ours) / 100)), key
             assert (cells["clean_paper"], cells["rob_paper"]) == (clean, robust), key
@@ -94,13 +96,13 @@ def test_index_shows_the_grid_winner_beside_the_papers_choice(tmp_path):
         return folder
 
     points = [(0.1, 0.007, run("a", 0.50)), (0.3, 0.005, run("b", 0.55))]
-    winner = agg.select_grid(points, paper_choice=(0.1, 0.007), used="pinned")
+    winner = result_grid.select_grid(points, paper_choice=(0.1, 0.007), used="pinned")
     assert (winner["lam"], winner["gamma"], winner["used_by_final_runs"]) == (0.3, 0.005, "pinned")
     assert winner["paper_choice"] == {"lam": 0.1, "gamma": 0.007, "value": 0.50, "best_selection_clean_acc": 0.8}
-    assert agg.select_grid(points, paper_choice=(0.01, 0.007))["paper_choice"]["value"] is None
+    assert result_grid.select_grid(points, paper_choice=(0.01, 0.007))["paper_choice"]["value"] is None
     path = tmp_path / "results" / "cifar10" / "grid" / "winner.json"
     path.write_text(json.dumps(winner))
-    agg.write_index(tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"})
+    result_index.write_index(tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"})
     index = (tmp_path / "results" / "README.md").read_text()
     assert "| CIFAR-10 | 0.3 | 0.005 | 55.00 | 0.1, 0.007 | 50.00 | paper's choice | 2 |" in index
 
@@ -111,7 +113,7 @@ def test_tab4_time_column_beside_the_papers(tmp_path):
                        {"method": "+AWP", "path": "fast", "ratio_to_at": 1.08},
                        {"method": "ISEAT", "path": "fast", "ratio_to_at": 1.2},
                        {"method": "ISEAT", "path": "straightforward", "ratio_to_at": 1.5}]}
-    agg.write_tables(tmp_path, fake_results(tmp_path / "results"), {}, {}, timing)
+    result_tables.write_tables(tmp_path, fake_results(tmp_path / "results"), {}, {}, timing)
     text = (tmp_path / "tab4.md").read_text()
     assert "time / AT (ours) | time / AT (paper) | s/batch (paper) |" in text
     # the paper: AT 0.253 s, + input smoothing 0.268, + weight smoothing 0.277, both 0.298 per batch

@@ -3,6 +3,7 @@ on the CPU, then a changed hyper-parameter replans exactly the runs it affects a
 
 Takes a few minutes on two cores (`pytest -m slow`)."""
 
+import csv
 import json
 import time
 
@@ -69,6 +70,22 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
     index = (results / "README.md").read_text()
     assert "tables/tab2.md" in index and "figures/grid_digits.png" in index and "av_log.h5" in index
     assert (results / "logs" / "train" / "digits" / "at" / "seed0.log").is_file()
+
+
+def test_report_shows_the_tables_figures_and_analysis(demo):
+    workdir, results = demo
+    report = results / "report.html"
+    out = snakemake(workdir, ROOT / "config" / "demo.yaml", "--report", str(report))
+    assert out.returncode == 0, out.stderr[-3000:]
+    html = report.read_text()
+    for name in ("tab2.md", "tab4.csv", "all_results.tex", "significance.csv", "results_vs_paper.png",
+                 "training_digits.png", "grid_digits.png", "Section 3 analysis", "table1.md",
+                 "McNemar"):  # a caption
+        assert name in html, name
+    # every seed's per-sample results reached the paired comparisons (the demo has one seed)
+    rows = list(csv.DictReader((results / "tables" / "significance.csv").open()))
+    assert {("iseat", "at"), ("trades", "at"), ("iseat", "trades"), ("iseat", "mart")} <= {(r["method"], r["reference"]) for r in rows}
+    assert all(r["seeds"] == "0" and r["mcnemar_p"] and r["significant"] in ("0", "1") for r in rows), rows
 
 
 def test_changed_hyperparameter_reruns_only_what_it_affects(demo, tmp_path):

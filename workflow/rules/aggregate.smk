@@ -1,5 +1,10 @@
 """Aggregation: seeds into mean, std and per-seed values; the paper's tables (Markdown, CSV,
-LaTeX) with our numbers beside the paper's; figures; and the results index page."""
+LaTeX) with our numbers beside the paper's and the paired comparisons (from every seed's per-sample
+results); figures; and the results index page. Tables and figures are marked for the Snakemake
+report (`snakemake --report results/report.html`)."""
+
+
+include: "aggregate_common.smk"
 
 
 rule aggregate_seeds:
@@ -46,9 +51,11 @@ rule benchmark_step:
 rule tables:
     input:
         aggregated_results(),
+        per_sample=per_sample_results(),
         timing=[STEP_TIMING] if config.get("step_timing") else [],
     output:
-        table_outputs(),
+        reported(table_outputs(), "Tables", "tables"),
+        significance=reported(SIGNIFICANCE_OUTPUTS, "Tables", "significance", "significance"),
     log:
         f"{RESULTS}/logs/aggregate/tables.log",
     conda:
@@ -72,7 +79,12 @@ rule figure_results:
     input:
         aggregated_results(),
     output:
-        figure=f"{RESULTS}/figures/results_vs_paper.png",
+        figure=report(
+            f"{RESULTS}/figures/results_vs_paper.png",
+            caption="../report/results_vs_paper.rst",
+            category="Figures",
+            subcategory="results",
+        ),
     log:
         f"{RESULTS}/logs/aggregate/figure_results.log",
     conda:
@@ -93,7 +105,13 @@ rule figure_training:
     input:
         runs=training_runs,
     output:
-        figure=f"{RESULTS}/figures/training_{{setting}}.png",
+        figure=report(
+            f"{RESULTS}/figures/training_{{setting}}.png",
+            caption="../report/training.rst",
+            category="Figures",
+            subcategory="training",
+            labels={"setting": "{setting}"},
+        ),
     log:
         f"{RESULTS}/logs/aggregate/figure_training_{{setting}}.log",
     conda:
@@ -114,7 +132,13 @@ rule figure_grid:
     input:
         winner=f"{RESULTS}/{{setting}}/grid/winner.json",
     output:
-        figure=f"{RESULTS}/figures/grid_{{setting}}.png",
+        figure=report(
+            f"{RESULTS}/figures/grid_{{setting}}.png",
+            caption="../report/grid.rst",
+            category="Figures",
+            subcategory="grid search",
+            labels={"setting": "{setting}"},
+        ),
     log:
         f"{RESULTS}/logs/aggregate/figure_grid_{{setting}}.log",
     conda:
@@ -132,7 +156,7 @@ rule figure_grid:
 
 rule index:
     input:
-        tables=table_outputs(),
+        tables=table_outputs() + SIGNIFICANCE_OUTPUTS,
         figures=figure_outputs(),
         results=aggregated_results(),
         winners=grid_winners(),

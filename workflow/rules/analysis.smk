@@ -108,9 +108,21 @@ rule analysis_margin:
         summary=lambda wildcards: f"{analysis_run_dir(wildcards.name)}/summary.json",
     output:
         margins=f"{ANALYSIS_DIR}/{{name}}/margin/margins.npz",
-        fig1b=f"{ANALYSIS_DIR}/{{name}}/margin/fig1b.png",
+        fig1b=report(
+            f"{ANALYSIS_DIR}/{{name}}/margin/fig1b.png",
+            caption="../report/fig1b.rst",
+            category="Section 3 analysis",
+            subcategory="Fig. 1b margins",
+            labels={"run": "{name}"},
+        ),
         fig1b_data=f"{ANALYSIS_DIR}/{{name}}/margin/fig1b.npz",
-        fig2=f"{ANALYSIS_DIR}/{{name}}/margin/fig2.png",
+        fig2=report(
+            f"{ANALYSIS_DIR}/{{name}}/margin/fig2.png",
+            caption="../report/fig2.rst",
+            category="Section 3 analysis",
+            subcategory="Fig. 2 perturbed samples",
+            labels={"run": "{name}"},
+        ),
         fig2_data=f"{ANALYSIS_DIR}/{{name}}/margin/fig2.npz",
         summary=f"{ANALYSIS_DIR}/{{name}}/margin/margin.json",
     log:
@@ -141,7 +153,13 @@ rule analysis_landscape:
         summary=lambda wildcards: f"{analysis_run_dir(wildcards.name)}/summary.json",
         margins=f"{ANALYSIS_DIR}/{{name}}/margin/margins.npz",
     output:
-        fig3=f"{ANALYSIS_DIR}/{{name}}/landscape/fig3.png",
+        fig3=report(
+            f"{ANALYSIS_DIR}/{{name}}/landscape/fig3.png",
+            caption="../report/fig3.rst",
+            category="Section 3 analysis",
+            subcategory="Fig. 3 loss landscape",
+            labels={"run": "{name}"},
+        ),
         fig3_data=f"{ANALYSIS_DIR}/{{name}}/landscape/fig3.npz",
         summary=f"{ANALYSIS_DIR}/{{name}}/landscape/landscape.json",
     log:
@@ -172,7 +190,13 @@ rule analysis_av_figure:
     input:
         summary=lambda wildcards: f"{analysis_run_dir(wildcards.name)}/summary.json",
     output:
-        figure=f"{ANALYSIS_DIR}/fig1a_{{name}}.png",
+        figure=report(
+            f"{ANALYSIS_DIR}/fig1a_{{name}}.png",
+            caption="../report/fig1a.rst",
+            category="Section 3 analysis",
+            subcategory="Fig. 1a AV per epoch",
+            labels={"run": "{name}"},
+        ),
         data=f"{ANALYSIS_DIR}/fig1a_{{name}}.csv",
     log:
         f"{RESULTS}/logs/analysis/{{name}}/fig1a.log",
@@ -199,7 +223,12 @@ rule analysis_eta_figure:
         evals=[f"{eta_dir(eta)}/{ANALYSIS['evaluation']}.json" for eta in (ETA_SWEEP or {}).get("etas", [])],
         test_av=[f"{eta_dir(eta)}/test_av.json" for eta in (ETA_SWEEP or {}).get("etas", [])],
     output:
-        figure=f"{ANALYSIS_DIR}/fig4.png",
+        figure=report(
+            f"{ANALYSIS_DIR}/fig4.png",
+            caption="../report/fig4.rst",
+            category="Section 3 analysis",
+            subcategory="Fig. 4 eta sweep",
+        ),
         data=f"{ANALYSIS_DIR}/fig4.csv",
     log:
         f"{RESULTS}/logs/analysis/fig4.log",
@@ -221,7 +250,12 @@ rule analysis_table1:
         margins=[f"{margin_dir(name)}/margin.json" for name in ANALYSIS["table1"]],
         evals=[analysis_evaluation(name) for name in ANALYSIS["table1"]],
     output:
-        table=f"{ANALYSIS_DIR}/table1.md",
+        table=report(
+            f"{ANALYSIS_DIR}/table1.md",
+            caption="../report/table1.rst",
+            category="Section 3 analysis",
+            subcategory="Tab. 1",
+        ),
         data=f"{ANALYSIS_DIR}/table1.csv",
     log:
         f"{RESULTS}/logs/analysis/table1.log",

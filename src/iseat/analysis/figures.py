@@ -3,65 +3,20 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..data.registry import DATASETS
-from ..io import atomic_path
+from ..results.writers import image_format, read_csv, save_figure, write_csv, write_npz  # noqa: F401 (read_csv: the reader of write_csv)
 
-IMAGE_FORMATS = ("png", "svg", "pdf")
 CLASS_NAMES = {name: d.class_names for name, d in DATASETS.items() if d.class_names}
-
-
-def image_format(out) -> str:
-    """The image format named by `out`'s suffix; ValueError (one line) for anything else."""
-    fmt = Path(out).suffix.lstrip(".").lower()
-    if fmt not in IMAGE_FORMATS:
-        raise ValueError(f"{out}: the figure must end in one of {', '.join('.' + f for f in IMAGE_FORMATS)}")
-    return fmt
 
 
 def data_path(out, kind: str) -> Path:
     """Where the plotted arrays of the figure `out` are saved (`kind` is csv or npz)."""
     return Path(out).with_suffix(f".{kind}")
-
-
-def write_csv(path, columns: dict) -> None:
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"{path}: columns of unequal length {sorted(lengths)}")
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in zip(*columns.values()):
-            writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
-
-
-def read_csv(path) -> dict:
-    """Columns of a CSV written by `write_csv`, as float arrays where possible."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    out = {}
-    for j, name in enumerate(rows[0]):
-        values = [r[j] for r in rows[1:]]
-        try:
-            out[name] = np.array(values, dtype=np.float64)
-        except ValueError:
-            out[name] = np.array(values)
-    return out
-
-
-def write_npz(path, arrays: dict) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-
-
-def save(fig: Figure, out) -> None:
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=image_format(out), dpi=150, bbox_inches="tight")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +39,7 @@ def figure1a_av_statistics(summary: dict, out, title: str = "") -> dict:
     if title:
         fig.suptitle(title)
     write_csv(data_path(out, "csv"), data)
-    save(fig, out)
+    save_figure(fig, out)
     return data
 
 
@@ -113,7 +68,7 @@ def figure1b_margin(mu: np.ndarray, mu_max: float, budget: float, out, bins: int
     if title:
         fig.suptitle(title)
     write_npz(data_path(out, "npz"), data)
-    save(fig, out)
+    save_figure(fig, out)
     return data
 
 
@@ -148,7 +103,7 @@ def figure2_perturbation_grid(grid: dict, out, labels=None, class_names=None, in
         data["index"] = np.asarray(indices)
     data["class_names"] = np.array(names)
     write_npz(data_path(out, "npz"), data)
-    save(fig, out)
+    save_figure(fig, out)
     return data
 
 
@@ -174,7 +129,7 @@ def figure3_landscape(landscape: dict, out, indices=None, titles=None) -> dict:
     if titles is not None:
         data["titles"] = np.array(titles)
     write_npz(data_path(out, "npz"), data)
-    save(fig, out)
+    save_figure(fig, out)
     return data
 
 
@@ -200,5 +155,5 @@ def figure4_eta_sweep(eta, accuracy, robustness, av_sd, out, title: str = "", te
     if title:
         ax.set_title(title)
     write_csv(data_path(out, "csv"), data)
-    save(fig, out)
+    save_figure(fig, out)
     return data

@@ -12,29 +12,24 @@ import numpy as np
 
 from ..avlog import AVLog, av_statistics
 from ..io import write_text_atomic
-from .figures import write_csv
+from ..results import paper_numbers
+from ..results.writers import write_csv
 
 AV_COLUMNS = (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % AV"), ("av_bottom10_mean", "bottom-10 % AV"),
               ("share_av_ge_1", "AV ≥ 1 (%)"), ("share_av_le_0", "AV ≤ 0 (%)"))
 SHARES = ("share_av_ge_1", "share_av_le_0")
 
-# Tab. 1 of the paper (PreActResNet18, CIFAR-10), by the analysis run's name; fractions as ours.
-PAPER_TABLE1 = {
-    "at": dict(robustness=0.5178, av_sd=0.467, av_top10_mean=1.527, av_bottom10_mean=-0.010,
-               share_av_ge_1=0.1238, share_av_le_0=0.1214),
-    "awp": dict(robustness=0.5468, av_sd=0.351, av_top10_mean=1.120, av_bottom10_mean=-0.022,
-                share_av_ge_1=0.0552, share_av_le_0=0.1974),
-    "rst": dict(robustness=0.5768, av_sd=0.443, av_top10_mean=1.378, av_bottom10_mean=-0.011,
-                share_av_ge_1=0.0996, share_av_le_0=0.2087),
-    "eq9": dict(robustness=0.5595, av_sd=0.196, av_top10_mean=0.633, av_bottom10_mean=-0.047,
-                share_av_ge_1=0.0014, share_av_le_0=0.1200),
-}
+# Tab. 1 of the paper (PreActResNet18, CIFAR-10), by the analysis run's name (at, awp, rst, eq9); fractions
+# as ours. The numbers: iseat/results/paper_numbers.yaml.
+PAPER_TABLE1 = {row: {k: v / 100 if k in (*SHARES, "robustness") else v for k, v in values.items()}
+                for row, values in paper_numbers.rows("tab1").items()}
 
 # Fig. 1b's statements about AT's training-set margins: (margin-summary key, statement, paper's share)
-PAPER_FIG1B = (("share_within_budget", "change prediction within eps", 0.20),
-               ("share_within_third_budget", "change prediction within eps/3", 0.05),
-               ("share_beyond_double_budget", "unchanged at 2 eps", 0.50),
-               ("share_disordered", "reach the maximal margin mu_max", 0.14))
+FIG1B_STATEMENTS = {"share_within_budget": "change prediction within eps",
+                    "share_within_third_budget": "change prediction within eps/3",
+                    "share_beyond_double_budget": "unchanged at 2 eps",
+                    "share_disordered": "reach the maximal margin mu_max"}
+PAPER_FIG1B = tuple((key, FIG1B_STATEMENTS[key], value / 100) for key, value in paper_numbers.rows("fig1b")["at"].items())
 
 
 def lookup(obj: dict, dotted: str, path) -> float:

@@ -38,9 +38,10 @@ def add_arguments(parser) -> None:
         p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
         p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
 
-    p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX")
+    p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX, and the paired comparisons")
     entries_and_labels(p)
-    p.add_argument("--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex")
+    p.add_argument("--out-dir", required=True,
+                   help="folder of tab2..tab6 and all_results .md/.csv/.tex and significance.csv/.md")
     p.add_argument("--step-timing", help="JSON of `iseat benchmark step --out`: Tab. 4's time column")
 
     p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
@@ -85,12 +86,12 @@ def as_float(text, what) -> float:
 
 
 def run(args) -> int:
-    from .. import aggregate as agg
     from ..io import write_json_atomic, write_text_atomic
+    from ..results import ResultsError, figures, grid, index, seeds, tables
 
     try:
         if args.what == "seeds":
-            result = agg.aggregate_seeds(args.inputs)
+            result = seeds.aggregate_seeds(args.inputs)
             write_json_atomic(args.out, result)
             print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
                   f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %")
@@ -98,40 +99,40 @@ def run(args) -> int:
             points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
                       for lam, gamma, run_dir in args.point]
             paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
-            winner = agg.select_grid(points, args.metric, paper, args.used)
+            winner = grid.select_grid(points, args.metric, paper, args.used)
             write_json_atomic(args.out, winner)
             print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
                   f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
             for note in winner["notes"]:
                 print(f"warning: {note}")
         elif args.what == "tuned":
-            fragment = agg.tuned_values(agg.read_json(args.winner), args.keys, args.lam_warmup)
+            fragment = grid.tuned_values(seeds.read_json(args.winner), args.keys, args.lam_warmup)
             text = f"# from {args.winner}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None)
             write_text_atomic(args.out, text)
             print(f"{args.out}: {fragment}")
         elif args.what in ("tables", "figure-results"):
             if not args.entry:
                 raise UserError("--entry: give at least one aggregated result")
-            entries = agg.parse_entries(args.entry)
+            entries = tables.parse_entries(args.entry)
             setting_labels = labels(args.setting_label, "--setting-label")
             method_labels = labels(args.method_label, "--method-label")
             if args.what == "tables":
-                timing = agg.read_json(args.step_timing) if args.step_timing else None
-                for path in agg.write_tables(args.out_dir, entries, setting_labels, method_labels, timing):
+                timing = seeds.read_json(args.step_timing) if args.step_timing else None
+                for path in tables.write_tables(args.out_dir, entries, setting_labels, method_labels, timing):
                     print(path)
             else:
-                agg.figure_results(args.out, entries, setting_labels, method_labels)
+                figures.figure_results(args.out, entries, setting_labels, method_labels)
                 print(args.out)
         elif args.what == "figure-training":
-            agg.figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
+            figures.figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
             print(args.out)
         elif args.what == "figure-grid":
-            agg.figure_grid(args.out, agg.read_json(args.winner), args.title)
+            figures.figure_grid(args.out, seeds.read_json(args.winner), args.title)
             print(args.out)
         elif args.what == "index":
-            agg.write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
+            index.write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
                             labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))
             print(args.out)
-    except agg.AggregateError as err:
+    except ResultsError as err:
         raise UserError(str(err)) from None
     return 0

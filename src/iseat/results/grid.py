@@ -1,0 +1,87 @@
+"""The lambda x gamma grid: its winner on the selection split, with every point's evidence, and the winner
+as a train-config fragment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from . import ResultsError
+from ..run_config import lambda_schedule
+from .seeds import read_json
+
+GRID_FORMAT = "iseat-grid-v1"
+GRID_METRIC = "best_selection_pgd_acc"
+
+
+def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str | None = None) -> dict:
+    """The winner of a lambda x gamma grid, with every point's evidence.
+
+    `paper_choice` (lam, gamma) is the paper's tuned pair (the setting's pinned values), recorded with
+    its own score when it is a grid point; `used` says which pair the final runs take ("pinned" or "grid").
+
+    `points` is a list of (lam, gamma, run_dir). Each run's summary.json gives the criterion:
+    the best robust accuracy (PGD) on the selection split over the run's epochs. Ties go to the
+    higher clean accuracy, then the smaller lambda, then the smaller gamma.
+    """
+    if not points:
+        raise ResultsError("no grid points given")
+    evidence = []
+    for lam, gamma, run in points:
+        run = Path(run)
+        summary = read_json(run / "summary.json")
+        if metric not in summary:
+            raise ResultsError(f"{run / 'summary.json'}: no {metric!r}; keys: {sorted(summary)}")
+        selection = None
+        if (run / "config.yaml").is_file():
+            selection = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data", {}).get("selection")
+        evidence.append({"lam": float(lam), "gamma": float(gamma), "run_dir": str(run),
+                         metric: float(summary[metric]),
+                         "best_selection_clean_acc": summary.get("best_selection_clean_acc"),
+                         "best_epoch": summary.get("best_epoch"), "selection": selection})
+    keys = [(p["lam"], p["gamma"]) for p in evidence]
+    if len(set(keys)) != len(keys):
+        raise ResultsError("a (lambda, gamma) point is given twice")
+    ranked = sorted(evidence, key=lambda p: (-p[metric], -(p["best_selection_clean_acc"] or 0.0), p["lam"], p["gamma"]))
+    for rank, p in enumerate(ranked, 1):
+        p["rank"] = rank
+    winner = ranked[0]
+    notes = []
+    if any(p["selection"] == "test" for p in evidence):
+        notes.append("some grid runs selected on the TEST split (data.selection=test): the choice saw test data")
+    paper = None
+    if paper_choice is not None:
+        lam, gamma = map(float, paper_choice)
+        point = next((p for p in evidence if (p["lam"], p["gamma"]) == (lam, gamma)), None)
+        paper = {"lam": lam, "gamma": gamma, "value": point[metric] if point else None,
+                 "best_selection_clean_acc": point["best_selection_clean_acc"] if point else None}
+    return {
+        "format": GRID_FORMAT,
+        "paper_choice": paper,
+        "used_by_final_runs": used,
+        "lam": winner["lam"],
+        "gamma": winner["gamma"],
+        "run_dir": winner["run_dir"],
+        "criterion": f"highest {metric} (robust accuracy under the training's PGD on the selection split, "
+                     "best epoch); ties: higher best_selection_clean_acc, then smaller lambda, then smaller gamma",
+        "metric": metric,
+        "value": winner[metric],
+        "lam_values": sorted({p["lam"] for p in evidence}),
+        "gamma_values": sorted({p["gamma"] for p in evidence}),
+        "points": ranked,
+        "notes": notes,
+    }
+
+
+def tuned_values(winner: dict, keys, lam_warmup: bool) -> dict:
+    """The winner as a train-config fragment (`iseat train --config`): the chosen lambda and/or gamma;
+    with the warm-up, lambda is 0 in the first lr stage."""
+    method = {}
+    if "lam" in keys:
+        method["lam"] = lambda_schedule(float(winner["lam"]), lam_warmup)
+    if "gamma" in keys:
+        method["gamma"] = float(winner["gamma"])
+    if not method:
+        raise ResultsError("keys: give lam and/or gamma")
+    return {"method": method}
