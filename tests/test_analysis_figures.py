@@ -75,7 +75,7 @@ def test_figure4_sorted_by_eta(tmp_path):
 
 def test_figure4_draws_train_and_test_av_sd(tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(figures, "save", lambda fig, out: drawn.append(fig))
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out: drawn.append(fig))
     figures.figure4_eta_sweep([1.0, 0.0], [0.80, 0.82], [0.45, 0.40], [0.5, 0.9], tmp_path / "fig4.png",
                               test_av_sd=[0.6, 1.1])
     saved = figures.read_csv(tmp_path / "fig4.csv")
