@@ -234,7 +234,8 @@ def test_av_figure_eta_sweep_table_and_index(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["av-figure", "--log", "{log}", "--out", "{tmp}/f.jpeg"], "must end in one of"),
     (["av-figure", "--log", "{tmp}/none.h5", "--out", "{tmp}/f.png"], "does not exist"),
-    (["eta-sweep", "--runs", "{tmp}/a", "--evals", "{tmp}/x.json", "{tmp}/y.json", "--out", "{tmp}/f.png"], "give one per run"),
+    (["eta-sweep", "--runs", "{tmp}/a", "--evals", "{tmp}/x.json", "{tmp}/y.json", "--out", "{tmp}/f.png"],
+     "--runs gives 1 runs but --evals 2 files"),
     (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.md"], "not a readable JSON"),
     (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.txt"], "Markdown"),
     (["index", "--out", "{tmp}/i.md", "{tmp}/none.png"], "not found"),

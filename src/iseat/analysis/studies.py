@@ -122,6 +122,45 @@ def av_figure(log_path: Path, out: Path, title: str = "") -> int:
     return len(summary["epoch"])
 
 
+def run_eta(run_dir: Path) -> float:
+    """The Eq. 9 strength of a run's last lr stage, from its resolved config."""
+    import yaml
+
+    from ..method import MethodSchedule
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
+    return float(MethodSchedule.from_config(yaml.safe_load(path.read_text())["method"]).eta[-1])
+
+
+def eta_sweep(runs: list[Path], evaluations: list[Path], out: Path, test_av: list[Path] | None = None,
+              accuracy_key: str = "clean_accuracy", robustness_key: str = "robust_accuracy") -> list[float]:
+    """Fig. 4 from the Eq. 9 sweep's runs: each run's eta, accuracy and robustness (its evaluation JSON), the
+    AV SD of its training set (its AV log) and, with `test_av`, of the test set (`iseat analyse vulnerability`
+    summaries), one per run. Returns the etas in order."""
+    from .figures import figure4_eta_sweep
+    from .tables import av_statistics_of, read_evaluation
+
+    check_image(out)
+    if len(runs) != len(evaluations) or (test_av is not None and len(test_av) != len(runs)):
+        counts = f"{{1}} {len(evaluations)} files" + ("" if test_av is None else f" and {{2}} {len(test_av)}")
+        raise ParameterError(f"{{0}} gives {len(runs)} runs but {counts}; give one per run",
+                             "runs", "evaluations", "test_av")
+    rows = []
+    for run_dir, evaluation, test in zip(runs, evaluations, test_av or [None] * len(runs)):
+        try:
+            scores = read_evaluation(evaluation, accuracy_key, robustness_key)
+            rows.append((run_eta(run_dir), scores["accuracy"], scores["robustness"],
+                         av_statistics_of(Path(run_dir) / "av_log.h5")["av_sd"],
+                         av_statistics_of(test)["av_sd"] if test else np.nan))
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from None
+    eta, acc, rob, sd, test_sd = map(np.array, zip(*rows))
+    figure4_eta_sweep(eta, acc, rob, sd, out, test_av_sd=test_sd if test_av else None)
+    return sorted(eta.tolist())
+
+
 def table1(entries, out: Path, accuracy_key: str = "clean_accuracy", robustness_key: str = "robust_accuracy") -> list:
     """Tab. 1 from (method name, AV source, evaluation JSON) entries as Markdown at `out` (numbers beside as .csv);
     the AT row's margins (an AV source margin.json) add the share of disordered samples."""

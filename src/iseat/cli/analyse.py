@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from ..analysis.studies import check_image
 from . import UserError
 
 # the studies' parameters (ParameterError) and the flags that set them
 FLAGS = {"out": "--out", "split": "--split", "eps": "--eps", "step_size": "--step-size", "pgd_steps": "--pgd-steps",
          "batch_size": "--batch-size", "n": "--n", "indices": "--indices", "margins": "--margins", "steps": "--steps",
-         "pick": "--pick", "n_examples": "--n-examples"}
+         "pick": "--pick", "n_examples": "--n-examples", "runs": "--runs", "evaluations": "--evals", "test_av": "--test-av"}
 
 
 def add_arguments(parser) -> None:
@@ -167,38 +164,11 @@ def run_vulnerability(args) -> int:
 
 
 def run_eta_sweep(args) -> int:
-    from ..analysis.figures import figure4_eta_sweep
-    from ..analysis.tables import av_statistics_of, read_evaluation
+    from ..analysis.studies import eta_sweep
 
-    check_image(args.out)
-    if len(args.runs) != len(args.evals) or len(args.runs) != len(args.test_av or args.runs):
-        raise UserError(f"--runs gives {len(args.runs)} runs but --evals {len(args.evals)} files and --test-av "
-                        f"{len(args.test_av or args.runs)}; give one per run")
-    rows = []
-    for run_dir, evaluation, test_av in zip(args.runs, args.evals, args.test_av or [None] * len(args.runs)):
-        try:
-            scores = read_evaluation(evaluation, args.accuracy_key, args.robustness_key)
-            rows.append((eta_of(run_dir), scores["accuracy"], scores["robustness"],
-                         av_statistics_of(run_dir / "av_log.h5")["av_sd"],
-                         av_statistics_of(test_av)["av_sd"] if test_av else np.nan))
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(str(err)) from None
-    eta, acc, rob, sd, test_sd = map(np.array, zip(*rows))
-    figure4_eta_sweep(eta, acc, rob, sd, args.out, test_av_sd=test_sd if args.test_av else None)
-    print(f"Fig. 4 over eta = {sorted(eta.tolist())}: {args.out}")
+    etas = eta_sweep(args.runs, args.evals, args.out, args.test_av, args.accuracy_key, args.robustness_key)
+    print(f"Fig. 4 over eta = {etas}: {args.out}")
     return 0
-
-
-def eta_of(run_dir: Path) -> float:
-    """The Eq. 9 strength of a run's last lr stage, from its resolved config."""
-    import yaml
-
-    from ..method import MethodSchedule
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ValueError(f"{run_dir} is not a run folder (no config.yaml)")
-    return float(MethodSchedule.from_config(yaml.safe_load(path.read_text())["method"]).eta[-1])
 
 
 def run_table1(args) -> int:
