@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from . import UserError
 
 
@@ -86,53 +84,89 @@ def as_float(text, what) -> float:
 
 
 def run(args) -> int:
-    from ..io import write_json_atomic, write_text_atomic
-    from ..results import ResultsError, figures, grid, index, seeds, tables
+    return {"seeds": run_seeds, "grid": run_grid, "tuned": run_tuned, "tables": run_tables,
+            "figure-results": run_figure_results, "figure-training": run_figure_training,
+            "figure-grid": run_figure_grid, "index": run_index}[args.what](args)
 
-    try:
-        if args.what == "seeds":
-            result = seeds.aggregate_seeds(args.inputs)
-            write_json_atomic(args.out, result)
-            print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
-                  f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %")
-        elif args.what == "grid":
-            points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
-                      for lam, gamma, run_dir in args.point]
-            paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
-            winner = grid.select_grid(points, args.metric, paper, args.used)
-            write_json_atomic(args.out, winner)
-            print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
-                  f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
-            for note in winner["notes"]:
-                print(f"warning: {note}")
-        elif args.what == "tuned":
-            fragment = grid.tuned_values(seeds.read_json(args.winner), args.keys, args.lam_warmup)
-            text = f"# from {args.winner}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None)
-            write_text_atomic(args.out, text)
-            print(f"{args.out}: {fragment}")
-        elif args.what in ("tables", "figure-results"):
-            if not args.entry:
-                raise UserError("--entry: give at least one aggregated result")
-            entries = tables.parse_entries(args.entry)
-            setting_labels = labels(args.setting_label, "--setting-label")
-            method_labels = labels(args.method_label, "--method-label")
-            if args.what == "tables":
-                timing = seeds.read_json(args.step_timing) if args.step_timing else None
-                for path in tables.write_tables(args.out_dir, entries, setting_labels, method_labels, timing):
-                    print(path)
-            else:
-                figures.figure_results(args.out, entries, setting_labels, method_labels)
-                print(args.out)
-        elif args.what == "figure-training":
-            figures.figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
-            print(args.out)
-        elif args.what == "figure-grid":
-            figures.figure_grid(args.out, seeds.read_json(args.winner), args.title)
-            print(args.out)
-        elif args.what == "index":
-            index.write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
-                            labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))
-            print(args.out)
-    except ResultsError as err:
-        raise UserError(str(err)) from None
+
+def run_seeds(args) -> int:
+    from ..results.seeds import write_seed_summary
+
+    result = write_seed_summary(args.inputs, args.out)
+    print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
+          f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %")
+    return 0
+
+
+def run_grid(args) -> int:
+    from ..results.grid import write_winner
+
+    points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
+              for lam, gamma, run_dir in args.point]
+    paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
+    winner = write_winner(points, args.out, args.metric, paper, args.used)
+    print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
+          f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
+    for note in winner["notes"]:
+        print(f"warning: {note}")
+    return 0
+
+
+def run_tuned(args) -> int:
+    from ..results.grid import write_tuned
+
+    print(f"{args.out}: {write_tuned(args.winner, args.keys, args.lam_warmup, args.out)}")
+    return 0
+
+
+def entries(args):
+    from ..results.tables import parse_entries
+
+    if not args.entry:
+        raise UserError("--entry: give at least one aggregated result")
+    return (parse_entries(args.entry), labels(args.setting_label, "--setting-label"),
+            labels(args.method_label, "--method-label"))
+
+
+def run_tables(args) -> int:
+    from ..results.seeds import read_json
+    from ..results.tables import write_tables
+
+    timing = read_json(args.step_timing) if args.step_timing else None
+    for path in write_tables(args.out_dir, *entries(args), timing):
+        print(path)
+    return 0
+
+
+def run_figure_results(args) -> int:
+    from ..results.figures import figure_results
+
+    figure_results(args.out, *entries(args))
+    print(args.out)
+    return 0
+
+
+def run_figure_training(args) -> int:
+    from ..results.figures import figure_training
+
+    figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
+    print(args.out)
+    return 0
+
+
+def run_figure_grid(args) -> int:
+    from ..results.figures import figure_grid
+    from ..results.seeds import read_json
+
+    figure_grid(args.out, read_json(args.winner), args.title)
+    print(args.out)
+    return 0
+
+
+def run_index(args) -> int:
+    from ..results.index import write_index
+
+    write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
+                labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))
+    print(args.out)
     return 0

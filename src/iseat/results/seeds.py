@@ -81,6 +81,15 @@ def aggregate_seeds(paths) -> dict:
     }
 
 
+def write_seed_summary(paths, out) -> dict:
+    """`aggregate_seeds` of the seeds' evaluation files, written (atomically) as JSON at `out`."""
+    from ..io import write_json_atomic
+
+    result = aggregate_seeds(paths)
+    write_json_atomic(out, result)
+    return result
+
+
 def run_speed_options(run_dir: Path) -> list[str]:
     """The opt-in speed options (bf16, TF32, compile, ...) the run in `run_dir` used, from its summary.json."""
     from ..acceleration import used_options  # here, not at the top: the results layer runs without torch
