@@ -58,8 +58,10 @@ def independent_iseat_update(model, x, y, lam, gamma):
             for (n, g) in zip(theta, grad)}
 
 
+@pytest.mark.parametrize("memory_lean", [False, True], ids=["default", "memory_lean"])
 @pytest.mark.parametrize("lam,gamma", [(0.1, 0.007), (1.0, 0.02), (0.0, 0.01), (0.5, 0.0)])
-def test_two_pass_update_equals_gradient_of_eq18(lam, gamma):
+def test_two_pass_update_equals_gradient_of_eq18(lam, gamma, memory_lean):
+    """The default step keeps the clean graph; the memory-lean one (`runtime.memory_lean`) recomputes it."""
     torch.manual_seed(0)
     model = SmallCNN(num_classes=10, width=4).double()
     x = torch.rand(12, 3, 32, 32, dtype=torch.float64)
@@ -69,7 +71,7 @@ def test_two_pass_update_equals_gradient_of_eq18(lam, gamma):
 
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
     method = Method(attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, smoothing=LogitSmoothing("lsiw", "sq_l2", "linear"))
-    training_step(model, optimizer, x, y, method)
+    training_step(model, optimizer, x, y, method, memory_lean=memory_lean)
 
     diff = max((p.detach() - expected[n]).abs().max().item() for n, p in model.named_parameters())
     assert diff <= 1e-8, diff
