@@ -16,7 +16,8 @@ from torch.func import functional_call
 
 from .attack import PGD
 from .regularizer import LogitSmoothing, logit_stability_penalty
-from .weight_perturbation import AdversarialWeightPerturbation, perturbed_parameters, shift_parameters
+from .weight_perturbation import (AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters,
+                                  shift_parameters)
 
 
 @dataclass(frozen=True)
@@ -143,29 +144,15 @@ def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_vie
     """Memory-lean path, second backward: the theta branch of Eq. 20 from a fresh clean forward pass
     (BatchNorm statistics left as the first clean pass set them), every other view held constant.
     Its parameter gradients add to those of the theta+v branch already in `.grad`."""
-    with buffers_kept(model):  # kept until the backward pass, which checks the saved statistics' versions
-        clean_logits = _float(model(x))
-        loss = clean_logits.new_zeros(())
-        if any(view in clean_views for view in view_logits):
-            pair = [clean_logits if view in clean_views else logits.detach() for view, logits in view_logits.items()]
-            loss = loss + method.smoothing(*pair, av, method.lam)
-        if eq9 is not None:  # Eq. 9: (adversarial logits at theta, their AV), both constants here
-            adv_logits_base, av_eq3 = eq9
-            loss = loss + logit_stability_penalty(adv_logits_base.detach(), clean_logits, av_eq3, method.eta)
-        loss.backward(inputs=inputs)
-
-
-@contextlib.contextmanager
-def buffers_kept(model: torch.nn.Module):
-    """Buffers (BatchNorm running statistics) restored after the block: a recomputed forward pass
-    must not count the batch twice."""
-    saved = [b.detach().clone() for b in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for b, value in zip(model.buffers(), saved):
-                b.copy_(value)
+    clean_logits = _float(forward_keeping_statistics(model, x))  # a recomputation must not count the batch twice
+    loss = clean_logits.new_zeros(())
+    if any(view in clean_views for view in view_logits):
+        pair = [clean_logits if view in clean_views else logits.detach() for view, logits in view_logits.items()]
+        loss = loss + method.smoothing(*pair, av, method.lam)
+    if eq9 is not None:  # Eq. 9: (adversarial logits at theta, their AV), both constants here
+        adv_logits_base, av_eq3 = eq9
+        loss = loss + logit_stability_penalty(adv_logits_base.detach(), clean_logits, av_eq3, method.eta)
+    loss.backward(inputs=inputs)
 
 
 def apply_update_at_perturbed_weights(model, optimizer, v) -> None:

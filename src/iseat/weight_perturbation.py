@@ -14,6 +14,14 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 
+def forward_keeping_statistics(model: torch.nn.Module, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
+    """f(x; params) (default: the model's parameters) in the model's current mode, run on copies of the
+    buffers: a pass that only serves an ascent, a recomputation or a log leaves the BatchNorm running
+    statistics untouched (the reference computes such passes on a proxy copy of the model)."""
+    buffer_copies = {name: b.clone() for name, b in model.named_buffers()}
+    return functional_call(model, (dict(model.named_parameters()) if params is None else params, buffer_copies), (x,))
+
+
 def perturbable_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """Conv kernels and linear weights: the tensors AWP perturbs."""
     return {name: p for name, p in model.named_parameters() if p.dim() > 1}
@@ -29,8 +37,7 @@ class AdversarialWeightPerturbation:
         The ascent pass runs on copies of the buffers, as the reference computes it on a proxy copy
         of the model: it leaves the BatchNorm running statistics untouched."""
         params = perturbable_parameters(model)
-        buffer_copies = {name: b.clone() for name, b in model.named_buffers()}
-        logits = functional_call(model, (dict(model.named_parameters()), buffer_copies), (x_adv,))
+        logits = forward_keeping_statistics(model, x_adv)
         loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
         grads = torch.autograd.grad(loss, list(params.values()))
         return layerwise_scaled(params, grads, self.gamma)

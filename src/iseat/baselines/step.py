@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..method import StepResult, _float, apply_update_at_perturbed_weights, parameters_frozen
-from ..weight_perturbation import layerwise_scaled, perturbable_parameters
+from ..weight_perturbation import (forward_keeping_statistics, layerwise_scaled, perturbable_parameters,
+                                   perturbed_parameters)
 from .attacks import evaluating
 from .rwp import robust_weight_perturbation
 
@@ -24,11 +25,10 @@ from .rwp import robust_weight_perturbation
 def forward_at(model, x, v: dict | None = None, track_statistics: bool = True) -> torch.Tensor:
     """f(x; theta + v) in the model's current mode; with `track_statistics=False` the BatchNorm
     running statistics are left as they are."""
-    params = {n: p + v[n] if v is not None and n in v else p for n, p in model.named_parameters()}
-    if v is None and track_statistics:
-        return _float(model(x))
-    buffers = {} if track_statistics else {n: b.clone() for n, b in model.named_buffers()}
-    return _float(functional_call(model, {**params, **buffers}, (x,)))
+    params = perturbed_parameters(model, v or {})
+    if not track_statistics:
+        return _float(forward_keeping_statistics(model, x, params))
+    return _float(model(x) if v is None else functional_call(model, params, (x,)))
 
 
 @dataclass(frozen=True)
