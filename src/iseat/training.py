@@ -220,6 +220,7 @@ class TrainingRun:
         if state is None:
             self._maybe_finetune()
         self.step_model = acceleration.prepare_model(self.model, self.runtime, self.device)
+        self.memory_lean = acceleration.options(self.runtime)["memory_lean"]
         t = cfg["training"]
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t["lr"], momentum=t["momentum"],
                                          weight_decay=t["weight_decay"])
@@ -305,8 +306,7 @@ class TrainingRun:
             method = self._method(stage, epoch * n_batches + i, n_batches)
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
-                result = training_step(self.step_model, self.optimizer, x, y, method,
-                                       acceleration.options(self.runtime)["memory_lean"])
+                result = training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean)
             self.buffer.record(index, result)
             if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
                 self.swa.update(self.model)

@@ -165,7 +165,6 @@ wildcard_constraints:
 # ----------------------------------------------------------------------------- train overrides
 
 
-data_overrides = RUNS.data_overrides
 run_overrides = RUNS.run_overrides
 grid_overrides = RUNS.grid_overrides
 
@@ -235,7 +234,6 @@ def seed_results(wildcards):
 
 job_resources = RUNS.job_resources
 job_device = RUNS.job_device
-device_layer = RUNS.device_layer
 
 
 def resource(kind, key):

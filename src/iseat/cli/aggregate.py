@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..results.grid import GRID_METRIC
 from . import UserError
 
 
@@ -18,7 +19,7 @@ def add_arguments(parser) -> None:
     p = sub.add_parser("grid", help="select the lambda/gamma grid winner on the validation split")
     p.add_argument("--point", nargs=3, action="append", required=True, metavar=("LAM", "GAMMA", "RUN_DIR"),
                    help="one grid point and its fine-tuned run folder (repeat)")
-    p.add_argument("--metric", default="best_selection_pgd_acc", help="summary.json key to maximise")
+    p.add_argument("--metric", default=GRID_METRIC, help="summary.json key to maximise")
     p.add_argument("--out", required=True, help="winner.json (winner and every point's evidence)")
     p.add_argument("--paper-choice", nargs=2, metavar=("LAM", "GAMMA"), help="the paper's tuned pair, scored beside the winner")
     p.add_argument("--used", choices=["pinned", "grid"], help="which pair the final runs take")

@@ -12,7 +12,6 @@ class AutoAttackStandard(Attack):
     rank, family = 3, "AutoAttack"
     description = "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square), the headline number"
     PROTOCOL = adapter.STANDARD
-    standard = PROTOCOL.standard
 
     def __init__(self, aa, seed: int, batch_size: int):
         self.aa, self.seed, self.batch_size = aa, seed, batch_size
@@ -25,6 +24,10 @@ class AutoAttackStandard(Attack):
     @property
     def label(self) -> str:
         return self.PROTOCOL.label
+
+    @property
+    def standard(self) -> bool:
+        return self.PROTOCOL.standard
 
     @property
     def protocol(self) -> str:

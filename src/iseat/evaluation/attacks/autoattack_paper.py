@@ -11,4 +11,3 @@ class AutoAttackPaperProtocol(AutoAttackStandard):
     name = "autoattack-paper-protocol"
     description = "torchattacks' 10-iteration AutoAttack of the reference code (non-standard)"
     PROTOCOL = adapter.TORCHATTACKS
-    standard = PROTOCOL.standard
