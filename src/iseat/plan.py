@@ -179,7 +179,8 @@ def iseat_args(command: str) -> list[str]:
 
 
 def run_config(command: str) -> tuple[dict, str]:
-    """The config of a training command (defaults <- --config file if present <- --set values) and its --out."""
+    """The config of a training command (defaults <- --config file if present <- --set values) and its --out.
+    Not `config.load_config`: a plan is made before the data are fetched, and that checks data.root."""
     args = iseat_args(command)
     cfg, out, i = copy.deepcopy(DEFAULTS), "", 2
     while i < len(args):
@@ -260,15 +261,15 @@ def pgd_cost(images: int, steps: int, cfg: dict, times: StepTimes) -> float:
 
 def training_seconds(cfg: dict, times: StepTimes) -> float:
     arch, scale = model_key(cfg)
-    n_train, _ = dataset_sizes(cfg["data"])
-    if cfg["data"]["selection"] == "validation":
+    n_train, n_test = dataset_sizes(cfg["data"])
+    validation = cfg["data"]["selection"] == "validation"
+    if validation:
         n_train -= cfg["data"]["validation_size"]
     extra = 1 + float(cfg["data"].get("extra_ratio", 1.0)) if cfg["data"].get("extra") else 1
     images = n_train * extra
     seconds = sum(images / REFERENCE_BATCH * times.step(arch, cfg["runtime"], row) * scale
                   for row in stage_rows(cfg))
-    validation = cfg["data"]["selection"] == "validation"
-    n_sel = cfg["data"]["validation_size"] if validation else dataset_sizes(cfg["data"])[1]
+    n_sel = cfg["data"]["validation_size"] if validation else n_test
     if cfg["evaluation"]["max_samples"]:
         n_sel = min(n_sel, cfg["evaluation"]["max_samples"])
     return seconds + cfg["training"]["epochs"] * pgd_cost(n_sel, cfg["evaluation"]["pgd_steps"], cfg, times)
@@ -288,11 +289,8 @@ def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | Non
 
 def plan(jobs: list[Job], times: StepTimes) -> dict:
     """Per setting: jobs (all, and GPU jobs), GPU-hours of trainings and evaluations; the totals."""
-    configs = {}
-    for job in jobs:
-        if job.kind == "train":
-            cfg, out = run_config(job.command)
-            configs[Path(out).as_posix()] = cfg
+    trainings = {id(job): run_config(job.command) for job in jobs if job.kind == "train"}  # parsed once
+    configs = {Path(out).as_posix(): cfg for cfg, out in trainings.values()}
     per_setting: dict[str, dict] = {}
     for job in jobs:
         row = per_setting.setdefault(job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0,
@@ -301,8 +299,7 @@ def plan(jobs: list[Job], times: StepTimes) -> dict:
         row["gpu_jobs"] += job.gpu
         seconds = None
         if job.kind == "train":
-            cfg, _ = run_config(job.command)
-            seconds = training_seconds(cfg, times)
+            seconds = training_seconds(trainings[id(job)][0], times)
             row["train_hours"] += seconds / 3600
         elif job.kind == "evaluate":
             run_dir = Path(option(job.command, "--checkpoint")).parent.as_posix()
