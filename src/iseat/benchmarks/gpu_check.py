@@ -42,6 +42,7 @@ import torch
 
 from ..device import resolve_device
 from ..io import write_json_atomic, write_text_atomic
+from ..resume_state import ResumeStateError, read_state
 from . import step_timing
 
 # Speed variants of the step section: name -> runtime options (fp32 eager is the baseline).
@@ -284,10 +285,10 @@ def run_training_process(settings: list[str], out: Path, kill_mid_epoch: int | N
 def wait_for_state(path: Path, proc: subprocess.Popen, epoch: int) -> None:
     while proc.poll() is None:
         try:
-            progress = torch.load(path, weights_only=False, map_location="cpu")["progress"]
+            progress = read_state(path)["progress"]
             if progress["epoch"] == epoch and progress["batch"] >= 2:
                 return
-        except (FileNotFoundError, EOFError, RuntimeError, KeyError):
+        except ResumeStateError:  # not written yet
             pass
         time.sleep(0.05)
 

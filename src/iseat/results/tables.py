@@ -74,10 +74,14 @@ class Entry:
     method: str
     paper: str | None
     result_dir: str
+    _loaded: dict = field(default_factory=dict, repr=False, compare=False)  # an entry sits in several tables
 
     def load(self, evaluation: str) -> dict | None:
-        path = Path(self.result_dir) / f"{evaluation}.json"
-        return read_json(path) if path.is_file() else None
+        """The aggregated `evaluation` (aa, pgd) result, read once; None if it does not exist."""
+        if evaluation not in self._loaded:
+            path = Path(self.result_dir) / f"{evaluation}.json"
+            self._loaded[evaluation] = read_json(path) if path.is_file() else None
+        return self._loaded[evaluation]
 
 
 @dataclass
