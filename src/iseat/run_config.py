@@ -28,6 +28,17 @@ def lambda_schedule(lam: float, warmup: bool):
     return [0.0, float(lam)] if warmup else float(lam)
 
 
+def tuned_method(keys, lam, gamma, warmup: bool) -> dict:
+    """The `method` values a run takes of a tuned (lambda, gamma) pair: those in `keys`, lambda with its
+    warm-up where `warmup` says so."""
+    values = {}
+    if "lam" in keys:
+        values["lam"] = lambda_schedule(lam, warmup)
+    if "gamma" in keys:
+        values["gamma"] = float(gamma)
+    return values
+
+
 def number(x) -> str:
     """How a grid value is written in a path: 0.1 -> '0.1', 0.007 -> '0.007'."""
     return format(float(x), "g")
@@ -118,21 +129,20 @@ class RunConfigs:
         if not keys or self.uses_grid_winner(setting, method):
             return {}
         tuned = self.settings[setting]["tuned"]
-        values = {}
-        if "lam" in keys:
-            values["lam"] = lambda_schedule(tuned["lam"], self.lam_warmup(setting, method))
-        if "gamma" in keys:
-            values["gamma"] = float(tuned["gamma"])
-        return {"method": values}
+        return {"method": tuned_method(keys, tuned.get("lam"), tuned.get("gamma"), self.lam_warmup(setting, method))}
 
     def finetune_layers(self, setting: str, seed) -> tuple[list, dict]:
         """The fine-tuning protocol (all settings', then the setting's) and where it starts: the base
         run's checkpoint of the same seed."""
         which = self.config["finetune"].get("checkpoint", "best")
-        start = {"training": {"finetune_from": f"{self.run_dir(setting, self.base_of(setting), seed)}/{which}.pt",
-                              "finetune_checkpoint": which}}
+        start = self.start_layer(setting, self.base_of(setting), seed, which)
         protocol = [self.config["finetune"].get("train"), self.settings[setting].get("finetune", {}).get("train")]
         return protocol, start
+
+    def start_layer(self, setting: str, base: str, seed, which: str) -> dict:
+        """A fine-tune's start: checkpoint `which` (best, last) of the `base` run of the same seed."""
+        return {"training": {"finetune_from": f"{self.run_dir(setting, base, seed)}/{which}.pt",
+                             "finetune_checkpoint": which}}
 
     def run_overrides(self, setting: str, method: str, seed) -> dict:
         """Every train-config value of one run of `method` in `setting`."""
@@ -174,9 +184,8 @@ class RunConfigs:
         """One run of the Eq. 9 strength sweep (Fig. 4, `analysis.eta_sweep`): the setting's model and
         data, the sweep's protocol, method at_eq9 with this eta, fine-tuned from the base run's
         checkpoint of the same seed."""
-        setting, which = sweep["setting"], sweep.get("checkpoint", "best")
-        start = {"training": {"finetune_from": f"{self.run_dir(setting, sweep['base'], seed)}/{which}.pt",
-                              "finetune_checkpoint": which}}
+        setting = sweep["setting"]
+        start = self.start_layer(setting, sweep["base"], seed, sweep.get("checkpoint", "best"))
         return deep_merge(
             self.device_layer("finetune", setting),
             self.config.get("train"),

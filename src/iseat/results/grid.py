@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from . import ResultsError
-from ..run_config import lambda_schedule
+from ..run_config import tuned_method
 from .seeds import read_json
 
 GRID_FORMAT = "iseat-grid-v1"
@@ -77,11 +77,7 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
 def tuned_values(winner: dict, keys, lam_warmup: bool) -> dict:
     """The winner as a train-config fragment (`iseat train --config`): the chosen lambda and/or gamma;
     with the warm-up, lambda is 0 in the first lr stage."""
-    method = {}
-    if "lam" in keys:
-        method["lam"] = lambda_schedule(float(winner["lam"]), lam_warmup)
-    if "gamma" in keys:
-        method["gamma"] = float(winner["gamma"])
+    method = tuned_method(keys, float(winner["lam"]), winner["gamma"], lam_warmup)
     if not method:
         raise ResultsError("keys: give lam and/or gamma")
     return {"method": method}
