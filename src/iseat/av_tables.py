@@ -14,6 +14,7 @@ import numpy as np
 from .avlog import PER_SAMPLE, AVLog
 from .errors import AVLogError, ParameterError, literal
 from .io import atomic_path
+from .results.writers import write_csv
 
 SUMMARY_COLUMNS = ("epoch", "n_samples", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
                    "share_av_ge_1", "share_av_le_0")
@@ -98,19 +99,12 @@ def write_wide_csv(path: Path, log: AVLog, name: str, epochs: np.ndarray) -> Non
 
 
 def write_table_csv(path: Path, table: dict, parameter: str = "csv") -> None:
-    """`table` (column -> values) as a CSV file, written atomically; `parameter` names `path` in errors."""
+    """`table` (column -> values) as a CSV file, written atomically (flags as 0/1); `parameter` names `path`
+    in errors."""
     if path.is_dir():
         raise ParameterError(f"{{0}} {literal(path)} is a folder; give a file name", parameter)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(",".join(table) + "\n")
-        for row in zip(*table.values()):
-            f.write(",".join(csv_cell(v) for v in row) + "\n")
-
-
-def csv_cell(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "nan" if math.isnan(value) else repr(float(value))
-    return str(int(value)) if isinstance(value, (np.integer, np.bool_)) else str(value)
+    write_csv(path, {name: [int(v) if isinstance(v, (bool, np.bool_)) else v for v in values]
+                     for name, values in table.items()})
 
 
 def text_cell(name: str, value) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..av_tables import resolve_epoch
 from ..avlog import AVLog, av_statistics
 from ..io import write_text_atomic
 from ..results import paper_numbers
@@ -61,10 +62,7 @@ def av_statistics_of(path, epoch: int = -1) -> dict:
     path = Path(path)
     if path.suffix == ".h5":
         with AVLog(path) as log:
-            epochs = log.epochs
-            if epochs.size == 0:
-                raise ValueError(f"{path}: the AV log holds no complete epoch yet")
-            epoch = int(epochs[-1]) if epoch == -1 else epoch
+            epoch = resolve_epoch(log.epochs, epoch, path)
             stats = av_statistics(log.values("av", epoch))
             perturbed = bool(log.file["weight_perturbed"][log.row(epoch)])
         return stats | {"source": f"training log epoch {epoch}, Eq. {10 if perturbed else 3}"}
