@@ -25,7 +25,7 @@ def save_atomic(obj, path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(buffer.getbuffer())
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def architecture_of(cfg: dict, num_classes: int) -> dict:

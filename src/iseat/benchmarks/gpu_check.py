@@ -41,9 +41,10 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..errors import UserError
 from ..io import write_json_atomic, write_text_atomic
 from ..resume_state import ResumeStateError, read_state
-from . import step_timing
+from . import module_main, step_timing
 
 # Speed variants of the step section: name -> runtime options (fp32 eager is the baseline).
 VARIANTS = {
@@ -482,8 +483,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..cli import UserError
-
     try:
         result = gpu_check(args.data, args.out, args.smoke, args.budget_s, tuple(args.sections))
     except ValueError as err:
@@ -502,12 +501,8 @@ def problems(result: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from ..cli import UserError
-
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.gpu_check", description=__doc__.splitlines()[0])
-    add_arguments(parser)
     try:
-        return run(parser.parse_args(argv))
+        return module_main(sys.modules[__name__], argv)
     except UserError as err:
         print(f"gpu-check: error: {err}", file=sys.stderr)
         return 2
