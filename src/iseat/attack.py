@@ -52,6 +52,12 @@ def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, loss_fn=F.cross_
     return grad
 
 
+def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per sample, the Carlini-Wagner margin max_{j != y} z_j - z_y: positive exactly when misclassified."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    return logits.scatter(1, y[:, None], float("-inf")).amax(1) - true
+
+
 @torch.no_grad()
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(1) == y)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..attack import cw_margin, input_gradient
+
 
 @contextlib.contextmanager
 def evaluating(model: torch.nn.Module):
@@ -54,8 +56,7 @@ def uniform_start(x: torch.Tensor, eps: float) -> torch.Tensor:
 def capped_cw_margin(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torch.Tensor:
     """min(max_{k != y} z_k - z_y, confidence) per sample: the original's -max(z_y - max_other + c, 0),
     shifted by the constant c."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    return (logits.scatter(1, y[:, None], float("-inf")).amax(1) - true).clamp(max=confidence)
+    return cw_margin(logits, y).clamp(max=confidence)
 
 
 def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, objective=F.cross_entropy):
@@ -109,7 +110,7 @@ class GaussianStartPGD:
         x = x.detach()
         x_adv = gaussian_start(x, self.start_sd)
         for _ in range(self.steps):
-            _, grad = ce_input_gradient(model, x_adv, y, self.objective)
+            grad = input_gradient(model, x_adv, y, self.objective)
             x_adv = project(x_adv + self.step_size * grad.sign(), x, self.eps)
         return x_adv.clamp(0.0, 1.0).detach(), None
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import torch
 
+from ...attack import cw_margin
 from .base import Attack
 from .pgd import PGDAttack
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of max_{j != y} z_j - z_y."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], float("-inf"))
-    return (others.amax(1) - true).mean()
+    return cw_margin(logits, y).mean()
 
 
 class CWInfAttack(PGDAttack):
