@@ -160,6 +160,12 @@ def test_paper_resources_layer_defaults_config_and_setting(paper):
     assert paper.job_device("evaluate", "cifar10") == "cuda" and paper.job_device("light") == "cpu"
 
 
+def test_step_timing_measures_the_model_of_its_setting(paper, demo):
+    assert paper.step_timing_options() == "--model wide_resnet --batch-size 128 --repeats 20 --warmup 3"
+    assert demo.step_timing_options() == "--model small_cnn --batch-size 32 --repeats 3 --warmup 1"
+    assert RunConfigs({**paper.config, "step_timing": None}).step_timing_options() == ""
+
+
 # ----------------------------------------------------------------------------- config/demo.yaml
 
 DEMO_COMMON = {"runtime": {"device": "cpu", "progress": False}, "model": {"arch": "small_cnn"},

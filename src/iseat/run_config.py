@@ -12,7 +12,7 @@ import shlex
 
 import yaml
 
-from .config import deep_merge
+from .config import DEFAULTS, deep_merge
 
 RESOURCE_DEFAULTS = {
     "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},
@@ -105,6 +105,16 @@ class RunConfigs:
         blocks) wins, for evaluations and analyses too."""
         train = deep_merge(self.config.get("train"), self.settings[setting].get("train") if setting else None)
         return train.get("runtime", {}).get("device") or ("cuda" if self.job_resources(kind, setting)["gpu"] > 0 else "cpu")
+
+    def step_timing_options(self) -> str:
+        """`iseat benchmark step` options of the config's `step_timing` (Tab. 4's time column): the model of
+        its setting (the paper's WRN34-10) at its batch size; '' without a `step_timing` block."""
+        timing = self.config.get("step_timing")
+        if not timing:
+            return ""
+        model = deep_merge(DEFAULTS, self.config.get("train"), self.settings[timing["setting"]].get("train"))["model"]
+        return (f"--model {model['arch']} --batch-size {timing.get('batch_size', 128)} "
+                f"--repeats {timing.get('repeats', 10)} --warmup {timing.get('warmup', 2)}")
 
     def device_layer(self, kind: str, setting: str | None = None) -> dict:
         return {"runtime": {"device": self.job_device(kind, setting)}}

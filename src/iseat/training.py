@@ -25,7 +25,7 @@ from tqdm import tqdm
 from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
-from .checkpoint import architecture_of, load_model, model_checkpoint, read_checkpoint, save_atomic
+from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
 from .fraction import parse_fraction
 from .device import resolve_device
 from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal

@@ -41,7 +41,7 @@ rule benchmark_step:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
     params:
-        options=step_timing_args(),
+        options=RUNS.step_timing_options(),
         device=lambda wildcards: job_device("evaluate"),
     shell:
         "iseat --attempt {resources.attempt} benchmark step {params.options} --no-memory --device {params.device}"

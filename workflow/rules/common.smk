@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from iseat.config import deep_merge
 from iseat.data import registry
 from iseat.run_config import RunConfigs, number, set_args
 from iseat.workflow_schema import validate as validate_against_schema
@@ -275,20 +274,6 @@ if config["resources"].get("light_local", True):
 
 
 STEP_TIMING = f"{RESULTS}/benchmarks/step_timing.json"
-
-
-def step_timing_args():
-    """`iseat benchmark step` options: the model of the configured setting (Tab. 4's WRN34-10 in the paper)."""
-    timing = config.get("step_timing")
-    if not timing:  # no time column: the rule is never asked for
-        return ""
-    model = SETTINGS[timing["setting"]].get("train", {}).get("model", {}).get("arch") or config.get("train", {}).get(
-        "model", {}
-    ).get("arch", "small_cnn")
-    return (
-        f"--model {model} --batch-size {timing.get('batch_size', 128)} --repeats {timing.get('repeats', 10)} "
-        f"--warmup {timing.get('warmup', 2)}"
-    )
 
 
 def table_outputs():

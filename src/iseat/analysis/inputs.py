@@ -49,17 +49,26 @@ def check_out_folder(out: Path) -> None:
         raise ParameterError(f"{{0}} {literal(out)} is a file; give a folder", "out")
 
 
-def load_bundle(config: dict, data_root: str | None):
-    """The data of a run's config, from `data_root` when the data moved since training."""
+def study_data_config(config: dict, split: str, data_root: str | None) -> dict:
+    """The run's data section for a study of `split`, without its extra data: the test set alone, or the
+    labelled training images the run trained on (its validation part kept out, as in training)."""
+    from ..evaluation.api import evaluation_data_config
+
+    data_cfg = evaluation_data_config(config, data_root, None)
+    if split == "train":
+        data_cfg["selection"] = config["data"].get("selection", data_cfg["selection"])
+    return data_cfg
+
+
+def load_bundle(config: dict, split: str, data_root: str | None):
+    """The data of a run's config for a study of `split` (`study_data_config`), from `data_root` when the
+    data moved since training."""
     try:
         from ..data import load_data
     except ImportError as err:
         raise UserError(f"the data module is not available ({err})") from None
-    data_cfg = dict(config["data"])
-    if data_root:
-        data_cfg["root"] = data_root
     try:
-        return load_data(data_cfg, config.get("seed", 0))
+        return load_data(study_data_config(config, split, data_root), config.get("seed", 0))
     except (ValueError, OSError) as err:  # DataError is a ValueError
         raise UserError(f"data: {first_line(err)}") from None
 
@@ -75,12 +84,14 @@ def split_dataset(bundle, split: str):
 
 
 def load_inputs(checkpoint: Path, split: str, data_root: str | None, device) -> StudyInputs:
-    from ..checkpoint import load_model, read_checkpoint
+    """The checkpoint (read once), its data for `split` and its model in eval mode."""
+    from ..checkpoint import model_from_checkpoint, read_checkpoint
 
-    config = read_checkpoint(checkpoint)["config"]
-    bundle = load_bundle(config, data_root)
-    model, ckpt = load_model(checkpoint, device, expect_num_classes=bundle.num_classes)
-    return StudyInputs(model, ckpt, bundle, split_dataset(bundle, split), split)
+    ckpt = read_checkpoint(checkpoint)
+    bundle = load_bundle(ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}, split, data_root)
+    dataset = split_dataset(bundle, split)
+    model = model_from_checkpoint(ckpt, checkpoint, device, expect_num_classes=bundle.num_classes)
+    return StudyInputs(model, ckpt, bundle, dataset, split)
 
 
 def stack_samples(dataset, positions):

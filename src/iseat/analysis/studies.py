@@ -5,13 +5,13 @@ summary is written last."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ParameterError, UserError, literal
 from ..io import write_json_atomic, write_text_atomic
+from ..results.index import relpath
 from .inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 
 CAPTIONS = {
@@ -186,6 +186,6 @@ def index_page(files: list[Path], out: Path, title: str = "Section 3 analyses") 
     lines = [f"# {title}", ""]
     for f in files:
         caption = CAPTIONS.get(f.stem) or CAPTIONS.get(f.stem.split("_")[0], f.stem)  # fig1a_<run> -> fig1a
-        rel = Path(os.path.relpath(f, out.parent)).as_posix()
+        rel = relpath(f, out.parent)
         lines.append(f"- [{caption}]({rel}) (`{rel}`)")
     write_text_atomic(out, "\n".join(lines) + "\n")

@@ -59,12 +59,11 @@ def capped_cw_margin(logits: torch.Tensor, y: torch.Tensor, confidence: float) -
     return cw_margin(logits, y).clamp(max=confidence)
 
 
-def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, objective=F.cross_entropy):
-    """Logits at x_adv and the gradient of `objective(logits, y)` (the mean cross-entropy) with respect
-    to x_adv."""
+def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at x_adv and the gradient of the mean cross-entropy with respect to x_adv."""
     x_adv = x_adv.detach().requires_grad_(True)
     logits = model(x_adv)
-    (grad,) = torch.autograd.grad(objective(logits, y), x_adv)
+    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
     return logits.detach(), grad
 
 

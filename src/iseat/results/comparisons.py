@@ -33,7 +33,7 @@ def pairs(methods_by_setting: dict) -> list[tuple[str, str, str]]:
         if "at" in methods:
             out += [(setting, m, "at") for m in methods if m != "at"]
         if "iseat" in methods:
-            out += [(setting, "iseat", b) for b in methods if is_baseline(b) and b != "at"]
+            out += [(setting, "iseat", b) for b in methods if is_baseline(b)]
     return out
 
 

@@ -10,12 +10,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import ResultsError
-from .tables import Entry, build_rows
+from .tables import Entry, result_rows
 from .writers import save_figure
 
 def figure_results(out, entries: list[Entry], setting_labels: dict, method_labels: dict) -> None:
     """Clean and AutoAttack accuracy per (setting, method): ours (mean ± std) beside the paper's."""
-    rows = [r for r in build_rows(entries, setting_labels, method_labels)["all_results"] if r.aa]
+    rows = [r for r in result_rows(entries, setting_labels, method_labels) if r.aa]
     if not rows:
         raise ResultsError("no aggregated aa.json among the entries")
     fig = Figure(figsize=(max(7, 1.2 * len(rows) + 3), 4.2))

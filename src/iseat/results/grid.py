@@ -7,8 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from . import ResultsError
+from ..io import write_json_atomic, write_text_atomic
 from ..run_config import tuned_method
+from . import ResultsError
 from .seeds import read_json
 
 GRID_FORMAT = "iseat-grid-v1"
@@ -85,8 +86,6 @@ def tuned_values(winner: dict, keys, lam_warmup: bool) -> dict:
 
 def write_winner(points, out, metric: str = GRID_METRIC, paper_choice=None, used: str | None = None) -> dict:
     """`select_grid`, written (atomically) as winner.json at `out`."""
-    from ..io import write_json_atomic
-
     winner = select_grid(points, metric, paper_choice, used)
     write_json_atomic(out, winner)
     return winner
@@ -94,8 +93,6 @@ def write_winner(points, out, metric: str = GRID_METRIC, paper_choice=None, used
 
 def write_tuned(winner_path, keys, lam_warmup: bool, out) -> dict:
     """The winner at `winner_path` as a train-config fragment (`tuned_values`), written as YAML at `out`."""
-    from ..io import write_text_atomic
-
     fragment = tuned_values(read_json(winner_path), keys, lam_warmup)
     write_text_atomic(out, f"# from {winner_path}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None))
     return fragment

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+from ..io import write_json_atomic
 from . import ResultsError
 
 SEEDS_FORMAT = "iseat-seeds-v1"
@@ -83,8 +84,6 @@ def aggregate_seeds(paths) -> dict:
 
 def write_seed_summary(paths, out) -> dict:
     """`aggregate_seeds` of the seeds' evaluation files, written (atomically) as JSON at `out`."""
-    from ..io import write_json_atomic
-
     result = aggregate_seeds(paths)
     write_json_atomic(out, result)
     return result

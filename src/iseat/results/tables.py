@@ -164,11 +164,16 @@ def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
                             entry.load("aa") if entry else None, entry.load("pgd") if entry else None,
                             ratios.get(method) if spec.name == "tab4" else None, vs_at(entry)))
         tables[spec.name] = rows
-    tables["all_results"] = [
-        Row("all_results", f"{setting_labels.get(e.setting, e.setting)} / {method_labels.get(e.method, e.method)}",
-            e.paper, e, e.load("aa"), e.load("pgd"), vs_at=vs_at(e))
-        for e in entries]
+    tables["all_results"] = result_rows(entries, setting_labels, method_labels, vs_at)
     return tables
+
+
+def result_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
+                vs_at=lambda entry: None) -> list[Row]:
+    """The `all_results` rows: every entry under its labels, with its comparison with AT (`vs_at(entry)`)."""
+    return [Row("all_results", f"{setting_labels.get(e.setting, e.setting)} / {method_labels.get(e.method, e.method)}",
+                e.paper, e, e.load("aa"), e.load("pgd"), vs_at=vs_at(e))
+            for e in entries]
 
 
 # ----------------------------------------------------------------------------- renderers
