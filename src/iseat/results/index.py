@@ -45,8 +45,8 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
                   "| setting | winner lambda | winner gamma | winner's score (%) | paper's choice (lambda, gamma) "
                   "| its score (%) | final runs use | points | evidence |", "|---|---|---|---|---|---|---|---|---|"]
         score = lambda v: "—" if v is None else f"{100 * v:.2f}"
-        for w in winners:
-            data = read_json(w)
+        loaded = [(w, read_json(w)) for w in winners]
+        for w, data in loaded:
             setting = Path(w).parent.parent.name
             paper = data.get("paper_choice") or {}
             choice = f"{paper['lam']:g}, {paper['gamma']:g}" if paper else "—"
@@ -54,7 +54,7 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
             lines.append(f"| {setting_labels.get(setting, setting)} | {data['lam']:g} | {data['gamma']:g} | "
                          f"{score(data['value'])} | {choice} | {score(paper.get('value'))} | {used} | "
                          f"{len(data['points'])} | {link(w)} |")
-        lines += ["", "Selection: " + read_json(winners[0])["criterion"] + ". Score: that criterion on the validation "
+        lines += ["", "Selection: " + loaded[0][1]["criterion"] + ". Score: that criterion on the validation "
                   "split (— = the paper's pair is not a grid point). `settings.<name>.tuned.source: grid` makes the "
                   "final runs use the grid winner.", ""]
 
