@@ -1,5 +1,7 @@
 """One step of every Tab. 2 baseline against its paper's update written out here in float64:
-its own attack, its own loss, its weight perturbation, then SGD on theta + v (Eq. 21)."""
+its own attack, its own loss, its weight perturbation, then SGD on theta + v (Eq. 21). The BatchNorm
+running statistics follow the authors' code: the model's mode in each pass and which train-mode
+passes update them, in their order (`Paper.count`)."""
 
 import copy
 import math
@@ -37,12 +39,19 @@ def setup(seed=0, m=8):
 # ----------------------------------------------------------------------------- the papers, written out
 
 class Paper:
-    """The model as pure functions of theta: train mode with private BatchNorm buffers, eval mode."""
+    """The model as pure functions of theta: train mode with private BatchNorm buffers, eval mode;
+    `stats` holds the running statistics that the original's train-mode passes update (`count`)."""
 
     def __init__(self, model):
         self.model = copy.deepcopy(model)
         self.theta = {n: p.detach().clone().requires_grad_(True) for n, p in self.model.named_parameters()}
         self.eval_model = copy.deepcopy(model).eval()
+        self.stats = copy.deepcopy(model).train()
+
+    def count(self, x, v=None):
+        """One train-mode pass of the original at theta + v: it updates the running statistics."""
+        with torch.no_grad():
+            functional_call(self.stats, {n: t.detach() + (v or {}).get(n, 0) for n, t in self.theta.items()}, (x,))
 
     def train_logits(self, params, x):
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
@@ -111,6 +120,18 @@ def ce_attack(paper, x, y, start):
         kappa += (logits.argmax(1) == y).double()
         x_adv = box(x_adv + STEP * torch.sign(g), x)
     return x_adv, kappa
+
+
+def rwp_attack(paper, x, y, seed):
+    """AT_AWP_RWP's attack_pgd as its training loop runs it, in train mode: every step's pass and the
+    restart's scoring pass use the batch's statistics and update the running statistics."""
+    x_adv = uniform(x, seed)
+    for _ in range(STEPS):
+        x_adv = x_adv.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(ce(paper.stats(x_adv), y).mean(), x_adv)
+        x_adv = box(x_adv + STEP * torch.sign(g), x)
+    paper.count(x_adv)  # all_loss = F.cross_entropy(model(X + delta)): the restart's score
+    return x_adv.detach()
 
 
 def uniform(x, seed):
@@ -194,7 +215,7 @@ def library_step(model, x, y, name, seed, **options):
         0, PGD(EPS, STEP, STEPS), epoch=EPOCH, epochs=EPOCHS)
     torch.manual_seed(seed)
     result = training_step(model, optimizer, x, y, method)
-    return dict(model.named_parameters()), result
+    return model, result
 
 
 def paper_av(paper, x, x_adv, y, v=None):
@@ -202,30 +223,55 @@ def paper_av(paper, x, x_adv, y, v=None):
     return (ce(paper.train_logits(at, x_adv), y) - ce(paper.train_logits(paper.theta, x), y)).detach()
 
 
-def assert_same(lib, expected, result, av):
+def at_update(model, x, y):
+    """Plain AT's step (PGD from x, CE at theta), for the check that each method is another one."""
+    paper = Paper(model)
+    x_adv, _ = ce_attack(paper, x, y, x)
+    return paper.sgd(lambda params: ce(paper.train_logits(params, x_adv.detach()), y).mean())
+
+
+def assert_same(lib_model, paper, expected, result, av, x, y):
+    """Parameters, AV and every BatchNorm buffer as the original's; the parameters not AT's."""
+    lib = dict(lib_model.named_parameters())
     diff = max((lib[n].detach() - expected[n]).abs().max().item() for n in expected)
     assert diff <= 1e-9, diff
     assert (result.av - av).abs().max().item() <= 1e-9
+    buffers = dict(lib_model.named_buffers())
+    for n, b in paper.stats.named_buffers():
+        assert (buffers[n].double() - b.double()).abs().max().item() <= 1e-9, n
+    at = at_update(paper.model, x, y)
+    assert max((expected[n] - at[n]).abs().max().item() for n in expected) > 1e-6
 
 
-@pytest.mark.parametrize("name", ["trades", "trades_awp", "trades_rwp"])
-def test_trades_family(name):
+# The train-mode passes of each original's loss, in order (trades.py: x, x', x; TRADES-AWP's and
+# TRADES-RWP's train loops: x', x, x; RST_AWP_RWP's trades_loss: x', x); the cheaper variant of TRADES.
+TRADES_CASES = {"trades": ("trades", {}, "x a x"), "trades_awp": ("trades_awp", {}, "a x x"),
+                "trades_rwp": ("trades_rwp", {}, "a x x"),
+                "rst_rwp": ("trades_rwp", {"statistics_passes": ["adv", "clean"]}, "a x"),
+                "trades_one_update": ("trades", {"statistics_passes": ["clean", "adv"]}, "x a")}
+
+
+@pytest.mark.parametrize("case", TRADES_CASES)
+def test_trades_family(case):
+    name, options, passes = TRADES_CASES[case]
     model, x, y = setup()
     paper = Paper(model)
     x_adv = trades_attack(paper, x, y, seed=1)[0].detach()
     loss_of = lambda params: trades_loss(paper, params, x, x_adv, y)[0]
-    options, v = {}, None
+    v = None
     if name == "trades_awp":
         v = awp(paper, loss_of, gamma=0.005)
     if name == "trades_rwp":
         per_sample = lambda params: (ce(paper.train_logits(params, x), y) + 6.0 * kl(
             paper.train_logits(params, x), paper.train_logits(params, x_adv)))
         threshold = per_sample(paper.theta).detach().median().item() + 1e-6  # half the batch drives v
-        options = {"threshold": threshold}
-        v = rwp(paper, per_sample, gamma=0.01, threshold=threshold)
+        options = {**options, "threshold": threshold}
+        v = rwp(paper, per_sample, gamma=0.005, threshold=threshold)  # the TRADES scripts' gamma
     expected = paper.sgd(loss_of, v)
+    for p in passes.split():
+        paper.count({"x": x, "a": x_adv}[p], v)
     lib, result = library_step(model, x, y, name, seed=1, **options)
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y, v))
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y, v), x, y)
 
 
 @pytest.mark.parametrize("name", ["mart", "mart_awp"])
@@ -238,21 +284,28 @@ def test_mart_family(name):
     loss_of = lambda params: mart_per_sample(paper, params, x, x_adv, y)[0].mean()
     v = awp(paper, loss_of, gamma=0.005) if name == "mart_awp" else None
     expected = paper.sgd(loss_of, v)
+    paper.count(x, v), paper.count(x_adv, v)  # mart.py: logits = model(x), then model(x_adv)
     lib, result = library_step(model, x, y, name, seed=1)
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y, v))
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y, v), x, y)
 
 
-def test_rwp():
+@pytest.mark.parametrize("attack_mode", ["train", "eval"])
+def test_rwp(attack_mode):
+    """The authors attack in train mode (default); `attack_mode: eval` is the named variant."""
     model, x, y = setup()
     paper = Paper(model)
-    x_adv, _ = ce_attack(paper, x, y, uniform(x, seed=2))
-    x_adv = x_adv.detach()
+    if attack_mode == "train":
+        x_adv = rwp_attack(paper, x, y, seed=2)
+    else:
+        x_adv = ce_attack(paper, x, y, uniform(x, seed=2))[0].detach()
     per_sample = lambda params: ce(paper.train_logits(params, x_adv), y)
     threshold = per_sample(paper.theta).detach().median().item() + 1e-6
     v = rwp(paper, per_sample, gamma=0.01, threshold=threshold)
     expected = paper.sgd(lambda params: per_sample(params).mean(), v)
-    lib, result = library_step(model, x, y, "rwp", seed=2, threshold=threshold)
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y, v))
+    paper.count(x_adv, v)  # robust_output = model(X_adv) at theta + v
+    options = {} if attack_mode == "train" else {"attack_mode": "eval"}
+    lib, result = library_step(model, x, y, "rwp", seed=2, threshold=threshold, **options)
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y, v), x, y)
 
 
 def test_gairat():
@@ -266,8 +319,9 @@ def test_gairat():
     weights = gair_weights(kappa, lam=-1.0)
     assert weights.std() > 0  # the batch has samples of different geometry values
     expected = paper.sgd(lambda params: (ce(paper.train_logits(params, x_adv), y) * weights).mean())
+    paper.count(x_adv)
     lib, result = library_step(model, x, y, "gairat", seed=3)
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y), x, y)
 
 
 @pytest.mark.parametrize("lam", [3.0, -1.5])
@@ -289,8 +343,9 @@ def test_gair_trades(lam):
         return ce(clean, y).mean() + 6.0 * (kl(clean, adv) * w + kl(clean, cw) * (1 - w)).sum() / len(y)
 
     expected = paper.sgd(loss_of)
+    paper.count(x_adv), paper.count(x_cw), paper.count(x)  # GAIR_trades_loss: x', x'', x
     lib, result = library_step(model, x, y, "gair_trades", seed=5, **({} if lam == 3.0 else {"gair_lambda": lam}))
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y), x, y)
 
 
 def test_gair_trades_is_plain_trades_in_its_burn_in():
@@ -315,14 +370,17 @@ def test_fat(omega):
     paper = Paper(model)
     x_adv = fat_attack(paper, x, y, seed=4, tau=2, omega=omega).detach()
     expected = paper.sgd(lambda params: ce(paper.train_logits(params, x_adv), y).mean())
+    paper.count(x_adv)
     lib, result = library_step(model, x, y, "fat", seed=4, omega=omega)
-    assert_same(lib, expected, result, paper_av(paper, x, x_adv, y))
+    assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y), x, y)
 
 
 @pytest.mark.parametrize("overrides, message", [
     (["method.name=trades", "method.lam=0.1"], "method.lam: not an option of trades"),
     (["method.name=iseat", "method.beta=6"], "method.beta: an option of the Tab. 2 baselines, not of iseat"),
     (["method.name=fat", "method.tau=[0, -1]"], "method.tau[1]"),
+    (["method.name=rwp", "method.statistics_passes=[clean]"], "method.statistics_passes: rwp has no 'clean' pass"),
+    (["method.name=mart", "method.attack_mode=test"], "method.attack_mode"),
 ])
 def test_options_are_checked_before_any_work(overrides, message):
     from iseat.config import ConfigError, load_config
@@ -332,13 +390,23 @@ def test_options_are_checked_before_any_work(overrides, message):
 
 
 def test_defaults_are_the_originals():
-    schedule = lambda name: dict(MethodSchedule.from_config({"name": name}).options)
+    def schedule(name):
+        options = dict(MethodSchedule.from_config({"name": name}).options)
+        return {k: v for k, v in options.items() if k not in ("attack_mode", "statistics_passes")}
+
+    modes = lambda name: [dict(MethodSchedule.from_config({"name": name}).options)[k]
+                          for k in ("attack_mode", "statistics_passes")]
     assert schedule("trades") == {"beta": 6.0} and schedule("mart") == {"beta": 6.0}
     assert schedule("trades_awp") == {"beta": 6.0, "gamma": 0.005, "awp_warmup": 10}
     assert schedule("rwp") == {"gamma": 0.01, "awp_warmup": 0, "threshold": 1.7, "rwp_steps": 10}
+    assert schedule("trades_rwp") == {"beta": 6.0, "gamma": 0.005, "awp_warmup": 10, "threshold": 1.7, "rwp_steps": 10}
     assert schedule("gairat") == {"gair_lambda": -1.0, "gair_begin": 0.5}
     assert schedule("gair_trades") == {"beta": 6.0, "gair_lambda": 3.0, "gair_begin": 0.5}
     assert schedule("fat") == {"tau": (0, 1, 2), "tau_milestones": (50 / 120, 90 / 120), "omega": 0.001}
-    awp = MethodSchedule.from_config({"name": "trades_awp"})
-    assert awp.at_stage(0, PGD(), epoch=8, epochs=200).gamma == 0  # AWP from (1-indexed) epoch 10 on
-    assert awp.at_stage(0, PGD(), epoch=9, epochs=200).gamma == 0.005
+    assert modes("trades") == ["eval", ("clean", "adv", "clean")] and modes("rwp") == ["train", ("adv",)]
+    assert modes("trades_awp") == modes("trades_rwp") == ["eval", ("adv", "clean", "clean")]
+    assert modes("mart") == modes("mart_awp") == ["eval", ("clean", "adv")]
+    for name in ("trades_awp", "trades_rwp"):
+        awp = MethodSchedule.from_config({"name": name})
+        assert awp.at_stage(0, PGD(), epoch=8, epochs=200).gamma == 0  # AWP from (1-indexed) epoch 10 on
+        assert awp.at_stage(0, PGD(), epoch=9, epochs=200).gamma == 0.005

@@ -37,22 +37,36 @@ class Baseline:
     counter_attack: str | None = None  # None | cw: the second adversary, weighted 1 - w (gair_trades)
 
 
+def modes(attack_mode: str = "eval", *passes: str) -> dict:
+    """The model's mode while the attack runs and the train-mode passes of the loss that update the
+    BatchNorm running statistics, in order: each original's (its module's docstring)."""
+    return dict(attack_mode=attack_mode, statistics_passes=list(passes))
+
+
 # csdongxian/AWP train_trades_cifar.py; MART-AWP's code is not released, so it takes these too.
 AWP_DEFAULTS = dict(gamma=0.005, awp_warmup=10)
 RWP_DEFAULTS = dict(gamma=rwp.GAMMA, awp_warmup=0, threshold=rwp.THRESHOLD, rwp_steps=rwp.STEPS)
+# trades_AWP_RWP/train_trades_cifar.py and RST_AWP_RWP/robust_self_training.py: gamma 0.005, warm-up 10.
+TRADES_RWP_DEFAULTS = dict(RWP_DEFAULTS, gamma=rwp.TRADES_GAMMA, awp_warmup=rwp.TRADES_WARMUP)
+TRADES_PASSES = modes("eval", "clean", "adv", "clean")  # trades.py: f(x) for the CE, then f(x'), f(x)
+AWP_TRADES_PASSES = modes("eval", "adv", "clean", "clean")  # TRADES-AWP's and TRADES-RWP's f(x'), f(x), f(x)
+MART_PASSES = modes("eval", "clean", "adv")  # mart.py: f(x), then f(x')
 BASELINES: dict[str, Baseline] = {
-    "trades": Baseline("kl", "trades", defaults=dict(beta=trades.BETA)),
-    "mart": Baseline("gaussian_pgd", "mart", defaults=dict(beta=mart.BETA)),
-    "trades_awp": Baseline("kl", "trades", "awp", defaults=dict(beta=trades.BETA, **AWP_DEFAULTS)),
-    "mart_awp": Baseline("gaussian_pgd", "mart", "awp", defaults=dict(beta=mart.BETA, **AWP_DEFAULTS)),
-    "rwp": Baseline("uniform_pgd", "ce", "rwp", defaults=dict(RWP_DEFAULTS)),
-    "trades_rwp": Baseline("kl", "trades", "rwp", defaults=dict(beta=trades.BETA, **RWP_DEFAULTS)),
+    "trades": Baseline("kl", "trades", defaults=dict(beta=trades.BETA, **TRADES_PASSES)),
+    "mart": Baseline("gaussian_pgd", "mart", defaults=dict(beta=mart.BETA, **MART_PASSES)),
+    "trades_awp": Baseline("kl", "trades", "awp", defaults=dict(beta=trades.BETA, **AWP_DEFAULTS, **AWP_TRADES_PASSES)),
+    "mart_awp": Baseline("gaussian_pgd", "mart", "awp", defaults=dict(beta=mart.BETA, **AWP_DEFAULTS, **MART_PASSES)),
+    "rwp": Baseline("uniform_pgd", "ce", "rwp", defaults=dict(RWP_DEFAULTS, **modes("train", "adv"))),
+    "trades_rwp": Baseline("kl", "trades", "rwp",
+                           defaults=dict(beta=trades.BETA, **TRADES_RWP_DEFAULTS, **AWP_TRADES_PASSES)),
     "gairat": Baseline("geometry_pgd", "ce", weighting="gair",
-                       defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN)),
+                       defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN, **modes("eval", "adv"))),
     "gair_trades": Baseline("kl", "trades", weighting="gair_trades", counter_attack="cw",
-                            defaults=dict(beta=trades.BETA, gair_lambda=gair_trades.LAMBDA, gair_begin=gair_trades.BEGIN)),
+                            defaults=dict(beta=trades.BETA, gair_lambda=gair_trades.LAMBDA, gair_begin=gair_trades.BEGIN,
+                                          **modes("eval", "adv", "counter", "clean"))),
     "fat": Baseline("early_stopped_pgd", "ce",
-                    defaults=dict(tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA)),
+                    defaults=dict(tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA,
+                                  **modes("eval", "adv"))),
 }
 BASELINE_OPTIONS = sorted({key for spec in BASELINES.values() for key in spec.defaults} - {"gamma"})
 LOSSES = {"ce": (adversarial_cross_entropy, False), "trades": (trades.trades_per_sample, True),
@@ -75,12 +89,20 @@ class BaselineSchedule:
         if unknown:
             raise ValueError(f"method.{unknown[0]}: not an option of {name}; its options are {sorted(spec.defaults)}")
         merged = {**spec.defaults, **{k: v for k, v in cfg.items() if k != "name"}}
+        inputs = {"adv"} | ({"clean"} if LOSSES[spec.loss][1] else set()) | ({"counter"} if spec.counter_attack else set())
+        stray = [p for p in merged["statistics_passes"] if p not in inputs]
+        if stray:
+            raise ValueError(f"method.statistics_passes: {name} has no {stray[0]!r} pass; use some of {sorted(inputs)}")
         return cls(name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in merged.items())))
 
     @property
     def backpropagates_clean_graph(self) -> bool:
         """Whether the loss has a clean-input term (TRADES, MART): a step's cost, as smoothing's."""
         return LOSSES[BASELINES[self.name].loss][1]
+
+    def cost_parts(self, stage: int, epoch: int) -> tuple[bool, float]:
+        """As `MethodSchedule.cost_parts`: a clean-input loss term costs as smoothing does."""
+        return self.backpropagates_clean_graph, self.gamma_at(stage, epoch)
 
     def gamma_at(self, stage: int, epoch: int) -> float:
         """The weight-perturbation size of one epoch: 0 without one and during the AWP warm-up."""
@@ -99,7 +121,7 @@ class BaselineSchedule:
             if spec.counter_attack == "cw" and weights is not None else None
         step = BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
                             spec.perturbation, gamma, dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
-                            weights, counter)
+                            weights, counter, o["attack_mode"], tuple(o["statistics_passes"]))
         return Method(attack=attack, gamma=gamma, baseline=step)
 
     @staticmethod

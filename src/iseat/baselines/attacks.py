@@ -1,4 +1,6 @@
-"""The baselines' own l-inf attacks, each as its authors wrote it (model in eval mode, as theirs).
+"""The baselines' own l-inf attacks, each as its authors wrote it. The step runs them in eval mode
+(BatchNorm running statistics, no update of them), as the originals do, except RWP's, which its
+authors run in train mode (`BaselineStep.attack_mode`).
 
 - `KLAttack` (TRADES, Zhang et al. 2019; yaodongyu/TRADES `trades_loss`): start x + 0.001 * N(0, I)
   (not clipped), ascend KL(f(x) || f(x')) summed over the batch, project to the eps-ball and [0, 1].
@@ -14,6 +16,9 @@
   start; a sample stops at the first iterate that is misclassified once its budget of tau extra
   steps is spent; every other sample takes a sign step plus omega * N(0, I) noise, is projected and
   clipped; after K steps the rest stop where they are.
+- `UniformStartPGD` (RWP, Yu et al. 2022; AT_AWP_RWP/train_cifar10.py `attack_pgd`, one restart):
+  GeometryAwarePGD's walk, then one more forward pass at x' that scores the restart. In train mode
+  (as RWP's authors run it) each of these K + 1 passes updates the BatchNorm running statistics.
 Sign steps never depend on the batch mean's scale, and in eval mode samples do not interact, so the
 per-sample masks below give what the originals' shrinking sub-batches give.
 """
@@ -135,6 +140,9 @@ class UniformStartPGD:
 
     def perturb(self, model, x, y):
         x_adv, _ = GeometryAwarePGD(self.eps, self.step_size, self.steps).perturb(model, x, y)  # the same walk
+        if model.training:  # the restart's score: in train mode it counts the batch once more
+            with torch.no_grad():
+                model(x_adv)
         return x_adv, None
 
 

@@ -5,6 +5,9 @@ Source: zjfheart/Friendly-Adversarial-Training `FAT.py` and `earlystop.py`. Defa
 eps = 0.031, step 0.007, K = 10, uniform random start, omega = 0.001, dynamic tau: 0 up to
 1-indexed epoch 50, 1 up to 90, 2 after (of 120 epochs). Here the tau milestones are fractions of
 the epochs (50/120, 90/120), so the schedule follows the run's length.
+
+Modes and BatchNorm running statistics (`FAT.py`, `earlystop.py`): the early-stopped PGD in eval
+mode (no update), then one train-mode pass f(x') updates them.
 """
 
 from __future__ import annotations

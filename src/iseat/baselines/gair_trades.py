@@ -19,6 +19,9 @@ Lambda = 3.0 (run_training.sh's `--Lambda=3.0`; the parser's default is 0.0) fro
 0.5 * epochs on, Lambda = 100 before (the burn-in); for Lambda > 10 the original takes the plain
 TRADES loss and runs no CW attack. Its training protocol (WRN28-10, 200 epochs of 50K images,
 batch 256 half pseudo-labelled, cosine lr, Nesterov) is RST's; here the setting's, as for `rst`.
+
+Modes and BatchNorm running statistics (`GAIR_trades_loss`): both attacks in eval mode (no update),
+then train-mode passes f(x'), f(x'') (for Lambda <= 10) and f(x), each updating them, in that order.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ Source: zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training, `GAIR.
 ("fixed" schedule: Lambda_max = inf, i.e. weight 1 for every sample, until `begin_epoch`, then -1);
 `begin_epoch` = 60 of 120 epochs; before it the plain mean cross-entropy. Here `begin` is a
 fraction of the epochs (0.5 = 60/120), so the schedule follows the run's length.
+
+Modes and BatchNorm running statistics (`GAIRAT.py`): `GA_PGD` runs in eval mode (no update), then
+one train-mode pass f(x') updates them.
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 weighted by 1 - p_y(x), the misclassification-aware term.
 
 Source: YisenWang/MART `mart.py` and `train_wideresnet.py`. Defaults there: beta = 6, eps = 0.031,
-step 0.007, 10 steps of cross-entropy PGD from x + 0.001 * N(0, I) (`attacks.GaussianStartPGD`),
-attack in eval mode. The constants 1.0001, 1e-12 and 1.0000001 are the original's.
+step 0.007, 10 steps of cross-entropy PGD from x + 0.001 * N(0, I) (`attacks.GaussianStartPGD`).
+The constants 1.0001, 1e-12 and 1.0000001 are the original's.
+
+Modes and BatchNorm running statistics (`mart_loss`): the attack in eval mode (no update); the loss
+in train mode, f(x) first, then f(x'), each updating the running statistics: x, x'. MART-AWP (no
+released code) keeps this order at theta + v; its ascent pass leaves the statistics alone.
 """
 
 from __future__ import annotations

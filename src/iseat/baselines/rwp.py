@@ -2,12 +2,27 @@
 samples whose adversarial loss is below a threshold (the "loss stationary condition").
 
 Source: ChaojianYu/Robust-Weight-Perturbation `AT_AWP_RWP/utils_rwp.py` and `train_cifar10.py`
-(AT) and `trades_AWP_RWP/utils_rwp.py` (TRADES). Defaults there: gamma = 0.01, threshold
-(`LSC_loss`) 1.7, 10 ascent steps, no warm-up, PGD-10 with step 2/255 and a uniform start.
+(AT) and `trades_AWP_RWP/utils_rwp.py` (TRADES). Defaults of the AT script: gamma = 0.01, threshold
+(`LSC_loss`) 1.7, 10 ascent steps, no warm-up, PGD-10 with step 2/255 and a uniform start. Both
+TRADES scripts (`trades_AWP_RWP/train_trades_cifar.py`, `RST_AWP_RWP/robust_self_training.py`) use
+gamma = 0.005 and AWP from 1-indexed epoch 10 on; the RST one attacks with step 0.007.
+
+Modes and BatchNorm running statistics (AT, `train_cifar10.py`): `model.train()` is called after
+each attack and `model.eval()` only for the end-of-epoch evaluation, so `attack_pgd` runs in train
+mode: its K steps and its restart-scoring pass at x' use the batch's statistics and each updates
+the running statistics; then the loss pass f(x'; theta + v) updates them once more (K + 2 updates).
+The ascent passes run on proxy models (no update). (Theirs attacks the first batch of each epoch
+after the first in eval mode, left so by the evaluation; here every batch is attacked in train
+mode.) TRADES-RWP attacks in eval mode and runs x', x, x at theta + v (`trades`).
+`attack_mode: eval` is the variant with the eval-mode attack.
 Each step ascends mean_i(l_i * 1[l_i < threshold]) at theta + v; the steps' gradients add up to D
 and v = gamma * ||W|| * D / ||D||, one global norm over all conv/linear weights (not layer-wise
 as AWP). The threshold is tested on the method's own per-sample loss (cross-entropy for AT; the
-TRADES per-sample loss for TRADES/RST, as `TradesRWP` intends).
+TRADES per-sample loss for TRADES/RST, as `TradesRWP` intends). The authors' `TradesRWP.calc_awp`
+adds the per-sample CE (shape B) to a KL it never sums over classes (shape B x C): that only runs
+when the batch size equals the class count, and then mixes samples with classes. Here the KL is
+summed over classes, so l_i = CE_i + beta * KL_i is each sample's TRADES loss, the quantity the
+loss stationary condition tests.
 """
 
 from __future__ import annotations
@@ -17,6 +32,8 @@ import torch
 THRESHOLD = 1.7
 STEPS = 10
 GAMMA = 0.01
+TRADES_GAMMA = 0.005  # trades_AWP_RWP and RST_AWP_RWP: --awp-gamma 0.005
+TRADES_WARMUP = 10  # their --awp-warmup 10 (1-indexed epochs)
 EPS = 1e-20  # the original's
 
 

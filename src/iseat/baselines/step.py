@@ -2,12 +2,18 @@
 its weight perturbation (none, AWP or RWP, on the method's own loss), then its loss at theta + v,
 then the update on theta + v (Eq. 21).
 
-Forward passes that only serve an ascent or the AV log run with copies of the BatchNorm buffers,
-so, like the originals' proxy models, they leave the running statistics alone.
+Each method declares, as its authors' code does it, the model's mode during its attack
+(`attack_mode`: eval for all but RWP) and which train-mode passes of its loss update the BatchNorm
+running statistics, in which order (`statistics_passes`, e.g. TRADES' x, x', x). Train-mode logits
+use the batch's statistics, so a repeated pass (TRADES' second f(x)) gives the same logits: it is
+run without a graph, for its update of the running statistics only. Forward passes that only serve
+an ascent or the AV log run with copies of the BatchNorm buffers, so, like the originals' proxy
+models, they leave the running statistics alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,15 +51,35 @@ class BaselineStep:
     rwp: dict = field(default_factory=dict)  # threshold, steps
     instance_weights: Callable | None = None
     counter_attack: object = None
+    attack_mode: str = "eval"  # eval | train: the model's mode while the attacks run
+    statistics_passes: tuple = ("adv", "clean")  # inputs (clean | adv | counter) whose passes update them
 
     def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True, x_counter=None):
         """Clean and adversarial logits, the per-sample loss, and the per-sample loss at the counter
-        adversary (None without one); forward passes in the originals' order: x', x'', x."""
-        adv_logits = forward_at(model, x_adv, v, track_statistics)
-        counter_logits = forward_at(model, x_counter, v, track_statistics) if x_counter is not None else None
-        clean_logits = forward_at(model, x, v, track_statistics) if self.needs_clean else None
+        adversary (None without one); with `track_statistics` the running statistics are updated by
+        the passes `statistics_passes` names, in its order."""
+        logits = self.logits(model, {"adv": x_adv, "clean": x if self.needs_clean else None, "counter": x_counter},
+                             v, track_statistics)
+        clean_logits, adv_logits, counter_logits = logits.get("clean"), logits["adv"], logits.get("counter")
         counter = self.per_sample_loss(clean_logits, counter_logits, y) if x_counter is not None else None
         return clean_logits, adv_logits, self.per_sample_loss(clean_logits, adv_logits, y), counter
+
+    def logits(self, model, inputs: dict, v, track_statistics: bool) -> dict:
+        """f(input; theta + v) of each given input: the declared passes in order (a repeated one
+        without a graph, for the statistics only), then any other input without updating them."""
+        logits = {}
+        for name in self.statistics_passes if track_statistics else ():
+            if inputs.get(name) is None:
+                continue
+            if name in logits:
+                with torch.no_grad():
+                    forward_at(model, inputs[name], v)
+            else:
+                logits[name] = forward_at(model, inputs[name], v)
+        for name, inp in inputs.items():
+            if inp is not None and name not in logits:
+                logits[name] = forward_at(model, inp, v, track_statistics=False)
+        return logits
 
     def loss(self, per_sample, weights=None, counter_per_sample=None) -> torch.Tensor:
         """mean_i l_i; mean_i w_i l_i (GAIRAT); mean_i [w_i l_i + (1 - w_i) l''_i] (GAIR-TRADES)."""
@@ -82,7 +108,7 @@ def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepRe
     - CE(x; theta): Eq. 10 with a weight perturbation, Eq. 3 without (v = 0); x' is the method's
     own attack's (GAIR-TRADES: the KL attack's, whose iterates give kappa)."""
     model.train()
-    with parameters_frozen(model), evaluating(model):
+    with parameters_frozen(model), evaluating(model) if step.attack_mode == "eval" else contextlib.nullcontext():
         x_adv, kappa = step.attack.perturb(model, x, y)
         x_counter = step.counter_attack.perturb(model, x, y)[0] if step.counter_attack is not None else None
     v = step.weight_perturbation(model, x, x_adv, y)

@@ -2,8 +2,16 @@
 
 Source: yaodongyu/TRADES `trades.py` and `train_trades_cifar10.py`. Defaults there: beta = 6,
 eps = 0.031, step 0.007, 10 steps of the KL attack (`attacks.KLAttack`) from x + 0.001 * N(0, I),
-`criterion_kl` summed and divided by the batch size, attack in eval mode, loss in train mode. Both
-arguments of the KL carry gradients (the original does not detach f(x)).
+`criterion_kl` summed and divided by the batch size. Both arguments of the KL carry gradients (the
+original does not detach f(x)).
+
+Modes and BatchNorm running statistics (`trades_loss`): the attack runs in eval mode (no update);
+the loss runs three train-mode passes, f(x) for the cross-entropy, then f(x') and f(x) for the KL,
+each updating the running statistics: x, x', x (`statistics_passes`; [clean, adv] is the cheaper
+variant with one update by x). TRADES-AWP (csdongxian/AWP `trades_AWP/train_trades_cifar.py`) and
+TRADES-RWP (`trades_AWP_RWP/train_trades_cifar.py`) compute the same loss at theta + v in the order
+x', x, x; their ascent passes run on a proxy model and update none of the model's statistics.
+RST-RWP (`RST_AWP_RWP/losses.py` `trades_loss`) runs x', x: the catalog's `rst_rwp` sets that.
 """
 
 from __future__ import annotations
