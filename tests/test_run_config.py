@@ -104,11 +104,12 @@ def test_baselines_take_their_published_step_size(paper, method, name, step):
     assert run["attack"] == {"eps": "8/255", "step_size": step if step is not None else "2/255"}
 
 
-@pytest.mark.parametrize("method, name", [("rst", "trades"), ("rst_mart", "mart"), ("rst_awp", "trades_awp"),
-                                          ("rst_rwp", "trades_rwp")])
+@pytest.mark.parametrize("method, name", [("rst", {"name": "trades"}), ("rst_mart", {"name": "mart"}),
+                                          ("rst_awp", {"name": "trades_awp"}),
+                                          ("rst_rwp", {"name": "trades_rwp", "statistics_passes": ["adv", "clean"]})])
 def test_rst_runs_mix_in_the_pseudo_labelled_data(paper, method, name):
     run = paper.run_overrides("cifar10_ti500k", method, 0)
-    assert run["method"] == {"name": name}
+    assert run["method"] == name
     assert run["data"]["extra"] == "data/ti500k" and run["data"]["extra_ratio"] == 1.0
     assert run["model"] == WRN28
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import method_registry
 from .data.registry import dataset, schema_definitions
 from .errors import ParameterError, UserError
 from .fraction import budget
@@ -42,6 +43,7 @@ def schema() -> dict:
     """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
     loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
     loaded["definitions"].update(schema_definitions())
+    loaded["properties"]["method"]["properties"]["name"]["enum"] = method_registry.names()
     return loaded
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from . import method_registry
 from .attack import PGD
 from .regularizer import LogitSmoothing, logit_stability_penalty
 from .weight_perturbation import (AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters,
@@ -218,21 +219,26 @@ class MethodSchedule:
     eta: tuple = (0.0,)
     smoothing: LogitSmoothing = field(default_factory=LogitSmoothing)
 
+    @staticmethod
+    def defaults(name: str) -> dict:
+        return {"eta": [0.0], **PRESETS[name]}
+
     @classmethod
     def from_config(cls, cfg: dict) -> "MethodSchedule":
         """`cfg` is the config's `method` section: a preset name plus optional overrides."""
         name = cfg.get("name", "iseat")
-        from .baselines import BASELINES, BaselineSchedule
-
-        if name in BASELINES:
-            return BaselineSchedule.from_config(cfg)
-        if name not in PRESETS:
-            raise ValueError(f"method.name: unknown method {name!r}; choose one of {list(PRESETS) + list(BASELINES)}")
-        merged = {"eta": [0.0], **PRESETS[name], **{k: v for k, v in cfg.items() if k != "name"}}
+        if name not in PRESETS:  # another kind of method: the registry knows its schedule
+            return method_registry.schedule(cfg)
+        merged = {**cls.defaults(name), **{k: v for k, v in cfg.items() if k != "name"}}
         as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,)
         smoothing = LogitSmoothing(merged.get("target", "lsiw"), merged.get("distance", "sq_l2"),
                                    merged.get("weighting", "linear"))
         return cls(name, as_tuple(merged["gamma"]), as_tuple(merged["lam"]), as_tuple(merged["eta"]), smoothing)
+
+    def cost_parts(self, stage: int, epoch: int) -> tuple[bool, float]:
+        """(whether a term back-propagates the clean graph, the weight perturbation's gamma) of an
+        epoch: what its step costs as (`iseat plan`). The Eq. 9 penalty costs as smoothing does."""
+        return stage_value(self.lam, stage) != 0 or stage_value(self.eta, stage) != 0, stage_value(self.gamma, stage)
 
     def at_stage(self, stage: int, attack: PGD, epoch: int = 0, epochs: int = 1) -> Method:
         return Method(attack=attack, gamma=stage_value(self.gamma, stage), lam=stage_value(self.lam, stage),

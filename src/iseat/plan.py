@@ -31,11 +31,13 @@ from pathlib import Path
 
 import yaml
 
+from . import method_registry
 from .config import DEFAULTS, apply_override, deep_merge
 from .data.registry import DATASETS
 from .errors import ParameterError, UserError, literal
 
-METHOD_ROWS = ("AT", "+LSI", "+AWP", "ISEAT")
+METHOD_ROWS = tuple(method_registry.tab4_labels().values())
+AT_ROW = method_registry.cost_row(False, False)
 REFERENCE_BATCH = 128
 # Training images and test images per data set (iseat.data.registry).
 DATASET_SIZES = {name: d.sizes for name, d in DATASETS.items() if d.reader is not None and d.sizes is not None}
@@ -116,7 +118,7 @@ class StepTimes:
     def step(self, arch: str, runtime: dict, method: str) -> float:
         """Seconds of one step at batch 128 for a run with these speed options."""
         variant = speed_variant(runtime)
-        path = "memory_lean" if runtime.get("memory_lean") and method in ("+LSI", "ISEAT") else "fast"
+        path = "memory_lean" if runtime.get("memory_lean") and method in method_registry.theta_branch_labels() else "fast"
         for candidate in (variant, "fp32"):
             for p in (path, "fast"):
                 if (arch, candidate, method, p) in self.steps:
@@ -216,29 +218,14 @@ def model_key(cfg: dict) -> tuple[str, float]:
     return model["arch"], 1.0
 
 
-def method_row(lam: float, gamma: float, eta: float = 0.0) -> str:
-    """The Tab. 4 row a step costs as; the Eq. 9 penalty, like smoothing, back-propagates the clean graph."""
-    return {(False, False): "AT", (True, False): "+LSI", (False, True): "+AWP", (True, True): "ISEAT"}[
-        (lam != 0 or eta != 0, gamma != 0)]
-
-
 def stage_rows(cfg: dict) -> list[str]:
-    """The Tab. 4 row of every epoch, from the method's per-stage lambda and gamma."""
-    from .baselines import BaselineSchedule
-    from .method import MethodSchedule, stage_value
+    """The Tab. 4 row every epoch's step costs as, from the parts of the method's step in that epoch."""
     from .training import lr_stage, milestone_epochs
 
-    schedule = MethodSchedule.from_config(cfg["method"])
+    schedule = method_registry.schedule(cfg["method"])
     milestones = milestone_epochs(cfg)
-    rows = []
-    for epoch in range(cfg["training"]["epochs"]):
-        stage = lr_stage(epoch, milestones)
-        if isinstance(schedule, BaselineSchedule):  # a clean-input loss term costs as smoothing does
-            rows.append(method_row(float(schedule.backpropagates_clean_graph), schedule.gamma_at(stage, epoch)))
-        else:
-            rows.append(method_row(stage_value(schedule.lam, stage), stage_value(schedule.gamma, stage),
-                                   stage_value(schedule.eta, stage)))
-    return rows
+    return [method_registry.cost_row(*schedule.cost_parts(lr_stage(epoch, milestones), epoch))
+            for epoch in range(cfg["training"]["epochs"])]
 
 
 def dataset_sizes(data: dict) -> tuple[int, int]:
@@ -255,7 +242,7 @@ def dataset_sizes(data: dict) -> tuple[int, int]:
 def pgd_cost(images: int, steps: int, cfg: dict, times: StepTimes) -> float:
     """A PGD-k pass over `images` images, from the AT step time (PGD-s: about s + 1 forward-backward passes)."""
     arch, scale = model_key(cfg)
-    at = times.step(arch, cfg["runtime"], "AT") * scale
+    at = times.step(arch, cfg["runtime"], AT_ROW) * scale
     return images / REFERENCE_BATCH * at * (steps + 1) / (cfg["attack"]["steps"] + 1)
 
 

@@ -22,7 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import acceleration, run_lock
+from . import acceleration, method_registry, run_lock
 from .attack import PGD, clean_and_robust_accuracy
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
@@ -30,7 +30,7 @@ from .fraction import parse_fraction
 from .device import resolve_device
 from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
 from .io import write_json_atomic, write_text_atomic
-from .method import MethodSchedule, training_step, warm_start
+from .method import training_step, warm_start
 from .models import build_model
 from .provenance import provenance
 from .resume_state import check_belongs_to, read_state, restore_rng_states, rng_states, save_state
@@ -226,7 +226,7 @@ class TrainingRun:
                                          weight_decay=t["weight_decay"])
         self.milestones = milestone_epochs(cfg)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.milestones, 0.1)
-        self.schedule = MethodSchedule.from_config(cfg["method"])
+        self.schedule = method_registry.schedule(cfg["method"])
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
         if state is not None:

@@ -81,6 +81,10 @@ class BaselineSchedule:
     name: str
     options: tuple  # sorted (key, value) pairs
 
+    @staticmethod
+    def defaults(name: str) -> dict:
+        return dict(BASELINES[name].defaults)
+
     @classmethod
     def from_config(cls, cfg: dict) -> "BaselineSchedule":
         name = cfg["name"]

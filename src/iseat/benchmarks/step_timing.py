@@ -37,24 +37,21 @@ from torch.utils.flop_counter import flop_registry
 
 from .. import acceleration
 from ..attack import PGD
+from .. import method_registry
 from ..device import resolve_device
 from ..method import MethodSchedule, training_step
 from ..models import build_model
 from ..reference_step import reference_training_step
 from . import module_main, report
 
-# Tab. 4 rows: label -> (preset, overrides). Stage 1 is the lr stage where lambda is switched on.
-TAB4_METHODS = {
-    "AT": ("at", {}),
-    "+LSI": ("at_lsi", {}),
-    "+AWP": ("at_awp", {}),
-    "ISEAT": ("iseat", {}),
-}
+# Tab. 4 rows: label -> (method, overrides), from the registry. Stage 1 is the lr stage where lambda is switched on.
+TAB4_METHODS = {label: (name, {}) for name, label in method_registry.tab4_labels().items()}
 STAGE = 1
 PATHS = {"fast": training_step, "straightforward": reference_training_step,
          "memory_lean": functools.partial(training_step, memory_lean=True)}
 # Methods whose step has a theta branch, the only ones the memory-lean path changes.
-THETA_BRANCH_METHODS = ("+LSI", "ISEAT")
+THETA_BRANCH_METHODS = method_registry.theta_branch_labels()
+AT, ISEAT = method_registry.cost_row(False, False), method_registry.cost_row(True, True)
 
 
 def tab4_method(label: str, attack: PGD):
@@ -235,8 +232,8 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
     device = str(resolve_device(device))
     runtime = acceleration.options(runtime)
     methods = list(methods)
-    if "AT" not in methods:
-        methods.insert(0, "AT")
+    if AT not in methods:
+        methods.insert(0, AT)
     paths = ["fast"] + ["straightforward"] * straightforward + ["memory_lean"] * memory_lean
     setups = build_setups(arch, batch_size, device, runtime, paths, methods, seed, steps)
 
@@ -252,7 +249,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
             wall[(setup.label, setup.path)].append(w)
             cpu[(setup.label, setup.path)].append(c)
 
-    at = ("AT", "fast")
+    at = (AT, "fast")
     rows = []
     for setup in setups:
         key = (setup.label, setup.path)
@@ -283,7 +280,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
             row["flop_ratio_to_at"] = row["flops_per_step"] / at_flops
 
     # measured on an eager copy: saved-tensor hooks are not for compiled graphs
-    probe = build_setups(arch, batch_size, device, {**runtime, "compile": False}, ["fast"], ["AT"], seed, steps)[0]
+    probe = build_setups(arch, batch_size, device, {**runtime, "compile": False}, ["fast"], [AT], seed, steps)[0]
     kept = graph_bytes(probe.model, probe.x, probe.y, runtime, device)
     return {"benchmark": "step_timing", "model": arch, "batch_size": batch_size, "device": device,
             "device_name": _device_name(device), "threads": torch.get_num_threads(), "pgd_steps": steps,
@@ -333,7 +330,7 @@ def format_table(result: dict) -> str:
 def memory_lean_lines(rows) -> list[str]:
     """`memory-lean ISEAT peak memory: N.NNx AT` and its time ratio, beside the default (fast) path's."""
     by = {(r["method"], r["path"]): r for r in rows}
-    at, fast, lean = by.get(("AT", "fast")), by.get(("ISEAT", "fast")), by.get(("ISEAT", "memory_lean"))
+    at, fast, lean = by.get((AT, "fast")), by.get((ISEAT, "fast")), by.get((ISEAT, "memory_lean"))
     if at is None or lean is None:
         return []
     lines = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from .. import method_registry
 from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
 from .columns import columns_of
@@ -15,7 +16,8 @@ from .seeds import percent, read_json
 from .writers import csv_cell, csv_text, write_csv
 
 # Tab. 4's time column: the step benchmark's label (`iseat benchmark step`) of each row's method.
-STEP_TIMING_LABELS = {"at": "AT", "ft_at_lsi": "+LSI", "ft_at_awp": "+AWP", "ft_iseat": "ISEAT"}
+STEP_TIMING_LABELS = {row: method_registry.tab4_labels()[method] for row, method in
+                      (("at", "at"), ("ft_at_lsi", "at_lsi"), ("ft_at_awp", "at_awp"), ("ft_iseat", "iseat"))}
 
 
 def step_time_ratios(timing: dict | None) -> dict:
