@@ -351,7 +351,7 @@ def test_gair_trades(lam):
 def test_gair_trades_is_plain_trades_in_its_burn_in():
     """Lambda = 100 before 1-indexed epoch epochs / 2, and the original takes plain TRADES for Lambda > 10."""
     at = lambda epoch, **o: MethodSchedule.from_config({"name": "gair_trades", **o}).at_stage(
-        0, PGD(EPS, STEP, STEPS), epoch=epoch, epochs=EPOCHS).baseline
+        0, PGD(EPS, STEP, STEPS), epoch=epoch, epochs=EPOCHS)
     for step in (at(98), at(150, gair_lambda=10.5)):
         assert step.instance_weights is None and step.counter_attack is None
     assert at(99).instance_weights is not None and at(99).counter_attack is not None
@@ -361,7 +361,7 @@ def test_gair_trades_is_plain_trades_in_its_burn_in():
 def test_gairat_is_plain_at_before_its_begin_epoch():
     model, x, y = setup()
     method = MethodSchedule.from_config({"name": "gairat"}).at_stage(0, PGD(EPS, STEP, STEPS), epoch=10, epochs=EPOCHS)
-    assert method.baseline.instance_weights is None
+    assert method.instance_weights is None
 
 
 @pytest.mark.parametrize("omega", [0.0, 0.001])

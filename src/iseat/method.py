@@ -7,7 +7,6 @@ of the paper are presets of these parts (`PRESETS`); hyper-parameters may change
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -17,8 +16,9 @@ from torch.func import functional_call
 from . import method_registry
 from .attack import PGD
 from .regularizer import LogitSmoothing, logit_stability_penalty
-from .weight_perturbation import (AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters,
-                                  shift_parameters)
+from .step_parts import (StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen,  # noqa: F401
+                         stage_value)
+from .weight_perturbation import AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters
 
 
 @dataclass(frozen=True)
@@ -30,28 +30,28 @@ class Method:
     lam: float = 0.0  # regulariser strength; 0 = no smoothing term
     smoothing: LogitSmoothing = field(default_factory=LogitSmoothing)
     eta: float = 0.0  # Eq. 9 strength; 0 = off
-    baseline: object = None  # a Tab. 2 baseline's step (iseat.baselines); None = the parts above
 
     @property
     def weight_perturbation(self) -> AdversarialWeightPerturbation | None:
         return AdversarialWeightPerturbation(self.gamma) if self.gamma > 0 else None
 
+    def step(self, model, optimizer, x, y, memory_lean: bool = False) -> StepResult:
+        return preset_training_step(model, optimizer, x, y, self, memory_lean)
 
-@dataclass
-class StepResult:
-    """Per-sample outcomes of one step (detached), for logging the AV of every instance."""
-
-    clean_loss: torch.Tensor
-    adv_loss: torch.Tensor
-    av: torch.Tensor  # Eq. 10 with weight perturbation, Eq. 3 without
-    clean_correct: torch.Tensor
-    adv_correct: torch.Tensor
-    loss: float
+    def warm_start(self) -> "Method":
+        return replace(self, lam=0.0, gamma=0.0)
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  method: Method, memory_lean: bool = False) -> StepResult:
-    """Run exactly one training step of `method` on a batch and update the model through `optimizer`.
+                  method, memory_lean: bool = False) -> StepResult:
+    """Run exactly one training step of `method` (any `iseat.step_parts.TrainingMethod`: a preset's
+    `Method`, a baseline's step, a user's method) on a batch and update the model through `optimizer`."""
+    return method.step(model, optimizer, x, y, memory_lean)
+
+
+def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                         method: Method, memory_lean: bool = False) -> StepResult:
+    """One training step of a preset's `method` (AT, AT-AWP, ISEAT and its ablations, Eq. 9).
 
     Nothing is computed twice. The clean forward pass is done once: its input gradient is PGD's
     first step (no random start) and its graph is the theta branch of the regulariser (Eq. 20).
@@ -69,10 +69,6 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     straightforward path's order). Same update (Eq. 20 split by branch), one more clean forward
     and backward, and never two branches' graphs in memory at once.
     """
-    if method.baseline is not None:
-        from .baselines.step import baseline_training_step
-
-        return baseline_training_step(model, optimizer, x, y, method.baseline)
     model.train()
     attack = method.attack
     awp = method.weight_perturbation
@@ -88,7 +84,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     with parameters_frozen(model, not keep_clean_graph):
         x_clean = x.detach().requires_grad_(needs_input_grad)
         with torch.set_grad_enabled(keep_clean_graph or needs_input_grad):
-            clean_logits = _float(model(x_clean))
+            clean_logits = as_float(model(x_clean))
             clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
         clean_input_grad = None
         if needs_input_grad:
@@ -101,7 +97,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
 
     v = awp.compute(model, x_adv, y) if awp is not None else None
     params = perturbed_parameters(model, v) if v is not None else None
-    adv_logits = _float(functional_call(model, params, (x_adv,)) if v is not None else model(x_adv))
+    adv_logits = as_float(functional_call(model, params, (x_adv,)) if v is not None else model(x_adv))
     adv_loss = F.cross_entropy(adv_logits, y, reduction="none")
     av = (adv_loss - clean_loss).detach()
 
@@ -109,8 +105,8 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     computed = {("adv", "perturbed"): adv_logits, ("clean", "base"): clean_logits}
     if v is None:
         computed.update({("adv", "base"): adv_logits, ("clean", "perturbed"): clean_logits})
-    forward = {("adv", "base"): lambda: _float(model(x_adv)),
-               ("clean", "perturbed"): lambda: _float(functional_call(model, params, (x,)))}
+    forward = {("adv", "base"): lambda: as_float(model(x_adv)),
+               ("clean", "perturbed"): lambda: as_float(functional_call(model, params, (x,)))}
 
     def view(key):
         if key not in computed:
@@ -145,7 +141,7 @@ def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_vie
     """Memory-lean path, second backward: the theta branch of Eq. 20 from a fresh clean forward pass
     (BatchNorm statistics left as the first clean pass set them), every other view held constant.
     Its parameter gradients add to those of the theta+v branch already in `.grad`."""
-    clean_logits = _float(forward_keeping_statistics(model, x))  # a recomputation must not count the batch twice
+    clean_logits = as_float(forward_keeping_statistics(model, x))  # a recomputation must not count the batch twice
     loss = clean_logits.new_zeros(())
     if any(view in clean_views for view in view_logits):
         pair = [clean_logits if view in clean_views else logits.detach() for view, logits in view_logits.items()]
@@ -154,41 +150,6 @@ def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_vie
         adv_logits_base, av_eq3 = eq9
         loss = loss + logit_stability_penalty(adv_logits_base.detach(), clean_logits, av_eq3, method.eta)
     loss.backward(inputs=inputs)
-
-
-def apply_update_at_perturbed_weights(model, optimizer, v) -> None:
-    """Eq. 21: the optimiser steps on theta + v (momentum and weight decay see theta + v), then v is removed."""
-    if v is not None:
-        shift_parameters(model, v, +1)
-    optimizer.step()
-    if v is not None:
-        shift_parameters(model, v, -1)
-    if torch.is_autocast_enabled(_device_type(model)):
-        torch.clear_autocast_cache()  # parameters changed in place: drop autocast's cached copies
-
-
-@contextlib.contextmanager
-def parameters_frozen(model: torch.nn.Module, active: bool = True):
-    """Parameters set not to require gradients while only input gradients are needed (the attack),
-    so no backward pass (eager or compiled) computes parameter gradients; restored afterwards."""
-    params = [p for p in model.parameters() if p.requires_grad] if active else []
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-def _float(logits: torch.Tensor) -> torch.Tensor:
-    """Logits in at least float32: bf16 autocast gives bf16 logits; float32 and float64 are kept as they are."""
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
-
-
-def _device_type(model: torch.nn.Module) -> str:
-    p = next(model.parameters(), None)
-    return p.device.type if p is not None else "cpu"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,12 +162,6 @@ PRESETS: dict[str, dict] = {
     "iseat": dict(gamma=[0.007], lam=[0.0, 0.1], target="lsiw", distance="sq_l2", weighting="linear"),
     "at_eq9": dict(gamma=[0.0], lam=[0.0], eta=[1.0]),  # Section 3 regulariser (Eq. 9)
 }
-
-
-def stage_value(values, stage: int) -> float:
-    """One value per lr stage; a shorter list repeats its last value."""
-    values = values if isinstance(values, (list, tuple)) else [values]
-    return float(values[min(stage, len(values) - 1)])
 
 
 @dataclass(frozen=True)
@@ -245,9 +200,9 @@ class MethodSchedule:
                       smoothing=self.smoothing, eta=stage_value(self.eta, stage))
 
 
-def warm_start(method: Method) -> Method:
+def warm_start(method):
     """The reference's warm start (the SVHN eps ramp): lambda = 0 and no weight perturbation."""
-    return replace(method, lam=0.0, gamma=0.0)
+    return method.warm_start()
 
 
 def with_attack_budget(method: Method, eps: float, step_size: float) -> Method:

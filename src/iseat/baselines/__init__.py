@@ -5,8 +5,8 @@ adversarial cross-entropy) + optionally a weight perturbation (AWP on the method
 + optionally instance weights (`gairat`; `gair_trades`: the weights share each sample's loss between
 the attack's adversary and a second, CW-margin one). `BASELINES` holds each one's parts and its authors'
 defaults (sources in each module's docstring and in config/README.md); a config's `method`
-section may override any default. `iseat.method.training_step` runs them through
-`step.baseline_training_step`.
+section may override any default. `BaselineSchedule.at_stage` gives one epoch's `step.BaselineStep`,
+a `iseat.step_parts.TrainingMethod`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import fat, gair_trades, gairat, mart, rwp, trades
 from .attacks import (CWAttack, EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack,
                       UniformStartPGD)
+from ..step_parts import stage_value
 from .step import BaselineStep
 
 
@@ -110,23 +111,18 @@ class BaselineSchedule:
 
     def gamma_at(self, stage: int, epoch: int) -> float:
         """The weight-perturbation size of one epoch: 0 without one and during the AWP warm-up."""
-        from ..method import stage_value
-
         o = dict(self.options)
         return stage_value(o["gamma"], stage) if "gamma" in o and epoch + 1 >= o["awp_warmup"] else 0.0
 
-    def at_stage(self, stage: int, attack, epoch: int = 0, epochs: int = 1):
-        from ..method import Method
-
+    def at_stage(self, stage: int, attack, epoch: int = 0, epochs: int = 1) -> BaselineStep:
         spec, o = BASELINES[self.name], dict(self.options)
         gamma = self.gamma_at(stage, epoch)
         weights = self._weights(spec, o, attack, epoch, epochs)
         counter = CWAttack(attack.eps, attack.step_size, attack.steps) \
             if spec.counter_attack == "cw" and weights is not None else None
-        step = BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
+        return BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
                             spec.perturbation, gamma, dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
                             weights, counter, o["attack_mode"], tuple(o["statistics_passes"]))
-        return Method(attack=attack, gamma=gamma, baseline=step)
 
     @staticmethod
     def _loss(spec, o):

@@ -14,27 +14,16 @@ models, they leave the running statistics alone.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
-from ..method import StepResult, _float, apply_update_at_perturbed_weights, parameters_frozen
-from ..weight_perturbation import (forward_keeping_statistics, layerwise_scaled, perturbable_parameters,
-                                   perturbed_parameters)
+from ..step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
+from ..weight_perturbation import layerwise_scaled, perturbable_parameters
 from .attacks import evaluating
 from .rwp import robust_weight_perturbation
-
-
-def forward_at(model, x, v: dict | None = None, track_statistics: bool = True) -> torch.Tensor:
-    """f(x; theta + v) in the model's current mode; with `track_statistics=False` the BatchNorm
-    running statistics are left as they are."""
-    params = perturbed_parameters(model, v or {})
-    if not track_statistics:
-        return _float(forward_keeping_statistics(model, x, params))
-    return _float(model(x) if v is None else functional_call(model, params, (x,)))
 
 
 @dataclass(frozen=True)
@@ -53,6 +42,16 @@ class BaselineStep:
     counter_attack: object = None
     attack_mode: str = "eval"  # eval | train: the model's mode while the attacks run
     statistics_passes: tuple = ("adv", "clean")  # inputs (clean | adv | counter) whose passes update them
+    lam: float = 0.0  # no ISEAT smoothing term or Eq. 9 penalty (the epoch log's columns)
+    eta: float = 0.0
+
+    def step(self, model, optimizer, x, y, memory_lean: bool = False) -> StepResult:
+        """One update (`iseat.step_parts.TrainingMethod`); no theta branch to recompute, so
+        `memory_lean` changes nothing."""
+        return baseline_training_step(model, optimizer, x, y, self)
+
+    def warm_start(self) -> "BaselineStep":
+        return replace(self, gamma=0.0)
 
     def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True, x_counter=None):
         """Clean and adversarial logits, the per-sample loss, and the per-sample loss at the counter
