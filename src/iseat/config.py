@@ -43,7 +43,9 @@ def schema() -> dict:
     """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
     loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
     loaded["definitions"].update(schema_definitions())
-    loaded["properties"]["method"]["properties"]["name"]["enum"] = method_registry.names()
+    method = loaded["properties"]["method"]["properties"]
+    method["name"]["enum"] = method_registry.names()
+    method.update({k: v for k, v in method_registry.plugin_options().items() if k not in method})
     return loaded
 
 
@@ -114,10 +116,8 @@ def accepted_range(error: jsonschema.ValidationError) -> str:
 
 def check_semantics(cfg: dict) -> None:
     """Rules a schema cannot express."""
-    from .baselines import check_method_options
-
     try:
-        check_method_options(cfg["method"])
+        method_registry.check_options(cfg["method"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_budgets(cfg)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from . import method_plugins
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -21,13 +23,24 @@ class MethodSpec:
     source: str
     schedule: str  # "module:attribute" of the schedule class; its `from_config(cfg)` builds one
     tab4_label: str | None = None  # the step benchmark's row (`iseat benchmark step --methods`)
+    plugin: type | None = None  # an installed method's class (`iseat.method_plugins`)
 
     def schedule_class(self):
+        if self.plugin is not None:
+            return method_plugins.PluginSchedule
         module, attribute = self.schedule.split(":")
         return getattr(importlib.import_module(module), attribute)
 
+    def build(self, cfg: dict):
+        """The schedule of the config's `method` section (its `at_stage` gives one epoch's method)."""
+        if self.plugin is not None:
+            return method_plugins.PluginSchedule.from_config(self.plugin, cfg)
+        return self.schedule_class().from_config(cfg)
+
     def defaults(self) -> dict:
         """The method's options and their defaults (a config's `method` section overrides them)."""
+        if self.plugin is not None:
+            return {k: s.get("default") for k, s in self.plugin.options_schema.items()}
         return self.schedule_class().defaults(self.name)
 
 
@@ -56,7 +69,32 @@ COST_ROWS = {(False, False): "at", (True, False): "at_lsi", (False, True): "at_a
 
 
 def methods() -> dict[str, MethodSpec]:
-    return METHODS
+    """The built-in methods, then the installed ones (entry-point group `iseat.methods`)."""
+    out = dict(METHODS)
+    for name, method in method_plugins.installed().items():
+        if name in out:
+            raise ValueError(f"entry point {method_plugins.GROUP}:{name}: a built-in method has that name; rename it")
+        out[name] = MethodSpec(name, method.label, getattr(method, "source", method.__module__), "", plugin=method)
+    return out
+
+
+def plugin_options() -> dict:
+    """JSON-schema properties of every installed method's options (the train schema admits them)."""
+    return {k: v for s in methods().values() if s.plugin is not None for k, v in s.plugin.options_schema.items()}
+
+
+def check_options(cfg: dict) -> None:
+    """ValueError naming the first `method` key that the chosen method does not take."""
+    chosen = spec(cfg.get("name", "iseat"))
+    if chosen.plugin is not None:
+        chosen.build(cfg)
+        return
+    stray = sorted(set(cfg) & set(plugin_options()) - set(chosen.defaults()) - {"name"})
+    if stray:
+        raise ValueError(f"method.{stray[0]}: an option of an installed method, not of {chosen.name}")
+    from .baselines import check_method_options  # the built-ins' own checks
+
+    check_method_options(cfg)
 
 
 def names() -> list[str]:
@@ -87,4 +125,4 @@ def theta_branch_labels() -> tuple[str, ...]:
 
 def schedule(cfg: dict):
     """The schedule of the config's `method` section (its `at_stage` gives one epoch's method)."""
-    return spec(cfg.get("name", "iseat")).schedule_class().from_config(cfg)
+    return spec(cfg.get("name", "iseat")).build(cfg)
