@@ -5,6 +5,7 @@ method is installed into a folder of its own, then validated, trained by `iseat 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -46,15 +47,39 @@ def site(tmp_path_factory):
     return target
 
 
-def iseat(site, *args):
+def python(site, *args):
+    """The test's Python with the plugin's folder on its path, in the repository root."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "iseat", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def iseat(site, *args):
+    return python(site, "-m", "iseat", *args)
 
 
 TRAIN = ["data.dataset=digits", "data.validation_size=100", "training.epochs=1", "training.lr_milestones=[]", "training.batch_size=64",
          "attack.steps=2", "attack.step_size=4/255", "evaluation.max_samples=50", "evaluation.pgd_steps=2",
          "runtime.device=cpu", "runtime.progress=false", "data.num_workers=0"]
+
+
+# A workflow config entry for the method (the demo's digits setting, shortened to one epoch), and
+# the run's `iseat train --set` arguments as the workflow's rules build them (iseat.run_config).
+WORKFLOW_RUN = """
+import shlex, sys, yaml
+from pathlib import Path
+from iseat.run_config import RunConfigs, set_args
+from iseat.workflow_schema import validate
+config = yaml.safe_load(Path("config/demo.yaml").read_text())
+config["methods"] = {**yaml.safe_load(Path("workflow/methods.yaml").read_text()), "ls_at": {
+    "label": "AT + label smoothing", "kind": "scratch", "train": {
+        "method": {"name": "ls_at", "smoothing": 0.2}, "attack": {"steps": 2},
+        "training": {"epochs": 1, "lr_milestones": [], "batch_size": 64},
+        "evaluation": {"max_samples": 50, "pgd_steps": 2},
+        "runtime": {"device": "cpu", "progress": False}}}}
+config["settings"]["digits"]["methods"].append("ls_at")
+validate(config, Path("workflow/schemas/config.schema.yaml"))
+print(set_args(RunConfigs(config).run_overrides("digits", "ls_at", 0)))
+"""
 
 
 def test_readme_method_is_one_short_file():
@@ -70,7 +95,12 @@ def test_installed_method_is_validated_trained_evaluated_and_tabulated(site, tmp
     assert stray.returncode == 2 and "method.smoothing: an option of an installed method, not of at" in stray.stderr
 
     run = tmp_path / "run"
-    trained = iseat(site, "train", "--out", run, "--set", *TRAIN, "method.name=ls_at", "method.smoothing=0.2")
+    planned = python(site, "-c", WORKFLOW_RUN)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    overrides = shlex.split(planned.stdout)
+    assert "method.name=ls_at" in overrides and "method.smoothing=0.2" in overrides
+    # the workflow stages its data under data/; the built-in digits need no folder
+    trained = iseat(site, "train", "--out", run, "--set", *overrides, "data.root=null", "data.num_workers=0")
     assert trained.returncode == 0, trained.stderr[-2000:]
     import h5py
     import numpy as np
