@@ -29,7 +29,7 @@ from ..avlog import AVLogWriter, EpochBuffer
 from ..device import resolve_device
 from ..method import StepResult
 from . import module_main, report
-from .step_timing import TAB4_METHODS, build_setups, synchronize
+from .step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
 
 
 def random_result(batch_size: int, device, generator: torch.Generator) -> StepResult:
@@ -47,7 +47,7 @@ def timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49000, method: str = "ISEAT",
+def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49000, method: str = ISEAT,
                device: str = "auto", runtime: dict | None = None, step_repeats: int = 5, warmup: int = 1,
                record_repeats: int = 200, epochs: int = 3, threads: int | None = None, seed: int = 0) -> dict:
     from ..provenance import provenance
@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="small_cnn", choices=["small_cnn", "preact_resnet18", "wide_resnet"])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--samples", type=int, default=49000, help="training samples logged per epoch")
-    parser.add_argument("--method", default="ISEAT", choices=list(TAB4_METHODS))
+    parser.add_argument("--method", default=ISEAT, choices=list(TAB4_METHODS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps (median)")

@@ -68,7 +68,7 @@ class Profile:
     batch_size: int = 128
     variants: tuple = tuple(VARIANTS)
     methods: tuple = tuple(step_timing.TAB4_METHODS)
-    compile_methods: tuple = ("AT", "ISEAT")  # compiling every method's model copy costs minutes
+    compile_methods: tuple = (step_timing.AT, step_timing.ISEAT)  # compiling every method's model copy costs minutes
     pgd_steps: int = 10
     warmup: int = 2
     repeats: int = 5
@@ -95,7 +95,7 @@ class Profile:
 
 
 FULL = Profile()
-SMOKE = Profile(models=("small_cnn",), batch_size=8, variants=("fp32", "channels_last"), methods=("AT", "ISEAT"),
+SMOKE = Profile(models=("small_cnn",), batch_size=8, variants=("fp32", "channels_last"), methods=(step_timing.AT, step_timing.ISEAT),
                 pgd_steps=2, warmup=1, repeats=2, memory_every_variant=False, loader_batches=4, loader_workers=0,
                 train_arch="small_cnn", train_epochs=1, train_batch_size=128, train_pgd_steps=2, validation_size=100,
                 selection_samples=32, aa_samples=16, check_arch="small_cnn", check_epochs=1, check_estimate_s=40.0,
@@ -202,8 +202,9 @@ def add_speedups(sections: dict, arch: str) -> None:
         for row in result["rows"]:
             key_ = (row["method"], row["path"])
             row["speedup_over_fp32_eager"] = base[key_] / row["median_s"] if key_ in base else None
-        if ("ISEAT", "fast") in by and ("AT", "fast") in by:
-            result["iseat_over_at"] = by[("ISEAT", "fast")]["median_s"] / by[("AT", "fast")]["median_s"]
+        iseat, at = (step_timing.ISEAT, "fast"), (step_timing.AT, "fast")
+        if iseat in by and at in by:
+            result["iseat_over_at"] = by[iseat]["median_s"] / by[at]["median_s"]
 
 
 def loader_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report) -> None:
