@@ -250,5 +250,5 @@ def test_every_baseline_row_plans_training_and_evaluation(workdir):
             assert f"method.name={name} " in line
             assert ("model.depth=28" in line and "data.extra=data/ti500k" in line) if setting == "cifar10_ti500k" \
                 else ("model.depth=34" in line and "data.extra" not in line)
-            original_step = method in ("trades", "mart", "gairat", "fat", "rst", "rst_mart", "rst_gairat")
+            original_step = method in ("trades", "mart", "gairat", "fat", "rst", "rst_mart", "rst_gairat", "rst_rwp")
             assert ("attack.step_size=0.007" in line) == original_step
