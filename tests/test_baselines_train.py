@@ -13,13 +13,13 @@ from iseat.training import train
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_sample.npz"
 
-# Every method of `iseat.baselines.BASELINES`, shortened to three epochs: AWP from the first epoch on
-# (the original starts at epoch 10), one RWP ascent step (10 there; their sum is checked in
+# Every method of `iseat.baselines.BASELINES`, shortened to three epochs: AWP and TRADES-RWP from the
+# first epoch on (the originals start at epoch 10), one RWP ascent step (10 there; their sum is checked in
 # test_baselines_update); GAIRAT's and GAIR-TRADES' reweighting (from epoch 2 of 3) and FAT's tau
 # schedule scale with the epochs.
 AWP = ["method.awp_warmup=1", "method.gamma=0.002"]
 RWP = ["method.gamma=0.002", "method.rwp_steps=1"]
-BASELINES = {"trades": [], "mart": [], "trades_awp": AWP, "mart_awp": AWP, "rwp": RWP, "trades_rwp": RWP,
+BASELINES = {"trades": [], "mart": [], "trades_awp": AWP, "mart_awp": AWP, "rwp": RWP, "trades_rwp": [*RWP, "method.awp_warmup=1"],
              "gairat": [], "gair_trades": [], "fat": []}
 
 
