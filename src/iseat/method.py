@@ -16,8 +16,8 @@ from torch.func import functional_call
 from . import method_registry
 from .attack import PGD
 from .regularizer import LogitSmoothing, logit_stability_penalty
-from .step_parts import (StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen,  # noqa: F401
-                         stage_value)
+# StepResult, parameters_frozen and stage_value stay importable from here (the library's public names).
+from .step_parts import StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen, stage_value
 from .weight_perturbation import AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters
 
 
