@@ -24,10 +24,12 @@ from tqdm import tqdm
 
 from . import acceleration, run_lock
 from .attack import PGD, clean_and_robust_accuracy
+from .baselines import method_warnings
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
 from .fraction import parse_fraction
 from .device import resolve_device
+from .divergence import check_step, step_counts
 from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
 from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step, warm_start
@@ -227,6 +229,8 @@ class TrainingRun:
         self.milestones = milestone_epochs(cfg)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.milestones, 0.1)
         self.schedule = MethodSchedule.from_config(cfg["method"])
+        for warning in method_warnings(cfg):
+            self.say(f"warning: {warning}")
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
         if state is not None:
@@ -307,10 +311,12 @@ class TrainingRun:
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
                 result = training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean)
+            clean_correct, adv_correct, grads_ok, weights_ok = step_counts(self.model, result)
+            check_step(result.loss, grads_ok, weights_ok, epoch, i, n_batches)  # before anything is kept
             self.buffer.record(index, result)
             if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
                 self.swa.update(self.model)
-            self._accumulate(result, len(y))
+            self._accumulate(result.loss, len(y), clean_correct, adv_correct)
             p.batch = i + 1
             bar.update(1)
             if stop:
@@ -335,12 +341,12 @@ class TrainingRun:
     def data_workers(self) -> int:
         return self.cfg["data"]["num_workers"]
 
-    def _accumulate(self, result, n):
+    def _accumulate(self, loss, n, clean_correct, adv_correct):
         s = self.progress.sums
-        s["loss"] += result.loss * n
+        s["loss"] += loss * n
         s["n"] += n
-        s["clean_correct"] += int(result.clean_correct.sum())
-        s["adv_correct"] += int(result.adv_correct.sum())
+        s["clean_correct"] += clean_correct
+        s["adv_correct"] += adv_correct
 
     def _end_epoch(self, epoch, stage, method, seconds):
         cfg, p = self.cfg, self.progress
