@@ -135,10 +135,9 @@ class TrainingRun:
 
     # -- public
     def run(self) -> dict:
-        if (self.out / SUMMARY).exists():
-            self._check_same_config(finished=True)
-            self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
-            return json.loads((self.out / SUMMARY).read_text())
+        finished = self._finished()  # the common case, without loading the data
+        if finished is not None:
+            return finished
         if self.out.exists() and not self.out.is_dir():
             raise RunFolderInputError(f"{{0}} {literal(self.out)} is a file; give a folder for the run", "out")
         from .data import load_data  # heavy import, only when training
@@ -149,7 +148,8 @@ class TrainingRun:
         self.av_writer = None
         try:
             with run_lock.hold(self.out / LOCK, f"run folder {self.out}", self.say):
-                return self._run_locked()
+                finished = self._finished()  # again under the lock: another process may have finished it since
+                return finished if finished is not None else self._run_locked()
         finally:
             with contextlib.suppress(OSError):  # only folders a failed first start made and left empty
                 for folder in created:
@@ -173,6 +173,14 @@ class TrainingRun:
         if self.av_writer is not None:
             self.av_writer.close()
             self.av_writer = None
+
+    def _finished(self) -> dict | None:
+        """The summary of a finished run of this config in the folder; None if it holds none."""
+        if not (self.out / SUMMARY).exists():
+            return None
+        self._check_same_config(finished=True)
+        self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
+        return json.loads((self.out / SUMMARY).read_text())
 
     # -- set-up
     def _check_same_config(self, finished: bool) -> bool:

@@ -1,0 +1,150 @@
+"""Failures that would burn GPU-hours, through the real command line and real processes: a diverging run
+stops at once (exit 3) and keeps its last finite state and checkpoints; option values with undefined
+instance weights are refused (exit 2, one line); a finished run is never retrained by a second process."""
+
+import multiprocessing
+import random
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from run_race import serve
+from test_hostile_inputs import TINY, assert_one_line_error, iseat, snapshot, train_args, write_npz
+
+EXIT_DIVERGED = 3  # iseat.divergence.EXIT_DIVERGED, written out: the documented status
+
+
+def small_data(folder: Path, batches: int = 2) -> list[str]:
+    """Overrides for a 40-image data set: 8 for selection, 32 to train on in `batches` batches per epoch."""
+    return ["data.dataset=npz", f"data.root={write_npz(folder / 'data.npz')}", "data.validation_size=8",
+            f"training.batch_size={32 // batches}"]
+
+
+# ----------------------------------------------------------------------------- the non-finite guard
+
+def assert_diverged(proc, epoch, step):
+    assert proc.returncode == EXIT_DIVERGED, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "non-finite" in line and f"epoch {epoch}, step {step} of" in line, line
+
+
+def tensors_of(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def all_finite(tree) -> bool:
+    if isinstance(tree, torch.Tensor):
+        return bool(torch.isfinite(tree).all()) if tree.is_floating_point() else True
+    if isinstance(tree, dict):
+        return all(all_finite(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return all(all_finite(v) for v in tree)
+    return True
+
+
+@pytest.mark.slow
+def test_iseat_diverging_in_its_second_epoch_stops_and_keeps_the_first(tmp_path):
+    """lambda = [0, 1e30]: the first lr stage (epoch 1) is plain AT, the second's regulariser overflows."""
+    out = tmp_path / "run"
+    args = train_args(out, *small_data(tmp_path), "training.epochs=2", "training.lr_milestones=[0.5]",
+                      "method.lam=[0,1.0e+30]")
+    assert_diverged(iseat(*args), epoch=2, step=2)
+    assert not (out / "summary.json").exists()
+    assert tensors_of(out / "state.pt")["progress"]["epoch"] == 1
+    for name in ("state.pt", "last.pt", "best.pt"):
+        assert all_finite(tensors_of(out / name)), name
+    assert tensors_of(out / "last.pt")["epoch"] == 0
+    before = snapshot(out)
+    assert_diverged(iseat(*args), epoch=2, step=2)  # resumed from epoch 1's state: diverges again, writes nothing
+    after = snapshot(out)
+    assert after.pop("av_log.h5") and before.pop("av_log.h5")  # reopened for appending, so its bytes change
+    assert after == before
+    with h5py.File(out / "av_log.h5", "r") as log:
+        assert len(log["epoch"]) == 1
+
+
+@pytest.mark.slow
+def test_baseline_diverging_in_its_first_epoch_leaves_no_run(tmp_path):
+    """MART with beta = 1e30: its first step's loss is finite, its update is not; nothing was saved yet."""
+    out = tmp_path / "run"
+    assert_diverged(iseat(*train_args(out, *small_data(tmp_path), "training.epochs=1", "method.name=mart",
+                                      "method.beta=1.0e+30")),
+                    epoch=1, step=2)
+    assert not out.exists()
+
+
+DEGENERATE = {
+    "GAIRAT Lambda far below its range": (["method.name=gairat", "method.gair_lambda=-1000"],
+                                          ["method.gair_lambda", "-10"]),
+    "GAIRAT Lambda NaN": (["method.name=gairat", "method.gair_lambda=.nan"], ["method.gair_lambda", "finite"]),
+    "GAIRAT with one PGD step": (["method.name=gairat", "attack.steps=1"], ["attack.steps", ">= 2"]),
+    "GAIR-TRADES Lambda NaN": (["method.name=gair_trades", "method.gair_lambda=.nan"], ["method.gair_lambda"]),
+    "NaN lambda of one stage": (["method.lam=[0,.nan]"], ["method.lam[1]", "finite"]),
+    "infinite TRADES beta": (["method.name=trades", "method.beta=.inf"], ["method.beta", "finite"]),
+}
+
+
+@pytest.mark.parametrize("overrides,needles", DEGENERATE.values(), ids=DEGENERATE.keys())
+def test_options_with_undefined_weights_are_refused(tmp_path, overrides, needles):
+    out = tmp_path / "run"
+    assert_one_line_error(iseat(*train_args(out, *overrides)), *needles)
+    assert not out.exists()
+
+
+def test_fat_with_tau_not_below_the_steps_is_warned(tmp_path):
+    proc = iseat(*train_args(tmp_path / "run", *small_data(tmp_path, batches=1), "method.name=fat",
+                             "method.tau=[0,1]", "training.epochs=1"))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "method.tau" in warnings[0] and "[1]" in warnings[0], proc.stdout
+
+# ----------------------------------------------------------------------------- the finished-run race
+
+RACE_TRIALS = 16  # each about 0.4 s once both processes are up (about 8 s on an idle machine)
+
+
+@pytest.fixture(scope="module")
+def racers():
+    """Two training processes, each up for every trial."""
+    context = multiprocessing.get_context("spawn")
+    pipes, processes = [], []
+    for _ in range(2):
+        mine, theirs = context.Pipe()
+        process = context.Process(target=serve, args=(theirs,), daemon=True)
+        process.start()
+        pipes.append(mine)
+        processes.append(process)
+    yield pipes
+    for pipe, process in zip(pipes, processes):
+        pipe.send(None)
+    for process in processes:
+        process.join(timeout=2)
+        process.terminate()
+
+
+@pytest.mark.slow
+def test_two_processes_finishing_one_run_train_it_once(racers, tmp_path):
+    """Each trial starts both processes at the same moment on a fresh one-batch run (the second through a
+    symlink in half of them), the second a little later at random, or held in its check-to-lock window
+    until the first has finished: the run is trained once, the other process finds it finished or locked."""
+    data = write_npz(tmp_path / "data.npz")
+    overrides = [*TINY, "data.dataset=npz", f"data.root={data}", "data.validation_size=8", "training.epochs=1",
+                 "runtime.av_log=false"]
+    rng = random.Random(0)
+    for trial in range(RACE_TRIALS):
+        run = tmp_path / f"run{trial}"
+        link = tmp_path / f"link{trial}"
+        link.symlink_to(run.name, target_is_directory=True)
+        second = link if trial % 2 else run
+        hold = trial % 3 == 0
+        start = time.time() + 0.1
+        racers[0].send((overrides, run, start, None))
+        racers[1].send((overrides, second, start + rng.uniform(0, 0.3), run if hold else None))
+        outcomes = sorted(pipe.recv() for pipe in racers)
+        assert outcomes in (["finished", "trained"], ["locked", "trained"]), (trial, hold, outcomes)
+        if hold:
+            assert outcomes == ["finished", "trained"], trial
