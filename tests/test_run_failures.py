@@ -2,8 +2,13 @@
 stops at once (exit 3) and keeps its last finite state and checkpoints; option values with undefined
 instance weights are refused (exit 2, one line); a finished run is never retrained by a second process."""
 
+import contextlib
+import math
 import multiprocessing
 import random
+import shutil
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +17,9 @@ import pytest
 import torch
 
 from run_race import serve
-from test_hostile_inputs import TINY, assert_one_line_error, iseat, snapshot, train_args, write_npz
+from iseat.cli import main
+from iseat.resume_state import read_state
+from test_hostile_inputs import ISEAT, TINY, assert_one_line_error, env, iseat, snapshot, train_args, write_npz
 
 EXIT_DIVERGED = 3  # iseat.divergence.EXIT_DIVERGED, written out: the documented status
 
@@ -148,3 +155,109 @@ def test_two_processes_finishing_one_run_train_it_once(racers, tmp_path):
         assert outcomes in (["finished", "trained"], ["locked", "trained"]), (trial, hold, outcomes)
         if hold:
             assert outcomes == ["finished", "trained"], trial
+
+
+# ----------------------------------------------------------------------------- a resume state is checked
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A real run of 50 short epochs stopped (SIGTERM) after its first: state.pt and the run's files."""
+    folder = tmp_path_factory.mktemp("stopped")
+    out = folder / "run"
+    args = train_args(out, *small_data(folder), "training.epochs=50")
+    proc = subprocess.Popen([ISEAT, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        with contextlib.suppress(Exception):
+            if read_state(out / "state.pt")["progress"]["epoch"] >= 1:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    return out, args
+
+
+def edit_state(change):
+    def plant(path: Path):
+        state = torch.load(path, weights_only=True)
+        change(state)
+        torch.save(state, path)
+    return plant
+
+
+def with_buffer(state, size):
+    state["progress"]["batch"] = 1
+    state["buffer"] = {name: torch.zeros(size) for name in ("av", "clean_loss", "adv_loss", "clean_correct",
+                                                             "adv_correct")}
+
+
+def first_momentum(state):
+    return next(iter(state["optimizer"]["state"].values()))
+
+
+RESUME_CASES = {
+    "epoch beyond the run": (lambda s: s["progress"].update(epoch=99), ["progress.epoch", "99", "0..50"]),
+    "negative batch": (lambda s: s["progress"].update(batch=-3), ["progress.batch", "-3"]),
+    "best epoch not yet trained": (lambda s: s["progress"].update(best_epoch=s["progress"]["epoch"] + 5),
+                                   ["progress.best_epoch"]),
+    "accuracy above one": (lambda s: s["progress"].update(best_pgd=7.0), ["progress.best_pgd"]),
+    "unknown progress field": (lambda s: s["progress"].update(bonus=1), ["progress", "fields"]),
+    "AV buffer of another size": (lambda s: with_buffer(s, 5), ["buffer.av", "(32,)"]),
+    "momentum of another shape": (lambda s: first_momentum(s).update(momentum_buffer=torch.zeros(3, 3)),
+                                  ["optimizer.state", "momentum_buffer", "3, 3"]),
+    "momentum not finite": (lambda s: first_momentum(s)["momentum_buffer"].fill_(math.nan),
+                            ["momentum_buffer", "non-finite"]),
+    "weights not finite": (lambda s: next(iter(s["model"].values())).fill_(math.inf), ["model.", "non-finite"]),
+    "short NumPy RNG key": (lambda s: s["rng"]["numpy"].update(key=s["rng"]["numpy"]["key"][:10]),
+                            ["rng.numpy.key", "(624,)"]),
+    "short Python RNG state": (lambda s: s["rng"]["python"].__setitem__(1, s["rng"]["python"][1][:5]),
+                               ["rng.python"]),
+    "scheduler of another epoch": (lambda s: s["scheduler"].update(last_epoch=40), ["scheduler.last_epoch"]),
+}
+
+
+@pytest.fixture
+def in_process(capsys):
+    """`iseat ARGS` through the command line's own entry point in this process (no torch import per case):
+    its exit status and stderr; the global settings a refused resume may have touched are restored."""
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    rng = torch.get_rng_state()
+
+    def run(*args):
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+    yield run
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+    torch.set_rng_state(rng)
+
+
+def resumed_in(stopped_run, tmp_path, change):
+    """A copy of the stopped run with its state.pt changed by `change`, and the command that resumes it."""
+    src, args = stopped_run
+    out = tmp_path / "run"
+    shutil.copytree(src, out)
+    edit_state(change)(out / "state.pt")
+    return out, [out if a == src else a for a in args]
+
+
+@pytest.mark.slow
+def test_a_state_beyond_the_run_is_refused_by_the_command(stopped_run, tmp_path):
+    """The issue's case through a real process: progress.epoch 99 of a 50-epoch run."""
+    change, needles = RESUME_CASES["epoch beyond the run"]
+    out, args = resumed_in(stopped_run, tmp_path, change)
+    before = snapshot(out)
+    assert_one_line_error(iseat(*args), "state.pt", *needles)
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change,needles", RESUME_CASES.values(), ids=RESUME_CASES.keys())
+def test_a_state_that_does_not_fit_the_run_is_refused(stopped_run, tmp_path, in_process, change, needles):
+    out, args = resumed_in(stopped_run, tmp_path, change)
+    before = snapshot(out)
+    assert_one_line_error(in_process(*args), "state.pt", *needles)
+    assert snapshot(out) == before

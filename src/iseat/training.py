@@ -35,7 +35,8 @@ from .io import write_json_atomic, write_text_atomic
 from .method import MethodSchedule, training_step, warm_start
 from .models import build_model
 from .provenance import provenance
-from .resume_state import check_belongs_to, read_state, restore_rng_states, rng_states, save_state
+from .resume_state import (RunShape, check_belongs_to, check_fits, read_state, restore_rng_states, rng_states,
+                           save_state)
 from .swa import WeightAverage
 
 STATE = "state.pt"
@@ -263,6 +264,7 @@ class TrainingRun:
                  f"epoch {ckpt['epoch']})")
 
     def _resume(self, state: dict):
+        check_fits(state, self.out / STATE, self._run_shape())
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -275,6 +277,13 @@ class TrainingRun:
             raise ResumeStateError(f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
                                    f"{first_line(err)}); delete it to restart the run from its first epoch") from None
         self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
+
+    def _run_shape(self) -> RunShape:
+        t = self.cfg["training"]
+        return RunShape(t["epochs"], len(self.data.train_batches(t["batch_size"], 0, self.cfg["seed"])),
+                        self.model.state_dict(), [p.shape for p in self.model.parameters()],
+                        self.swa.state_dict() if self.swa else None, len(self.data.log_indices),
+                        tuple(Progress.__dataclass_fields__))
 
     def _save_state(self):
         parts = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
