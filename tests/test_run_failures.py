@@ -2,12 +2,10 @@
 stops at once (exit 3) and keeps its last finite state and checkpoints; option values with undefined
 instance weights are refused (exit 2, one line); a finished run is never retrained by a second process."""
 
-import contextlib
 import math
 import multiprocessing
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,8 +16,8 @@ import torch
 
 from run_race import serve
 from iseat.cli import main
-from iseat.resume_state import read_state
-from test_hostile_inputs import ISEAT, TINY, assert_one_line_error, env, iseat, snapshot, train_args, write_npz
+from test_hostile_inputs import (TINY, assert_one_line_error, iseat, snapshot, stop_after_first_epoch, train_args,
+                                 write_npz)
 
 EXIT_DIVERGED = 3  # iseat.divergence.EXIT_DIVERGED, written out: the documented status
 
@@ -165,16 +163,7 @@ def stopped_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stopped")
     out = folder / "run"
     args = train_args(out, *small_data(folder), "training.epochs=50")
-    proc = subprocess.Popen([ISEAT, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        with contextlib.suppress(Exception):
-            if read_state(out / "state.pt")["progress"]["epoch"] >= 1:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, output
+    stop_after_first_epoch(out, args)
     return out, args
 
 
