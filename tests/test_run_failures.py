@@ -16,6 +16,8 @@ import torch
 
 from run_race import serve
 from iseat.cli import main
+from iseat.divergence import TrainingDiverged, check_step, step_counts
+from iseat.method import StepResult
 from test_hostile_inputs import (TINY, assert_one_line_error, iseat, snapshot, stop_after_first_epoch, train_args,
                                  write_npz)
 
@@ -74,12 +76,30 @@ def test_iseat_diverging_in_its_second_epoch_stops_and_keeps_the_first(tmp_path)
 
 @pytest.mark.slow
 def test_baseline_diverging_in_its_first_epoch_leaves_no_run(tmp_path):
-    """MART with beta = 1e30: its first step's loss is finite, its update is not; nothing was saved yet."""
+    """MART with beta = 1e30: its first step's loss is finite (huge), its second's is not; nothing was saved."""
     out = tmp_path / "run"
     assert_diverged(iseat(*train_args(out, *small_data(tmp_path), "training.epochs=1", "method.name=mart",
                                       "method.beta=1.0e+30")),
                     epoch=1, step=2)
     assert not out.exists()
+
+
+def test_the_guard_names_the_first_non_finite_quantity():
+    """In-process, on a linear model: gradients and weights (parameters and floating buffers) are checked
+    after the update, the loss first."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    result = StepResult(*(torch.zeros(4),) * 3, torch.tensor([True, False, True, True]), torch.ones(4, dtype=bool),
+                        0.5)
+    assert step_counts(model, result) == (3, 4, True, True)
+    model[0].weight.grad = torch.full((2, 3), math.inf)
+    assert step_counts(model, result)[2:] == (False, True)
+    model[1].running_var[0] = math.nan
+    assert step_counts(model, result)[2:] == (False, False)
+    for loss, grads_ok, weights_ok, quantity in [(math.nan, True, True, "loss"), (1.0, False, False, "gradient"),
+                                                 (1.0, True, False, "weight")]:
+        with pytest.raises(TrainingDiverged, match=f"non-finite {quantity} at epoch 3, step 5 of 9"):
+            check_step(loss, grads_ok, weights_ok, epoch=2, step=4, steps=9)
+    check_step(1.0, True, True, epoch=2, step=4, steps=9)
 
 
 DEGENERATE = {
@@ -90,6 +110,7 @@ DEGENERATE = {
     "GAIR-TRADES Lambda NaN": (["method.name=gair_trades", "method.gair_lambda=.nan"], ["method.gair_lambda"]),
     "NaN lambda of one stage": (["method.lam=[0,.nan]"], ["method.lam[1]", "finite"]),
     "infinite TRADES beta": (["method.name=trades", "method.beta=.inf"], ["method.beta", "finite"]),
+    "an lr that overflows the weights": (["training.lr=1.0e+300"], ["training.lr", "100"]),
 }
 
 

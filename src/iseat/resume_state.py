@@ -3,7 +3,9 @@
 The state is a plain tree of tensors, numbers, strings, lists and dicts, read back with
 `torch.load(weights_only=True)`: a planted pickle that would run code on load is refused. The two
 RNG states that are not plain (NumPy's holds an array; Python's is a tuple) are stored as a tensor
-and a list. A state is accepted only if it carries this format and the run's own config.
+and a list. A state is accepted only if it carries this format and the run's own config, and
+(`check_fits`) every field fits the run: progress within its epochs and batches, tensors of the model's,
+optimiser's, weight average's and AV buffer's shapes and finite, RNG states of their generators' sizes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .avlog import PER_SAMPLE
 from .checkpoint import save_atomic
 from .errors import ResumeStateError, first_line
 
@@ -219,8 +222,6 @@ def fit_buffer(state: dict, run: RunShape) -> str | None:
     if "buffer" not in state:
         return None
     buffer = state["buffer"]
-    from .avlog import PER_SAMPLE
-
     if not isinstance(buffer, dict) or set(buffer) != set(PER_SAMPLE):
         return f"buffer does not hold {sorted(PER_SAMPLE)}"
     for name, values in buffer.items():
