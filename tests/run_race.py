@@ -8,7 +8,7 @@ import time
 
 def serve(conn) -> None:
     """Answer (overrides, out, start_at, wait_for) messages until None: at time.time() `start_at`, train
-    the run and send back 'trained', 'finished' (already done) or 'locked' (refused). `wait_for`, a run
+    the run and send back 'trained', 'finished' (already done), 'locked' (refused) or the error. `wait_for`, a run
     folder, holds this process between its "finished?" check and its lock until that folder's run has
     finished and released its lock: the window in which a finishing run used to be retrained."""
     import torch
@@ -36,3 +36,5 @@ def serve(conn) -> None:
             conn.send("trained" if any(line.startswith("done:") for line in lines) else "finished")
         except OutputLocked:
             conn.send("locked")
+        except Exception as err:  # anything else fails the test instead of hanging it
+            conn.send(f"error: {type(err).__name__}: {err}")

@@ -163,6 +163,7 @@ def test_two_processes_finishing_one_run_train_it_once(racers, tmp_path):
     rng = random.Random(0)
     for trial in range(RACE_TRIALS):
         run = tmp_path / f"run{trial}"
+        run.mkdir()  # an empty folder, so that the symlink to it is not dangling
         link = tmp_path / f"link{trial}"
         link.symlink_to(run.name, target_is_directory=True)
         second = link if trial % 2 else run
