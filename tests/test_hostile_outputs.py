@@ -1,6 +1,7 @@
-"""Bad inputs to the commands after training (aggregate, plan, export, fetch, evaluate) through the real
-command line: exit status 2, one stderr line naming the file and key, no traceback, and nothing left
-behind (no output, no empty folder, no empty lock file)."""
+"""Bad inputs to the commands after training (aggregate, plan, export, fetch, evaluate) through the command
+line (a real process where the failure involves the process: its file-size limit, its imports; else the
+same entry point in this process): exit status 2, one stderr line naming the file and key, no traceback,
+and nothing left behind (no output, no empty folder, no empty lock file)."""
 
 import json
 import resource
@@ -9,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic
 from iseat.config import load_config
 from iseat.models import build_model
 from iseat.results.seeds import aggregate_seeds
-from test_hostile_inputs import TINY, assert_one_line_error, iseat, snapshot
+from test_hostile_inputs import TINY, assert_one_line_error, iseat
 
 N = 20  # test images per evaluation
 
@@ -57,19 +56,19 @@ def test_per_sample_results_must_cover_the_evaluated_images(tmp_path, damage, ne
     assert not (tmp_path / "tables").exists()
 
 
-def test_a_winner_that_is_not_one_is_refused(tmp_path):
+def test_a_winner_that_is_not_one_is_refused(tmp_path, in_process):
     winner = tmp_path / "winner.json"
     winner.write_text("{}")
-    proc = iseat("aggregate", "tuned", "--winner", winner, "--keys", "lam", "--out", tmp_path / "tuned.yaml")
+    proc = in_process("aggregate", "tuned", "--winner", winner, "--keys", "lam", "--out", tmp_path / "tuned.yaml")
     assert_one_line_error(proc, str(winner), "grid winner")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["winner.json"]
 
 
-def test_a_grid_point_without_a_numeric_accuracy_is_refused(tmp_path):
+def test_a_grid_point_without_a_numeric_accuracy_is_refused(tmp_path, in_process):
     run = tmp_path / "p0"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps({"best_selection_pgd_acc": "high", "best_selection_clean_acc": 0.8}))
-    proc = iseat("aggregate", "grid", "--out", tmp_path / "winner.json", "--point", "0.1", "0.005", run)
+    proc = in_process("aggregate", "grid", "--out", tmp_path / "winner.json", "--point", "0.1", "0.005", run)
     assert_one_line_error(proc, "summary.json", "best_selection_pgd_acc", "'high'")
     assert not (tmp_path / "winner.json").exists()
 
@@ -93,29 +92,29 @@ GPU_CHECKS = {
 
 
 @pytest.mark.parametrize("report,needles", GPU_CHECKS.values(), ids=GPU_CHECKS.keys())
-def test_gpu_check_reports_of_the_wrong_shape_are_refused(tmp_path, report, needles):
+def test_gpu_check_reports_of_the_wrong_shape_are_refused(tmp_path, in_process, report, needles):
     path = tmp_path / "gpu_check.json"
     path.write_text(json.dumps(report))
-    proc = iseat("plan", "--gpu-check", path, "--json", tmp_path / "plan.json")
+    proc = in_process("plan", "--gpu-check", path, "--json", tmp_path / "plan.json")
     assert_one_line_error(proc, "--gpu-check", str(path), *needles)
     assert not (tmp_path / "plan.json").exists()
 
 
 @pytest.mark.parametrize("flag,value", [("--step-time", "small_cnn=-1"), ("--step-time", "small_cnn:AT=nan"),
                                         ("--aa-s-per-image", "small_cnn=-0.5")])
-def test_negative_costs_are_refused(tmp_path, flag, value):
-    assert_one_line_error(iseat("plan", flag, value, "--step-time", "small_cnn=0.1"), flag, value)
+def test_negative_costs_are_refused(in_process, flag, value):
+    assert_one_line_error(in_process("plan", flag, value, "--step-time", "small_cnn=0.1"), flag, value)
 
 
-def test_export_refuses_an_out_file_and_an_evaluation_path(tmp_path):
+def test_export_refuses_an_out_file_and_an_evaluation_path(tmp_path, in_process):
     run, other = tmp_path / "run", tmp_path / "other"
     run.mkdir()
     other.mkdir()
     (other / "aa.json").write_text("{}")
     blocker = tmp_path / "submission"
     blocker.write_text("keep me")
-    assert_one_line_error(iseat("export", "robustbench", run, "--out", blocker), str(blocker), "is a file")
-    proc = iseat("export", "robustbench", run, "--evaluation", "../other/aa.json")
+    assert_one_line_error(in_process("export", "robustbench", run, "--out", blocker), str(blocker), "is a file")
+    proc = in_process("export", "robustbench", run, "--evaluation", "../other/aa.json")
     assert_one_line_error(proc, "../other/aa.json", "file name in the run folder")
     assert blocker.read_text() == "keep me" and list(run.iterdir()) == []
 

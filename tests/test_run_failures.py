@@ -1,6 +1,8 @@
 """Failures that would burn GPU-hours, through the real command line and real processes: a diverging run
-stops at once (exit 3) and keeps its last finite state and checkpoints; option values with undefined
-instance weights are refused (exit 2, one line); a finished run is never retrained by a second process."""
+stops at once (exit 3) and keeps its last finite state and checkpoints; a finished run is never retrained
+by a second process; a resume state that does not fit its run is refused. Refusals that happen before any
+work (option values with undefined instance weights; the fields of a resume state) run the command line's
+entry point in this process, to spare a torch import per case."""
 
 import math
 import multiprocessing
@@ -15,7 +17,6 @@ import pytest
 import torch
 
 from run_race import serve
-from iseat.cli import main
 from iseat.divergence import TrainingDiverged, check_step, step_counts
 from iseat.method import StepResult
 from test_hostile_inputs import (TINY, assert_one_line_error, iseat, snapshot, stop_after_first_epoch, train_args,
@@ -115,9 +116,9 @@ DEGENERATE = {
 
 
 @pytest.mark.parametrize("overrides,needles", DEGENERATE.values(), ids=DEGENERATE.keys())
-def test_options_with_undefined_weights_are_refused(tmp_path, overrides, needles):
+def test_options_with_undefined_weights_are_refused(tmp_path, in_process, overrides, needles):
     out = tmp_path / "run"
-    assert_one_line_error(iseat(*train_args(out, *overrides)), *needles)
+    assert_one_line_error(in_process(*train_args(out, *overrides)), *needles)
     assert not out.exists()
 
 
@@ -226,24 +227,6 @@ RESUME_CASES = {
                                ["rng.python"]),
     "scheduler of another epoch": (lambda s: s["scheduler"].update(last_epoch=40), ["scheduler.last_epoch"]),
 }
-
-
-@pytest.fixture
-def in_process(capsys):
-    """`iseat ARGS` through the command line's own entry point in this process (no torch import per case):
-    its exit status and stderr; the global settings a refused resume may have touched are restored."""
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    rng = torch.get_rng_state()
-
-    def run(*args):
-        capsys.readouterr()
-        status = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, captured.out, captured.err)
-    yield run
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
-    torch.set_rng_state(rng)
 
 
 def resumed_in(stopped_run, tmp_path, change):
