@@ -84,14 +84,18 @@ def finished_run(tmp_path_factory):
 def interrupted_run(tmp_path_factory):
     """A real run stopped (SIGTERM) after its first complete epoch: state.pt, metrics.jsonl, av_log.h5."""
     out = tmp_path_factory.mktemp("interrupted") / "run"
-    proc = subprocess.Popen([ISEAT, *train_args(out, "training.epochs=3", "training.batch_size=64")], env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return stop_after_first_epoch(out, train_args(out, "training.epochs=3", "training.batch_size=64"))
+
+
+def stop_after_first_epoch(out: Path, args: list) -> Path:
+    """Start `iseat ARGS` and stop it with SIGTERM once its state holds a completed epoch."""
+    proc = subprocess.Popen([ISEAT, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         with contextlib.suppress(Exception):
             if read_state(out / "state.pt")["progress"]["epoch"] >= 1:
                 break
-        time.sleep(0.1)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, output

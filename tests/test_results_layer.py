@@ -23,7 +23,7 @@ def write_seed(folder, correct, clean=0.9):
     folder.mkdir(parents=True)
     order = np.random.default_rng(len(str(folder))).permutation(N)
     lines = ["index,label,clean_correct,pgd_correct,robust_correct,broken_by"]
-    lines += [f"{500 + i},1,1,1,{int(correct[i])}," for i in order]
+    lines += [f"{i},1,1,1,{int(correct[i])}," for i in order]
     (folder / "aa.per_sample.csv").write_text("\n".join(lines) + "\n")
     (folder / "aa.json").write_text(json.dumps({
         "protocol": "autoattack-standard", "clean_accuracy": clean, "robust_accuracy": float(np.mean(correct)),

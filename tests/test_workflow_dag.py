@@ -213,6 +213,8 @@ def test_lint_is_clean(workdir):
      "config: settings.svhn.tuned.source: 'grid-winner' is not one of ['pinned', 'grid']"),
     (lambda c: c["settings"]["cifar100"]["methods"].append("isaet"), "config: settings.cifar100.methods[2]: unknown method 'isaet'"),
     (lambda c: c["settings"]["svhn"].pop("tuned"), "config: settings.svhn.tuned: required"),
+    (lambda c: c["settings"]["svhn"].pop("grid") and c["settings"]["svhn"]["tuned"].update(source="grid"),
+     "config: settings.svhn: 'grid' is a required property"),
 ])
 def test_config_mistakes_name_the_key(workdir, tmp_path, mutate, message):
     cfg = copy.deepcopy(paper_config())

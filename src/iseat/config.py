@@ -7,6 +7,7 @@ the key (e.g. `method.lam[1]: -0.1 is less than the minimum of 0`).
 from __future__ import annotations
 
 import copy
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -116,8 +117,9 @@ def accepted_range(error: jsonschema.ValidationError) -> str:
 
 def check_semantics(cfg: dict) -> None:
     """Rules a schema cannot express."""
+    check_finite(cfg)
     try:
-        method_registry.check_options(cfg["method"])
+        method_registry.check_options(cfg["method"], cfg["attack"]["steps"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_budgets(cfg)
@@ -131,6 +133,15 @@ def check_semantics(cfg: dict) -> None:
     ft = cfg["training"]["finetune_from"]
     if ft and not Path(ft).exists():
         raise ConfigError(f"training.finetune_from: {ft} does not exist")
+
+
+def check_finite(node, where: str = "") -> None:
+    """Every number finite: a schema's bounds let NaN through (every comparison with it is false)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{where}: {node} is not a finite number; give a finite value")
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        check_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key)
 
 
 BUDGETS = (("attack", "eps", False), ("attack", "step_size", False), ("evaluation", "pgd_step_size", True))

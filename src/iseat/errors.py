@@ -6,6 +6,13 @@ second base so callers that catch `ValueError` still do.
 """
 
 
+class RunFailed(Exception):
+    """A run that failed for a reason other than its input (e.g. training diverged); the message is one
+    line and the command line exits with the subclass's `exit_status` (never 2, which means bad input)."""
+
+    exit_status = 1
+
+
 class UserError(Exception):
     """Bad input (a config key, a file, an output location) or a refused action; the message is one line."""
 

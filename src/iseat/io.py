@@ -31,6 +31,22 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def folder_kept_on_success(folder: str | os.PathLike):
+    """Make `folder` (and its missing parents) for the `with` block; if the block fails, remove those of
+    them that it made and left empty, so a failed command leaves no empty folders behind."""
+    folder = Path(folder)
+    created = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        with contextlib.suppress(OSError):  # the first one not empty ends it: its parents are not empty either
+            for made in created:
+                made.rmdir()
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -83,8 +83,9 @@ def plugin_options() -> dict:
     return {k: v for s in methods().values() if s.plugin is not None for k, v in s.plugin.options_schema.items()}
 
 
-def check_options(cfg: dict) -> None:
-    """ValueError naming the first `method` key that the chosen method does not take."""
+def check_options(cfg: dict, attack_steps: int = 10) -> None:
+    """ValueError naming the first `method` key that the chosen method does not take, or whose value (with
+    the attack's `attack_steps`) leaves its instance weights undefined."""
     chosen = spec(cfg.get("name", "iseat"))
     if chosen.plugin is not None:
         chosen.build(cfg)
@@ -94,7 +95,7 @@ def check_options(cfg: dict) -> None:
         raise ValueError(f"method.{stray[0]}: an option of an installed method, not of {chosen.name}")
     from .baselines import check_method_options  # the built-ins' own checks
 
-    check_method_options(cfg)
+    check_method_options(cfg, attack_steps)
 
 
 def names() -> list[str]:

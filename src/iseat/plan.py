@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from . import method_registry
@@ -87,6 +90,7 @@ class StepTimes:
         except (OSError, json.JSONDecodeError) as err:
             raise PlanInputError(f"{{0}} {literal(path)}: not a readable gpu-check report ({literal(err)})",
                                  "gpu_check") from None
+        check_gpu_check(report, path)
         times = cls(source=f"gpu-check report {path} ({report.get('environment', {}).get('gpu', 'unknown device')})")
         for key, section in report.get("sections", {}).items():
             if key.startswith("step/"):
@@ -107,8 +111,11 @@ class StepTimes:
             key, seconds = spec.split("=")
             arch, _, method = key.partition(":")
             seconds = float(seconds)
+            if not 0 < seconds < math.inf:
+                raise ValueError(seconds)
         except ValueError:
-            raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS",
+            raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS, "
+                                 f"SECONDS > 0",
                                  "step_time") from None
         if method and method not in METHOD_ROWS:
             raise PlanInputError(f"{{0}} {literal(repr(spec))}: method must be one of {list(METHOD_ROWS)}", "step_time")
@@ -329,9 +336,22 @@ def format_plan(result: dict) -> str:
 def parse_aa_rate(spec: str) -> tuple[str, float]:
     try:
         arch, seconds = spec.split("=")
+        if not 0 <= float(seconds) < math.inf:
+            raise ValueError(seconds)
         return arch, float(seconds)
     except ValueError:
-        raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS", "aa_s_per_image") from None
+        raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS, SECONDS >= 0",
+                             "aa_s_per_image") from None
+
+
+def check_gpu_check(report, path) -> None:
+    """PlanInputError naming the first field of a gpu-check report that breaks schemas/gpu_check.schema.json."""
+    schema = json.loads(resources.files("iseat").joinpath("schemas/gpu_check.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(report))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PlanInputError(f"{{0}} {literal(path)}: field {literal(where)}: {literal(error.message[:160])}; "
+                             f"write it with iseat benchmark gpu-check", "gpu_check")
 
 
 def measured_step_times(gpu_check=None, step_times=(), aa_rates=()) -> StepTimes:

@@ -57,8 +57,17 @@ def acquire(lock_path: Path, what: str) -> int | None:
         except FileNotFoundError:
             current = None
         if current == os.fstat(fd).st_ino:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder_record()).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                record = json.dumps(holder_record()).encode()
+                if os.pwrite(fd, record, 0) != len(record):  # a short write: the disk (or ulimit -f) is full
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(lock_path))
+            except OSError as err:  # e.g. a full disk: leave no empty lock file behind (we still hold it)
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+                os.close(fd)
+                err.filename = err.filename or str(lock_path)
+                raise
             return fd
         os.close(fd)  # the previous holder removed this file after we opened it: lock the new one
 

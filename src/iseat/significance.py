@@ -69,8 +69,8 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
     return Interval(mean, mean - half, mean + half, confidence, n)
 
 
-def read_per_sample(path, column: str) -> dict[int, bool]:
-    """{test index: flag} from a per-sample CSV (`aa.per_sample.csv`); the column must be filled."""
+def per_sample_rows(path, column: str) -> list[dict]:
+    """The rows of a per-sample CSV (`aa.per_sample.csv`) that has the columns index and `column`."""
     path = Path(path)
     try:
         with open(path, newline="") as f:
@@ -79,6 +79,22 @@ def read_per_sample(path, column: str) -> dict[int, bool]:
         raise SignificanceError(f"{path}: not readable ({type(err).__name__})") from None
     if not rows or column not in rows[0] or "index" not in rows[0]:
         raise SignificanceError(f"{path}: no rows with the columns index and {column}")
+    return rows
+
+
+def check_covers(path, n_examples: int) -> None:
+    """A per-sample CSV must hold one row for each test image its evaluation names (`aa.json`: the first
+    `n_examples` images, indices 0 .. n_examples - 1), each once."""
+    indices = [row["index"] for row in per_sample_rows(path, "index")]
+    if sorted(indices, key=lambda i: int(i) if i.isdigit() else -1) != [str(i) for i in range(n_examples)]:
+        raise SignificanceError(f"{path}: holds {len(indices)} rows ({len(set(indices))} distinct indices), not one "
+                                f"for each of the {n_examples} test images (indices 0..{n_examples - 1}) its "
+                                f"evaluation names; evaluate again or restore the file")
+
+
+def read_per_sample(path, column: str) -> dict[int, bool]:
+    """{test index: flag} from a per-sample CSV (`aa.per_sample.csv`); the column must be filled."""
+    rows = per_sample_rows(path, column)
     if any(row[column] not in ("0", "1") for row in rows):
         raise SignificanceError(f"{path}: column {column} is not filled with 0/1 (was that attack run?)")
     return {int(row["index"]): row[column] == "1" for row in rows}

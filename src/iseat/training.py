@@ -24,16 +24,19 @@ from tqdm import tqdm
 
 from . import acceleration, method_registry, run_lock
 from .attack import PGD, clean_and_robust_accuracy
+from .baselines import method_warnings
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
 from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
 from .fraction import parse_fraction
 from .device import resolve_device
+from .divergence import check_step, step_counts
 from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
 from .io import write_json_atomic, write_text_atomic
 from .method import training_step, warm_start
 from .models import build_model
 from .provenance import provenance
-from .resume_state import check_belongs_to, read_state, restore_rng_states, rng_states, save_state
+from .resume_state import (RunShape, check_belongs_to, check_fits, read_state, restore_rng_states, rng_states,
+                           save_state)
 from .swa import WeightAverage
 
 STATE = "state.pt"
@@ -133,10 +136,9 @@ class TrainingRun:
 
     # -- public
     def run(self) -> dict:
-        if (self.out / SUMMARY).exists():
-            self._check_same_config(finished=True)
-            self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
-            return json.loads((self.out / SUMMARY).read_text())
+        finished = self._finished()  # the common case, without loading the data
+        if finished is not None:
+            return finished
         if self.out.exists() and not self.out.is_dir():
             raise RunFolderInputError(f"{{0}} {literal(self.out)} is a file; give a folder for the run", "out")
         from .data import load_data  # heavy import, only when training
@@ -147,7 +149,8 @@ class TrainingRun:
         self.av_writer = None
         try:
             with run_lock.hold(self.out / LOCK, f"run folder {self.out}", self.say):
-                return self._run_locked()
+                finished = self._finished()  # again under the lock: another process may have finished it since
+                return finished if finished is not None else self._run_locked()
         finally:
             with contextlib.suppress(OSError):  # only folders a failed first start made and left empty
                 for folder in created:
@@ -171,6 +174,14 @@ class TrainingRun:
         if self.av_writer is not None:
             self.av_writer.close()
             self.av_writer = None
+
+    def _finished(self) -> dict | None:
+        """The summary of a finished run of this config in the folder; None if it holds none."""
+        if not (self.out / SUMMARY).exists():
+            return None
+        self._check_same_config(finished=True)
+        self.say(f"{self.out} already holds a finished run ({SUMMARY}); nothing to do")
+        return json.loads((self.out / SUMMARY).read_text())
 
     # -- set-up
     def _check_same_config(self, finished: bool) -> bool:
@@ -227,6 +238,8 @@ class TrainingRun:
         self.milestones = milestone_epochs(cfg)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.milestones, 0.1)
         self.schedule = method_registry.schedule(cfg["method"])
+        for warning in method_warnings(cfg):
+            self.say(f"warning: {warning}")
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
         if state is not None:
@@ -251,6 +264,7 @@ class TrainingRun:
                  f"epoch {ckpt['epoch']})")
 
     def _resume(self, state: dict):
+        check_fits(state, self.out / STATE, self._run_shape())
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -263,6 +277,13 @@ class TrainingRun:
             raise ResumeStateError(f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
                                    f"{first_line(err)}); delete it to restart the run from its first epoch") from None
         self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
+
+    def _run_shape(self) -> RunShape:
+        t = self.cfg["training"]
+        return RunShape(t["epochs"], len(self.data.train_batches(t["batch_size"], 0, self.cfg["seed"])),
+                        self.model.state_dict(), [p.shape for p in self.model.parameters()],
+                        self.swa.state_dict() if self.swa else None, len(self.data.log_indices),
+                        tuple(Progress.__dataclass_fields__))
 
     def _save_state(self):
         parts = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -307,10 +328,12 @@ class TrainingRun:
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
                 result = training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean)
+            clean_correct, adv_correct, grads_ok, weights_ok = step_counts(self.model, result)
+            check_step(result.loss, grads_ok, weights_ok, epoch, i, n_batches)  # before anything is kept
             self.buffer.record(index, result)
             if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
                 self.swa.update(self.model)
-            self._accumulate(result, len(y))
+            self._accumulate(result.loss, len(y), clean_correct, adv_correct)
             p.batch = i + 1
             bar.update(1)
             if stop:
@@ -335,12 +358,12 @@ class TrainingRun:
     def data_workers(self) -> int:
         return self.cfg["data"]["num_workers"]
 
-    def _accumulate(self, result, n):
+    def _accumulate(self, loss, n, clean_correct, adv_correct):
         s = self.progress.sums
-        s["loss"] += result.loss * n
+        s["loss"] += loss * n
         s["n"] += n
-        s["clean_correct"] += int(result.clean_correct.sum())
-        s["adv_correct"] += int(result.adv_correct.sum())
+        s["clean_correct"] += clean_correct
+        s["adv_correct"] += adv_correct
 
     def _end_epoch(self, epoch, stage, method, seconds):
         cfg, p = self.cfg, self.progress

@@ -149,12 +149,25 @@ class BaselineSchedule:
         return None if math.isinf(lam) else partial(gairat.gair_weights, steps=pgd.steps, lam=lam)
 
 
-def check_method_options(cfg: dict) -> None:
-    """ValueError naming the first `method` key that the chosen method does not use."""
+def check_method_options(cfg: dict, attack_steps: int = 10) -> None:
+    """ValueError naming the first `method` key that the chosen method does not use, or whose value
+    (with the attack's `attack_steps`) leaves its instance weights undefined."""
     name = cfg.get("name", "iseat")
     if name in BASELINES:
-        BaselineSchedule.from_config(cfg)
+        options = dict(BaselineSchedule.from_config(cfg).options)
+        if BASELINES[name].weighting == "gair":
+            gairat.check_options(float(options["gair_lambda"]), attack_steps)
         return
     stray = sorted(set(cfg) & set(BASELINE_OPTIONS))
     if stray:
         raise ValueError(f"method.{stray[0]}: an option of the Tab. 2 baselines, not of {name}")
+
+
+def method_warnings(cfg: dict) -> list[str]:
+    """Valid but probably unintended option values of a train config (one line each)."""
+    name = cfg["method"].get("name", "iseat")
+    if name in BASELINES and BASELINES[name].attack == "early_stopped_pgd":
+        warning = fat.plain_pgd_warning(dict(BaselineSchedule.from_config(cfg["method"]).options)["tau"],
+                                        cfg["attack"]["steps"])
+        return [warning] if warning else []
+    return []

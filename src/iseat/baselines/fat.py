@@ -21,3 +21,14 @@ def fat_tau(epoch: int, epochs: int, taus=TAUS, milestones=TAU_MILESTONES) -> in
     """`adjust_tau(epoch + 1)`: taus[j] once the 1-indexed epoch passes j milestones."""
     passed = sum(epoch + 1 > round(m * epochs) for m in milestones)
     return int(taus[min(passed, len(taus) - 1)])
+
+
+def plain_pgd_warning(taus, steps: int) -> str | None:
+    """A warning when some tau >= K: a sample stops at its (tau + 1)-th misclassified iterate of the K
+    checked, so then none ever stops and those epochs are PGD-AT with omega noise. A warning, not a
+    refusal: short-attack runs (K = 1 or 2 in smoke tests and demos) are legitimate, only no longer FAT."""
+    plain = [int(t) for t in taus if int(t) >= steps]
+    if plain:
+        return (f"method.tau: tau {plain} >= attack.steps = {steps} never stops the attack early; those epochs "
+                f"train as PGD-AT, not FAT (give tau < attack.steps)")
+    return None

@@ -19,6 +19,9 @@ import torch
 
 LAMBDA = -1.0
 BEGIN = 0.5
+# Below it a batch whose samples all survive every iterate (kappa = K) can get weight 0 for each: in float64,
+# 1 + tanh(x) is 0 for x < -18.7, and the argument's least value is Lambda - 5; the normalisation is then 0/0.
+LAMBDA_MIN = -10.0
 
 
 def gair_weights(kappa: torch.Tensor, steps: int, lam: float) -> torch.Tensor:
@@ -37,3 +40,13 @@ def gair_active(epoch: int, epochs: int, begin: float = BEGIN) -> bool:
 def gair_lambda(epoch: int, epochs: int, lam: float = LAMBDA, begin: float = BEGIN) -> float:
     """The "fixed" Lambda schedule: Lambda_max = inf before the reweighting starts, then `lam`."""
     return lam if gair_active(epoch, epochs, begin) else math.inf
+
+
+def check_options(lam: float, steps: int) -> None:
+    """ValueError naming the option with which the weights are undefined (0/0, a division by K/2 = 0)."""
+    if not lam >= LAMBDA_MIN:  # NaN too
+        raise ValueError(f"method.gair_lambda: {lam} makes every weight of a batch 0 (their normalisation 0/0); "
+                         f"accepted: finite values >= {LAMBDA_MIN} (GAIRAT's own: -1)")
+    if steps < 2:
+        raise ValueError(f"attack.steps: GAIRAT's weights divide by int(K/2), 0 for K = {steps}; accepted: "
+                         f"attack.steps >= 2 (GAIRAT's own: 10)")

@@ -10,7 +10,7 @@ import errno
 import importlib
 import sys
 
-from ..errors import ParameterError, UserError
+from ..errors import ParameterError, RunFailed, UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
 # so `iseat --help` and light commands do not pay for importing torch.
@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"iseat {name}: error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:  # not bad input: its own status (e.g. 3, training diverged)
+        print(f"iseat {name}: error: {err}", file=sys.stderr)
+        return err.exit_status
     except OSError as err:
         if err.errno not in OS_ERROR_HINTS:
             raise

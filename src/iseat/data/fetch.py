@@ -26,7 +26,7 @@ from pathlib import Path
 import torchvision
 from torchvision.datasets import SVHN
 
-from ..io import atomic_path, write_json_atomic
+from ..io import atomic_path, folder_kept_on_success, write_json_atomic
 from . import pseudo_labels, registry
 from ..errors import literal
 from .errors import DataInputError, FetchError
@@ -260,16 +260,16 @@ def fetch_torchvision_set(name: str, root, source=None, url: str | None = None) 
         if not (dest / MANIFEST).is_file():
             write_data_manifest(spec, dest, "verified in place")
         return f"{name}: verified copy already in {dest} (nothing fetched)"
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / MANIFEST).unlink(missing_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
-    try:
-        if spec.archive is not None:
-            how = fetch_archive_set(spec, root, dest, None if source is None else Path(source), url, staging)
-        else:
-            how = fetch_file_set(spec, root, dest, None if source is None else Path(source), url)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with folder_kept_on_success(dest):
+        (dest / MANIFEST).unlink(missing_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+        try:
+            if spec.archive is not None:
+                how = fetch_archive_set(spec, root, dest, None if source is None else Path(source), url, staging)
+            else:
+                how = fetch_file_set(spec, root, dest, None if source is None else Path(source), url)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     write_data_manifest(spec, dest, how)
     return f"{name}: {len(spec.files)} files verified in {dest} ({how})"
 
@@ -303,17 +303,17 @@ def fetch_pseudo_labelled(root, source=None, url: str | None = None, limit: int 
         return convert_staged(Path(source), root, dest, limit, expected_count, sha256)
     if already_converted(dest, {"url": url}, limit, "url"):
         return f"ti500k: converted copy of {url} already in {dest} (nothing fetched)"
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
-    try:
-        local = staging / pseudo_labels.PICKLE_NAME
-        hint = TI500K_HINT.format(root=root)
-        digest, size = download(url, local, "sha256", sha256, hint)
-        record = {"file": Path(urllib.parse.urlparse(url).path).name or pseudo_labels.PICKLE_NAME, "url": url,
-                  "sha256": digest, "size": size}
-        manifest = pseudo_labels.convert(local, dest, record, limit, expected_count)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with folder_kept_on_success(dest):
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+        try:
+            local = staging / pseudo_labels.PICKLE_NAME
+            hint = TI500K_HINT.format(root=root)
+            digest, size = download(url, local, "sha256", sha256, hint)
+            record = {"file": Path(urllib.parse.urlparse(url).path).name or pseudo_labels.PICKLE_NAME, "url": url,
+                      "sha256": digest, "size": size}
+            manifest = pseudo_labels.convert(local, dest, record, limit, expected_count)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return f"ti500k: {manifest['count']} samples converted into {dest} (downloaded from {url})"
 
 

@@ -130,7 +130,13 @@ def export_robustbench(run, out=None, *, evaluation: str = "aa.json", name: str 
     (default RUN/robustbench); returns their paths and the model info. Raises ExportError (one line)
     before writing anything when the run cannot be exported."""
     run = Path(run)
+    if Path(evaluation).name != evaluation or evaluation in ("", ".", ".."):
+        raise ExportError(f"{evaluation}: name the evaluation report by its file name in the run folder {run} (e.g. "
+                          f"aa.json), not by a path: the run's checkpoint is looked up beside it")
     path = run / evaluation
+    out = Path(out) if out is not None else run / "robustbench"
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file, not a folder; give a folder for the export")
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -147,7 +153,6 @@ def export_robustbench(run, out=None, *, evaluation: str = "aa.json", name: str 
         paper = ISEAT_PAPER if is_iseat else {"link": "", "name": "", "authors": "", "venue": ""}
     info = {**model_info(report, architecture["name"], paper), "robustbench_model": architecture["constructor"]}
     name = name or f"iseat_{report['data']['dataset']}_{architecture['name']}"
-    out = Path(out) if out is not None else run / "robustbench"
     out.mkdir(parents=True, exist_ok=True)
     weights, info_path = out / f"{name}.pt", out / f"{name}.json"
     with atomic_path(weights) as tmp:

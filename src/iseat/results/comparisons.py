@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..significance import ALPHA, CONFIDENCE, SignificanceError, compare_per_sample
+from ..significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample
 from . import ResultsError
 
 # The per-sample column that holds each evaluation's robust correctness
@@ -38,11 +38,17 @@ def pairs(methods_by_setting: dict) -> list[tuple[str, str, str]]:
 
 
 def per_sample_files(aggregated: dict | None) -> dict[int, Path]:
-    """{seed: per-sample CSV} of an aggregated result (`seeds.aggregate_seeds`), those that exist."""
+    """{seed: per-sample CSV} of an aggregated result (`seeds.aggregate_seeds`), those that exist; each must
+    cover its evaluation's test images."""
     files = {}
     for s in (aggregated or {}).get("per_seed", []):
         path = s.get("per_sample")
         if path and Path(path).is_file():
+            if s.get("n_examples") is not None:
+                try:
+                    check_covers(path, s["n_examples"])
+                except SignificanceError as err:
+                    raise ResultsError(f"{err} (named by {s['source']})") from None
             files[int(s["seed"])] = Path(path)
     return files
 

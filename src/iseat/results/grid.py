@@ -34,6 +34,10 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
         summary = read_json(run / "summary.json")
         if metric not in summary:
             raise ResultsError(f"{run / 'summary.json'}: no {metric!r}; keys: {sorted(summary)}")
+        for key in (metric, "best_selection_clean_acc"):
+            if not (is_accuracy(summary.get(key)) or (key != metric and summary.get(key) is None)):
+                raise ResultsError(f"{run / 'summary.json'}: {key} is {summary.get(key)!r}, not an accuracy in "
+                                   f"[0, 1]; train the run again or restore its summary.json")
         selection = None
         if (run / "config.yaml").is_file():
             selection = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data", {}).get("selection")
@@ -75,6 +79,22 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
     }
 
 
+def is_accuracy(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def check_winner(winner, path) -> dict:
+    """A winner.json of `select_grid`: its format, and lambda and gamma as finite non-negative numbers."""
+    if not isinstance(winner, dict) or winner.get("format") != GRID_FORMAT:
+        raise ResultsError(f"{path}: not a grid winner (format {GRID_FORMAT}); write it with iseat aggregate grid")
+    for key in ("lam", "gamma"):
+        value = winner.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
+            raise ResultsError(f"{path}: {key} is {value!r}, not a finite number >= 0; write it with iseat "
+                               f"aggregate grid")
+    return winner
+
+
 def tuned_values(winner: dict, keys, lam_warmup: bool) -> dict:
     """The winner as a train-config fragment (`iseat train --config`): the chosen lambda and/or gamma;
     with the warm-up, lambda is 0 in the first lr stage."""
@@ -93,6 +113,6 @@ def write_winner(points, out, metric: str = GRID_METRIC, paper_choice=None, used
 
 def write_tuned(winner_path, keys, lam_warmup: bool, out) -> dict:
     """The winner at `winner_path` as a train-config fragment (`tuned_values`), written as YAML at `out`."""
-    fragment = tuned_values(read_json(winner_path), keys, lam_warmup)
+    fragment = tuned_values(check_winner(read_json(winner_path), winner_path), keys, lam_warmup)
     write_text_atomic(out, f"# from {winner_path}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None))
     return fragment
