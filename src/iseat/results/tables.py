@@ -165,6 +165,9 @@ def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
                             ratios.get(method) if spec.name == "tab4" else None, vs_at(entry)))
         tables[spec.name] = rows
     tables["all_results"] = result_rows(entries, setting_labels, method_labels, vs_at)
+    for rows in tables.values():  # Holm's family: the comparisons one table shows
+        for row, adjusted in zip(rows, comparisons.adjust([r.vs_at for r in rows])):
+            row.vs_at = adjusted
     return tables
 
 
@@ -214,7 +217,7 @@ def table_csv(name: str, rows: list[Row]) -> str:
 
 def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
+                 ("±", r"$\pm$"), ("†", r"$\dagger$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
         text = text.replace(a, b)
     return text
 
@@ -237,8 +240,10 @@ RENDERERS = (("md", table_markdown), ("csv", table_csv), ("tex", table_latex))
 
 
 def significance_columns(compared: dict) -> dict:
-    """One row per comparison (method vs reference): accuracies, difference, interval, McNemar p-values."""
+    """One row per comparison (method vs reference): accuracies, difference, interval, McNemar p-values, and
+    the largest per-seed p Holm-adjusted over all comparisons of the file."""
     keys = list(compared)
+    compared = dict(zip(keys, comparisons.adjust([compared[k] for k in keys])))
     get = lambda name: [None if compared[k] is None else compared[k][name] for k in keys]
     return {"setting": [s for s, _, _ in keys], "method": [m for _, m, _ in keys], "reference": [r for _, _, r in keys],
             "seeds": [None if compared[k] is None else " ".join(map(str, compared[k]["seeds"])) for k in keys],
@@ -248,27 +253,32 @@ def significance_columns(compared: dict) -> dict:
             "n_method_only": get("n_ab"), "n_reference_only": get("n_ba"),
             "mcnemar_p": [None if compared[k] is None else " ".join(map(csv_cell, compared[k]["p_values"]))
                           for k in keys],
-            "significant": [None if compared[k] is None else int(compared[k]["significant"]) for k in keys]}
+            "significant": [None if compared[k] is None else int(compared[k]["significant"]) for k in keys],
+            "p_holm": get("p_holm"),
+            "significant_holm": [None if compared[k] is None else int(compared[k]["significant_holm"]) for k in keys]}
 
 
 def significance_markdown(columns: dict, setting_labels: dict, method_labels: dict) -> str:
     lines = ["### Paired comparisons on the same test images (AutoAttack robust accuracy, %)", "",
              "| setting | method | reference | seeds | method (%) | reference (%) | difference | 95 % interval "
-             "| McNemar p per seed | significant |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| McNemar p per seed | significant | Holm p | significant (Holm) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i in range(len(columns["setting"])):
         c = {k: v[i] for k, v in columns.items()}
         c |= {"setting": setting_labels.get(c["setting"], c["setting"]), "method": method_labels.get(c["method"], c["method"]),
               "reference": method_labels.get(c["reference"], c["reference"])}
         if c["seeds"] is None:
-            lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | — | — | — | — | — | — | — |")
+            lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} |" + " — |" * 9)
             continue
         interval = "—" if c["ci95_low"] is None else f"[{c['ci95_low']:+.2f}, {c['ci95_high']:+.2f}]"
         lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | {c['seeds']} | "
                      f"{c['accuracy_method']:.2f} | {c['accuracy_reference']:.2f} | "
                      f"{c['difference']:+.2f} | {interval} | {' '.join(f'{float(p):.3g}' for p in c['mcnemar_p'].split())} | "
-                     f"{comparisons.MARK if c['significant'] else 'no'} |")
+                     f"{comparisons.MARK if c['significant'] else 'no'} | {c['p_holm']:.3g} | "
+                     f"{comparisons.HOLM_MARK if c['significant_holm'] else 'no'} |")
     lines += ["", "Difference: method − reference, percentage points; the interval is over seeds (none with one "
-              "seed); " + comparisons.RULE + "; — = no shared seed with per-sample results."]
+              "seed); " + comparisons.RULE + " (here: all comparisons of this file); — = no shared seed with per-sample "
+              "results."]
     return "\n".join(lines) + "\n"
 
 
