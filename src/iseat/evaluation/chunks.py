@@ -22,8 +22,9 @@ from ..io import write_json_atomic
 from .attacks import Attack
 from .robustness import clean_correct
 from .spec import EvaluationError, EvaluationSpec
+from ..protocol_stamp import recorded_modes, samples_digest
 
-PARTIAL_FORMAT = "iseat-evaluation-partial-v1"
+PARTIAL_FORMAT = "iseat-evaluation-partial-v2"  # v2: each chunk holds its data checksum
 
 
 class IndexedTensors(Dataset):
@@ -87,6 +88,9 @@ def read_partial(path: Path, fingerprint: dict) -> dict:
         saved = state["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         raise EvaluationError(f"partial results {path} are unreadable; delete the file to start over") from None
+    if state.get("format") != PARTIAL_FORMAT:
+        raise EvaluationError(f"partial results {path} are of an older format ({state.get('format')}); delete the "
+                              f"file to start over")
     for key in fingerprint:
         if saved.get(key) != fingerprint[key]:
             raise EvaluationError(f"partial results {path} were made with another {key}; delete the file or "
@@ -138,8 +142,10 @@ def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attac
             start, end = bounds[i]
             x, y, index = load_samples(dataset, start, end)
             torch.manual_seed(chunk_seed(spec.seed, i))
-            result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
-            state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(), **result}
+            with recorded_modes(model) as modes:
+                result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
+            state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(),
+                                       "data_sha256": samples_digest(x, y), "model_modes": sorted(modes), **result}
             write_json_atomic(partial, state, indent=None)
             bar.update(1)
             bar.set_postfix_str(running_totals(state["chunks"].values(), attacks))

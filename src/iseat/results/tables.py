@@ -11,6 +11,7 @@ from pathlib import Path
 from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
 from .columns import columns_of
+from .protocols import check_side_by_side
 from .seeds import percent, read_json
 from .writers import csv_cell, csv_text, write_csv
 
@@ -284,8 +285,12 @@ def significance_markdown(columns: dict, setting_labels: dict, method_labels: di
 
 def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict,
                  step_timing: dict | None = None) -> list[Path]:
-    """tab2..tab6 and all_results as .md/.csv/.tex, and the paired comparisons as significance.csv/.md."""
+    """tab2..tab6 and all_results as .md/.csv/.tex, and the paired comparisons as significance.csv/.md; refused
+    (ResultsError) when two results' protocol stamps disagree (`protocols`)."""
     out_dir = Path(out_dir)
+    for evaluation in ("aa", "pgd"):  # one protocol per table: refused before anything is written
+        check_side_by_side({f"{s}/{m}": r for (s, m), r in load_results(entries, evaluation).items()},
+                           f"{evaluation} results")
     compared = comparisons.compare_all(load_results(entries, "aa"), "aa")
     written = []
     for name, rows in build_rows(entries, setting_labels, method_labels, step_timing, compared).items():
