@@ -129,15 +129,16 @@ def running_totals(chunks, attacks: list[Attack]) -> str:
 
 
 def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attack], device, partial: Path,
-               fingerprint: dict, progress: bool = True) -> tuple[list[dict], int]:
+               fingerprint: dict, progress: bool = True, only: range | None = None) -> tuple[list[dict], int]:
     """Evaluate the first `n` samples chunk by chunk with `attacks` (built from `spec`), resuming from `partial`;
-    returns (chunk results, runs)."""
+    returns (chunk results, runs). `only`: these chunk numbers (a shard), each as in a whole run."""
     state = read_partial(partial, fingerprint)
     state["runs"] += 1
     bounds = chunk_bounds(n, spec.chunk_size)
-    todo = [i for i in range(len(bounds)) if str(i) not in state["chunks"]]
-    with tqdm(total=len(bounds), initial=len(bounds) - len(todo), disable=not progress, unit="chunk",
-              desc=f"evaluate {n} samples") as bar:
+    only = range(len(bounds)) if only is None else only
+    todo = [i for i in only if str(i) not in state["chunks"]]
+    with tqdm(total=len(only), initial=len(only) - len(todo), disable=not progress, unit="chunk",
+              desc=f"evaluate {sum(bounds[i][1] - bounds[i][0] for i in only)} samples") as bar:
         for i in todo:
             start, end = bounds[i]
             x, y, index = load_samples(dataset, start, end)
@@ -149,4 +150,4 @@ def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attac
             write_json_atomic(partial, state, indent=None)
             bar.update(1)
             bar.set_postfix_str(running_totals(state["chunks"].values(), attacks))
-    return [state["chunks"][str(i)] for i in range(len(bounds))], state["runs"]
+    return [state["chunks"][str(i)] for i in only], state["runs"]
