@@ -1,14 +1,19 @@
 """Sharded evaluation: K shard jobs on the evaluation's chunk boundaries, then one gather, give the per-sample
 verdicts of an unsharded run with the same seed; a missing, damaged or foreign shard fails the gather naming it."""
 
+import copy
 import json
 
 import pytest
 import torch
 
+from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic
+from iseat.cli import main
+from iseat.config import DEFAULTS
 from iseat.evaluation import EvaluationError, EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model
 from iseat.evaluation import EvaluationInputError, per_sample_path
 from iseat.evaluation.shards import Shard
+from iseat.models import build_model
 
 # AutoAttack and PGD with random starts: both draw random numbers, which must line up across shards
 SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=3, restarts=2, random_start=True),
@@ -126,3 +131,34 @@ def test_a_bad_shard_fails_the_gather_naming_it(problem, shards, tmp_path, case,
     with pytest.raises(EvaluationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(problem, out, gather_from=copies)
     assert not out.exists() and not per_sample_path(out).exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained SmallCNN checkpoint of a digits run."""
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["data"]["dataset"], cfg["model"]["arch"] = "digits", "small_cnn"
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_atomic(model_checkpoint(build_model(**architecture_of(cfg, 10)).eval(), architecture_of(cfg, 10), 1, {}, cfg),
+                path)
+    return path
+
+
+def test_the_command_line_shards_and_gathers(checkpoint, tmp_path, capsys):
+    """The workflow's commands: K shard jobs, then the gather (PGD with random restarts: random draws)."""
+    common = ["--checkpoint", checkpoint, "--n-ex", 25, "--chunk-size", 10, "--attack", "pgd", "--pgd-steps", 2,
+              "--pgd-random-start", "--pgd-restarts", 2, "--eps", 0.1, "--no-progress", "--device", "cpu"]
+    cli = lambda *args: (main(["evaluate", *map(str, common), *map(str, args)]), capsys.readouterr())
+    shards = [tmp_path / "pgd.shards" / f"{i}.json" for i in (1, 2)]
+    assert [cli("--out", path, "--shard", f"{i}/2")[0] for i, path in enumerate(shards, 1)] == [0, 0]
+    rc, captured = cli("--out", tmp_path / "pgd.json", "--gather", *shards)
+    assert rc == 0 and "25 samples" in captured.out
+    assert cli("--out", tmp_path / "whole" / "pgd.json")[0] == 0
+    assert (tmp_path / "pgd.per_sample.csv").read_text() == (tmp_path / "whole" / "pgd.per_sample.csv").read_text()
+    shards[1].unlink()
+    rc, captured = cli("--out", tmp_path / "again" / "pgd.json", "--gather", *shards)
+    assert rc == 2 and captured.err.count("\n") == 1 and "shard 2/2" in captured.err and "is missing" in captured.err
+    assert not (tmp_path / "again" / "pgd.json").exists()
+    rc, captured = cli("--out", tmp_path / "x.json", "--shard", "3/2")
+    assert rc == 2 and "--shard 3/2" in captured.err, captured.err
