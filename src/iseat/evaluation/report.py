@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 
+from .. import gradient_masking as masking
 from ..io import write_json_atomic, write_text_atomic
 from . import attacks
 from .attacks import Attack
@@ -88,6 +89,9 @@ def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *,
     warnings = [w for c in chunks for w in c.get("warnings", [])]
     warnings += [w for attack, record in ran for w in attack.final_warnings(record)]
     warnings = list(dict.fromkeys(warnings))
+    accuracy = lambda section: (sections.get(section) or {}).get("robust_accuracy")
+    flags = masking.ordered(masking.flags_from_warnings(warnings) + masking.pgd_gap(accuracy("pgd"),
+                                                                                     accuracy("autoattack")))
     stamp = protocol_stamp(norm=NORM, eps=spec.eps, attack_settings={a.name: a.settings() for a in run},
                            seed=spec.seed, indices=samples["index"], chunk_digests=[c["data_sha256"] for c in chunks],
                            model_mode=mode_name(chunks), source=source, dataset=data.get("dataset"),
@@ -97,7 +101,7 @@ def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *,
             "per_sample": {"file": per_sample_file, "columns": columns(), "sha256": None},
             "wall_time_s": times, "device": device, **source, "data": data,
             "resume": {"chunk_size": spec.chunk_size, "chunks": len(chunks), "runs": runs},
-            "warnings": warnings, "provenance": provenance,
+            "warnings": warnings, "masking_flags": flags, "provenance": provenance,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
