@@ -74,3 +74,37 @@ def test_probabilities_for_logits_are_flagged(linear, tmp_path):
 def test_the_pgd_gap_threshold():
     assert masking.pgd_gap(0.56, 0.45) == ["pgd_above_autoattack"]
     assert masking.pgd_gap(0.54, 0.45) == [] and masking.pgd_gap(0.40, 0.45) == [] and masking.pgd_gap(None, 0.4) == []
+
+
+def test_flags_reach_the_tables_and_the_index(linear, tmp_path):
+    """aa.json (AutoAttack only) and pgd.json (PGD only) of a masked and an honest model, as the workflow
+    writes them: the PGD gap is found across the two files, and the flags are marked and explained."""
+    from iseat.results import index as result_index
+    from iseat.results import seeds as seed_stats
+    from iseat.results import tables as result_tables
+
+    torch.manual_seed(1)
+    x = torch.rand(8, 3, 4, 4)
+    with torch.no_grad():
+        data = IndexedTensors(x, quantised(linear)(x).argmax(1))  # one test set (its stamps must agree)
+    entries = []
+    for method, model in (("at", Linear(linear)), ("masked", quantised(linear))):
+        folder = tmp_path / "results" / "toy" / method
+        for name, attacks in (("aa", ("autoattack",)), ("pgd", ("pgd",))):
+            spec = EvaluationSpec(attacks=attacks, eps=EPS, pgd=SPEC.pgd, batch_size=8, chunk_size=8)
+            evaluate_model(model, data, folder / "seed0" / f"{name}.json", spec, num_classes=10, progress=False)
+            seed_stats.write_seed_summary([folder / "seed0" / f"{name}.json"], folder / f"{name}.json")
+        entries.append(("toy", method, "-", str(folder)))
+    aggregated = json.loads((tmp_path / "results" / "toy" / "masked" / "aa.json").read_text())
+    assert aggregated["masking_flags"] == ["zero_gradients", "square_beats_white_box"]  # AutoAttack's own
+    out = tmp_path / "tables"
+    result_tables.write_tables(out, result_tables.parse_entries(entries), {}, {})
+    md = (out / "all_results.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| toy /")}
+    assert f"| {masking.MARK} |" in rows["toy / masked"] and f"| {masking.MARK} |" not in rows["toy / at"]
+    assert "Flagged: toy / masked: zero_gradients, square_beats_white_box, pgd_above_autoattack." in md
+    assert masking.footnote() in md
+    result_index.write_index(tmp_path / "results" / "README.md", [str(out / "all_results.md")],
+                             results=[str(tmp_path / "results" / "toy" / m / "aa.json") for m in ("at", "masked")])
+    index = (tmp_path / "results" / "README.md").read_text()
+    assert f"{masking.MARK} zero_gradients, square_beats_white_box" in index and "| none |" in index

@@ -21,9 +21,10 @@ STAMP_VERSION = 1
 INPUT_NORMALISATION = "none: images in [0, 1], no normalisation layer"
 # The libraries whose versions change attack numbers (all versions: provenance.versions)
 VERSIONED = ("iseat", "torch", "pyautoattack", "numpy")
-# Checkpoint files of a training run and how the training loop chose them (iseat.training)
-SELECTED_BY = {"best": "highest PGD accuracy on the selection split", "swa_best": "highest PGD accuracy on the "
-               "selection split (SWA weights)", "last": "last epoch", "swa_last": "last epoch (SWA weights)"}
+# Checkpoint files of a training run and how the training loop chose them (iseat.training); whether the
+# weights are SWA's is the model's identity (its file), not the selection rule
+SELECTED_BY = {"best": "highest PGD accuracy on the selection split", "last": "last epoch"}
+SELECTED_BY |= {f"swa_{stem}": rule for stem, rule in SELECTED_BY.items()}
 MODEL_FIELDS = ("checkpoint.file", "checkpoint.sha256", "checkpoint.epoch")  # the model's identity, not compared
 PER_DATASET = ("data.", "test_indices.")  # fields only results on one data set share
 ABSENT = "(absent)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import gradient_masking as masking
 from .comparisons import mark
 from .writers import csv_cell
 
@@ -95,6 +96,7 @@ COLUMNS = (
             ("aa_vs_at_significant", comparison_field("significant", lambda v: str(int(v)))),
             ("aa_vs_at_p_holm", comparison_field("p_holm", csv_cell)),
             ("aa_vs_at_significant_holm", comparison_field("significant_holm", lambda v: str(int(v)))))),
+    Column("masking", lambda r: masking.MARK if r.flags else "", (("masking_flags", lambda r: " ".join(r.flags)),)),
     Column("seeds", lambda r: str(r.cells["n_seeds"]), (("n_seeds", lambda r: r.cells["n_seeds"]),)),
     Column("ours from", lambda r: r.source, (("result_dir", lambda r: r.entry.result_dir if r.ran else ""),),
            latex=False),

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+from .. import gradient_masking as masking
 from ..io import write_json_atomic
 from . import ResultsError
 from .protocols import check_side_by_side, protocol_of, stamp_of
@@ -61,7 +62,8 @@ def aggregate_seeds(paths) -> dict:
                          "robust_accuracy": float(result["robust_accuracy"]),
                          "n_examples": result.get("n_examples"),
                          "per_sample": str(Path(path).parent / per_sample) if per_sample else None,
-                         "speed_options": run_speed_options(Path(path).parent), "stamp": stamp})
+                         "speed_options": run_speed_options(Path(path).parent), "stamp": stamp,
+                         "masking_flags": list(result.get("masking_flags", []))})
     attacks = sorted({str(s["attack"]) for s in per_seed})
     if len(attacks) > 1:
         raise ResultsError(f"the files mix attacks {attacks}; aggregate one attack at a time")
@@ -79,6 +81,7 @@ def aggregate_seeds(paths) -> dict:
         "n_examples": n_examples[0] if len(n_examples) == 1 else n_examples,
         "speed_options": sorted({o for s in per_seed for o in s["speed_options"]}),
         "stamp": per_seed[0]["stamp"],  # the protocol every seed shares (None: not iseat evaluate reports)
+        "masking_flags": masking.ordered(f for s in per_seed for f in s["masking_flags"]),  # any seed's
         "clean_accuracy": mean_std(s["clean_accuracy"] for s in per_seed),
         "robust_accuracy": mean_std(s["robust_accuracy"] for s in per_seed),
         "std": "sample standard deviation over seeds (n - 1); 0 for a single seed",

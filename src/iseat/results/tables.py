@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from .. import gradient_masking as masking
 from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
 from .columns import columns_of
@@ -120,6 +121,16 @@ class Row:
                 "n_examples": self.aa.get("n_examples") if self.aa else None,
                 "speed_options": sorted({o for r in (self.aa, self.pgd) if r for o in r.get("speed_options", [])})}
 
+    @cached_property
+    def flags(self) -> list[str]:
+        """Gradient-masking flags of any seed's evaluations, and PGD-k above AutoAttack on a seed
+        (`gradient_masking`)."""
+        robust = lambda result: {s["seed"]: s["robust_accuracy"] for s in (result or {}).get("per_seed", [])}
+        aa, pgd = robust(self.aa), robust(self.pgd)
+        gaps = [f for seed in aa.keys() & pgd.keys() for f in masking.pgd_gap(pgd[seed], aa[seed])]
+        return masking.ordered([*(self.aa or {}).get("masking_flags", []), *(self.pgd or {}).get("masking_flags", []),
+                                *gaps])
+
     @property
     def source(self) -> str:
         text = f"{self.entry.setting}/{self.entry.method}" if self.ran else "not run"
@@ -195,7 +206,13 @@ def footnotes(name: str, rows: list[Row]) -> list[str]:
                     if r.aa and isinstance(r.cells["n_examples"], int)})
     if notes:
         lines.append("Evaluated on " + "; ".join(notes) + ".")
-    return lines + speed_option_notes(rows)
+    return lines + speed_option_notes(rows) + masking_notes(rows)
+
+
+def masking_notes(rows: list[Row]) -> list[str]:
+    """The flag's footnote and the flagged rows with their flags (nothing when no row is flagged)."""
+    flagged = [f"{r.label}: {', '.join(r.flags)}" for r in rows if r.flags]
+    return [masking.footnote(), "Flagged: " + "; ".join(flagged) + "."] if flagged else []
 
 
 def speed_option_notes(rows: list[Row]) -> list[str]:
@@ -218,7 +235,7 @@ def table_csv(name: str, rows: list[Row]) -> str:
 
 def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("†", r"$\dagger$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
+                 ("±", r"$\pm$"), ("†", r"$\dagger$"), ("‡", r"$\ddagger$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
         text = text.replace(a, b)
     return text
 
