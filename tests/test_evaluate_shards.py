@@ -162,3 +162,9 @@ def test_the_command_line_shards_and_gathers(checkpoint, tmp_path, capsys):
     assert not (tmp_path / "again" / "pgd.json").exists()
     rc, captured = cli("--out", tmp_path / "x.json", "--shard", "3/2")
     assert rc == 2 and "--shard 3/2" in captured.err, captured.err
+
+
+def test_a_shard_and_a_gather_exclude_each_other(problem, tmp_path):
+    with pytest.raises(EvaluationInputError, match="exclude each other"):
+        run(problem, tmp_path / "x.json", shard=Shard(0, 3), gather_from=[tmp_path / "0.json"])
+    assert not list(tmp_path.iterdir())

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # the evaluation's parameters (ParameterError) and the flags that set them
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "eps", "pgd_steps", "pgd_step_size", "pgd_restarts", "pgd_random_start", "batch_size", "chunk_size", "n_ex",
-    "attack", "out", "shard")}
+    "attack", "out", "shard", "gather")}
 
 
 def spec_from_args(args):

@@ -83,6 +83,9 @@ def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: in
     with `gather_from` (the K shard files, in order) nothing is evaluated: the report is made from them.
     """
     out = check_out_path(out)
+    if shard is not None and gather_from is not None:
+        raise EvaluationInputError("{0} and {1} exclude each other: evaluate a shard or gather the shards", "shard",
+                                   "gather")
     device = resolve_device(str(device))
     n = sample_count(spec, len(dataset))
     model = model.to(device).eval()
