@@ -19,10 +19,10 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..io import write_json_atomic
+from ..protocol_stamp import recorded_modes, samples_digest
 from .attacks import Attack
 from .robustness import clean_correct
 from .spec import EvaluationError, EvaluationSpec
-from ..protocol_stamp import recorded_modes, samples_digest
 
 PARTIAL_FORMAT = "iseat-evaluation-partial-v2"  # v2: each chunk holds its data checksum
 
