@@ -17,10 +17,21 @@ from iseat.results import tables as result_tables
 from iseat.cli import main
 
 
-def write_eval(path: Path, clean, robust, protocol="autoattack-standard", n=100):
+def stamp(n=100, eps=8 / 255, attacks=("autoattack",)):
+    """A protocol stamp as `iseat evaluate` writes it (written out, the fields of schemas/aa.schema.json)."""
+    return {"version": 1, "threat_model": {"norm": "Linf", "eps": eps}, "attacks": {a: {"eps": eps} for a in attacks},
+            "seed": 0, "test_indices": {"count": n, "sha256": "a" * 64}, "model_mode": "eval",
+            "input_normalisation": "none", "checkpoint": {"file": "best.pt", "sha256": "b" * 64, "epoch": 3,
+                                                          "selected_by": "best", "selection_split": "validation"},
+            "data": {"dataset": "cifar10", "sha256": "c" * 64},
+            "versions": {"iseat": "0", "torch": "2", "pyautoattack": "1", "numpy": "1"}}
+
+
+def write_eval(path: Path, clean, robust, protocol="autoattack-standard", n=100, eps=8 / 255):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": "iseat-robustness-v1", "clean_accuracy": clean, "robust_accuracy": robust,
-                                "protocol": protocol, "label": "AutoAttack (standard)", "n_examples": n}))
+    path.write_text(json.dumps({"format": "iseat-robustness-v2", "clean_accuracy": clean, "robust_accuracy": robust,
+                                "protocol": protocol, "label": "AutoAttack (standard)", "n_examples": n,
+                                "stamp": stamp(n, eps, ["pgd" if protocol == "pgd" else "autoattack"])}))
     return path
 
 

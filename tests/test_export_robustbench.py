@@ -130,6 +130,15 @@ def test_model_info_has_the_leaderboard_fields(tmp_path, capsys):
     assert info["autoattack_acc"] == info["reported"] == f"{100 * report['robust_accuracy']:.2f}"
     assert info["evaluation"]["protocol"] == "autoattack-standard" and info["evaluation"]["n_examples"] == 2
     assert info["robustbench_model"] == "WideResNet(depth=10, num_classes=10, widen_factor=1)"
+    assert info["evaluation"]["stamp"] == report["stamp"] and report["stamp"]["threat_model"]["eps"] == 8 / 255
+
+
+def before_the_stamp(tmp_path):
+    """A report of the format before protocol stamps (iseat-robustness-v1)."""
+    make_run(tmp_path, "wide_resnet", 10, 1)
+    report = json.loads((tmp_path / "aa.json").read_text())
+    report.pop("stamp")
+    (tmp_path / "aa.json").write_text(json.dumps({**report, "format": "iseat-robustness-v1"}))
 
 
 def non_standard(tmp_path):
@@ -150,6 +159,7 @@ REFUSED = {
     "small CNN": (lambda t: make_run(t, "small_cnn"), "no architecture for 'small_cnn'"),
     "checkpoint changed": (changed_checkpoint, "changed after"),
     "no report": (lambda t: t.mkdir(), "not a readable evaluation report"),
+    "report before protocol stamps": (before_the_stamp, "rerun its evaluation"),
 }
 
 

@@ -46,9 +46,11 @@ def hand_computed_hours() -> float:
 
 
 @pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
-def test_plan_gpu_hours_equal_hand_computation(tmp_path):
+@pytest.mark.parametrize("shards", [1, 2])
+def test_plan_gpu_hours_equal_hand_computation(tmp_path, shards):
     config = json.loads(json.dumps(TINY).replace("RESULTS", str(tmp_path / "results"))
                         .replace("DATA", str(tmp_path / "data")))
+    config["evaluation"]["shards"] = shards
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     steps = [f"--step-time=small_cnn:{method}={seconds}" for method, seconds in STEP.items()]
     out = subprocess.run([sys.executable, "-m", "iseat", "plan", "--configfile", str(tmp_path / "tiny.yaml"), *steps,
@@ -59,11 +61,12 @@ def test_plan_gpu_hours_equal_hand_computation(tmp_path):
     tiny = result["per_setting"]["tiny"]
     assert tiny["gpu_hours"] == pytest.approx(hand_computed_hours(), rel=1e-12)
     assert result["total"]["gpu_hours"] == pytest.approx(hand_computed_hours(), rel=1e-12)
-    # 2 trainings and 4 evaluations ask for a GPU; the seed aggregations (2 methods x 2 evaluations) and the
-    # setting's training figure do not
-    assert tiny["gpu_jobs"] == 6 and tiny["jobs"] == 11
+    # 2 trainings and 4 evaluations (each as `shards` GPU jobs) ask for a GPU; the gathers of sharded
+    # evaluations, the seed aggregations (2 methods x 2 evaluations) and the setting's training figure do not
+    gpu_jobs, jobs = 2 + 4 * shards, 2 + 4 * shards + 4 * (shards > 1) + 4 + 1
+    assert tiny["gpu_jobs"] == gpu_jobs and tiny["jobs"] == jobs
     assert result["total"]["not_estimated"] == 0
-    assert "| tiny | 11 | 6 |" in out.stdout
+    assert f"| tiny | {jobs} | {gpu_jobs} |" in out.stdout
 
 
 def test_step_times_from_a_gpu_check_report(tmp_path):

@@ -107,16 +107,26 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
     assert all(p < 0.05 for p in oracle[("rwp", "at")]["p"]) and oracle[("rwp", "at")]["low"] < 0
     assert rows[("iseat", "mart")]["seeds"] == "0"
 
+    # Holm over Tab. 2's four comparisons with AT, as step-down rejections: the k-th smallest largest-p is
+    # tested at alpha / (m - k + 1) until one fails
+    family = [("iseat", "at"), ("trades", "at"), ("rwp", "at"), ("mart", "at")]
+    survives, stopped = {}, False
+    for k, key in enumerate(sorted(family, key=lambda key: max(oracle[key]["p"]))):
+        stopped = stopped or max(oracle[key]["p"]) >= 0.05 / (len(family) - k)
+        survives[key] = not stopped and oracle[key]["significant"]
+    assert survives[("iseat", "at")] and survives[("mart", "at")] and not survives[("trades", "at")]
     md = (runs / "tab2.md").read_text()
     mark = lambda label: re.search(rf"\| CIFAR-10 WRN34-10 / {re.escape(label)} \|(?:[^|]*\|){{7}} ([^|]*) \|", md).group(1)
-    assert mark("ISEAT") == f"{oracle[('iseat', 'at')]['difference']:+.2f} *"
+    assert mark("ISEAT") == f"{oracle[('iseat', 'at')]['difference']:+.2f} *†"
     assert mark("TRADE") == f"{oracle[('trades', 'at')]['difference']:+.2f}"
-    assert mark("MART") == f"{oracle[('mart', 'at')]['difference']:+.2f} *"
+    assert mark("MART") == f"{oracle[('mart', 'at')]['difference']:+.2f} *†"
     assert mark("RWP") == f"{oracle[('rwp', 'at')]['difference']:+.2f}"
     assert mark("AT") == "—" and mark("AT-AWP") == "—"
     assert "McNemar's exact p < 0.05 on every seed" in md
     tab2 = {r["method"]: r for r in csv.DictReader((runs / "tab2.csv").open()) if r["setting"] == "cifar10"}
     assert tab2["iseat"]["aa_vs_at_significant"] == "1" and tab2["trades"]["aa_vs_at_significant"] == "0"
+    assert {m: tab2[m]["aa_vs_at_significant_holm"] for m, _ in family} == {m: str(int(survives[(m, r)]))
+                                                                           for m, r in family}
     assert float(tab2["iseat"]["aa_vs_at_p_max"]) == pytest.approx(max(oracle[("iseat", "at")]["p"]), rel=1e-9)
     assert "| CIFAR-10 | iseat | AT | 0 1 |" in (runs / "significance.md").read_text()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from iseat.significance import SignificanceError, compare_per_sample, mcnemar_exact, t_interval
+from iseat.significance import SignificanceError, compare_per_sample, holm, mcnemar_exact, t_interval
 
 
 def pairs(n_ab, n_ba, n_both, n_neither, seed=0):
@@ -113,3 +113,13 @@ def test_unpairable_results_are_refused(fake_runs, tmp_path):
     empty.write_text("index,label,clean_correct,pgd_correct,robust_correct,broken_by\n0,1,1,1,,\n")
     with pytest.raises(SignificanceError, match="not filled with 0/1"):
         compare_per_sample({0: empty}, {0: empty})
+
+
+def test_holm_adjustment_equals_a_hand_computation():
+    """m = 4, sorted 0.005, 0.01, 0.03, 0.04: 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, then
+    1 x 0.04 = 0.04 raised to the running maximum 0.06; a comparison not made (None) is not counted."""
+    assert holm([0.01, 0.04, None, 0.03, 0.005]) == pytest.approx([0.03, 0.06, None, 0.06, 0.02])
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == [] and holm([None]) == [None]
+    with pytest.raises(SignificanceError, match="in \\[0, 1\\]"):
+        holm([1.5])

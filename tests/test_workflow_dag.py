@@ -17,8 +17,10 @@ PAPER_CONFIG = ROOT / "config" / "config.yaml"
 #   train: cifar10 4 + 7 baselines, cifar10_idbh 2, cifar10_idbh_wrn28 1, cifar10_ti500k 2 + 5 baselines,
 #          cifar100 2, svhn 2 -> 25 x 3 seeds, + 3 Section 3 runs (one seed)
 #   finetune: 8 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
-#   evaluate: (78 + 24) runs x (AutoAttack, PGD); aggregate_seeds: 36 (setting, method) x 2
-PAPER_JOBS = {"fetch": 4, "train": 78, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate": 204,
+#   evaluate: (78 + 24) runs x (AutoAttack, PGD), each as 4 shards (evaluation.shards) and their gather;
+#   aggregate_seeds: 36 (setting, method) x 2
+PAPER_JOBS = {"fetch": 4, "train": 78, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate_shard": 816,
+              "evaluate_gather": 204,
               "aggregate_seeds": 72, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
               "index": 1, "all": 1, "benchmark_step": 1}
 
@@ -95,16 +97,17 @@ def test_site_profile_sets_partition_and_account_on_every_gpu_job(workdir):
     because the rules name no partition unless the config does."""
     profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
     profile["default-resources"].update(slurm_partition="gpu_a100", slurm_account="proj42")
-    profile["set-resources"] = {"evaluate": {"slurm_partition": "gpu_eval", "gpu_model": "a100"}}
+    profile["set-resources"] = {"evaluate_shard": {"slurm_partition": "gpu_eval", "gpu_model": "a100"}}
     (workdir / "profiles" / "site").mkdir(exist_ok=True)
     (workdir / "profiles" / "site" / "config.yaml").write_text(yaml.safe_dump(profile))
     text = dry_run(workdir, "--profile", "profiles/site", "results/cifar10/iseat/aa.json", "results/cifar10/ft_at_lsi/pgd.json")
     gpu_jobs = [(rule, block) for rule, block in job_blocks(text) if "gpu=1" in block]
-    assert sorted({rule for rule, _ in gpu_jobs}) == ["evaluate", "finetune", "train"] and len(gpu_jobs) == 15
+    # 6 trainings, 3 fine-tunes, 2 x 3 evaluations of 4 shards each
+    assert sorted({rule for rule, _ in gpu_jobs}) == ["evaluate_shard", "finetune", "train"] and len(gpu_jobs) == 33
     for rule, block in gpu_jobs:
-        partition = "gpu_eval" if rule == "evaluate" else "gpu_a100"
+        partition = "gpu_eval" if rule == "evaluate_shard" else "gpu_a100"
         assert f"slurm_partition={partition}," in block and "slurm_account=proj42" in block, block
-    assert all("gpu_model=a100" in block for rule, block in gpu_jobs if rule == "evaluate")
+    assert all("gpu_model=a100" in block for rule, block in gpu_jobs if rule == "evaluate_shard")
 
 
 def test_rules_name_a_partition_only_when_the_config_does(workdir):
@@ -115,7 +118,7 @@ def test_rules_name_a_partition_only_when_the_config_does(workdir):
     text = dry_run(workdir, "--profile", "profiles/slurm", "results/svhn/iseat/aa.json", config=cfg)
     partitions = {(rule, re.search(r"slurm_partition=(\w*)", block).group(1)) for rule, block in job_blocks(text)
                   if "gpu=1" in block}
-    assert partitions == {("train", "long"), ("evaluate", "short")}
+    assert partitions == {("train", "long"), ("evaluate_shard", "short")}
 
 
 def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
@@ -131,11 +134,15 @@ def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
 
 def test_one_result_plans_only_its_ancestors(workdir):
     text = dry_run(workdir, "results/cifar10/iseat/aa.json")
-    assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate": 3, "aggregate_seeds": 1}
+    assert job_counts(text) == {"fetch": 1, "train": 3, "evaluate_shard": 12, "evaluate_gather": 3, "aggregate_seeds": 1}
     for seed in range(3):
-        assert f"iseat --attempt 1 train  --out results/cifar10/iseat/seed{seed} " in text
-        assert (f"iseat --attempt 1 evaluate --checkpoint results/cifar10/iseat/seed{seed}/best.pt "
-                f"--out results/cifar10/iseat/seed{seed}/aa.json --attack autoattack --device cuda --no-progress") in text
+        run = f"results/cifar10/iseat/seed{seed}"
+        assert f"iseat --attempt 1 train  --out {run} " in text
+        for shard in range(1, 5):
+            assert (f"iseat --attempt 1 evaluate --checkpoint {run}/best.pt --out {run}/aa.shards/{shard}.json "
+                    f"--attack autoattack --device cuda --no-progress --shard {shard}/4") in text
+        assert (f"iseat evaluate --checkpoint {run}/best.pt --out {run}/aa.json --attack autoattack --device cpu "
+                f"--no-progress --gather {' '.join(f'{run}/aa.shards/{i}.json' for i in range(1, 5))}") in text
     assert "iseat fetch cifar10 --root data" in text
     assert "pgd" not in re.findall(r"--attack (\w+)", text)
     assert "results/cifar10/at/" not in text and "svhn" not in text
@@ -190,7 +197,7 @@ def test_grid_winner_feeds_the_methods_that_take_it(workdir):
 def test_demo_config_runs_every_family_on_digits(workdir):
     text = dry_run(workdir, "all", "--configfile", "config/demo.yaml")
     counts = workflow_jobs(job_counts(text))
-    assert set(counts) == set(PAPER_JOBS) | {"grid_tuned"}
+    assert set(counts) == set(PAPER_JOBS) - {"evaluate_shard", "evaluate_gather"} | {"evaluate", "grid_tuned"}  # 1 shard
     assert counts["fetch"] == 1 and "iseat fetch digits --root data" in text
     assert "results/demo/" in text and "cifar10/" not in text.replace("results/demo", "")  # nothing of the paper's matrix
     assert "--attack autoattack --n-ex 20" in text
@@ -231,8 +238,12 @@ def test_evaluations_run_the_configured_attacks(workdir):
     cfg = copy.deepcopy(paper_config())
     cfg["evaluation"]["pgd"]["attacks"] = ["pgd", "cw"]
     text = dry_run(workdir, "results/cifar10/at/seed0/pgd.json", "results/cifar10/at/seed0/aa.json", config=cfg)
+    assert "--out results/cifar10/at/seed0/pgd.shards/2.json --attack pgd cw --pgd-steps 50 --device cuda --no-progress" in text
+    assert "--out results/cifar10/at/seed0/aa.shards/4.json --attack autoattack --device cuda --no-progress" in text
+    cfg["evaluation"]["shards"] = 1  # one job per evaluation
+    text = dry_run(workdir, "results/cifar10/at/seed0/pgd.json", config=cfg)
     assert "--out results/cifar10/at/seed0/pgd.json --attack pgd cw --pgd-steps 50 --device cuda --no-progress" in text
-    assert "--out results/cifar10/at/seed0/aa.json --attack autoattack --device cuda --no-progress" in text
+    assert "shards" not in text
 
 
 BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trades_awp", "mart_awp": "mart_awp",
@@ -244,8 +255,8 @@ BASELINES = {"cifar10": {"trades": "trades", "mart": "mart", "trades_awp": "trad
 def test_every_baseline_row_plans_training_and_evaluation(workdir):
     targets = [f"results/{s}/{m}/aa.json" for s, methods in BASELINES.items() for m in methods]
     text = dry_run(workdir, *targets)
-    assert job_counts(text) == {"fetch": 2, "train": 3 * len(targets), "evaluate": 3 * len(targets),
-                                "aggregate_seeds": len(targets)}
+    assert job_counts(text) == {"fetch": 2, "train": 3 * len(targets), "evaluate_shard": 12 * len(targets),
+                                "evaluate_gather": 3 * len(targets), "aggregate_seeds": len(targets)}
     for setting, methods in BASELINES.items():
         for method, name in methods.items():
             line = next(l for l in text.splitlines() if f"--out results/{setting}/{method}/seed0 " in l and "iseat --attempt 1 train " in l)

@@ -270,13 +270,19 @@ def training_seconds(cfg: dict, times: StepTimes) -> float:
 
 
 def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | None:
+    """An evaluation's cost; a shard (--shard I/K) costs 1/K of it (the K shards sum to the whole), the
+    gather of the shards (--gather) nothing."""
+    if "--gather" in iseat_args(command):
+        return 0.0
     _, n_test = dataset_sizes(cfg["data"])
     n = int(option(command, "--n-ex", n_test))
+    shard = option(command, "--shard")
+    fraction = 1 / int(shard.split("/")[1]) if shard else 1.0
     if option(command, "--attack") == "pgd":
-        return pgd_cost(n, int(option(command, "--pgd-steps", 10)), cfg, times)
+        return fraction * pgd_cost(n, int(option(command, "--pgd-steps", 10)), cfg, times)
     arch, scale = model_key(cfg)
     rate = times.aa_s_per_image.get(arch)
-    return None if rate is None else n * rate * scale
+    return None if rate is None else fraction * n * rate * scale
 
 
 # ----------------------------------------------------------------------------- the plan

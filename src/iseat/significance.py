@@ -4,7 +4,10 @@ Per seed, McNemar's exact test on per-sample robust correctness: only the discor
 under A and wrong under B: n_ab; the reverse: n_ba); under "no difference" each is a fair coin flip, so the
 two-sided p-value is min(1, 2 P[Binomial(n_ab + n_ba, 1/2) <= min(n_ab, n_ba)]). Over seeds, the mean
 accuracy difference with its Student-t interval, mean +- t_{(1+c)/2, k-1} s / sqrt(k) (k seeds, s the sample
-standard deviation of the per-seed differences).
+standard deviation of the per-seed differences). Over a family of m comparisons (one table's), Holm's
+step-down adjustment (Holm 1979): with the p-values sorted p_(1) <= ... <= p_(m), the adjusted
+p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)); rejecting where it is below alpha bounds the family-wise
+error rate by alpha.
 """
 
 from __future__ import annotations
@@ -67,6 +70,19 @@ def t_interval(values, confidence: float = CONFIDENCE) -> Interval:
         return Interval(mean, None, None, confidence, n)
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, confidence, n)
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (None entries, comparisons not made, stay None)."""
+    given = [(i, float(p)) for i, p in enumerate(p_values) if p is not None]
+    if any(not 0 <= p <= 1 for _, p in given):
+        raise SignificanceError(f"p-values must lie in [0, 1], got {[p for _, p in given]}")
+    adjusted: list[float | None] = [None] * len(p_values)
+    running, m = 0.0, len(given)
+    for rank, (i, p) in enumerate(sorted(given, key=lambda item: item[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def per_sample_rows(path, column: str) -> list[dict]:

@@ -36,6 +36,7 @@ DATA = config["data_root"].rstrip("/")
 SETTINGS = config["settings"]
 METHODS = config["methods"]
 EVALUATIONS = ("aa", "pgd")  # aa.json: AutoAttack; pgd.json: PGD-<steps>
+SHARDS = config["evaluation"].get("shards", 1)  # jobs per evaluation (then one gather job)
 RUNS = RunConfigs(config)  # every run's train overrides, resources and device
 
 # Final outputs of optional rule files (rules/analysis.smk appends its figures and tables
@@ -157,6 +158,7 @@ wildcard_constraints:
     method=alternatives(METHODS),
     seed=r"\d+",
     evaluation=alternatives(EVALUATIONS),
+    shard=r"[1-9][0-9]*",
     lam=r"[0-9][0-9.e+-]*",
     gamma=r"[0-9][0-9.e+-]*",
 
@@ -205,7 +207,8 @@ def grid_point_args(wildcards, input):
     return " ".join(points)
 
 
-def evaluation_args(wildcards):
+def evaluation_args(wildcards, kind="evaluate"):
+    """`iseat evaluate` options of an evaluation; `kind`: the resources whose device it runs on."""
     ev = config["evaluation"]
     if wildcards.evaluation == "aa":
         n_ex = ev["autoattack"].get("n_ex")
@@ -213,12 +216,18 @@ def evaluation_args(wildcards):
     else:
         n_ex = ev["pgd"].get("n_ex")
         args = ["--attack", *ev["pgd"].get("attacks", ["pgd"]), "--pgd-steps", str(ev["pgd"].get("steps", 50))]
-    device = ["--device", job_device("evaluate", getattr(wildcards, "setting", None))]
+    device = ["--device", job_device(kind, getattr(wildcards, "setting", None))]
     return " ".join([*args, *(["--n-ex", str(n_ex)] if n_ex else []), *device, "--no-progress"])
 
 
 def evaluated_checkpoint(wildcards, input):
     return f"{Path(input.summary).parent}/{METHODS[wildcards.method].get('checkpoint', 'best')}.pt"
+
+
+def evaluation_shards(wildcards):
+    """The shard files of one evaluation, in order (`evaluation.shards` of them)."""
+    run = run_dir(wildcards.setting, wildcards.method, wildcards.seed)
+    return [f"{run}/{wildcards.evaluation}.shards/{i}.json" for i in range(1, SHARDS + 1)]
 
 
 def seed_results(wildcards):

@@ -6,6 +6,9 @@ Examples:
   iseat evaluate --checkpoint RUN/best.pt --out RUN/pgd50.json --attack pgd --pgd-steps 50
   iseat evaluate --checkpoint RUN/best.pt --out RUN/aa_paper.json --attack autoattack-paper-protocol
   iseat evaluate --checkpoint RUN/best.pt --out RUN/cw.json --attack pgd cw --pgd-steps 20
+  # one evaluation as 4 jobs (same settings in each), then the report from their shard files:
+  iseat evaluate --checkpoint RUN/best.pt --out RUN/aa.shards/1.json --shard 1/4   # ... up to 4/4
+  iseat evaluate --checkpoint RUN/best.pt --out RUN/aa.json --gather RUN/aa.shards/{1,2,3,4}.json
 """
 
 from __future__ import annotations
@@ -46,12 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of AutoAttack and PGD random starts")
     parser.add_argument("--no-progress", action="store_true", help="no per-chunk progress bar")
+    sharding = parser.add_mutually_exclusive_group()
+    sharding.add_argument("--shard", metavar="I/K", help="evaluate only shard I of K (contiguous runs of chunks); "
+                          "--out is then the shard file that --gather reads")
+    sharding.add_argument("--gather", nargs="+", metavar="SHARD", help="write the report from the K shard files "
+                          "(in order, made with the same settings) instead of evaluating")
 
 
 # the evaluation's parameters (ParameterError) and the flags that set them
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "eps", "pgd_steps", "pgd_step_size", "pgd_restarts", "pgd_random_start", "batch_size", "chunk_size", "n_ex",
-    "attack", "out")}
+    "attack", "out", "shard", "gather")}
 
 
 def spec_from_args(args):
@@ -76,10 +84,14 @@ def summary_line(report: dict) -> str:
 def run(args) -> int:
     from ..evaluation import evaluate_checkpoint
 
+    from ..evaluation.shards import Shard
+
+    shard = Shard.parse(args.shard) if args.shard else None
     report = evaluate_checkpoint(args.checkpoint, args.out, spec_from_args(args), data_root=args.data_root,
                                  dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, shard=shard, gather_from=args.gather)
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{summary_line(report)} -> {args.out}")
+    line = f"shard {shard}: {report['n_examples']} samples" if shard else summary_line(report)
+    print(f"{line} -> {args.out}")
     return 0

@@ -18,8 +18,9 @@ from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
 from ..device import resolve_device
 from ..errors import literal
 from ..provenance import device_description, provenance
-from .chunks import model_digest, partial_path, run_chunks
+from .chunks import chunk_bounds, model_digest, partial_path, run_chunks
 from .report import build_report, per_sample_path, write_outputs
+from .shards import Shard, gather, write_shard
 from .spec import EvaluationError, EvaluationInputError, EvaluationSpec
 
 
@@ -71,26 +72,43 @@ def check_output_width(model, dataset, num_classes: int, device, name: str) -> N
 
 
 def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: int, device="cpu",
-                   source: dict | None = None, data: dict | None = None, progress: bool = True) -> dict:
+                   source: dict | None = None, data: dict | None = None, progress: bool = True,
+                   shard: Shard | None = None, gather_from: list | None = None) -> dict:
     """Evaluate `model` on the first `spec.n_ex` samples of `dataset`; returns the written report.
 
     The model is moved to `device` and put in eval mode (and left so).
 
     `source` holds the `checkpoint` and `training_config` entries of the report (None for a bare model).
+    With `shard`, only that shard's chunks are evaluated and `out` is its shard file (returned: a summary);
+    with `gather_from` (the K shard files, in order) nothing is evaluated: the report is made from them.
     """
     out = check_out_path(out)
+    if shard is not None and gather_from is not None:
+        raise EvaluationInputError("{0} and {1} exclude each other: evaluate a shard or gather the shards", "shard",
+                                   "gather")
     device = resolve_device(str(device))
     n = sample_count(spec, len(dataset))
     model = model.to(device).eval()
     fingerprint = {**spec.fingerprint(), "n_examples": n, "num_classes": num_classes, "model": model_digest(model)}
     partial = partial_path(out)
     attacks = spec.build_attacks(model, num_classes=num_classes, device=device)
+    bounds = chunk_bounds(n, spec.chunk_size)
+    only = None if shard is None else shard.chunks(len(bounds))
     out.parent.mkdir(parents=True, exist_ok=True)
     with run_lock.hold(out.with_name(f".{out.name}.lock"), f"evaluation output {out}"):  # one writer per report
-        chunks, runs = run_chunks(model, dataset, n, spec, attacks, device, partial, fingerprint, progress)
+        where = device_description(device)
+        if gather_from is not None:
+            chunks, runs, where = gather(gather_from, fingerprint, bounds)
+        else:
+            chunks, runs = run_chunks(model, dataset, n, spec, attacks, device, partial, fingerprint, progress, only)
+        if shard is not None:
+            write_shard(out, shard, fingerprint, {str(i): c for i, c in zip(only, chunks)}, runs, where)
+            partial.unlink(missing_ok=True)
+            return {"shard": str(shard), "chunks": list(only), "n_examples": sum(len(c["index"]) for c in chunks),
+                    "warnings": [w for c in chunks for w in c.get("warnings", [])]}
         data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
                 "subset": f"first {n} samples"}
-        report = build_report(chunks, spec, attacks, device=device_description(device),
+        report = build_report(chunks, spec, attacks, device=where,
                               source=source or {"checkpoint": None, "training_config": None}, data=data,
                               provenance=provenance(device, spec.seed), runs=runs,
                               per_sample_file=per_sample_path(out).name)
@@ -124,8 +142,10 @@ def load_test_set(data_cfg: dict, seed: int):
 
 
 def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, data_root=None, dataset=None,
-                        expect_arch: str | None = None, device="auto", progress: bool = True) -> dict:
-    """Evaluate a checkpoint on its training data set's test split (or `dataset`'s); returns the written report.
+                        expect_arch: str | None = None, device="auto", progress: bool = True,
+                        shard: Shard | None = None, gather_from: list | None = None) -> dict:
+    """Evaluate a checkpoint on its training data set's test split (or `dataset`'s); returns the written report
+    (`shard`, `gather_from`: as `evaluate_model`).
 
     Raises CheckpointError or EvaluationError (one line) before writing anything on bad input.
     """
@@ -144,4 +164,4 @@ def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, 
               "training_config": cfg}
     return evaluate_model(model, test, out, spec, num_classes=num_classes, device=device, source=source,
                           data={"dataset": data_cfg.get("dataset"), "root": data_cfg.get("root")},
-                          progress=progress)
+                          progress=progress, shard=shard, gather_from=gather_from)

@@ -19,11 +19,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..io import write_json_atomic
+from ..protocol_stamp import recorded_modes, samples_digest
 from .attacks import Attack
 from .robustness import clean_correct
 from .spec import EvaluationError, EvaluationSpec
 
-PARTIAL_FORMAT = "iseat-evaluation-partial-v1"
+PARTIAL_FORMAT = "iseat-evaluation-partial-v2"  # v2: each chunk holds its data checksum
 
 
 class IndexedTensors(Dataset):
@@ -87,6 +88,9 @@ def read_partial(path: Path, fingerprint: dict) -> dict:
         saved = state["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         raise EvaluationError(f"partial results {path} are unreadable; delete the file to start over") from None
+    if state.get("format") != PARTIAL_FORMAT:
+        raise EvaluationError(f"partial results {path} are of an older format ({state.get('format')}); delete the "
+                              f"file to start over")
     for key in fingerprint:
         if saved.get(key) != fingerprint[key]:
             raise EvaluationError(f"partial results {path} were made with another {key}; delete the file or "
@@ -125,22 +129,25 @@ def running_totals(chunks, attacks: list[Attack]) -> str:
 
 
 def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attack], device, partial: Path,
-               fingerprint: dict, progress: bool = True) -> tuple[list[dict], int]:
+               fingerprint: dict, progress: bool = True, only: range | None = None) -> tuple[list[dict], int]:
     """Evaluate the first `n` samples chunk by chunk with `attacks` (built from `spec`), resuming from `partial`;
-    returns (chunk results, runs)."""
+    returns (chunk results, runs). `only`: these chunk numbers (a shard), each as in a whole run."""
     state = read_partial(partial, fingerprint)
     state["runs"] += 1
     bounds = chunk_bounds(n, spec.chunk_size)
-    todo = [i for i in range(len(bounds)) if str(i) not in state["chunks"]]
-    with tqdm(total=len(bounds), initial=len(bounds) - len(todo), disable=not progress, unit="chunk",
-              desc=f"evaluate {n} samples") as bar:
+    only = range(len(bounds)) if only is None else only
+    todo = [i for i in only if str(i) not in state["chunks"]]
+    with tqdm(total=len(only), initial=len(only) - len(todo), disable=not progress, unit="chunk",
+              desc=f"evaluate {sum(bounds[i][1] - bounds[i][0] for i in only)} samples") as bar:
         for i in todo:
             start, end = bounds[i]
             x, y, index = load_samples(dataset, start, end)
             torch.manual_seed(chunk_seed(spec.seed, i))
-            result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
-            state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(), **result}
+            with recorded_modes(model) as modes:
+                result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
+            state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(),
+                                       "data_sha256": samples_digest(x, y), "model_modes": sorted(modes), **result}
             write_json_atomic(partial, state, indent=None)
             bar.update(1)
             bar.set_postfix_str(running_totals(state["chunks"].values(), attacks))
-    return [state["chunks"][str(i)] for i in range(len(bounds))], state["runs"]
+    return [state["chunks"][str(i)] for i in only], state["runs"]

@@ -1,4 +1,5 @@
-"""aa.json and the per-sample CSV beside it: everything a reviewer needs to audit a robustness number.
+"""aa.json and the per-sample CSV beside it: everything a reviewer needs to audit a robustness number,
+with the protocol stamp (`stamp`) that says when two numbers may stand side by side.
 
 The report is validated against `schemas/aa.schema.json` before it is written; the CSV is written
 first and the JSON last (both atomically), so an existing aa.json always describes a complete run.
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import jsonschema
 
+from .. import gradient_masking as masking
 from ..io import write_json_atomic, write_text_atomic
 from . import attacks
 from .attacks import Attack
 from .spec import NORM, EvaluationSpec
+from ..protocol_stamp import mode_name, protocol_stamp
 
-FORMAT = "iseat-robustness-v1"
+FORMAT = "iseat-robustness-v2"  # v2: the protocol stamp (`stamp`)
 SAMPLE_COLUMNS = ("index", "label", "clean_correct")
 
 
@@ -86,12 +89,19 @@ def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *,
     warnings = [w for c in chunks for w in c.get("warnings", [])]
     warnings += [w for attack, record in ran for w in attack.final_warnings(record)]
     warnings = list(dict.fromkeys(warnings))
-    return {"format": FORMAT, "clean_accuracy": n_clean / n, **headline(ran),
+    accuracy = lambda section: (sections.get(section) or {}).get("robust_accuracy")
+    flags = masking.ordered(masking.flags_from_warnings(warnings) + masking.pgd_gap(accuracy("pgd"),
+                                                                                     accuracy("autoattack")))
+    stamp = protocol_stamp(norm=NORM, eps=spec.eps, attack_settings={a.name: a.settings() for a in run},
+                           seed=spec.seed, indices=samples["index"], chunk_digests=[c["data_sha256"] for c in chunks],
+                           model_mode=mode_name(chunks), source=source, dataset=data.get("dataset"),
+                           versions=provenance["versions"])
+    return {"format": FORMAT, "stamp": stamp, "clean_accuracy": n_clean / n, **headline(ran),
             "n_examples": n, "n_clean_correct": n_clean, "norm": NORM, "eps": spec.eps, **sections,
             "per_sample": {"file": per_sample_file, "columns": columns(), "sha256": None},
             "wall_time_s": times, "device": device, **source, "data": data,
             "resume": {"chunk_size": spec.chunk_size, "chunks": len(chunks), "runs": runs},
-            "warnings": warnings, "provenance": provenance,
+            "warnings": warnings, "masking_flags": flags, "provenance": provenance,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -5,7 +5,7 @@ RobustBench's own architecture classes (`robustbench.model_zoo.architectures`).
 (no tensor changes), so that `WideResNet(depth, num_classes, widen_factor)` and
 `PreActResNet(PreActBlock, [2, 2, 2, 2], num_classes, bn_before_fc=True, out_shortcut=True)` load it
 with `strict=True` and give the same logits. Only standard AutoAttack numbers are exported: the
-leaderboard lists nothing else.
+leaderboard lists nothing else; the report's protocol stamp goes into the evaluation details.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from ..checkpoint import CheckpointError, read_checkpoint, sha256_of
 from ..data import registry
 from ..errors import UserError
 from ..io import atomic_path, write_json_atomic
+from ..results import ResultsError
+from ..results.protocols import stamp_of
 
 DATASETS = tuple(n for n, d in registry.DATASETS.items() if d.robustbench)  # its l-inf leaderboards for 32x32 images
 ISEAT_PAPER = {"link": "https://arxiv.org/abs/2303.14077",
@@ -100,10 +102,16 @@ def model_info(report: dict, architecture_name: str, paper: dict) -> dict:
                            "settings": report["autoattack"]["settings"],
                            "versions": report["provenance"]["versions"],
                            "checkpoint_sha256": report["checkpoint"]["sha256"],
-                           "method": (config.get("method") or {}).get("name")}}
+                           "method": (config.get("method") or {}).get("name"), "stamp": report["stamp"]}}
 
 
 def check_report(report: dict, path: Path) -> None:
+    try:
+        stamp_of(report, path)
+    except ResultsError as err:
+        raise ExportError(str(err)) from None
+    if report.get("format") is None:
+        raise ExportError(f"{path} is not an iseat evaluation report (no format); evaluate the run with iseat evaluate")
     if not report.get("standard") or report.get("protocol") != "autoattack-standard":
         raise ExportError(f"{path} is not a standard AutoAttack evaluation ({report.get('label')}); "
                           "RobustBench lists standard AutoAttack only")

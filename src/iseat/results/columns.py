@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import gradient_masking as masking
 from .comparisons import mark
 from .writers import csv_cell
 
@@ -92,7 +93,10 @@ COLUMNS = (
     Column("AA − AT (paired)", lambda r: mark(r.vs_at),
            (("aa_vs_at_diff", comparison_field("difference")), ("aa_vs_at_low", comparison_field("low")),
             ("aa_vs_at_high", comparison_field("high")), ("aa_vs_at_p_max", comparison_field("p_max", csv_cell)),
-            ("aa_vs_at_significant", comparison_field("significant", lambda v: str(int(v)))))),
+            ("aa_vs_at_significant", comparison_field("significant", lambda v: str(int(v)))),
+            ("aa_vs_at_p_holm", comparison_field("p_holm", csv_cell)),
+            ("aa_vs_at_significant_holm", comparison_field("significant_holm", lambda v: str(int(v)))))),
+    Column("masking", lambda r: masking.MARK if r.flags else "", (("masking_flags", lambda r: " ".join(r.flags)),)),
     Column("seeds", lambda r: str(r.cells["n_seeds"]), (("n_seeds", lambda r: r.cells["n_seeds"]),)),
     Column("ours from", lambda r: r.source, (("result_dir", lambda r: r.entry.result_dir if r.ran else ""),),
            latex=False),

@@ -4,21 +4,27 @@ baseline of its setting.
 
 A difference is marked significant when McNemar's exact test on per-sample robust correctness gives
 p < 0.05 on every shared seed AND, with two or more seeds, the 95 % Student-t interval of the seed-wise
-accuracy differences excludes 0 (with one seed McNemar alone decides).
+accuracy differences excludes 0 (with one seed McNemar alone decides). With many rows some such marks are
+expected by chance, so each table also adjusts its comparisons' largest per-seed p-values with
+Holm-Bonferroni (`significance.holm`) over that table's comparisons: a second mark says the difference
+survives it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample
+from ..significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample, holm
 from . import ResultsError
 
 # The per-sample column that holds each evaluation's robust correctness
 CORRECT_COLUMN = {"aa": "robust_correct", "pgd": "pgd_correct"}
 MARK = "*"
+HOLM_MARK = "†"
 RULE = (f"{MARK} = significant: McNemar's exact p < {ALPHA:g} on every seed and, with two or more seeds, the "
-        f"{100 * CONFIDENCE:.0f} % t-interval of the seed-wise difference excludes 0 (paired, same test images)")
+        f"{100 * CONFIDENCE:.0f} % t-interval of the seed-wise difference excludes 0 (paired, same test images), "
+        f"unadjusted; {HOLM_MARK} = still so with the largest per-seed p Holm-Bonferroni adjusted over the "
+        f"table's comparisons")
 
 
 def is_baseline(method: str) -> bool:
@@ -76,7 +82,16 @@ def compare(aggregated_a: dict | None, aggregated_b: dict | None, evaluation: st
             "difference": pp(interval["mean"]), "low": pp(interval["low"]), "high": pp(interval["high"]),
             "p_values": p_values, "p_max": max(p_values),
             "n_ab": sum(s["n_ab"] for s in record["per_seed"]), "n_ba": sum(s["n_ba"] for s in record["per_seed"]),
+            "interval_excludes_zero": record["interval_excludes_zero"],
             "significant": every_seed and record["interval_excludes_zero"] is not False}
+
+
+def adjust(family: list) -> list:
+    """The comparisons of one table (None: not made) with `p_holm`, their largest per-seed p Holm-adjusted
+    over the family, and `significant_holm` (p_holm < alpha and the interval, if any, excluding 0)."""
+    adjusted = holm([None if c is None else c["p_max"] for c in family])
+    return [None if c is None else {**c, "p_holm": p, "significant_holm": p < ALPHA and c["interval_excludes_zero"]
+                                    is not False} for c, p in zip(family, adjusted)]
 
 
 def compare_all(aggregated: dict, evaluation: str = "aa") -> dict:
@@ -88,7 +103,9 @@ def compare_all(aggregated: dict, evaluation: str = "aa") -> dict:
 
 
 def mark(comparison: dict | None) -> str:
-    """'+1.23 *' (difference in points, the mark when significant), '—' when not available."""
+    """'+1.23 *†' (difference in points, the marks when significant unadjusted and after Holm's adjustment),
+    '—' when not available."""
     if comparison is None:
         return "—"
-    return f"{comparison['difference']:+.2f}" + (f" {MARK}" if comparison["significant"] else "")
+    marks = (MARK if comparison["significant"] else "") + (HOLM_MARK if comparison.get("significant_holm") else "")
+    return f"{comparison['difference']:+.2f}" + (f" {marks}" if marks else "")

@@ -7,6 +7,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import gradient_masking as masking
 from ..io import write_text_atomic
 from .columns import fmt_pm
 from .seeds import percent, read_json
@@ -14,6 +15,11 @@ from .seeds import percent, read_json
 
 def relpath(path, start) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def flag_cell(result: dict) -> str:
+    flags = result.get("masking_flags") or []
+    return f"{masking.MARK} {', '.join(flags)}" if flags else "none"
 
 
 def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), setting_labels=None,
@@ -60,8 +66,8 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
 
     if results:
         lines += ["## Results per setting and method", "",
-                  "| setting | method | evaluation | clean | robust | seeds | runs (checkpoints, metrics.jsonl, av_log.h5) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| setting | method | evaluation | clean | robust | gradient masking | seeds | runs (checkpoints, "
+                  "metrics.jsonl, av_log.h5) |", "|---|---|---|---|---|---|---|---|"]
         for r in results:
             data = read_json(r)
             method_dir = Path(r).parent
@@ -70,8 +76,10 @@ def write_index(out, tables=(), figures=(), results=(), winners=(), extra=(), se
                              for s in data.get("per_seed", []))
             lines.append(f"| {setting_labels.get(setting, setting)} | {method_labels.get(method, method)} | "
                          f"{link(r, Path(r).stem)} ({data.get('label') or data.get('attack')}) | {fmt_pm(percent(data['clean_accuracy']))} | "
-                         f"{fmt_pm(percent(data['robust_accuracy']))} | {data.get('n_seeds')} | {runs} |")
-        lines.append("")
+                         f"{fmt_pm(percent(data['robust_accuracy']))} | {flag_cell(data)} | {data.get('n_seeds')} | "
+                         f"{runs} |")
+        lines += ["", f"Gradient masking: {masking.MARK} and the flags any seed's evaluation raised (the tables' "
+                  "footnotes add PGD-k above AutoAttack across pgd.json and aa.json); README: how to read a flag.", ""]
 
     if extra:
         lines += ["## Analysis", ""]

@@ -8,8 +8,10 @@ import math
 import re
 from pathlib import Path
 
+from .. import gradient_masking as masking
 from ..io import write_json_atomic
 from . import ResultsError
+from .protocols import check_side_by_side, protocol_of, stamp_of
 
 SEEDS_FORMAT = "iseat-seeds-v1"
 
@@ -51,6 +53,7 @@ def aggregate_seeds(paths) -> dict:
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ResultsError(f"{path}: {key} must be a fraction in [0, 1], got {value!r}")
         seed = seed_of(path)
+        stamp = protocol_of(stamp_of(result, path))
         per_sample = (result.get("per_sample") or {}).get("file")  # the evaluation's per-sample CSV, beside it
         per_seed.append({"seed": seed if seed is not None else i, "source": str(path),
                          "run_dir": str(Path(path).parent), "attack": attack_name(result),
@@ -59,13 +62,15 @@ def aggregate_seeds(paths) -> dict:
                          "robust_accuracy": float(result["robust_accuracy"]),
                          "n_examples": result.get("n_examples"),
                          "per_sample": str(Path(path).parent / per_sample) if per_sample else None,
-                         "speed_options": run_speed_options(Path(path).parent)})
+                         "speed_options": run_speed_options(Path(path).parent), "stamp": stamp,
+                         "masking_flags": list(result.get("masking_flags", []))})
     attacks = sorted({str(s["attack"]) for s in per_seed})
     if len(attacks) > 1:
         raise ResultsError(f"the files mix attacks {attacks}; aggregate one attack at a time")
     seeds = [s["seed"] for s in per_seed]
     if len(set(seeds)) != len(seeds):
         raise ResultsError(f"seed given twice among {seeds}")
+    check_side_by_side({s["source"]: s for s in per_seed}, "seeds of one result")
     n_examples = sorted({s["n_examples"] for s in per_seed if s["n_examples"] is not None})
     return {
         "format": SEEDS_FORMAT,
@@ -75,6 +80,8 @@ def aggregate_seeds(paths) -> dict:
         "seeds": seeds,
         "n_examples": n_examples[0] if len(n_examples) == 1 else n_examples,
         "speed_options": sorted({o for s in per_seed for o in s["speed_options"]}),
+        "stamp": per_seed[0]["stamp"],  # the protocol every seed shares (None: not iseat evaluate reports)
+        "masking_flags": masking.ordered(f for s in per_seed for f in s["masking_flags"]),  # any seed's
         "clean_accuracy": mean_std(s["clean_accuracy"] for s in per_seed),
         "robust_accuracy": mean_std(s["robust_accuracy"] for s in per_seed),
         "std": "sample standard deviation over seeds (n - 1); 0 for a single seed",

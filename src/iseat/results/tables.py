@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from .. import gradient_masking as masking
 from .. import method_registry
 from ..io import write_text_atomic
 from . import ResultsError, comparisons, paper_numbers
 from .columns import columns_of
+from .protocols import check_side_by_side
 from .seeds import percent, read_json
 from .writers import csv_cell, csv_text, write_csv
 
@@ -121,6 +123,16 @@ class Row:
                 "n_examples": self.aa.get("n_examples") if self.aa else None,
                 "speed_options": sorted({o for r in (self.aa, self.pgd) if r for o in r.get("speed_options", [])})}
 
+    @cached_property
+    def flags(self) -> list[str]:
+        """Gradient-masking flags of any seed's evaluations, and PGD-k above AutoAttack on a seed
+        (`gradient_masking`)."""
+        robust = lambda result: {s["seed"]: s["robust_accuracy"] for s in (result or {}).get("per_seed", [])}
+        aa, pgd = robust(self.aa), robust(self.pgd)
+        gaps = [f for seed in aa.keys() & pgd.keys() for f in masking.pgd_gap(pgd[seed], aa[seed])]
+        return masking.ordered([*(self.aa or {}).get("masking_flags", []), *(self.pgd or {}).get("masking_flags", []),
+                                *gaps])
+
     @property
     def source(self) -> str:
         text = f"{self.entry.setting}/{self.entry.method}" if self.ran else "not run"
@@ -167,6 +179,9 @@ def build_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
                             ratios.get(method) if spec.name == "tab4" else None, vs_at(entry)))
         tables[spec.name] = rows
     tables["all_results"] = result_rows(entries, setting_labels, method_labels, vs_at)
+    for rows in tables.values():  # Holm's family: the comparisons one table shows
+        for row, adjusted in zip(rows, comparisons.adjust([r.vs_at for r in rows])):
+            row.vs_at = adjusted
     return tables
 
 
@@ -193,7 +208,13 @@ def footnotes(name: str, rows: list[Row]) -> list[str]:
                     if r.aa and isinstance(r.cells["n_examples"], int)})
     if notes:
         lines.append("Evaluated on " + "; ".join(notes) + ".")
-    return lines + speed_option_notes(rows)
+    return lines + speed_option_notes(rows) + masking_notes(rows)
+
+
+def masking_notes(rows: list[Row]) -> list[str]:
+    """The flag's footnote and the flagged rows with their flags (nothing when no row is flagged)."""
+    flagged = [f"{r.label}: {', '.join(r.flags)}" for r in rows if r.flags]
+    return [masking.footnote(), "Flagged: " + "; ".join(flagged) + "."] if flagged else []
 
 
 def speed_option_notes(rows: list[Row]) -> list[str]:
@@ -216,7 +237,7 @@ def table_csv(name: str, rows: list[Row]) -> str:
 
 def latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
+                 ("±", r"$\pm$"), ("†", r"$\dagger$"), ("‡", r"$\ddagger$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
         text = text.replace(a, b)
     return text
 
@@ -239,8 +260,10 @@ RENDERERS = (("md", table_markdown), ("csv", table_csv), ("tex", table_latex))
 
 
 def significance_columns(compared: dict) -> dict:
-    """One row per comparison (method vs reference): accuracies, difference, interval, McNemar p-values."""
+    """One row per comparison (method vs reference): accuracies, difference, interval, McNemar p-values, and
+    the largest per-seed p Holm-adjusted over all comparisons of the file."""
     keys = list(compared)
+    compared = dict(zip(keys, comparisons.adjust([compared[k] for k in keys])))
     get = lambda name: [None if compared[k] is None else compared[k][name] for k in keys]
     return {"setting": [s for s, _, _ in keys], "method": [m for _, m, _ in keys], "reference": [r for _, _, r in keys],
             "seeds": [None if compared[k] is None else " ".join(map(str, compared[k]["seeds"])) for k in keys],
@@ -250,34 +273,43 @@ def significance_columns(compared: dict) -> dict:
             "n_method_only": get("n_ab"), "n_reference_only": get("n_ba"),
             "mcnemar_p": [None if compared[k] is None else " ".join(map(csv_cell, compared[k]["p_values"]))
                           for k in keys],
-            "significant": [None if compared[k] is None else int(compared[k]["significant"]) for k in keys]}
+            "significant": [None if compared[k] is None else int(compared[k]["significant"]) for k in keys],
+            "p_holm": get("p_holm"),
+            "significant_holm": [None if compared[k] is None else int(compared[k]["significant_holm"]) for k in keys]}
 
 
 def significance_markdown(columns: dict, setting_labels: dict, method_labels: dict) -> str:
     lines = ["### Paired comparisons on the same test images (AutoAttack robust accuracy, %)", "",
              "| setting | method | reference | seeds | method (%) | reference (%) | difference | 95 % interval "
-             "| McNemar p per seed | significant |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| McNemar p per seed | significant | Holm p | significant (Holm) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i in range(len(columns["setting"])):
         c = {k: v[i] for k, v in columns.items()}
         c |= {"setting": setting_labels.get(c["setting"], c["setting"]), "method": method_labels.get(c["method"], c["method"]),
               "reference": method_labels.get(c["reference"], c["reference"])}
         if c["seeds"] is None:
-            lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | — | — | — | — | — | — | — |")
+            lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} |" + " — |" * 9)
             continue
         interval = "—" if c["ci95_low"] is None else f"[{c['ci95_low']:+.2f}, {c['ci95_high']:+.2f}]"
         lines.append(f"| {c['setting']} | {c['method']} | {c['reference']} | {c['seeds']} | "
                      f"{c['accuracy_method']:.2f} | {c['accuracy_reference']:.2f} | "
                      f"{c['difference']:+.2f} | {interval} | {' '.join(f'{float(p):.3g}' for p in c['mcnemar_p'].split())} | "
-                     f"{comparisons.MARK if c['significant'] else 'no'} |")
+                     f"{comparisons.MARK if c['significant'] else 'no'} | {c['p_holm']:.3g} | "
+                     f"{comparisons.HOLM_MARK if c['significant_holm'] else 'no'} |")
     lines += ["", "Difference: method − reference, percentage points; the interval is over seeds (none with one "
-              "seed); " + comparisons.RULE + "; — = no shared seed with per-sample results."]
+              "seed); " + comparisons.RULE + " (here: all comparisons of this file); — = no shared seed with per-sample "
+              "results."]
     return "\n".join(lines) + "\n"
 
 
 def write_tables(out_dir, entries: list[Entry], setting_labels: dict, method_labels: dict,
                  step_timing: dict | None = None) -> list[Path]:
-    """tab2..tab6 and all_results as .md/.csv/.tex, and the paired comparisons as significance.csv/.md."""
+    """tab2..tab6 and all_results as .md/.csv/.tex, and the paired comparisons as significance.csv/.md; refused
+    (ResultsError) when two results' protocol stamps disagree (`protocols`)."""
     out_dir = Path(out_dir)
+    for evaluation in ("aa", "pgd"):  # one protocol per table: refused before anything is written
+        check_side_by_side({f"{s}/{m}": r for (s, m), r in load_results(entries, evaluation).items()},
+                           f"{evaluation} results")
     compared = comparisons.compare_all(load_results(entries, "aa"), "aa")
     written = []
     for name, rows in build_rows(entries, setting_labels, method_labels, step_timing, compared).items():
