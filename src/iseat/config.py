@@ -16,6 +16,7 @@ import yaml
 from .data.registry import dataset, schema_definitions
 from .errors import ParameterError, UserError
 from .fraction import budget
+from .trackers import schema_definitions as tracker_definitions
 
 DEFAULTS: dict = {
     "seed": 0,
@@ -30,7 +31,7 @@ DEFAULTS: dict = {
     "evaluation": {"pgd_steps": 10, "pgd_step_size": None, "max_samples": None, "batch_size": 256},
     "runtime": {"device": "auto", "deterministic": False, "av_log": True, "precision": "fp32",
                 "channels_last": False, "compile": False, "tf32": False, "pin_memory": False, "memory_lean": False,
-                "progress": True, "checkpoint_minutes": 15},
+                "progress": True, "checkpoint_minutes": 15, "loggers": []},
 }
 
 
@@ -39,9 +40,11 @@ class ConfigError(UserError, ValueError):
 
 
 def schema() -> dict:
-    """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
+    """The train schema, with the data-set names of `iseat.data.registry` and the tracker names of
+    `iseat.trackers` as its definitions."""
     loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
     loaded["definitions"].update(schema_definitions())
+    loaded["definitions"].update(tracker_definitions())
     return loaded
 
 
