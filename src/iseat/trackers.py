@@ -56,11 +56,9 @@ class Tracker:
         """Open (or continue, with `self.run_id`) the run; returns its id to keep, or None."""
         raise NotImplementedError
 
-    def log(self, metrics: dict, step: int) -> None:
+    def log(self, metrics: dict, step: int, histograms: dict | None = None) -> None:
+        """Scalars and histograms (name -> values) of one step."""
         raise NotImplementedError
-
-    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        """Scalars-only trackers keep no histograms."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -78,13 +76,11 @@ class TensorBoardTracker(Tracker):
             self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in params.items()), 0)
         return None
 
-    def log(self, metrics, step):
+    def log(self, metrics, step, histograms=None):
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
-        self.writer.flush()
-
-    def histogram(self, tag, values, step):
-        self.writer.add_histogram(tag, values, step)
+        for key, values in (histograms or {}).items():
+            self.writer.add_histogram(key, values, step)
         self.writer.flush()
 
     def close(self):
@@ -105,13 +101,10 @@ class WandbTracker(Tracker):
                               settings=wandb.Settings(console="off", silent=True))
         return self.run.id
 
-    def log(self, metrics, step):
-        self.run.log(metrics, step=step)
-
-    def histogram(self, tag, values, step):
+    def log(self, metrics, step, histograms=None):
         import wandb
 
-        self.run.log({tag: wandb.Histogram(values)}, step=step)
+        self.run.log({**metrics, **{k: wandb.Histogram(v) for k, v in (histograms or {}).items()}}, step=step)
 
     def close(self):
         self.run.finish()
@@ -140,7 +133,8 @@ class MLflowTracker(Tracker):
             self.client.log_param(self.run_id, key, str(value)[:6000])  # MLflow's limit on a value
         return self.run_id
 
-    def log(self, metrics, step):
+    def log(self, metrics, step, histograms=None):
+        """MLflow keeps scalars only: no histograms."""
         for key, value in metrics.items():
             self.client.log_metric(self.run_id, key, value, step=step)
 
@@ -191,10 +185,8 @@ class Trackers:
                                                                        {**read_ids(self.folder), **ids}))
 
     def log_epoch(self, row: dict, av: np.ndarray | None = None) -> None:
-        step = int(row["epoch"])
-        self._each("log", lambda t: t.log(scalars(row), step))
-        if av is not None and len(av):
-            self._each("log the AV histogram", lambda t: t.histogram("av", np.asarray(av, dtype=np.float64), step))
+        histograms = {"av": np.asarray(av, dtype=np.float64)} if av is not None and len(av) else {}
+        self._each("log", lambda t: t.log(scalars(row), int(row["epoch"]), histograms))
 
     def finish(self, values: dict, step: int) -> None:
         """Log the final values and close every tracker run."""
