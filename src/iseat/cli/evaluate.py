@@ -74,7 +74,10 @@ def summary_line(report: dict) -> str:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..evaluation import evaluate_checkpoint
+    from ..trackers import log_evaluation
 
     report = evaluate_checkpoint(args.checkpoint, args.out, spec_from_args(args), data_root=args.data_root,
                                  dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,
@@ -82,4 +85,6 @@ def run(args) -> int:
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{summary_line(report)} -> {args.out}")
+    # into the training's tracker runs (runtime.loggers), as e.g. aa/robust_accuracy
+    log_evaluation(Path(args.checkpoint).parent, report, Path(args.out).stem, say=lambda line: print(line, file=sys.stderr))
     return 0
