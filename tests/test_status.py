@@ -51,7 +51,8 @@ def test_each_state_with_its_details_and_the_time_to_the_end(tmp_path):
     assert {k: r.state for k, r in runs.items()} == {"at/seed0": "finished", "iseat/seed0": "running",
                                                     "trades/seed0": "failed", "mart/seed0": "running",
                                                     "fat/seed0": "not started"}
-    assert runs["at/seed0"].best_epoch == 3 and runs["at/seed0"].aa == 0.4567
+    assert runs["at/seed0"].best_epoch == 3 and runs["at/seed0"].aa == 0.4567 and runs["at/seed0"].evaluated
+    assert not runs["iseat/seed0"].evaluated  # no AutoAttack job of it in this workflow
     assert runs["iseat/seed0"].epoch == 1 and runs["iseat/seed0"].remaining_seconds == 3 * 30.0
     assert runs["trades/seed0"].reason == "iseat train: error: data.root: data/x does not exist; fetch it"
     # not started: its setting's mean seconds per epoch (20 and 30) for all its epochs

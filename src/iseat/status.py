@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .plan import Job, run_config
+from .plan import Job, option, run_config
 
 STATES = ("finished", "running", "failed", "not started")
 ERROR_LINE = re.compile(r"(error|Error|Traceback|Killed|CANCELLED|DUE TO TIME LIMIT|out of memory)")
@@ -40,6 +40,7 @@ class RunStatus:
     epoch_seconds: float | None = None
     best_epoch: int | None = None
     aa: float | None = None
+    evaluated: bool = False  # the workflow runs AutoAttack on it (aa.json)
     reason: str = ""
 
     @property
@@ -133,11 +134,19 @@ def run_status(results: Path, setting: str, folder: Path, epochs: int) -> RunSta
     return status
 
 
+def autoattacked(jobs: list[Job]) -> set[Path]:
+    """The run folders of the dry run's AutoAttack evaluations (`iseat evaluate --out RUN/aa.json`)."""
+    outs = [Path(option(job.command, "--out", "")) for job in jobs if job.kind == "evaluate"]
+    return {out.parent for out in outs if out.name == "aa.json"}
+
+
 def workflow_status(results, jobs: list[Job]) -> list[RunStatus]:
     """The status of every training of the dry run's jobs whose run folder lies in `results`."""
-    results = Path(results)
+    results, evaluated = Path(results), autoattacked(jobs)
     runs = [run_status(results, s, Path(f), n) for s, f, n in trainings(jobs)
             if Path(f).is_relative_to(results)]
+    for r in runs:
+        r.evaluated = r.folder in evaluated
     per_setting: dict[str, list[float]] = {}
     for r in runs:
         if r.epoch_seconds is not None:
@@ -161,7 +170,9 @@ def percent(x) -> str:
 
 def row_text(r: RunStatus) -> list[str]:
     if r.state == "finished":
-        detail = f"best epoch {r.best_epoch}" + (f", AA {percent(r.aa)} %" if r.aa is not None else ", AA pending")
+        detail = f"best epoch {r.best_epoch}"
+        if r.evaluated:
+            detail += f", AA {percent(r.aa)} %" if r.aa is not None else ", AA pending"
     elif r.state == "failed":
         detail = r.reason
     elif r.state == "running":
