@@ -25,9 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ..errors import UserError
     from ..plan import dry_run, parse_jobs
     from ..status import format_status, workflow_status
 
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give the number of trainings that run at once, 1 or more")
+    if args.watch is not None and args.watch <= 0:
+        raise UserError(f"--watch {args.watch}: give the seconds between refreshes, more than 0")
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     jobs = parse_jobs(dry_run("all", [str(Path(c).resolve()) for c in args.configfile], snakemake, forceall=True))
     while True:
