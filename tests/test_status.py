@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from iseat.plan import Job
 from iseat.status import format_status, workflow_status
 
@@ -89,3 +91,27 @@ def test_a_run_being_written_by_another_process_reads_consistently(tmp_path):
     finally:
         writer.wait(timeout=30)
     assert seen == sorted(seen) and {r.run: r for r in workflow_status(results, jobs)}["iseat/seed0"].epoch == 400
+
+
+def test_cli_prints_the_table_of_the_dry_run(tmp_path, monkeypatch, capsys):
+    import iseat.plan
+    from iseat.cli import main
+
+    results, jobs = results_folder(tmp_path)
+    text = "".join(f"rule {job.rule}:\n    wildcards: setting={job.setting}, seed=0\nShell command: {job.command}\n"
+                   for job in jobs)
+    monkeypatch.setattr(iseat.plan, "dry_run", lambda target, configfiles, snakemake, forceall: text)
+    assert main(["status", str(results), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| toy | trades/seed0 | failed | iseat train: error: data.root: data/x does not exist; fetch it |" in out
+    assert "5 trainings: 1 finished, 2 running, 1 failed, 1 not started" in out
+
+
+@pytest.mark.parametrize("flags, message", [(["--jobs", "0"], "--jobs 0: give the number of trainings"),
+                                            (["--watch", "0"], "--watch 0.0: give the seconds between refreshes")])
+def test_cli_bad_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+    from iseat.cli import main
+
+    assert main(["status", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
