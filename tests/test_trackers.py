@@ -173,3 +173,14 @@ def test_a_failing_tracker_warns_once_and_training_finishes(tmp_path, monkeypatc
     assert len(warnings) == 2 and (tmp_path / "run" / "summary.json").is_file() and summary["epochs"] == EPOCHS
     assert "tracker tensorboard failed to start (ModuleNotFoundError" in warnings[0] and "iseat[trackers]" in warnings[0]
     assert "tracker mlflow failed to log (OSError: [Errno 28] No space left on device)" in warnings[1]
+
+
+def test_loggers_are_checked_against_the_tracker_registry():
+    from iseat.config import ConfigError
+
+    assert load_config(None, ["runtime.loggers=[wandb]"])["runtime"]["loggers"] == ["wandb"]
+    assert load_config(None)["runtime"]["loggers"] == []
+    with pytest.raises(ConfigError, match=r"runtime.loggers\[0\]: 'tb' is not one of \['tensorboard', 'wandb', 'mlflow'\]"):
+        load_config(None, ["runtime.loggers=[tb]"])
+    with pytest.raises(ConfigError, match="runtime.loggers: .* has non-unique elements"):
+        load_config(None, ["runtime.loggers=[mlflow, mlflow]"])
