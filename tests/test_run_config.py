@@ -170,18 +170,19 @@ def test_step_timing_measures_the_model_of_its_setting(paper, demo):
 # ----------------------------------------------------------------------------- config/demo.yaml
 
 DEMO_COMMON = {"runtime": {"device": "cpu", "progress": False}, "model": {"arch": "small_cnn"},
-               "evaluation": {"max_samples": 200}}
+               "evaluation": {"max_samples": 100}}
 
 
 def demo_data(augmentation=None) -> dict:
-    data = {"selection": "validation", "validation_size": 200, "num_workers": 0}
+    data = {"selection": "validation", "validation_size": 100, "num_workers": 0}
     if augmentation:
         data["augmentation"] = augmentation
     return {**data, "dataset": "digits", "root": "data/digits"}
 
 
 def test_demo_digits_runs(demo):
-    full = {**DEMO_COMMON, "data": demo_data(), "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
+    full = {**DEMO_COMMON, "data": demo_data(),
+            "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
             "attack": {"eps": "8/255", "step_size": "2/255"}, "seed": 0}
     assert demo.run_overrides("digits", "at", 0) == {**full, "method": {"name": "at"}}
     # ISEAT takes the grid's winner (tuned.source: grid): no pinned lambda/gamma on the command line
@@ -191,7 +192,8 @@ def test_demo_digits_runs(demo):
     assert demo.run_overrides("digits", "trades", 0)["attack"] == {"eps": "8/255", "step_size": 0.007}
     assert demo.run_overrides("digits", "ft_iseat", 0) == {
         **DEMO_COMMON, "data": demo_data(), "attack": {"eps": "8/255", "step_size": "2/255", "ramp_epochs": 0},
-        "training": {"epochs": 1, "lr": 0.01, "lr_milestones": [], "finetune_from": "results/demo/digits/at/seed0/best.pt",
+        "training": {"epochs": 1, "batch_size": 32, "lr": 0.01, "lr_milestones": [],
+                     "finetune_from": "results/demo/digits/at/seed0/best.pt",
                      "finetune_checkpoint": "best"},
         "method": {"name": "iseat"}, "seed": 0}
 
@@ -208,13 +210,14 @@ def test_demo_eta_sweep_run_fine_tunes_at_eq9_from_the_base_at_run(demo):
     sweep = demo.config["analysis"]["eta_sweep"]
     assert demo.eta_sweep_overrides(sweep, "1.0", 0) == {
         **DEMO_COMMON, "data": demo_data(), "attack": {"eps": "8/255", "step_size": "2/255"},
-        "training": {"epochs": 1, "lr": 0.01, "lr_milestones": [], "finetune_from": "results/demo/digits/at/seed0/best.pt",
+        "training": {"epochs": 1, "batch_size": 32, "lr": 0.01, "lr_milestones": [],
+                     "finetune_from": "results/demo/digits/at/seed0/best.pt",
                      "finetune_checkpoint": "best"},
         "method": {"name": "at_eq9", "eta": 1.0}, "seed": 0}
 
 
 def test_demo_digits_svhn_runs_pinned_lambda_without_warm_up(demo):
-    expected = {**DEMO_COMMON, "data": demo_data("none"), "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
+    expected = {**DEMO_COMMON, "data": demo_data("none"), "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
                 "attack": {"eps": "8/255", "step_size": "1/255", "ramp_epochs": 1}, "seed": 3}
     assert demo.run_overrides("digits_svhn", "iseat", 3) == {**expected, "method": {"name": "iseat", "lam": 0.1,
                                                                                     "gamma": 0.009}}

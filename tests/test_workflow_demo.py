@@ -72,6 +72,19 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
     assert (results / "logs" / "train" / "digits" / "at" / "seed0.log").is_file()
 
 
+def test_demo_models_learn(demo):
+    """The demo's numbers mean something: AT is at least 80 % accurate on all 300 test images, and every
+    method stays well above chance (10 %) under PGD-20 there and under AutoAttack on its first images."""
+    _, results = demo
+    at = json.loads((results / "digits" / "at" / "seed0" / "pgd.json").read_text())
+    assert at["n_examples"] == 300 and at["clean_accuracy"] >= 0.8
+    for name, setting in DEMO["settings"].items():
+        for method in setting["methods"]:
+            for evaluation in ("pgd", "aa"):
+                run = json.loads((results / name / method / "seed0" / f"{evaluation}.json").read_text())
+                assert run["robust_accuracy"] >= 0.5, (name, method, evaluation, run["robust_accuracy"])
+
+
 def test_report_shows_the_tables_figures_and_analysis(demo):
     workdir, results = demo
     report = results / "report.html"

@@ -18,6 +18,7 @@ from . import method_registry
 from .data.registry import dataset, schema_definitions
 from .errors import ParameterError, UserError
 from .fraction import budget
+from .trackers import schema_definitions as tracker_definitions
 
 DEFAULTS: dict = {
     "seed": 0,
@@ -32,7 +33,7 @@ DEFAULTS: dict = {
     "evaluation": {"pgd_steps": 10, "pgd_step_size": None, "max_samples": None, "batch_size": 256},
     "runtime": {"device": "auto", "deterministic": False, "av_log": True, "precision": "fp32",
                 "channels_last": False, "compile": False, "tf32": False, "pin_memory": False, "memory_lean": False,
-                "progress": True, "checkpoint_minutes": 15},
+                "progress": True, "checkpoint_minutes": 15, "loggers": []},
 }
 
 
@@ -41,12 +42,14 @@ class ConfigError(UserError, ValueError):
 
 
 def schema() -> dict:
-    """The train schema, with the data-set names of `iseat.data.registry` as its definitions."""
+    """The train schema, with the data-set names of `iseat.data.registry` and the tracker names of
+    `iseat.trackers` as its definitions."""
     loaded = yaml.safe_load(resources.files("iseat").joinpath("schemas/train.schema.yaml").read_text())
     loaded["definitions"].update(schema_definitions())
     method = loaded["properties"]["method"]["properties"]
     method["name"]["enum"] = method_registry.names()
     method.update({k: v for k, v in method_registry.plugin_options().items() if k not in method})
+    loaded["definitions"].update(tracker_definitions())
     return loaded
 
 

@@ -22,7 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import acceleration, method_registry, run_lock
+from . import acceleration, method_registry, run_lock, trackers
 from .attack import PGD, clean_and_robust_accuracy
 from .baselines import method_warnings
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
@@ -252,6 +252,7 @@ class TrainingRun:
         if state is not None and "buffer" in state:
             for name, values in state["buffer"].items():
                 self.buffer.values[name].copy_(values)
+        self.trackers = trackers.for_training(cfg, self.out, self.device, self.progress.epoch, self.say)
 
     def _maybe_finetune(self):
         src = finetune_source(self.cfg)
@@ -382,6 +383,7 @@ class TrainingRun:
                                         "share_av_ge_1", "share_av_le_0")}}
         row.update(self._select(epoch, row))
         self._append_metrics(row)
+        self.trackers.log_epoch(row, values["av"])
         p.epoch, p.batch = epoch + 1, 0
         self._save_state()
         self.say(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  selection clean {row['selection_clean_acc']:.4f}"
@@ -437,6 +439,7 @@ class TrainingRun:
         if self.swa is not None:
             summary.update(swa_best_epoch=p.swa_best_epoch, swa_best_selection_pgd_acc=p.swa_best_pgd)
         write_json_atomic(self.out / SUMMARY, summary)
+        self.trackers.finish(trackers.summary_values(summary), p.epoch - 1)
         (self.out / STATE).unlink(missing_ok=True)
         self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
         return summary

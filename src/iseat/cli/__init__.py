@@ -24,6 +24,7 @@ COMMANDS = {
     "benchmark": ("benchmark", "per-step timing of AT, +LSI, +AWP and ISEAT; loader and AV-log costs; GPU check"),
     "export": ("export", "a run's model in another project's format (RobustBench)"),
     "plan": ("plan", "GPU-hours and jobs of a workflow target, from measured step times"),
+    "status": ("status", "every training of the workflow: not started, running (epoch, ETA), finished, failed"),
 }
 
 

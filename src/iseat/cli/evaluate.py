@@ -82,9 +82,11 @@ def summary_line(report: dict) -> str:
 
 
 def run(args) -> int:
-    from ..evaluation import evaluate_checkpoint
+    from pathlib import Path
 
+    from ..evaluation import evaluate_checkpoint
     from ..evaluation.shards import Shard
+    from ..trackers import log_evaluation
 
     shard = Shard.parse(args.shard) if args.shard else None
     report = evaluate_checkpoint(args.checkpoint, args.out, spec_from_args(args), data_root=args.data_root,
@@ -94,4 +96,7 @@ def run(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     line = f"shard {shard}: {report['n_examples']} samples" if shard else summary_line(report)
     print(f"{line} -> {args.out}")
+    if shard is None:  # a whole evaluation (or a gather) goes into the training's tracker runs (runtime.loggers)
+        log_evaluation(Path(args.checkpoint).parent, report, Path(args.out).stem,
+                       say=lambda line: print(line, file=sys.stderr))
     return 0
