@@ -108,3 +108,13 @@ def test_flags_reach_the_tables_and_the_index(linear, tmp_path):
                              results=[str(tmp_path / "results" / "toy" / m / "aa.json") for m in ("at", "masked")])
     index = (tmp_path / "results" / "README.md").read_text()
     assert f"{masking.MARK} zero_gradients, square_beats_white_box" in index and "| none |" in index
+
+
+def test_pgd_on_other_images_is_not_held_against_autoattack():
+    """The demo's PGD runs on 100 test images and AutoAttack on 20: their accuracies are not comparable."""
+    from iseat.results.tables import Row
+
+    result = lambda robust, count: {"per_seed": [{"seed": 0, "robust_accuracy": robust}], "masking_flags": [],
+                                    "stamp": {"test_indices": {"count": count, "sha256": str(count)}}}
+    assert Row("t", "x", None, None, result(0.1, 20), result(0.3, 20)).flags == ["pgd_above_autoattack"]
+    assert Row("t", "x", None, None, result(0.1, 20), result(0.3, 100)).flags == []
