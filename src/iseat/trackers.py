@@ -180,9 +180,13 @@ class Trackers:
                 ids[tracker.name] = run_id
 
         self._each("start", start)
-        if ids and ids != read_ids(self.folder):
-            self._each("record its run id", lambda t: write_json_atomic(self.folder / IDS_FILE,
-                                                                       {**read_ids(self.folder), **ids}))
+        known = read_ids(self.folder)
+        if ids and ids != {k: known.get(k) for k in ids}:
+            try:
+                write_json_atomic(self.folder / IDS_FILE, {**known, **ids})
+            except OSError as err:  # the trackers go on; a resumed training would open new tracker runs
+                self.say(f"warning: cannot record the tracker run ids in {self.folder / IDS_FILE} "
+                         f"({first_line(err)}); a resumed training will start new tracker runs")
 
     def log_epoch(self, row: dict, av: np.ndarray | None = None) -> None:
         histograms = {"av": np.asarray(av, dtype=np.float64)} if av is not None and len(av) else {}
