@@ -123,3 +123,20 @@ def test_installed_method_is_validated_trained_evaluated_and_tabulated(site, tmp
                                 {"digits": "Digits"}, {"ls_at": entry["label"]})
     assert row.label == "Digits / AT + label smoothing"
     assert row.cells["pgd"][0] == pytest.approx(100 * report["robust_accuracy"])
+
+
+def test_a_broken_or_clashing_plugin_is_one_line(monkeypatch):
+    """An entry point that does not import, or takes a built-in's name, is a one-line user error."""
+    from importlib.metadata import EntryPoint
+
+    from iseat import method_plugins, method_registry
+    from iseat.errors import UserError
+
+    broken = EntryPoint(name="mine", value="no_such_module_here:Mine", group=method_plugins.GROUP)
+    with pytest.raises(UserError, match=r"iseat.methods:mine \(no_such_module_here:Mine\) does not load: "
+                                        r"ModuleNotFoundError") as err:
+        method_plugins.load(broken)
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(method_plugins, "installed", lambda: {"at": object})
+    with pytest.raises(UserError, match="iseat.methods:at: a built-in method has that name; rename it"):
+        method_registry.methods()

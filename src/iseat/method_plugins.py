@@ -18,13 +18,27 @@ from importlib.metadata import entry_points
 
 import jsonschema
 
+from .errors import UserError, first_line
+
 GROUP = "iseat.methods"
+
+
+class MethodPluginError(UserError, ValueError):
+    """An installed method that cannot be used (does not load, or takes a built-in's name); one line."""
 
 
 @lru_cache(maxsize=None)
 def installed() -> dict:
     """{name: class} of every installed entry point of the group."""
-    return {ep.name: ep.load() for ep in entry_points(group=GROUP)}
+    return {ep.name: load(ep) for ep in entry_points(group=GROUP)}
+
+
+def load(entry_point):
+    try:
+        return entry_point.load()
+    except Exception as err:  # any failure of a third-party import: name the entry point, never a traceback
+        raise MethodPluginError(f"entry point {GROUP}:{entry_point.name} ({entry_point.value}) does not load: "
+                                f"{type(err).__name__}: {first_line(err)}; fix or uninstall its package") from None
 
 
 def options_schema(method) -> dict:

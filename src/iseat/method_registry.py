@@ -73,7 +73,8 @@ def methods() -> dict[str, MethodSpec]:
     out = dict(METHODS)
     for name, method in method_plugins.installed().items():
         if name in out:
-            raise ValueError(f"entry point {method_plugins.GROUP}:{name}: a built-in method has that name; rename it")
+            raise method_plugins.MethodPluginError(
+                f"entry point {method_plugins.GROUP}:{name}: a built-in method has that name; rename it")
         out[name] = MethodSpec(name, method.label, getattr(method, "source", method.__module__), "", plugin=method)
     return out
 
