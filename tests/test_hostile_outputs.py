@@ -150,3 +150,12 @@ def test_a_failed_evaluation_leaves_no_lock_file(tmp_path):
                  "--no-progress", preexec_fn=no_writes)
     assert_one_line_error(proc, ".aa.json.lock", "no space left")
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_run_folder_that_is_a_dangling_symlink_is_refused(tmp_path, in_process):
+    """`--out` naming a symlink to nothing: one line naming it, and the link left as it was."""
+    link = tmp_path / "run"
+    link.symlink_to(tmp_path / "gone")
+    proc = in_process("train", "--out", link, "--set", "data.dataset=digits", "training.epochs=1", *TINY)
+    assert_one_line_error(proc, str(link), "symlink to nothing")
+    assert link.is_symlink() and not (tmp_path / "gone").exists()

@@ -38,6 +38,7 @@ OS_ERROR_HINTS = {
     errno.EFBIG: "file too large for this file system or the process's file-size limit (ulimit -f)",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another location",
     errno.EISDIR: "is a folder where a file was expected; choose another location",
+    errno.EEXIST: "exists and is not a folder (a file, or a symlink to nothing); remove it or choose another location",
 }
 
 
