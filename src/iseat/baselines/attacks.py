@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..attack import cw_margin, input_gradient
 
 
@@ -51,11 +52,11 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def gaussian_start(x: torch.Tensor, sd: float = 0.001) -> torch.Tensor:
-    return x + sd * torch.randn_like(x)
+    return x + sd * distributed.draw_like(x, torch.Tensor.normal_)
 
 
 def uniform_start(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0.0, 1.0)
+    return (x + distributed.draw_like(x, lambda t: t.uniform_(-eps, eps))).clamp(0.0, 1.0)
 
 
 def capped_cw_margin(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torch.Tensor:
