@@ -20,11 +20,14 @@ cost is unchanged.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
 
 BATCH_NORM_STATISTICS = ("global", "per_process")  # runtime.batch_norm_statistics
+# torch 2.x marks it deprecated in favour of a private module; it is the differentiable all-reduce gloo runs.
+warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated")
 
 
 def world_size() -> int:
@@ -48,9 +51,9 @@ def init_from_environment(device: torch.device) -> None:
     """The process group of a torchrun launch: NCCL on GPUs, gloo on the CPU; nothing in one process."""
     if not launched() or dist.is_initialized():
         return
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -200,3 +203,72 @@ def part_of_mean(loss: torch.Tensor, n_local: int) -> torch.Tensor:
 def global_value(loss_part: torch.Tensor) -> float:
     """The global batch's loss from each process's part (`part_of_mean`)."""
     return float(sum_over_processes(loss_part.detach())) if active() else loss_part.item()
+
+
+# ----------------------------------------------------------------------------- the training loop's collectives
+
+def is_writer() -> bool:
+    """Rank 0 writes the run folder (AV log, metrics, checkpoints, state, lock); the others only compute."""
+    return rank() == 0
+
+
+def from_writer(obj):
+    """Rank 0's `obj` on every process (e.g. the resume state it read)."""
+    if not active():
+        return obj
+    holder = [obj if is_writer() else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def largest(value: int) -> int:
+    """The largest of the processes' values (a stop request seen by any process stops all at this step)."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def _collective_device():
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def gather_result(result):
+    """A step's per-sample outcomes over the global batch, in its order (the AV log's rows)."""
+    if not active():
+        return result
+    from dataclasses import replace
+
+    return replace(result, clean_loss=gather(result.clean_loss), adv_loss=gather(result.adv_loss), av=gather(result.av),
+                   clean_correct=gather(result.clean_correct), adv_correct=gather(result.adv_correct))
+
+
+def sharded_accuracy(accuracy, model, loader, attack, device, max_samples=None) -> tuple[float, float]:
+    """`accuracy(model, loader, attack, device)` (clean and robust fractions, eval mode) with each
+    global batch split over the processes and the counts summed: the numbers of one process."""
+    if not active():
+        return accuracy(model, loader, attack, device, max_samples)
+    seen = [0]
+
+    def local_batches():
+        total = 0
+        for x, y, index in loader:
+            if max_samples is not None:
+                x, y, index = x[: max_samples - total], y[: max_samples - total], index[: max_samples - total]
+            if len(y) == 0:
+                break
+            total += len(y)
+            part = rank_slice(len(y))
+            seen[0] += len(y[part])
+            yield x[part], y[part], index[part]
+
+    clean, robust = accuracy(model, local_batches(), attack, device, None)
+    counts = torch.tensor([clean * seen[0], robust * seen[0], seen[0]], dtype=torch.float64)
+    counts = sum_over_processes(counts.to(_collective_device())).cpu()
+    return float(counts[0] / counts[2]), float(counts[1] / counts[2])
