@@ -25,7 +25,6 @@ import warnings
 import torch
 import torch.distributed as dist
 
-BATCH_NORM_STATISTICS = ("global", "per_process")  # runtime.batch_norm_statistics
 # torch 2.x marks it deprecated in favour of a private module; it is the differentiable all-reduce gloo runs.
 warnings.filterwarnings("ignore", message="torch.distributed.nn.functional.all_reduce is deprecated")
 
