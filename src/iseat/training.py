@@ -253,9 +253,8 @@ class TrainingRun:
         self.schedule = method_registry.schedule(cfg["method"])
         for warning in method_warnings(cfg):
             self.say(f"warning: {warning}")
-        if t["swa"]["enabled"] and distributed.active():
-            raise ConfigError("training.swa.enabled: SWA is not supported on several processes yet; "
-                              "train on one process or set training.swa.enabled: false")
+        if distributed.active():
+            check_data_parallel(cfg)
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
         if state is not None:
@@ -476,6 +475,15 @@ class TrainingRun:
         distributed.barrier()
         self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
         return summary
+
+
+def check_data_parallel(cfg: dict) -> None:
+    """What several processes cannot yet compute with the numbers of one: refused, naming the key."""
+    if cfg["training"]["swa"]["enabled"]:
+        raise ConfigError("training.swa.enabled: SWA is not supported on several processes yet; "
+                          "train on one process or set training.swa.enabled: false")
+    if cfg["method"].get("name") == "fat":  # its per-step noise is drawn per running sample
+        raise ConfigError("method.name: fat is not supported on several processes yet; train it on one process")
 
 
 def write_if_changed(path: Path, text: str) -> None:

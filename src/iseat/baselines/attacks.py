@@ -69,7 +69,8 @@ def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torc
     """Logits at x_adv and the gradient of the mean cross-entropy with respect to x_adv."""
     x_adv = x_adv.detach().requires_grad_(True)
     logits = model(x_adv)
-    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
+    loss = distributed.part_of_mean(F.cross_entropy(logits, y), len(y))  # RWP's train-mode attack couples the ranks
+    (grad,) = torch.autograd.grad(loss, x_adv)
     return logits.detach(), grad
 
 
