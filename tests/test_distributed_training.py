@@ -120,3 +120,17 @@ def test_a_killed_process_ends_the_job_non_zero(tmp_path, root):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert time.time() - start < 60
+
+
+
+@pytest.mark.parametrize("setting, key", [({"training": {"swa": {"enabled": True}}}, "training.swa.enabled"),
+                                          ({"method": {"name": "fat"}}, "method.name")])
+def test_what_several_processes_cannot_compute_yet_is_refused(setting, key):
+    from iseat.config import ConfigError, load_config
+    from iseat.training import check_data_parallel
+
+    cfg = load_config(None, [])
+    for section, values in setting.items():
+        cfg[section].update(values)
+    with pytest.raises(ConfigError, match=key):
+        check_data_parallel(cfg)
