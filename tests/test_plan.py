@@ -32,14 +32,20 @@ STEP = {"AT": 1.0, "+LSI": 1.5, "+AWP": 2.0, "ISEAT": 3.0}  # seconds per step a
 AA_S_PER_IMAGE = 0.5
 
 
-def hand_computed_hours() -> float:
-    """The cost model of iseat.plan written out for TINY."""
+def hand_computed_trainings() -> tuple[float, float]:
+    """Seconds of TINY's two trainings (AT, ISEAT) in the cost model of iseat.plan, written out."""
     images = 1497 - 200  # training images per epoch: the validation hold-out is not trained on
     batches = images / 128
     selection = 100 / 128 * STEP["AT"] * (10 + 1) / (10 + 1)  # PGD-10 on 100 validation images, per epoch
     at = 2 * batches * STEP["AT"] + 2 * selection
     # lambda [0, 0.1] per lr stage, gamma 0.001: epoch 0 is +AWP, epoch 1 (after the milestone) is ISEAT
     iseat = batches * STEP["+AWP"] + batches * STEP["ISEAT"] + 2 * selection
+    return at, iseat
+
+
+def hand_computed_hours() -> float:
+    """The cost model of iseat.plan written out for TINY."""
+    at, iseat = hand_computed_trainings()
     autoattack = 20 * AA_S_PER_IMAGE
     pgd = 50 / 128 * STEP["AT"] * (20 + 1) / (10 + 1)  # PGD-20 on 50 test images, from the AT step (PGD-10)
     return (at + iseat + 2 * autoattack + 2 * pgd) / 3600
@@ -118,3 +124,23 @@ def test_baselines_cost_as_the_tab4_row_of_their_parts(method, rows):
 
     cfg = load_config(None, [f"method.name={method}", "training.epochs=12"])
     assert stage_rows(cfg) == rows
+
+
+@pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+def test_plan_data_parallel_gpu_hours_and_wall_clock(tmp_path):
+    config = json.loads(json.dumps(TINY).replace("RESULTS", str(tmp_path / "results"))
+                        .replace("DATA", str(tmp_path / "data")))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    steps = [f"--step-time=small_cnn:{method}={seconds}" for method, seconds in STEP.items()]
+    out = subprocess.run([sys.executable, "-m", "iseat", "plan", "--configfile", str(tmp_path / "tiny.yaml"), *steps,
+                          "--gpus-per-run", "4", "--scaling-efficiency", "0.8", "--json", str(tmp_path / "plan.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    dp = json.loads((tmp_path / "plan.json").read_text())["data_parallel"]
+    at, iseat = hand_computed_trainings()
+    assert dp["train_gpu_hours"] == pytest.approx((at + iseat) / 3600 / 0.8, rel=1e-12)
+    assert dp["longest_train_wall_hours"] == pytest.approx(max(at, iseat) / 3600 / 3.2, rel=1e-12)
+    assert "Trainings on 4 GPUs each" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "iseat", "plan", "--step-time=small_cnn=0.1", "--gpus-per-run", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--gpus-per-run" in bad.stderr and "Traceback" not in bad.stderr

@@ -8,6 +8,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import distributed
+
 
 @dataclass(frozen=True)
 class PGD:
@@ -29,7 +31,7 @@ class PGD:
             return x.detach().clone()
         x = x.detach()
         if self.random_start:
-            delta = torch.empty_like(x).uniform_(-self.eps, self.eps)
+            delta = distributed.draw_like(x, lambda t: t.uniform_(-self.eps, self.eps))
             delta = (x + delta).clamp_(0, 1) - x
             clean_input_grad = None
         else:
@@ -47,7 +49,7 @@ class PGD:
 def input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor, loss_fn=F.cross_entropy) -> torch.Tensor:
     """Gradient of `loss_fn` (mean cross-entropy by default) with respect to the input only (no parameter gradients)."""
     x_adv = x_adv.detach().requires_grad_(True)
-    loss = loss_fn(model(x_adv), y)
+    loss = distributed.part_of_mean(loss_fn(model(x_adv), y), len(y))  # train-mode BatchNorm couples the ranks
     (grad,) = torch.autograd.grad(loss, x_adv)
     return grad
 

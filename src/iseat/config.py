@@ -33,7 +33,7 @@ DEFAULTS: dict = {
     "evaluation": {"pgd_steps": 10, "pgd_step_size": None, "max_samples": None, "batch_size": 256},
     "runtime": {"device": "auto", "deterministic": False, "av_log": True, "precision": "fp32",
                 "channels_last": False, "compile": False, "tf32": False, "pin_memory": False, "memory_lean": False,
-                "progress": True, "checkpoint_minutes": 15, "loggers": []},
+                "batch_norm_statistics": "global", "progress": True, "checkpoint_minutes": 15, "loggers": []},
 }
 
 

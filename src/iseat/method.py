@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from . import method_registry
+from . import distributed, method_registry
 from .attack import PGD
 from .regularizer import LogitSmoothing, logit_stability_penalty
 # StepResult, parameters_frozen and stage_value stay importable from here (the library's public names).
@@ -88,7 +88,8 @@ def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimize
             clean_loss = F.cross_entropy(clean_logits, y, reduction="none")
         clean_input_grad = None
         if needs_input_grad:
-            (clean_input_grad,) = torch.autograd.grad(clean_loss.mean(), x_clean, retain_graph=keep_clean_graph)
+            clean_mean = distributed.part_of_mean(clean_loss.mean(), len(y))
+            (clean_input_grad,) = torch.autograd.grad(clean_mean, x_clean, retain_graph=keep_clean_graph)
     if not keep_clean_graph:
         clean_logits, clean_loss = clean_logits.detach(), clean_loss.detach()
 
@@ -127,14 +128,16 @@ def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimize
     optimizer.zero_grad(set_to_none=True)
     # Gradients only for the parameters: the clean input's gradient is not needed again.
     trainable = [p for p in model.parameters() if p.requires_grad]
+    loss = distributed.part_of_mean(loss, len(y))  # several processes: this slice's part, gradients summed
     loss.backward(inputs=trainable)
     if recompute_theta_branch:
         backward_theta_branch(model, x, method, {key: view(key) for key in views}, clean_views, av, eq9,
                               trainable)
+    distributed.reduce_parameter_gradients(model)
     apply_update_at_perturbed_weights(model, optimizer, v)
 
     return StepResult(clean_loss.detach(), adv_loss.detach(), av, clean_logits.detach().argmax(1) == y,
-                      adv_logits.detach().argmax(1) == y, loss.item())
+                      adv_logits.detach().argmax(1) == y, distributed.global_value(loss))
 
 
 def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_views, av, eq9, inputs) -> None:
@@ -149,7 +152,7 @@ def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_vie
     if eq9 is not None:  # Eq. 9: (adversarial logits at theta, their AV), both constants here
         adv_logits_base, av_eq3 = eq9
         loss = loss + logit_stability_penalty(adv_logits_base.detach(), clean_logits, av_eq3, method.eta)
-    loss.backward(inputs=inputs)
+    distributed.part_of_mean(loss, len(x)).backward(inputs=inputs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -287,11 +287,14 @@ def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | Non
 
 # ----------------------------------------------------------------------------- the plan
 
-def plan(jobs: list[Job], times: StepTimes) -> dict:
-    """Per setting: jobs (all, and GPU jobs), GPU-hours of trainings and evaluations; the totals."""
+def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: float = 1.0) -> dict:
+    """Per setting: jobs (all, and GPU jobs), GPU-hours of trainings and evaluations; the totals. Each
+    training on `gpus_per_run` GPUs (data-parallel) at `efficiency` (its speed-up is N x efficiency):
+    its GPU-hours grow by 1 / efficiency and `data_parallel` gives the trainings' wall-clock."""
     trainings = {id(job): run_config(job.command) for job in jobs if job.kind == "train"}  # parsed once
     configs = {Path(out).as_posix(): cfg for cfg, out in trainings.values()}
     per_setting: dict[str, dict] = {}
+    longest = 0.0  # one GPU's hours of the longest training
     for job in jobs:
         row = per_setting.setdefault(job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0,
                                                  "evaluate_hours": 0.0, "not_estimated": 0})
@@ -301,6 +304,7 @@ def plan(jobs: list[Job], times: StepTimes) -> dict:
         if job.kind == "train":
             seconds = training_seconds(trainings[id(job)][0], times)
             row["train_hours"] += seconds / 3600
+            longest = max(longest, seconds / 3600)
         elif job.kind == "evaluate":
             run_dir = Path(option(job.command, "--checkpoint")).parent.as_posix()
             cfg = configs.get(run_dir) or saved_config(run_dir)
@@ -315,7 +319,16 @@ def plan(jobs: list[Job], times: StepTimes) -> dict:
     total = {key: sum(r[key] for r in per_setting.values())
              for key in ("jobs", "gpu_jobs", "train_hours", "evaluate_hours", "gpu_hours", "not_estimated")}
     return {"per_setting": per_setting, "total": total, "step_times": times.source,
-            "aa_s_per_image": times.aa_s_per_image}
+            "aa_s_per_image": times.aa_s_per_image,
+            "data_parallel": data_parallel(total["train_hours"], longest, gpus_per_run, efficiency)}
+
+
+def data_parallel(train_hours: float, longest: float, gpus: int, efficiency: float) -> dict:
+    """The trainings on `gpus` GPUs each, `efficiency` of ideal scaling: their GPU-hours, the
+    wall-clock of the longest one and of all of them one after another."""
+    speed_up = gpus * efficiency
+    return {"gpus_per_run": gpus, "efficiency": efficiency, "train_gpu_hours": train_hours * gpus / speed_up,
+            "longest_train_wall_hours": longest / speed_up, "serial_train_wall_hours": train_hours / speed_up}
 
 
 def saved_config(run_dir: str) -> dict | None:
@@ -332,6 +345,11 @@ def format_plan(result: dict) -> str:
     for name, r in rows:
         lines.append(f"| {name} | {r['jobs']} | {r['gpu_jobs']} | {r['train_hours']:.1f} | {r['evaluate_hours']:.1f} "
                      f"| {r['gpu_hours']:.1f} |")
+    dp = result.get("data_parallel")
+    if dp and dp["gpus_per_run"] > 1:
+        lines += ["", f"Trainings on {dp['gpus_per_run']} GPUs each (scaling efficiency {dp['efficiency']:g}, assumed): "
+                      f"{dp['train_gpu_hours']:.1f} training GPU-hours; wall-clock {dp['longest_train_wall_hours']:.1f} h "
+                      f"for the longest training, {dp['serial_train_wall_hours']:.1f} h for all of them one after another."]
     if result["total"]["not_estimated"]:
         lines += ["", f"{result['total']['not_estimated']} GPU jobs are not in the GPU-hours: AutoAttack evaluations "
                       "without seconds per test image for their model (--aa-s-per-image MODEL=SECONDS, or a gpu-check "

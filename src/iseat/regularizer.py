@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .instance_weighting import instance_weights, rank_descending, top_fraction_count
 
 # (input, weights) of the two views each target compares: adversarial/clean, perturbed/base.
@@ -52,7 +53,7 @@ class LogitSmoothing:
         return TARGET_VIEWS[self.target]
 
     def __call__(self, adv_logits, clean_logits, av, lam: float) -> torch.Tensor:
-        weights = instance_weights(av, self.weighting)
+        weights = distributed.on_global_batch(lambda a: instance_weights(a, self.weighting), av)  # Eq. 15 ranks
         return lam * (weights * logit_distance(adv_logits, clean_logits, self.distance)).sum() / av.numel()
 
 
@@ -61,5 +62,6 @@ def logit_stability_penalty(adv_logits: torch.Tensor, clean_logits: torch.Tensor
     """Eq. 9's second term: eta * E_i[ ||f(x_i + d_i) - f(x_i)||_2^2 * 1(x_i, d_i) ], the mean over the
     whole batch, where the indicator selects the `fraction` of the batch with the highest AV (Eq. 3).
     Gradients flow through both logits; the indicator is a constant."""
-    indicator = (rank_descending(av.detach()) < top_fraction_count(av.numel(), fraction)).to(adv_logits.dtype)
+    top = distributed.on_global_batch(lambda a: rank_descending(a) < top_fraction_count(a.numel(), fraction), av.detach())
+    indicator = top.to(adv_logits.dtype)
     return eta * (indicator * logit_distance(adv_logits, clean_logits, "sq_l2")).mean()

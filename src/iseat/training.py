@@ -22,10 +22,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import acceleration, method_registry, run_lock, trackers
+from . import acceleration, distributed, method_registry, run_lock, trackers
 from .attack import PGD, clean_and_robust_accuracy
 from .baselines import method_warnings
 from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
+from .config import ConfigError
 from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
 from .fraction import parse_fraction
 from .device import resolve_device
@@ -136,6 +137,10 @@ class TrainingRun:
 
     # -- public
     def run(self) -> dict:
+        distributed.init_from_environment("cuda" if self.runtime["device"] != "cpu" and torch.cuda.is_available()
+                                          else "cpu")
+        if not distributed.is_writer():
+            self.say = lambda *args, **kwargs: None  # rank 0 speaks for a data-parallel run
         finished = self._finished()  # the common case, without loading the data
         if finished is not None:
             return finished
@@ -144,6 +149,10 @@ class TrainingRun:
         from .data import load_data  # heavy import, only when training
 
         self.data = load_data(self.cfg["data"], self.cfg["seed"])  # bad data fails before any file is written
+        if not distributed.is_writer():  # the other processes of a data-parallel run write nothing
+            self.av_writer = None
+            self._setup()
+            return self._train()
         created = [folder for folder in (self.out, *self.out.parents) if not folder.exists()]
         self.out.mkdir(parents=True, exist_ok=True)
         self.av_writer = None
@@ -221,13 +230,17 @@ class TrainingRun:
     def _setup(self):
         cfg = self.cfg
         self.device = resolve_device(self.runtime["device"], self.say)  # before any output: a job fails fast
-        state = self._read_resume_state()
-        write_if_changed(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        state = distributed.from_writer(self._read_resume_state() if distributed.is_writer() else None)
+        if distributed.is_writer():
+            write_if_changed(self.out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         set_determinism(self.runtime["deterministic"])
         seed_everything(cfg["seed"])
-        write_if_changed(self.out / "split.json", json.dumps(self.data.split, indent=2) + "\n")
+        if distributed.is_writer():
+            write_if_changed(self.out / "split.json", json.dumps(self.data.split, indent=2) + "\n")
         self.architecture = architecture_of(cfg, self.data.num_classes)
         self.model = build_model(**self.architecture).to(self.device)
+        if distributed.active() and self.runtime["batch_norm_statistics"] == "global":
+            distributed.global_batch_norm(self.model)
         if state is None:
             self._maybe_finetune()
         self.step_model = acceleration.prepare_model(self.model, self.runtime, self.device)
@@ -240,11 +253,13 @@ class TrainingRun:
         self.schedule = method_registry.schedule(cfg["method"])
         for warning in method_warnings(cfg):
             self.say(f"warning: {warning}")
+        if distributed.active():
+            check_data_parallel(cfg)
         self.swa = WeightAverage(self.model, t["swa"]["decay"]) if t["swa"]["enabled"] else None
         self.progress = Progress()
         if state is not None:
             self._resume(state)
-        if self.runtime["av_log"]:
+        if self.runtime["av_log"] and distributed.is_writer():
             attrs = {"config": cfg, "provenance": provenance(self.device, cfg["seed"]), "seed": cfg["seed"]}
             self.av_writer = AVLogWriter(self.out / "av_log.h5", self.data.log_indices, attrs,
                                          resume_epochs=self.progress.av_log_epochs)
@@ -252,7 +267,8 @@ class TrainingRun:
         if state is not None and "buffer" in state:
             for name, values in state["buffer"].items():
                 self.buffer.values[name].copy_(values)
-        self.trackers = trackers.for_training(cfg, self.out, self.device, self.progress.epoch, self.say)
+        self.trackers = (trackers.for_training(cfg, self.out, self.device, self.progress.epoch, self.say)
+                         if distributed.is_writer() else trackers.Trackers([], self.out, self.say))
 
     def _maybe_finetune(self):
         src = finetune_source(self.cfg)
@@ -287,6 +303,8 @@ class TrainingRun:
                         tuple(Progress.__dataclass_fields__))
 
     def _save_state(self):
+        if not distributed.is_writer():
+            return
         parts = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "swa": self.swa.state_dict() if self.swa else None,
                  "progress": vars(self.progress), "rng": rng_states(), "config": self.cfg}
@@ -303,9 +321,11 @@ class TrainingRun:
             finished_epoch = self._train_epoch(stop, last_save)
             if not finished_epoch:
                 self._save_state()
-                self.say(f"received signal {stop.signum}: state saved at epoch {self.progress.epoch}, batch "
+                signum = stop.signum or signal.SIGTERM  # a process of a data-parallel run stopped by another's signal
+                self.say(f"received signal {signum}: state saved at epoch {self.progress.epoch}, batch "
                          f"{self.progress.batch}; run the same command again to resume")
-                raise SystemExit(128 + stop.signum)
+                distributed.barrier()  # the state is saved before any process exits
+                raise SystemExit(128 + signum)
             last_save = time.monotonic()
         return self._finish()
 
@@ -326,18 +346,21 @@ class TrainingRun:
             if i < p.batch:  # already done before the interruption
                 continue
             method = self._method(stage, epoch * n_batches + i, n_batches)
+            if distributed.active():  # this process's slice of the global batch
+                x, y = x[distributed.rank_slice(len(y))], y[distributed.rank_slice(len(y))]
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
-                result = training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean)
+                result = distributed.gather_result(
+                    training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean))
             clean_correct, adv_correct, grads_ok, weights_ok = step_counts(self.model, result)
             check_step(result.loss, grads_ok, weights_ok, epoch, i, n_batches)  # before anything is kept
             self.buffer.record(index, result)
             if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
                 self.swa.update(self.model)
-            self._accumulate(result.loss, len(y), clean_correct, adv_correct)
+            self._accumulate(result.loss, len(result.av), clean_correct, adv_correct)
             p.batch = i + 1
             bar.update(1)
-            if stop:
+            if distributed.largest(bool(stop)):  # every process stops at the same step
                 bar.close()
                 return False
             if time.monotonic() - last_save > 60 * self.runtime["checkpoint_minutes"]:
@@ -382,7 +405,8 @@ class TrainingRun:
                **{k: stats[k] for k in ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
                                         "share_av_ge_1", "share_av_le_0")}}
         row.update(self._select(epoch, row))
-        self._append_metrics(row)
+        if distributed.is_writer():
+            self._append_metrics(row)
         self.trackers.log_epoch(row, values["av"])
         p.epoch, p.batch = epoch + 1, 0
         self._save_state()
@@ -395,13 +419,17 @@ class TrainingRun:
         cfg, p = self.cfg, self.progress
         loader = self.data.eval_loader(self.data.selection, cfg["evaluation"]["batch_size"])
         attack, limit = selection_attack(cfg), cfg["evaluation"]["max_samples"]
-        clean, robust = clean_and_robust_accuracy(self.model, loader, attack, self.device, limit)
+        clean, robust = distributed.sharded_accuracy(clean_and_robust_accuracy, self.model, loader, attack,
+                                                     self.device, limit)
         out = {"selection_clean_acc": clean, "selection_pgd_acc": robust}
         metrics = {**row, **out}
-        save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "last.pt")
+        writer = distributed.is_writer()
+        if writer:
+            save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "last.pt")
         if robust > p.best_pgd:
             p.best_pgd, p.best_epoch = robust, epoch
-            save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "best.pt")
+            if writer:
+                save_atomic(model_checkpoint(self.model, self.architecture, epoch, metrics, cfg), self.out / "best.pt")
         if self.swa is not None and epoch >= cfg["training"]["swa"]["start_epoch"]:
             out.update(self._select_swa(epoch, loader, attack, limit, metrics))
         return out
@@ -428,6 +456,9 @@ class TrainingRun:
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def _finish(self) -> dict:
+        if not distributed.is_writer():  # the summary is rank 0's
+            distributed.barrier()
+            return json.loads((self.out / SUMMARY).read_text())
         p = self.progress
         rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
         summary = {"epochs": self.cfg["training"]["epochs"], "best_epoch": p.best_epoch,
@@ -441,8 +472,18 @@ class TrainingRun:
         write_json_atomic(self.out / SUMMARY, summary)
         self.trackers.finish(trackers.summary_values(summary), p.epoch - 1)
         (self.out / STATE).unlink(missing_ok=True)
+        distributed.barrier()
         self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
         return summary
+
+
+def check_data_parallel(cfg: dict) -> None:
+    """What several processes cannot yet compute with the numbers of one: refused, naming the key."""
+    if cfg["training"]["swa"]["enabled"]:
+        raise ConfigError("training.swa.enabled: SWA is not supported on several processes yet; "
+                          "train on one process or set training.swa.enabled: false")
+    if cfg["method"].get("name") == "fat":  # its per-step noise is drawn per running sample
+        raise ConfigError("method.name: fat is not supported on several processes yet; train it on one process")
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from . import distributed
+
 
 def forward_keeping_statistics(model: torch.nn.Module, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
     """f(x; params) (default: the model's parameters) in the model's current mode, run on copies of the
@@ -39,7 +41,8 @@ class AdversarialWeightPerturbation:
         params = perturbable_parameters(model)
         logits = forward_keeping_statistics(model, x_adv)
         loss = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), y)
-        grads = torch.autograd.grad(loss, list(params.values()))
+        grads = torch.autograd.grad(distributed.part_of_mean(loss, len(y)), list(params.values()))
+        distributed.all_reduce_gradients(grads)  # the layer norms of the global batch's gradient
         return layerwise_scaled(params, grads, self.gamma)
 
 

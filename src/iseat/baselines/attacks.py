@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..attack import cw_margin, input_gradient
 
 
@@ -51,11 +52,11 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def gaussian_start(x: torch.Tensor, sd: float = 0.001) -> torch.Tensor:
-    return x + sd * torch.randn_like(x)
+    return x + sd * distributed.draw_like(x, torch.Tensor.normal_)
 
 
 def uniform_start(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0.0, 1.0)
+    return (x + distributed.draw_like(x, lambda t: t.uniform_(-eps, eps))).clamp(0.0, 1.0)
 
 
 def capped_cw_margin(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torch.Tensor:
@@ -68,7 +69,8 @@ def ce_input_gradient(model, x_adv: torch.Tensor, y: torch.Tensor) -> tuple[torc
     """Logits at x_adv and the gradient of the mean cross-entropy with respect to x_adv."""
     x_adv = x_adv.detach().requires_grad_(True)
     logits = model(x_adv)
-    (grad,) = torch.autograd.grad(F.cross_entropy(logits, y), x_adv)
+    loss = distributed.part_of_mean(F.cross_entropy(logits, y), len(y))  # RWP's train-mode attack couples the ranks
+    (grad,) = torch.autograd.grad(loss, x_adv)
     return logits.detach(), grad
 
 

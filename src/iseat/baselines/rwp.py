@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import distributed
+
 THRESHOLD = 1.7
 STEPS = 10
 GAMMA = 0.01
@@ -51,8 +53,9 @@ def robust_weight_perturbation(weights: dict[str, torch.Tensor], per_sample_loss
     weight_norm = torch.cat([w.detach().reshape(-1) for w in weights.values()]).norm()
     for _ in range(steps):
         at = {n: gamma * s for n, s in scaled.items()}
-        loss = below_threshold_mean(per_sample_loss_at(at), threshold)
-        grads = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
+        per_sample = per_sample_loss_at(at)
+        loss = distributed.part_of_mean(below_threshold_mean(per_sample, threshold), len(per_sample))
+        grads = distributed.all_reduce_gradients(torch.autograd.grad(loss, list(weights.values()), allow_unused=True))
         for (n, w), g in zip(weights.items(), grads):
             if g is not None:
                 total[n] = total[n] + g.detach()

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
 from ..weight_perturbation import layerwise_scaled, perturbable_parameters
 from .attacks import evaluating
@@ -94,8 +95,8 @@ class BaselineStep:
             return None
         weights = perturbable_parameters(model)
         if self.perturbation == "awp":  # one ascent step on the method's loss (AWP authors' TradesAWP)
-            loss = self.loss_terms(model, x, x_adv, y, track_statistics=False)[2].mean()
-            grads = torch.autograd.grad(loss, list(weights.values()))
+            loss = distributed.part_of_mean(self.loss_terms(model, x, x_adv, y, track_statistics=False)[2].mean(), len(y))
+            grads = distributed.all_reduce_gradients(torch.autograd.grad(loss, list(weights.values())))
             return layerwise_scaled(weights, grads, self.gamma)
         return robust_weight_perturbation(
             weights, lambda v: self.loss_terms(model, x, x_adv, y, v, track_statistics=False)[2],
@@ -112,8 +113,8 @@ def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepRe
         x_counter = step.counter_attack.perturb(model, x, y)[0] if step.counter_attack is not None else None
     v = step.weight_perturbation(model, x, x_adv, y)
     clean_logits, adv_logits, per_sample, counter = step.loss_terms(model, x, x_adv, y, v, x_counter=x_counter)
-    weights = step.instance_weights(kappa) if step.instance_weights is not None else None
-    loss = step.loss(per_sample, weights, counter)
+    weights = distributed.on_global_batch(step.instance_weights, kappa) if step.instance_weights is not None else None
+    loss = distributed.part_of_mean(step.loss(per_sample, weights, counter), len(y))
 
     with torch.no_grad():
         clean_at_theta = clean_logits if clean_logits is not None and v is None else \
@@ -123,6 +124,7 @@ def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepRe
 
     optimizer.zero_grad(set_to_none=True)
     loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
+    distributed.reduce_parameter_gradients(model)
     apply_update_at_perturbed_weights(model, optimizer, v)
     return StepResult(clean_loss, adv_loss, (adv_loss - clean_loss), clean_at_theta.argmax(1) == y,
-                      adv_logits.detach().argmax(1) == y, loss.item())
+                      adv_logits.detach().argmax(1) == y, distributed.global_value(loss))

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "method (AT, +LSI, +AWP, ISEAT); overrides the report; repeatable")
     parser.add_argument("--aa-s-per-image", action="append", default=[], metavar="MODEL=SECONDS",
                         help="AutoAttack seconds per test image of a model; repeatable")
+    parser.add_argument("--gpus-per-run", type=int, default=1, metavar="N",
+                        help="each training data-parallel on N GPUs (torchrun): its GPU-hours and wall-clock")
+    parser.add_argument("--scaling-efficiency", type=float, default=1.0, metavar="E",
+                        help="speed-up of N GPUs over one as a fraction of N (default 1: ideal; measure it)")
     parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
     parser.add_argument("--json", help="also write the plan here as JSON")
 
@@ -42,5 +46,7 @@ def run(args) -> int:
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     times = measured_step_times(args.gpu_check, args.step_time, args.aa_s_per_image)
     text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
-    result = plan(parse_jobs(text), times)
+    if args.gpus_per_run < 1 or not 0 < args.scaling_efficiency <= 1:
+        raise UserError("--gpus-per-run: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
+    result = plan(parse_jobs(text), times, args.gpus_per_run, args.scaling_efficiency)
     return report(result, format_plan(result), args.json)
