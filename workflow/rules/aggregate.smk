@@ -123,7 +123,9 @@ rule figure_results:
 rule figure_curves:
     input:
         results=lambda wildcards: [
-            f"{run_parent(wildcards.setting, m)}/{e}.json" for m in methods_of(wildcards.setting) for e in ("sweep", "aa")
+            f"{run_parent(wildcards.setting, m)}/{e}.json"
+            for m in methods_of(wildcards.setting)
+            for e in ("sweep", "aa")
         ],
     output:
         figure=report(

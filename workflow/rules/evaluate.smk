@@ -1,6 +1,7 @@
 """Robustness of every run on the test set: standard AutoAttack (aa.json) and PGD (pgd.json),
 each with a per-sample CSV beside it. With `evaluation.shards: K` each evaluation is K jobs over
-disjoint runs of its chunks (shard files in <evaluation>.shards/), then one light job gathers them. With `evaluation.sweep`, every run's robustness curve (sweep.json)."""
+disjoint runs of its chunks (shard files in <evaluation>.shards/), then one light job gathers them.
+With `evaluation.sweep`, every run's robustness curve (sweep.json) as one more job."""
 
 
 def sweep_args(wildcards):
