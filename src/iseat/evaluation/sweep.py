@@ -27,6 +27,7 @@ from ..provenance import device_description, provenance
 from .api import check_out_path, load_evaluated, sample_count
 from .attacks.base import attack_in_batches
 from .chunks import load_samples
+from .report import validate
 from .robustness import clean_correct
 from .spec import NORM, EvaluationError, EvaluationInputError
 
@@ -125,6 +126,7 @@ def sweep_model(model, dataset, out, spec: SweepSpec, *, device="cpu", source: d
               "masking_flags": masking.sweep_flags([(p["eps"], p["robust_accuracy"]) for p in curve]),
               "wall_time_s": time.perf_counter() - t0, "device": device_description(device), **source, "data": data,
               "provenance": record, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    validate(report, "sweep")
     write_json_atomic(out, report)
     return report
 
