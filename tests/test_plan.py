@@ -144,3 +144,17 @@ def test_plan_data_parallel_gpu_hours_and_wall_clock(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "iseat", "plan", "--step-time=small_cnn=0.1", "--gpus-per-run", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--gpus-per-run" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
+    """`iseat evaluate --eps-sweep 0 8/255 64/255 --pgd-steps 5 --n-ex 256`: two PGD-5 passes over 256 images,
+    each (5 + 1) / (10 + 1) of the AT step (PGD-10) per batch of 128."""
+    from iseat.config import DEFAULTS
+    from iseat.plan import evaluation_seconds
+
+    times = StepTimes()
+    times.add("small_cnn=2.0")
+    cfg = {**DEFAULTS, "model": {"arch": "small_cnn"}, "data": {**DEFAULTS["data"], "dataset": "digits"}}
+    command = ("iseat --attempt 1 evaluate --checkpoint R/best.pt --out R/sweep.json --eps-sweep 0 8/255 64/255 "
+               "--pgd-steps 5 --n-ex 256 --device cuda --no-progress")
+    assert evaluation_seconds(command, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)

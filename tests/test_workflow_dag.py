@@ -18,9 +18,10 @@ PAPER_CONFIG = ROOT / "config" / "config.yaml"
 #          cifar100 2, svhn 2 -> 25 x 3 seeds, + 3 Section 3 runs (one seed)
 #   finetune: 8 ablations (Tab. 4-6) x 3 seeds; grid: 3 x 3 points in each of 5 settings
 #   evaluate: (78 + 24) runs x (AutoAttack, PGD), each as 4 shards (evaluation.shards) and their gather;
-#   aggregate_seeds: 36 (setting, method) x 2
+#   aggregate_seeds: 36 (setting, method) x 2; the eps sweep (evaluation.sweep): one job per run, its
+#   aggregation per (setting, method) and a figure per setting
 PAPER_JOBS = {"fetch": 4, "train": 78, "finetune": 24, "grid_finetune": 45, "grid_select": 5, "evaluate_shard": 816,
-              "evaluate_gather": 204,
+              "evaluate_gather": 204, "evaluate_sweep": 102, "aggregate_sweep": 36, "figure_curves": 8,
               "aggregate_seeds": 72, "tables": 1, "figure_results": 1, "figure_training": 8, "figure_grid": 5,
               "index": 1, "all": 1, "benchmark_step": 1}
 

@@ -65,7 +65,8 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
         for ext in ("md", "csv", "tex"):
             assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
     assert "86.02 ± 0.36" in (results / "tables" / "tab2.md").read_text()  # the paper's ISEAT beside ours
-    for png in ("results_vs_paper", "training_digits", "training_digits_svhn", "grid_digits"):
+    for png in ("results_vs_paper", "training_digits", "training_digits_svhn", "grid_digits", "curves_digits",
+                "curves_digits_svhn"):
         assert (results / "figures" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     index = (results / "README.md").read_text()
     assert "tables/tab2.md" in index and "figures/grid_digits.png" in index and "av_log.h5" in index
@@ -85,6 +86,22 @@ def test_demo_models_learn(demo):
                 assert run["robust_accuracy"] >= 0.5, (name, method, evaluation, run["robust_accuracy"])
 
 
+def test_demo_curves_fall_to_zero_and_no_model_is_flagged(demo):
+    """Every demo model's eps sweep falls with eps and reaches ~0 % at 64/255: no gradient-masking flag on any
+    evaluation, so the tables' masking column is empty."""
+    _, results = demo
+    for name, setting in DEMO["settings"].items():
+        for method in setting["methods"]:
+            sweep = json.loads((results / name / method / "seed0" / "sweep.json").read_text())
+            assert [round(255 * p["eps"]) for p in sweep["curve"]] == [0, 2, 4, 8, 16, 64]
+            assert sweep["curve"][-1]["robust_accuracy"] <= 0.05, (name, method, sweep["curve"])
+            for evaluation in ("aa", "pgd", "sweep"):
+                flags = json.loads((results / name / method / f"{evaluation}.json").read_text())["masking_flags"]
+                assert flags == [], (name, method, evaluation, flags)
+    assert "Flagged:" not in (results / "tables" / "all_results.md").read_text()
+    assert "figures/curves_digits.png" in (results / "README.md").read_text()
+
+
 def test_report_shows_the_tables_figures_and_analysis(demo):
     workdir, results = demo
     report = results / "report.html"
@@ -92,7 +109,7 @@ def test_report_shows_the_tables_figures_and_analysis(demo):
     assert out.returncode == 0, out.stderr[-3000:]
     html = report.read_text()
     for name in ("tab2.md", "tab4.csv", "all_results.tex", "significance.csv", "results_vs_paper.png",
-                 "training_digits.png", "grid_digits.png", "Section 3 analysis", "table1.md",
+                 "training_digits.png", "grid_digits.png", "curves_digits.png", "Section 3 analysis", "table1.md",
                  "McNemar"):  # a caption
         assert name in html, name
     # every seed's per-sample results reached the paired comparisons (the demo has one seed)
@@ -113,5 +130,6 @@ def test_changed_hyperparameter_reruns_only_what_it_affects(demo, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
     assert counts == {"train": 1, "evaluate": 2, "aggregate_seeds": 2, "tables": 1, "figure_results": 1,
-                      "figure_training": 1, "index": 1, "all": 1}, counts
+                      "figure_training": 1, "index": 1, "all": 1, "evaluate_sweep": 1, "aggregate_sweep": 1,
+                      "figure_curves": 1}, counts
     assert "results/demo/digits_svhn/iseat/seed0" in out.stdout

@@ -38,6 +38,7 @@ from . import method_registry
 from .config import DEFAULTS, apply_override, deep_merge
 from .data.registry import DATASETS
 from .errors import ParameterError, UserError, literal
+from .fraction import parse_fraction
 
 METHOD_ROWS = tuple(method_registry.tab4_labels().values())
 AT_ROW = method_registry.cost_row(False, False)
@@ -278,6 +279,12 @@ def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | Non
     n = int(option(command, "--n-ex", n_test))
     shard = option(command, "--shard")
     fraction = 1 / int(shard.split("/")[1]) if shard else 1.0
+    args = iseat_args(command)
+    if "--eps-sweep" in args:  # one PGD pass per positive budget (eps 0 is clean accuracy)
+        budgets = args[args.index("--eps-sweep") + 1:]
+        budgets = budgets[:next((i for i, a in enumerate(budgets) if a.startswith("--")), len(budgets))]
+        passes = sum(parse_fraction(b) > 0 for b in budgets)
+        return passes * pgd_cost(n, int(option(command, "--pgd-steps", 10)), cfg, times)
     if option(command, "--attack") == "pgd":
         return fraction * pgd_cost(n, int(option(command, "--pgd-steps", 10)), cfg, times)
     arch, scale = model_key(cfg)

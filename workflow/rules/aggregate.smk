@@ -25,6 +25,24 @@ rule aggregate_seeds:
         "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
 
 
+rule aggregate_sweep:
+    input:
+        lambda wildcards: seed_results(wildcards, "sweep"),
+    output:
+        result=f"{RESULTS}/{{setting}}/{{method}}/sweep.json",
+    log:
+        f"{RESULTS}/logs/aggregate/{{setting}}/{{method}}/sweep.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    shell:
+        "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
+
+
 rule benchmark_step:
     output:
         timing=STEP_TIMING,
@@ -51,6 +69,7 @@ rule benchmark_step:
 rule tables:
     input:
         aggregated_results(),
+        sweeps=sweep_results(),
         per_sample=per_sample_results(),
         timing=[STEP_TIMING] if config.get("step_timing") else [],
     output:
@@ -99,6 +118,38 @@ rule figure_results:
         labels=label_args(),
     shell:
         "iseat aggregate figure-results --out {output.figure} {params.entries} {params.labels} > {log} 2>&1"
+
+
+rule figure_curves:
+    input:
+        results=lambda wildcards: [
+            f"{run_parent(wildcards.setting, m)}/{e}.json"
+            for m in methods_of(wildcards.setting)
+            for e in ("sweep", "aa")
+        ],
+    output:
+        figure=report(
+            f"{RESULTS}/figures/curves_{{setting}}.png",
+            caption="../report/curves.rst",
+            category="Figures",
+            subcategory="robustness curves",
+            labels={"setting": "{setting}"},
+        ),
+    log:
+        f"{RESULTS}/logs/aggregate/figure_curves_{{setting}}.log",
+    conda:
+        "../envs/iseat.yaml"
+    threads: resource("light", "threads")
+    resources:
+        **partition_resource("light"),
+        mem_mb=resource("light", "mem_mb"),
+        runtime=resource("light", "runtime"),
+    params:
+        entries=lambda wildcards: result_entries(wildcards.setting),
+        labels=label_args(),
+        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+    shell:
+        "iseat aggregate figure-curves --out {output.figure} --title {params.title} {params.entries} {params.labels} > {log} 2>&1"
 
 
 rule figure_training:
@@ -158,7 +209,7 @@ rule index:
     input:
         tables=table_outputs() + SIGNIFICANCE_OUTPUTS,
         figures=figure_outputs(),
-        results=aggregated_results(),
+        results=aggregated_results() + sweep_results(),
         winners=grid_winners(),
         extra=lambda wildcards: EXTRA_FINAL_OUTPUTS,
     output:

@@ -37,6 +37,7 @@ SETTINGS = config["settings"]
 METHODS = config["methods"]
 EVALUATIONS = ("aa", "pgd")  # aa.json: AutoAttack; pgd.json: PGD-<steps>
 SHARDS = config["evaluation"].get("shards", 1)  # jobs per evaluation (then one gather job)
+SWEEP = config["evaluation"].get("sweep")  # robustness curves: an eps sweep of every run (sweep.json), optional
 RUNS = RunConfigs(config)  # every run's train overrides, resources and device
 
 # Final outputs of optional rule files (rules/analysis.smk appends its figures and tables
@@ -230,9 +231,9 @@ def evaluation_shards(wildcards):
     return [f"{run}/{wildcards.evaluation}.shards/{i}.json" for i in range(1, SHARDS + 1)]
 
 
-def seed_results(wildcards):
+def seed_results(wildcards, evaluation=None):
     return [
-        f"{run_dir(wildcards.setting, wildcards.method, seed)}/{wildcards.evaluation}.json"
+        f"{run_dir(wildcards.setting, wildcards.method, seed)}/{evaluation or wildcards.evaluation}.json"
         for seed in seeds_of(wildcards.setting)
     ]
 
@@ -274,6 +275,8 @@ if config["resources"].get("light_local", True):
         grid_tuned,
         tables,
         figure_results,
+        figure_curves,
+        aggregate_sweep,
         figure_training,
         figure_grid,
         index,
@@ -305,6 +308,7 @@ def figure_outputs():
         f"{RESULTS}/figures/results_vs_paper.png",
         *(f"{RESULTS}/figures/training_{s}.png" for s in SETTINGS),
         *(f"{RESULTS}/figures/grid_{s}.png" for s in SETTINGS if "grid" in SETTINGS[s]),
+        *(f"{RESULTS}/figures/curves_{s}.png" for s in SETTINGS if SWEEP),
     ]
 
 
@@ -319,11 +323,11 @@ def get_final_output():
     ]
 
 
-def result_entries():
-    """`--entry SETTING METHOD PAPER DIR` arguments: every aggregated result and the paper setting it
-    is compared with ('-' when none)."""
+def result_entries(setting=None):
+    """`--entry SETTING METHOD PAPER DIR` arguments: every aggregated result (of `setting` only, if given)
+    and the paper setting it is compared with ('-' when none)."""
     entries = []
-    for s in SETTINGS:
+    for s in [setting] if setting else SETTINGS:
         paper = SETTINGS[s].get("paper") or "-"
         entries += [f"--entry {s} {m} {paper} {shlex.quote(run_parent(s, m))}" for m in methods_of(s)]
     return " ".join(entries)

@@ -47,6 +47,11 @@ def add_arguments(parser) -> None:
     entries_and_labels(p)
     p.add_argument("--out", required=True, help="PNG file")
 
+    p = sub.add_parser("figure-curves", help="robustness curves of one setting: accuracy against eps per method")
+    entries_and_labels(p)
+    p.add_argument("--title", default="")
+    p.add_argument("--out", required=True, help="PNG file")
+
     p = sub.add_parser("figure-training", help="per-epoch curves (robustness, accuracy, loss, AV SD)")
     p.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "RUN_DIR"),
                    help="a run folder with metrics.jsonl; runs with the same label are averaged (repeat)")
@@ -86,7 +91,7 @@ def as_float(text, what) -> float:
 
 def run(args) -> int:
     return {"seeds": run_seeds, "grid": run_grid, "tuned": run_tuned, "tables": run_tables,
-            "figure-results": run_figure_results, "figure-training": run_figure_training,
+            "figure-results": run_figure_results, "figure-curves": run_figure_curves, "figure-training": run_figure_training,
             "figure-grid": run_figure_grid, "index": run_index}[args.what](args)
 
 
@@ -143,6 +148,15 @@ def run_figure_results(args) -> int:
     from ..results.figures import figure_results
 
     figure_results(args.out, *entries(args))
+    print(args.out)
+    return 0
+
+
+def run_figure_curves(args) -> int:
+    from ..results.figures import figure_curves
+
+    entry_list, _, method_labels = entries(args)
+    figure_curves(args.out, entry_list, method_labels, args.title)
     print(args.out)
     return 0
 

@@ -9,6 +9,8 @@ Examples:
   # one evaluation as 4 jobs (same settings in each), then the report from their shard files:
   iseat evaluate --checkpoint RUN/best.pt --out RUN/aa.shards/1.json --shard 1/4   # ... up to 4/4
   iseat evaluate --checkpoint RUN/best.pt --out RUN/aa.json --gather RUN/aa.shards/{1,2,3,4}.json
+  # robustness curve: PGD-10 at each eps on the same images (eps 0: clean), headline at --eps:
+  iseat evaluate --checkpoint RUN/best.pt --out RUN/sweep.json --eps-sweep 0 2/255 4/255 8/255 16/255 64/255
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "--out is then the shard file that --gather reads")
     sharding.add_argument("--gather", nargs="+", metavar="SHARD", help="write the report from the K shard files "
                           "(in order, made with the same settings) instead of evaluating")
+    sharding.add_argument("--eps-sweep", nargs="+", metavar="EPS", help="robustness curve instead: PGD "
+                          "(--pgd-steps, step size 2.5 eps / steps) at each budget in [0, 1] (0: clean; include "
+                          "--eps and a very large one, e.g. 64/255) on the same images, written to --out (sweep.json)")
 
 
 # the evaluation's parameters (ParameterError) and the flags that set them
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "eps", "pgd_steps", "pgd_step_size", "pgd_restarts", "pgd_random_start", "batch_size", "chunk_size", "n_ex",
-    "attack", "out", "shard", "gather")}
+    "attack", "out", "shard", "gather", "eps_sweep")}
 
 
 def spec_from_args(args):
@@ -81,6 +86,26 @@ def summary_line(report: dict) -> str:
     return line
 
 
+def sweep_spec_from_args(args):
+    from ..evaluation.sweep import SweepSpec
+    from ..fraction import budget
+
+    return SweepSpec(eps=tuple(args.eps_sweep), steps=args.pgd_steps, headline_eps=budget(args.eps, "eps", positive=True),
+                     batch_size=args.batch_size, seed=args.seed, n_ex=args.n_ex)
+
+
+def run_sweep(args) -> dict:
+    from ..evaluation.sweep import sweep_checkpoint
+
+    report = sweep_checkpoint(args.checkpoint, args.out, sweep_spec_from_args(args), data_root=args.data_root,
+                              dataset=args.dataset, expect_arch=args.expect_arch, device=args.device)
+    curve = ", ".join(f"{255 * p['eps']:g}/255 {100 * p['robust_accuracy']:.2f}%" for p in report["curve"])
+    print(f"{report['n_examples']} samples, {report['label']}: {curve} -> {args.out}")
+    for flag in report["masking_flags"]:
+        print(f"warning: gradient-masking flag {flag}", file=sys.stderr)
+    return report
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -88,6 +113,11 @@ def run(args) -> int:
     from ..evaluation.shards import Shard
     from ..trackers import log_evaluation
 
+    if args.eps_sweep:
+        report = run_sweep(args)
+        log_evaluation(Path(args.checkpoint).parent, report, Path(args.out).stem,
+                       say=lambda line: print(line, file=sys.stderr))
+        return 0
     shard = Shard.parse(args.shard) if args.shard else None
     report = evaluate_checkpoint(args.checkpoint, args.out, spec_from_args(args), data_root=args.data_root,
                                  dataset=args.dataset, expect_arch=args.expect_arch, device=args.device,

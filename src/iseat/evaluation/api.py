@@ -141,6 +141,22 @@ def load_test_set(data_cfg: dict, seed: int):
     return bundle.test, bundle.num_classes
 
 
+def load_evaluated(checkpoint, *, data_root=None, dataset=None, expect_arch: str | None = None, device="cpu"):
+    """(model, test Dataset, num_classes, source, data) of a checkpoint on its training data set's test split (or
+    `dataset`'s): what an evaluation of it attacks and records. CheckpointError or EvaluationError on bad input."""
+    path = Path(checkpoint)
+    ckpt = read_checkpoint(path)
+    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    data_cfg = evaluation_data_config(cfg, data_root, dataset)
+    test, num_classes = load_test_set(data_cfg, int(cfg.get("seed", 0)))
+    model = model_from_checkpoint(ckpt, path, device, expect_num_classes=num_classes, expect_arch=expect_arch)
+    check_output_width(model, test, num_classes, device, str(path))
+    source = {"checkpoint": {"path": str(path), "sha256": sha256_of(path), "format": ckpt["format"],
+                             "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]},
+              "training_config": cfg}
+    return model, test, num_classes, source, {"dataset": data_cfg.get("dataset"), "root": data_cfg.get("root")}
+
+
 def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, data_root=None, dataset=None,
                         expect_arch: str | None = None, device="auto", progress: bool = True,
                         shard: Shard | None = None, gather_from: list | None = None) -> dict:
@@ -150,18 +166,10 @@ def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, 
     Raises CheckpointError or EvaluationError (one line) before writing anything on bad input.
     """
     spec = spec or EvaluationSpec()
-    out, path = check_out_path(out), Path(checkpoint)
+    out = check_out_path(out)
     device = resolve_device(str(device))
-    ckpt = read_checkpoint(path)
-    cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    data_cfg = evaluation_data_config(cfg, data_root, dataset)
-    test, num_classes = load_test_set(data_cfg, int(cfg.get("seed", 0)))
-    model = model_from_checkpoint(ckpt, path, device, expect_num_classes=num_classes, expect_arch=expect_arch)
-    check_output_width(model, test, num_classes, device, str(path))
+    model, test, num_classes, source, data = load_evaluated(checkpoint, data_root=data_root, dataset=dataset,
+                                                            expect_arch=expect_arch, device=device)
     sample_count(spec, len(test))
-    source = {"checkpoint": {"path": str(path), "sha256": sha256_of(path), "format": ckpt["format"],
-                             "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]},
-              "training_config": cfg}
-    return evaluate_model(model, test, out, spec, num_classes=num_classes, device=device, source=source,
-                          data={"dataset": data_cfg.get("dataset"), "root": data_cfg.get("root")},
+    return evaluate_model(model, test, out, spec, num_classes=num_classes, device=device, source=source, data=data,
                           progress=progress, shard=shard, gather_from=gather_from)

@@ -105,16 +105,16 @@ def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def schema() -> dict:
-    return json.loads(resources.files("iseat").joinpath("schemas/aa.schema.json").read_text())
+def schema(name: str = "aa") -> dict:
+    return json.loads(resources.files("iseat").joinpath(f"schemas/{name}.schema.json").read_text())
 
 
-def validate(report: dict) -> None:
-    """Raise ValueError naming the first field of `report` that breaks the aa.json schema."""
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(report))
+def validate(report: dict, name: str = "aa") -> None:
+    """Raise ValueError naming the first field of `report` that breaks the `name`.json schema (aa, sweep)."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema(name)).iter_errors(report))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ValueError(f"aa.json field {where}: {error.message}")
+        raise ValueError(f"{name}.json field {where}: {error.message}")
 
 
 def write_outputs(out, report: dict, chunks: list[dict]) -> None:

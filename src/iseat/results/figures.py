@@ -108,3 +108,34 @@ def figure_grid(out, winner: dict, title: str = "") -> None:
                  fontsize=9)
     fig.tight_layout()
     save_figure(fig, out, dpi=120)
+
+
+def figure_curves(out, entries: list[Entry], method_labels: dict, title: str = "") -> None:
+    """Robustness curves of one setting: each method's PGD-k robust accuracy against eps (its aggregated
+    sweep.json, mean ± std over seeds) and AutoAttack's point (aggregated aa.json) at its eps."""
+    curves = [(e, e.load("sweep"), e.load("aa")) for e in entries]
+    if not any(sweep and sweep.get("curve") for _, sweep, _ in curves):
+        raise ResultsError("no aggregated sweep.json with a curve among the entries")
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for entry, sweep, aa in curves:
+        if not (sweep and sweep.get("curve")):
+            continue
+        label = method_labels.get(entry.method, entry.method)
+        eps = [255 * p["eps"] for p in sweep["curve"]]
+        line = ax.errorbar(eps, [100 * p["robust_accuracy"]["mean"] for p in sweep["curve"]],
+                           yerr=[100 * p["robust_accuracy"]["std"] for p in sweep["curve"]], marker="o", capsize=3,
+                           label=f"{label} ({sweep.get('label')})")
+        threat = ((aa or {}).get("stamp") or {}).get("threat_model") or {}
+        if aa and threat.get("eps") is not None:
+            ax.plot([255 * threat["eps"]], [100 * aa["robust_accuracy"]["mean"]], marker="*", markersize=12,
+                    linestyle="none", color=line[0].get_color(), label=f"{label} ({aa.get('label') or 'AutoAttack'})")
+    ax.set_xscale("symlog", linthresh=16)  # 0..16/255 linear, the very large budgets compressed
+    ax.set_xlabel("eps (/255, l-inf)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "robustness curves")
+    fig.tight_layout()
+    save_figure(fig, out, dpi=120)

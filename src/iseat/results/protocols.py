@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..protocol_stamp import MODEL_FIELDS, difference
 from . import ResultsError
 
-STAMPED_FORMATS = ("iseat-robustness-v2",)
+STAMPED_FORMATS = ("iseat-robustness-v2", "iseat-eps-sweep-v1")  # aa.json/pgd.json, sweep.json
 UNSTAMPED_FORMATS = ("iseat-robustness-v1",)
 
 

@@ -45,9 +45,10 @@ def aggregate_seeds(paths) -> dict:
     """Mean, std and per-seed values of the evaluation files of one (setting, method)."""
     if not paths:
         raise ResultsError("no evaluation files given")
-    per_seed = []
+    per_seed, results = [], []
     for i, path in enumerate(paths):
         result = read_json(path)
+        results.append(result)
         for key in ("clean_accuracy", "robust_accuracy"):
             value = result.get(key)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
@@ -86,7 +87,18 @@ def aggregate_seeds(paths) -> dict:
         "robust_accuracy": mean_std(s["robust_accuracy"] for s in per_seed),
         "std": "sample standard deviation over seeds (n - 1); 0 for a single seed",
         "per_seed": per_seed,
+        **mean_curve(results),
     }
+
+
+def mean_curve(results: list[dict]) -> dict:
+    """{"curve": mean and std over seeds of robust accuracy at each eps} of eps sweeps (sweep.json; their stamps
+    agree on the budgets), else {}."""
+    if not all(isinstance(r.get("curve"), list) for r in results):
+        return {}
+    budgets = [p["eps"] for p in results[0]["curve"]]
+    return {"curve": [{"eps": eps, "robust_accuracy": mean_std(r["curve"][i]["robust_accuracy"] for r in results)}
+                      for i, eps in enumerate(budgets)]}
 
 
 def write_seed_summary(paths, out) -> dict:

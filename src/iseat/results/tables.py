@@ -125,15 +125,16 @@ class Row:
 
     @cached_property
     def flags(self) -> list[str]:
-        """Gradient-masking flags of any seed's evaluations, and PGD-k above AutoAttack on a seed
-        (`gradient_masking`) where both attacked the same test images (their stamps' test indices)."""
+        """Gradient-masking flags of any seed's evaluations (eps sweep included), and PGD-k above AutoAttack on
+        a seed (`gradient_masking`) where both attacked the same test images (their stamps' test indices)."""
         robust = lambda result: {s["seed"]: s["robust_accuracy"] for s in (result or {}).get("per_seed", [])}
         images = lambda result: ((result or {}).get("stamp") or {}).get("test_indices")
         aa, pgd = robust(self.aa), robust(self.pgd)
         same_images = images(self.aa) is not None and images(self.aa) == images(self.pgd)
         gaps = [f for seed in aa.keys() & pgd.keys() if same_images for f in masking.pgd_gap(pgd[seed], aa[seed])]
+        sweep = (self.entry.load("sweep") if self.ran else None) or {}
         return masking.ordered([*(self.aa or {}).get("masking_flags", []), *(self.pgd or {}).get("masking_flags", []),
-                                *gaps])
+                                *sweep.get("masking_flags", []), *gaps])
 
     @property
     def source(self) -> str:
