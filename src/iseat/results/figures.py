@@ -131,6 +131,8 @@ def figure_curves(out, entries: list[Entry], method_labels: dict, title: str = "
             ax.plot([255 * threat["eps"]], [100 * aa["robust_accuracy"]["mean"]], marker="*", markersize=12,
                     linestyle="none", color=line[0].get_color(), label=f"{label} ({aa.get('label') or 'AutoAttack'})")
     ax.set_xscale("symlog", linthresh=16)  # 0..16/255 linear, the very large budgets compressed
+    budgets = sorted({round(255 * p["eps"], 6) for _, sweep, _ in curves if sweep for p in sweep.get("curve", [])})
+    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
     ax.set_xlabel("eps (/255, l-inf)")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)
