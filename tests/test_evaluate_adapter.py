@@ -76,7 +76,21 @@ def test_only_the_standard_protocol_is_labelled_plain_autoattack():
     assert adapter.STANDARD.standard and adapter.STANDARD.label == "AutoAttack (standard)"
     assert not adapter.TORCHATTACKS.standard
     assert "non-standard" in adapter.TORCHATTACKS.label and "10 it." in adapter.TORCHATTACKS.label
-    assert adapter.PROTOCOLS == {"autoattack": adapter.STANDARD, "autoattack-paper-protocol": adapter.TORCHATTACKS}
+    assert not adapter.APGD_PAIR.standard and "non-standard" in adapter.APGD_PAIR.label
+    assert adapter.PROTOCOLS == {"autoattack": adapter.STANDARD, "autoattack-paper-protocol": adapter.TORCHATTACKS,
+                                 "autoattack-apgd": adapter.APGD_PAIR}
+
+
+def test_apgd_pair_runs_only_the_two_gradient_attacks_with_its_budget():
+    model = TinyCNN(10, width=4)
+    aa = adapter.build(model, adapter.APGD_PAIR, 8 / 255, 10, "cpu", seed=0)
+    settings = adapter.settings_of(aa)
+    assert settings["attacks"] == ["apgd-ce", "apgd-t"]
+    assert settings["apgd-ce"]["n_iter"] == settings["apgd-t"]["n_iter"] == 20
+    assert settings["apgd-t"]["n_target_classes"] == 3
+    aa.attacks_to_run.append("square")  # a changed attack list is refused like a changed budget
+    with pytest.raises(adapter.AutoAttackSettingsError, match="attacks"):
+        adapter.check_settings(aa, adapter.APGD_PAIR, 10)
 
 
 def test_breaking_attack_is_recorded_per_point():

@@ -99,7 +99,7 @@ def test_cw_sees_through_a_saturated_cross_entropy(linear, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["autoattack", "autoattack-paper-protocol"])
+@pytest.mark.parametrize("name", ["autoattack", "autoattack-paper-protocol", "autoattack-apgd"])
 def test_autoattack_finds_the_analytic_worst_case(linear, tmp_path, name):
     report, rows = verdicts(linear, name, tmp_path)
     assert [r["robust_correct"] == "1" for r in rows] == linear[3].tolist()

@@ -46,7 +46,7 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
                 assert agg["n_seeds"] == len(setting.get("seeds", DEMO["seeds"]))
                 assert 0 <= agg["robust_accuracy"]["mean"] <= agg["clean_accuracy"]["mean"] <= 1
             aa = json.loads((results / name / method / "aa.json").read_text())
-            assert aa["attack"] == "autoattack-standard" and aa["n_examples"] == DEMO["evaluation"]["autoattack"]["n_ex"]
+            assert aa["attack"] == "autoattack-apgd-pair" and aa["n_examples"] == 300
             for seed in setting.get("seeds", DEMO["seeds"]):
                 run = results / name / method / f"seed{seed}"
                 for f in ("summary.json", "best.pt", "last.pt", "metrics.jsonl", "av_log.h5", "config.yaml",
@@ -75,7 +75,7 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
 
 def test_demo_models_learn(demo):
     """The demo's numbers mean something: AT is at least 80 % accurate on all 300 test images, and every
-    method stays well above chance (10 %) under PGD-20 there and under AutoAttack on its first images."""
+    method stays well above chance (10 %) under PGD-20 and AutoAttack's APGD pair there."""
     _, results = demo
     at = json.loads((results / "digits" / "at" / "seed0" / "pgd.json").read_text())
     assert at["n_examples"] == 300 and at["clean_accuracy"] >= 0.8
@@ -83,6 +83,7 @@ def test_demo_models_learn(demo):
         for method in setting["methods"]:
             for evaluation in ("pgd", "aa"):
                 run = json.loads((results / name / method / "seed0" / f"{evaluation}.json").read_text())
+                assert run["n_examples"] == 300
                 assert run["robust_accuracy"] >= 0.5, (name, method, evaluation, run["robust_accuracy"])
 
 

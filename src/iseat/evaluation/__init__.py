@@ -8,11 +8,11 @@ and a Dataset of (x, y, index).
 
 from .api import evaluate_checkpoint, evaluate_model
 from .attacks import ATTACKS, Attack, AttackOutcome, register
-from .autoattack_adapter import PROTOCOLS, STANDARD, TORCHATTACKS, Protocol
+from .autoattack_adapter import APGD_PAIR, PROTOCOLS, STANDARD, TORCHATTACKS, Protocol
 from .chunks import IndexedTensors, partial_path
 from .report import per_sample_path, validate
 from .spec import EvaluationError, EvaluationInputError, EvaluationSpec, PGDSettings, attack_choices
 
-__all__ = ["ATTACKS", "Attack", "AttackOutcome", "EvaluationError", "EvaluationInputError", "EvaluationSpec", "IndexedTensors", "PGDSettings", "PROTOCOLS",
+__all__ = ["APGD_PAIR", "ATTACKS", "Attack", "AttackOutcome", "EvaluationError", "EvaluationInputError", "EvaluationSpec", "IndexedTensors", "PGDSettings", "PROTOCOLS",
            "Protocol", "STANDARD", "TORCHATTACKS", "attack_choices", "evaluate_checkpoint", "evaluate_model",
            "partial_path", "per_sample_path", "register", "validate"]

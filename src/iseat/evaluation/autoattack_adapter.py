@@ -33,6 +33,7 @@ class Protocol:
     n_target_classes: int | None  # None: every other class (num_classes - 1), as torchattacks does
     square_queries: int
     square_rescale_schedule: bool
+    attacks: tuple[str, ...] = ATTACKS  # the sub-attacks run, in AutoAttack's order
 
     def target_classes(self, num_classes: int) -> int:
         return num_classes - 1 if self.n_target_classes is None else self.n_target_classes
@@ -48,7 +49,12 @@ STANDARD = Protocol("autoattack-standard", "AutoAttack (standard)", True, n_iter
 TORCHATTACKS = Protocol("autoattack-torchattacks-protocol",
                         "AutoAttack, torchattacks protocol (10 it., non-standard)", False, n_iter=10,
                         n_target_classes=None, square_queries=5000, square_rescale_schedule=True)
-PROTOCOLS = {"autoattack": STANDARD, "autoattack-paper-protocol": TORCHATTACKS}
+# AutoAttack's two gradient attacks with a small budget, for CPU-scale runs (the demo): robust models keep
+# most points through Square's 5000 queries, which costs seconds per point on a CPU even for a small CNN.
+APGD_PAIR = Protocol("autoattack-apgd-pair", "AutoAttack's APGD-CE + APGD-T (20 it., 3 targets; non-standard)",
+                     False, n_iter=20, n_target_classes=3, square_queries=5000, square_rescale_schedule=False,
+                     attacks=("apgd-ce", "apgd-t"))
+PROTOCOLS = {"autoattack": STANDARD, "autoattack-paper-protocol": TORCHATTACKS, "autoattack-apgd": APGD_PAIR}
 
 
 class AutoAttackSettingsError(RuntimeError):
@@ -74,6 +80,7 @@ def apply_budget(aa: AutoAttack, protocol: Protocol, num_classes: int) -> None:
     aa.apgd_targeted = APGDAttack_targeted(aa.model, n_target_classes=targets, **common)
     aa.fab.n_iter, aa.fab.n_target_classes, aa.fab.n_restarts = protocol.n_iter, targets, 1
     aa.square.n_queries, aa.square.rescale_schedule = protocol.square_queries, protocol.square_rescale_schedule
+    aa.attacks_to_run = list(protocol.attacks)
     aa.version = "custom"
 
 
@@ -93,14 +100,14 @@ def settings_of(aa: AutoAttack) -> dict:
 
 def expected_settings(protocol: Protocol, num_classes: int) -> dict:
     targets = protocol.target_classes(num_classes)
-    return {
-        "attacks": list(ATTACKS), "norm": "Linf",
+    budgets = {
         "apgd-ce": {"n_iter": protocol.n_iter, "n_restarts": 1, "eot_iter": 1, "rho": 0.75},
         "apgd-t": {"n_iter": protocol.n_iter, "n_restarts": 1, "n_target_classes": targets},
         "fab-t": {"n_iter": protocol.n_iter, "n_restarts": 1, "n_target_classes": targets},
         "square": {"n_queries": protocol.square_queries, "n_restarts": 1, "p_init": 0.8,
                    "rescale_schedule": protocol.square_rescale_schedule},
     }
+    return {"attacks": list(protocol.attacks), "norm": "Linf", **{a: budgets[a] for a in protocol.attacks}}
 
 
 def check_settings(aa: AutoAttack, protocol: Protocol, num_classes: int) -> None:

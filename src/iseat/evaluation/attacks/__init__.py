@@ -8,13 +8,14 @@ here (or `register(MyAttack)` from outside the package) and one test.
 from __future__ import annotations
 
 from .autoattack import AutoAttackStandard
+from .autoattack_apgd import AutoAttackAPGDPair
 from .autoattack_paper import AutoAttackPaperProtocol
 from .base import Attack, AttackOutcome, attack_in_batches
 from .cw import CWInfAttack, cw_margin_loss
 from .pgd import PGDAttack
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (PGDAttack, AutoAttackStandard,
-                                                               AutoAttackPaperProtocol, CWInfAttack)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (PGDAttack, AutoAttackStandard, AutoAttackPaperProtocol,
+                                                               AutoAttackAPGDPair, CWInfAttack)}
 
 
 def register(cls: type[Attack]) -> type[Attack]:
@@ -35,5 +36,5 @@ def columns() -> list[str]:
     return list(dict.fromkeys(c for cls in ATTACKS.values() for c in (cls.column, *cls.extra_columns)))
 
 
-__all__ = ["ATTACKS", "Attack", "AttackOutcome", "AutoAttackPaperProtocol", "AutoAttackStandard", "CWInfAttack",
+__all__ = ["ATTACKS", "Attack", "AttackOutcome", "AutoAttackAPGDPair", "AutoAttackPaperProtocol", "AutoAttackStandard", "CWInfAttack",
            "PGDAttack", "attack_in_batches", "columns", "cw_margin_loss", "register", "sections"]
