@@ -162,3 +162,16 @@ def test_paper_numbers_refuse_a_cell_given_twice(monkeypatch, tmp_path):
     finally:
         monkeypatch.undo()
         paper_numbers.load.cache_clear()
+
+
+def test_the_aa_footnote_names_a_non_standard_protocol():
+    """The tables' AA column is called standard AutoAttack only when every row's evaluation was."""
+    from types import SimpleNamespace
+
+    from iseat.results.tables import aa_meaning
+
+    standard = SimpleNamespace(aa={"attack": "autoattack-standard", "label": "AutoAttack (standard)"})
+    cheap = SimpleNamespace(aa={"attack": "autoattack-apgd-pair", "label": "APGD pair (non-standard)"})
+    assert aa_meaning([standard, SimpleNamespace(aa=None)]) == "AA = AutoAttack (standard, Linf, 8/255) robust accuracy"
+    assert aa_meaning([standard, cheap]) == ("AA = robust accuracy (Linf, 8/255) under APGD pair (non-standard): "
+                                             "not standard AutoAttack")

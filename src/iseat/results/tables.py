@@ -199,9 +199,21 @@ def result_rows(entries: list[Entry], setting_labels: dict, method_labels: dict,
 # ----------------------------------------------------------------------------- renderers
 
 
+STANDARD_AA = "autoattack-standard"
+
+
+def aa_meaning(rows: list[Row]) -> str:
+    """What the AA column holds: standard AutoAttack, or the labels of the other protocols its rows used."""
+    other = sorted({r.aa.get("label") or str(r.aa.get("attack")) for r in rows
+                    if r.aa and r.aa.get("attack") not in (None, STANDARD_AA)})
+    if not other:
+        return "AA = AutoAttack (standard, Linf, 8/255) robust accuracy"
+    return f"AA = robust accuracy (Linf, 8/255) under {'; '.join(other)}: not standard AutoAttack"
+
+
 def footnotes(name: str, rows: list[Row]) -> list[str]:
-    lines = ["Ours: mean ± std over seeds (sample std); AA = AutoAttack (standard, Linf, 8/255) robust "
-             "accuracy; Δ = ours − paper, percentage points; — = not available.",
+    lines = [f"Ours: mean ± std over seeds (sample std); {aa_meaning(rows)}; Δ = ours − paper, percentage points; "
+             "— = not available.",
              "AA − AT (paired): ours minus AT of the same setting on the same test images, percentage points; "
              + comparisons.RULE + "; all comparisons in significance.csv."]
     if name == "tab4":
