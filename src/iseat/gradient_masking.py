@@ -7,7 +7,8 @@ here by its text (pyautoattack is pinned in requirements.lock, and a test trigge
 built for it) and becomes a named flag. One more compares two attacks on the same images: PGD-k may not
 be much weaker than AutoAttack on an honest model (AutoAttack's APGD-CE is PGD with a better step-size
 schedule), so PGD-k robust accuracy above AutoAttack's by more than `PGD_GAP` says PGD is misled by the
-gradients. Two more read an eps sweep (`evaluation.sweep`, PGD-k at growing budgets on the same images):
+gradients; and AutoAttack, the stronger attack, may not leave more points robust than PGD-k (by more than
+`AUTOATTACK_GAP`): if it does, AutoAttack was misconfigured or misled and its number is the one in doubt. Two more read an eps sweep (`evaluation.sweep`, PGD-k at growing budgets on the same images):
 robust accuracy must not grow with eps (beyond `SWEEP_TOLERANCE`, PGD's own noise from one budget to the
 next), and at a very large eps (`LARGE_EPS` or more) an unbounded attack must reach ~0 % (at most
 `LARGE_EPS_ACCURACY`). A flag is never silent: it goes into aa.json (`masking_flags`), the tables (`MARK` with a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 MARK = "‡"
 PGD_GAP = 0.10  # PGD-k robust accuracy above AutoAttack's by more than 10 points (fractions of 1)
+AUTOATTACK_GAP = 0.03  # AutoAttack's above PGD-k's by more than 3 points: a few points of attack noise allowed
 # On the same images a larger ball contains the smaller one, so only the attack's own failures (a point PGD-k
 # breaks at eps but misses at a larger eps) can raise the curve: 2 points allows a few such points
 SWEEP_TOLERANCE = 0.02
@@ -36,6 +38,9 @@ FLAGS = {
                                "broke points the gradient attacks missed"),
     "pgd_above_autoattack": (None, f"PGD-k robust accuracy exceeds AutoAttack's by more than {100 * PGD_GAP:.0f} "
                              "points: PGD is misled by the gradients"),
+    "pgd_below_autoattack": (None, f"PGD-k robust accuracy is below AutoAttack's by more than "
+                             f"{100 * AUTOATTACK_GAP:.0f} points: the stronger attack found less, so AutoAttack's number "
+                             "is in doubt"),
     "sweep_not_monotone": (None, f"robust accuracy rises with eps over the eps sweep by more than "
                            f"{100 * SWEEP_TOLERANCE:.0f} points: the attack is misled at the smaller budget"),
     "large_eps_robust": (None, f"robust accuracy above {100 * LARGE_EPS_ACCURACY:.0f} % at eps >= "
@@ -50,10 +55,12 @@ def flags_from_warnings(warnings) -> list[str]:
 
 
 def pgd_gap(pgd_accuracy: float | None, autoattack_accuracy: float | None) -> list[str]:
-    """["pgd_above_autoattack"] when PGD-k's robust accuracy exceeds AutoAttack's by more than PGD_GAP."""
+    """["pgd_above_autoattack"] when PGD-k's robust accuracy exceeds AutoAttack's by more than PGD_GAP;
+    ["pgd_below_autoattack"] when it falls short of AutoAttack's by more than AUTOATTACK_GAP."""
     if pgd_accuracy is None or autoattack_accuracy is None:
         return []
-    return ["pgd_above_autoattack"] if pgd_accuracy - autoattack_accuracy > PGD_GAP else []
+    gap = pgd_accuracy - autoattack_accuracy
+    return ["pgd_above_autoattack"] if gap > PGD_GAP else ["pgd_below_autoattack"] if -gap > AUTOATTACK_GAP else []
 
 
 def sweep_flags(curve) -> list[str]:
