@@ -201,7 +201,8 @@ def test_demo_config_runs_every_family_on_digits(workdir):
     assert set(counts) == set(PAPER_JOBS) - {"evaluate_shard", "evaluate_gather"} | {"evaluate", "grid_tuned"}  # 1 shard
     assert counts["fetch"] == 1 and "iseat fetch digits --root data" in text
     assert "results/demo/" in text and "cifar10/" not in text.replace("results/demo", "")  # nothing of the paper's matrix
-    assert "--attack autoattack --n-ex 10" in text and "--attack pgd --pgd-steps 20 --device cpu" in text  # PGD: all 300
+    # AutoAttack's APGD pair and PGD-20 on all 300 test images (no --n-ex)
+    assert "--attack autoattack-apgd --device cpu" in text and "--attack pgd --pgd-steps 20 --device cpu" in text
     assert "runtime.device=cpu" in text and "model.arch=small_cnn" in text
 
 
