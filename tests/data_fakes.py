@@ -89,3 +89,18 @@ def evil_bytes(target: Path) -> bytes:
 
 def load_stock(data: bytes):
     return pickle.load(io.BytesIO(data))
+
+
+def self_labelled_linear(n: int, side: int, seed: int, first_index: int):
+    """A linear 10-class classifier (eval mode) on n random 3 x side x side images labelled by itself, so every
+    point starts correct, as IndexedTensors with test indices first_index .. first_index + n - 1."""
+    import torch
+
+    from iseat.evaluation import IndexedTensors
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * side * side, 10)).eval()
+    x = torch.rand(n, 3, side, side)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, IndexedTensors(x, y, torch.arange(first_index, first_index + n))

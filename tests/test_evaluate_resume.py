@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from iseat.evaluation import (EvaluationError, EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model,
+from iseat.evaluation import (EvaluationError, EvaluationSpec, PGDSettings, evaluate_model,
                               partial_path, per_sample_path)
 from iseat.evaluation import chunks as chunks_module
+from data_fakes import self_labelled_linear
 
 SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=5, restarts=2, random_start=True),
                       batch_size=8, chunk_size=16)
@@ -19,12 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def problem():
     """A linear classifier on 40 random 3x8x8 images, labelled by itself so that every point starts correct."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)).eval()
-    x = torch.rand(40, 3, 8, 8)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return model, IndexedTensors(x, y, torch.arange(100, 140))
+    return self_labelled_linear(40, 8, seed=0, first_index=100)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import torch
 from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic
 from iseat.cli import main
 from iseat.config import DEFAULTS
-from iseat.evaluation import EvaluationError, EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model
+from iseat.evaluation import EvaluationError, EvaluationSpec, PGDSettings, evaluate_model
 from iseat.evaluation import EvaluationInputError, per_sample_path
 from iseat.evaluation.shards import Shard
 from iseat.models import build_model
+from data_fakes import self_labelled_linear
 
 # AutoAttack and PGD with random starts: both draw random numbers, which must line up across shards
 SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=3, restarts=2, random_start=True),
@@ -26,12 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def problem():
     """A linear classifier on 10 random 3x4x4 images (4 chunks: 3, 3, 3, 1), labelled by itself."""
-    torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10)).eval()
-    x = torch.rand(10, 3, 4, 4)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return model, IndexedTensors(x, y, torch.arange(200, 210))
+    return self_labelled_linear(10, 4, seed=1, first_index=200)
 
 
 def run(problem, out, spec=SPEC, **kwargs):

@@ -11,9 +11,10 @@ import torch
 
 from iseat import protocol_stamp
 from iseat.cli import main
-from iseat.evaluation import EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model, validate
+from iseat.evaluation import EvaluationSpec, PGDSettings, evaluate_model, validate
 from iseat.results import ResultsError
 from iseat.results import seeds as seed_stats
+from data_fakes import self_labelled_linear
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,12 +24,7 @@ INDICES = list(range(50, 58))
 @pytest.fixture(scope="module")
 def problem():
     """A linear classifier on 8 random 3x4x4 images with test indices 50..57, labelled by itself."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10)).eval()
-    x = torch.rand(8, 3, 4, 4)
-    with torch.no_grad():
-        y = model(x).argmax(1)
-    return model, IndexedTensors(x, y, torch.tensor(INDICES))
+    return self_labelled_linear(8, 4, seed=0, first_index=INDICES[0])
 
 
 def spec(eps=8 / 255):
