@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 
 # name -> module that defines it. Imported on first use (PEP 562), so light commands (tables,
 # figures, the index) and `import iseat.errors` do not pay for importing torch.
-_PUBLIC = {"PGD": ".attack", "PRESETS": ".method", "Method": ".method", "MethodSchedule": ".method",
-           "StepResult": ".method", "training_step": ".method", "build_model": ".models"}
+_PUBLIC = {"PGD": "iseat.attack", "PRESETS": "iseat.method", "Method": "iseat.method",
+           "MethodSchedule": "iseat.method", "StepResult": "iseat.method", "training_step": "iseat.method",
+           "build_model": "iseat.models"}
 
 __all__ = [*_PUBLIC, "__version__"]
 
@@ -19,7 +20,7 @@ __all__ = [*_PUBLIC, "__version__"]
 def __getattr__(name):
     if name not in _PUBLIC:
         raise AttributeError(f"module 'iseat' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
     globals()[name] = value
     return value
 

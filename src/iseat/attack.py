@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from iseat import distributed
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .avlog import PER_SAMPLE, AVLog
-from .errors import AVLogError, ParameterError, literal
-from .io import atomic_path
-from .results.writers import write_csv
+from iseat.avlog import PER_SAMPLE, AVLog
+from iseat.errors import AVLogError, ParameterError, literal
+from iseat.io import atomic_path
+from iseat.results.writers import write_csv
 
 SUMMARY_COLUMNS = ("epoch", "n_samples", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
                    "share_av_ge_1", "share_av_le_0")

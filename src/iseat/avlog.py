@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import yaml
 
-from .errors import AVLogError, AVLogMissing
-from .hdf5_open import DamagedFile, open_hdf5, open_swmr_reader
-from .io import atomic_path
+from iseat.errors import AVLogError, AVLogMissing
+from iseat.hdf5_open import DamagedFile, open_hdf5, open_swmr_reader
+from iseat.io import atomic_path
 
 FORMAT = "iseat-avlog-v1"
 PER_SAMPLE = {"av": "f4", "clean_loss": "f4", "adv_loss": "f4", "clean_correct": "i1", "adv_correct": "i1"}

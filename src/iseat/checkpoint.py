@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .io import atomic_path
-from .models import build_model
+from iseat.errors import UserError
+from iseat.io import atomic_path
+from iseat.models import build_model
 
 FORMAT = "iseat-checkpoint-v1"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import method_registry
-from .data.registry import dataset, schema_definitions
-from .errors import ParameterError, UserError
-from .fraction import budget
-from .trackers import schema_definitions as tracker_definitions
+from iseat import method_registry
+from iseat.data.registry import dataset, schema_definitions
+from iseat.errors import ParameterError, UserError
+from iseat.fraction import budget
+from iseat.trackers import schema_definitions as tracker_definitions
 
 DEFAULTS: dict = {
     "seed": 0,

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from .errors import UserError
+from iseat.errors import UserError
 
 CHOICES = "auto, cpu, cuda or cuda:N"
 FIX = ("run the job on a node with a working GPU (SLURM: resources gpu=1 / sbatch --gpus=1), "

@@ -16,7 +16,7 @@ import math
 import torch
 from torch.nn.utils import get_total_norm
 
-from .errors import RunFailed
+from iseat.errors import RunFailed
 
 EXIT_DIVERGED = 3
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ParameterError, literal
+from iseat.errors import ParameterError, literal
 
 MAX_BUDGET = 0.25  # l-inf budgets and step sizes above this are taken as pixels (8 for 8/255), a common mistake
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import h5py
 
-from .errors import first_line
+from iseat.errors import first_line
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 WRITE_ACCESS_FLAGS = 0x1 | 0x4  # superblock v2/v3 status flags: open for writing, open for SWMR writing

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from . import distributed, method_registry
-from .attack import PGD
-from .regularizer import LogitSmoothing, logit_stability_penalty
+from iseat import distributed, method_registry
+from iseat.attack import PGD
+from iseat.regularizer import LogitSmoothing, logit_stability_penalty
 # StepResult, parameters_frozen and stage_value stay importable from here (the library's public names).
-from .step_parts import StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen, stage_value
-from .weight_perturbation import AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters
+from iseat.step_parts import StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen, stage_value
+from iseat.weight_perturbation import AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters
 
 
 @dataclass(frozen=True)

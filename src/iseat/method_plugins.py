@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 
 import jsonschema
 
-from .errors import UserError, first_line
+from iseat.errors import UserError, first_line
 
 GROUP = "iseat.methods"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from . import method_plugins
+from iseat import method_plugins
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def check_options(cfg: dict, attack_steps: int = 10) -> None:
     stray = sorted(set(cfg) & set(plugin_options()) - set(chosen.defaults()) - {"name"})
     if stray:
         raise ValueError(f"method.{stray[0]}: an option of an installed method, not of {chosen.name}")
-    from .baselines import check_method_options  # the built-ins' own checks
+    from iseat.baselines import check_method_options  # the built-ins' own checks
 
     check_method_options(cfg, attack_steps)
 

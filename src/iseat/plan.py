@@ -34,11 +34,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import method_registry
-from .config import DEFAULTS, apply_override, deep_merge
-from .data.registry import DATASETS
-from .errors import ParameterError, UserError, literal
-from .fraction import parse_fraction
+from iseat import method_registry
+from iseat.config import DEFAULTS, apply_override, deep_merge
+from iseat.data.registry import DATASETS
+from iseat.errors import ParameterError, UserError, literal
+from iseat.fraction import parse_fraction
 
 METHOD_ROWS = tuple(method_registry.tab4_labels().values())
 AT_ROW = method_registry.cost_row(False, False)
@@ -228,7 +228,7 @@ def model_key(cfg: dict) -> tuple[str, float]:
 
 def stage_rows(cfg: dict) -> list[str]:
     """The Tab. 4 row every epoch's step costs as, from the parts of the method's step in that epoch."""
-    from .training import lr_stage, milestone_epochs
+    from iseat.training import lr_stage, milestone_epochs
 
     schedule = method_registry.schedule(cfg["method"])
     milestones = milestone_epochs(cfg)

@@ -20,9 +20,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from .method import Method, StepResult
-from .regularizer import logit_stability_penalty
-from .weight_perturbation import shift_parameters
+from iseat.method import Method, StepResult
+from iseat.regularizer import logit_stability_penalty
+from iseat.weight_perturbation import shift_parameters
 
 
 def awp_by_gradient_buffers(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor, gamma: float) -> dict:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from .instance_weighting import instance_weights, rank_descending, top_fraction_count
+from iseat import distributed
+from iseat.instance_weighting import instance_weights, rank_descending, top_fraction_count
 
 # (input, weights) of the two views each target compares: adversarial/clean, perturbed/base.
 TARGET_VIEWS = {

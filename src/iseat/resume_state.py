@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .avlog import PER_SAMPLE
-from .checkpoint import save_atomic
-from .errors import ResumeStateError, first_line
+from iseat.avlog import PER_SAMPLE
+from iseat.checkpoint import save_atomic
+from iseat.errors import ResumeStateError, first_line
 
 FORMAT = "iseat-resume-state-v1"
 REQUIRED = ("format", "model", "optimizer", "scheduler", "swa", "progress", "rng", "config")

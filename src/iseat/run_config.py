@@ -12,7 +12,7 @@ import shlex
 
 import yaml
 
-from .config import DEFAULTS, deep_merge
+from iseat.config import DEFAULTS, deep_merge
 
 RESOURCE_DEFAULTS = {
     "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},

@@ -23,7 +23,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import OutputLocked
+from iseat.errors import OutputLocked
 
 
 def holder_record() -> dict:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .plan import Job, option, run_config
+from iseat.plan import Job, option, run_config
 
 STATES = ("finished", "running", "failed", "not started")
 ERROR_LINE = re.compile(r"(error|Error|Traceback|Killed|CANCELLED|DUE TO TIME LIMIT|out of memory)")

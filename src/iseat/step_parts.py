@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch.func import functional_call
 
-from .weight_perturbation import forward_keeping_statistics, perturbed_parameters, shift_parameters
+from iseat.weight_perturbation import forward_keeping_statistics, perturbed_parameters, shift_parameters
 
 
 @dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import first_line
-from .io import write_json_atomic
+from iseat.errors import first_line
+from iseat.io import write_json_atomic
 
 IDS_FILE = "trackers.json"
 INSTALL_HINT = "pip install 'iseat[trackers]'"
@@ -228,8 +228,8 @@ def for_training(cfg: dict, folder, device, step: int, say=print) -> Trackers:
     names = cfg["runtime"]["loggers"]
     if not names:
         return Trackers([], Path(folder), say)
-    from .provenance import provenance
-    from .run_config import flatten  # run_config imports config, whose schema imports this module
+    from iseat.provenance import provenance
+    from iseat.run_config import flatten  # run_config imports config, whose schema imports this module
 
     params = {**flatten(cfg), **flatten({"provenance": provenance(device, cfg["seed"])})}
     return open_trackers(names, folder, params, step, say)

@@ -22,23 +22,23 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import acceleration, distributed, method_registry, run_lock, trackers
-from .attack import PGD, clean_and_robust_accuracy
-from .baselines import method_warnings
-from .avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
-from .config import ConfigError
-from .checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
-from .fraction import parse_fraction
-from .device import resolve_device
-from .divergence import check_step, step_counts
-from .errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
-from .io import write_json_atomic, write_text_atomic
-from .method import training_step, warm_start
-from .models import build_model
-from .provenance import provenance
-from .resume_state import (RunShape, check_belongs_to, check_fits, read_state, restore_rng_states, rng_states,
+from iseat import acceleration, distributed, method_registry, run_lock, trackers
+from iseat.attack import PGD, clean_and_robust_accuracy
+from iseat.baselines import method_warnings
+from iseat.avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
+from iseat.config import ConfigError
+from iseat.checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
+from iseat.fraction import parse_fraction
+from iseat.device import resolve_device
+from iseat.divergence import check_step, step_counts
+from iseat.errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
+from iseat.io import write_json_atomic, write_text_atomic
+from iseat.method import training_step, warm_start
+from iseat.models import build_model
+from iseat.provenance import provenance
+from iseat.resume_state import (RunShape, check_belongs_to, check_fits, read_state, restore_rng_states, rng_states,
                            save_state)
-from .swa import WeightAverage
+from iseat.swa import WeightAverage
 
 STATE = "state.pt"
 SUMMARY = "summary.json"
@@ -146,7 +146,7 @@ class TrainingRun:
             return finished
         if self.out.exists() and not self.out.is_dir():
             raise RunFolderInputError(f"{{0}} {literal(self.out)} is a file; give a folder for the run", "out")
-        from .data import load_data  # heavy import, only when training
+        from iseat.data import load_data  # heavy import, only when training
 
         self.data = load_data(self.cfg["data"], self.cfg["seed"])  # bad data fails before any file is written
         if not distributed.is_writer():  # the other processes of a data-parallel run write nothing

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from . import distributed
+from iseat import distributed
 
 
 def forward_keeping_statistics(model: torch.nn.Module, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
-from .config import schema as train_schema
+from iseat.config import schema as train_schema
 
 PACKAGE_URI = "iseat:"
 

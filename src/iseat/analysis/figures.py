@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data.registry import DATASETS
-from ..results.writers import image_format, read_csv, save_figure, write_csv, write_npz  # noqa: F401 (read_csv: the reader of write_csv)
+from iseat.data.registry import DATASETS
+from iseat.results.writers import image_format, read_csv, save_figure, write_csv, write_npz  # noqa: F401 (read_csv: the reader of write_csv)
 
 CLASS_NAMES = {name: d.class_names for name, d in DATASETS.items() if d.class_names}
 

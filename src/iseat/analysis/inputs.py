@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError, UserError, first_line, literal
-from ..fraction import budget
+from iseat.errors import ParameterError, UserError, first_line, literal
+from iseat.fraction import budget
 
 
 @dataclass
@@ -27,7 +27,7 @@ class StudyInputs:
 
 def study_attack(eps, step_size, steps: int, batch_size: int):
     """The PGD of a study (no random start: the adversarial direction is a function of the model)."""
-    from ..attack import PGD
+    from iseat.attack import PGD
 
     for name, value in (("pgd_steps", steps), ("batch_size", batch_size)):
         if value < 1:
@@ -36,7 +36,7 @@ def study_attack(eps, step_size, steps: int, batch_size: int):
 
 
 def margin_search(mu_max: float, step: float, growth: float, tol: float):
-    from .margin import MarginSearch
+    from iseat.analysis.margin import MarginSearch
 
     try:
         return MarginSearch(mu_max=mu_max, step=step, growth=growth, tol=tol)
@@ -52,7 +52,7 @@ def check_out_folder(out: Path) -> None:
 def study_data_config(config: dict, split: str, data_root: str | None) -> dict:
     """The run's data section for a study of `split`, without its extra data: the test set alone, or the
     labelled training images the run trained on (its validation part kept out, as in training)."""
-    from ..evaluation.api import evaluation_data_config
+    from iseat.evaluation.api import evaluation_data_config
 
     data_cfg = evaluation_data_config(config, data_root, None)
     if split == "train":
@@ -64,7 +64,7 @@ def load_bundle(config: dict, split: str, data_root: str | None):
     """The data of a run's config for a study of `split` (`study_data_config`), from `data_root` when the
     data moved since training."""
     try:
-        from ..data import load_data
+        from iseat.data import load_data
     except ImportError as err:
         raise UserError(f"the data module is not available ({err})") from None
     try:
@@ -85,7 +85,7 @@ def split_dataset(bundle, split: str):
 
 def load_inputs(checkpoint: Path, split: str, data_root: str | None, device) -> StudyInputs:
     """The checkpoint (read once), its data for `split` and its model in eval mode."""
-    from ..checkpoint import model_from_checkpoint, read_checkpoint
+    from iseat.checkpoint import model_from_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
     bundle = load_bundle(ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}, split, data_root)
@@ -104,7 +104,7 @@ def stack_samples(dataset, positions):
 
 
 def checkpoint_facts(path: Path, ckpt: dict) -> dict:
-    from ..checkpoint import sha256_of
+    from iseat.checkpoint import sha256_of
 
     return {"path": str(path), "sha256": sha256_of(path), "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]}
 
@@ -137,7 +137,7 @@ def samples_by_index(indices) -> tuple[list[int], list[str]]:
 
 def samples_by_margin(margins: Path, pick: int) -> tuple[list[int], list[str]]:
     """`pick` disordered samples, the most robust and the most vulnerable (margins.npz), as the paper's Fig. 3."""
-    from .margin import figure3_picks
+    from iseat.analysis.margin import figure3_picks
 
     check_pick(pick)
     try:
@@ -149,8 +149,8 @@ def samples_by_margin(margins: Path, pick: int) -> tuple[list[int], list[str]]:
 
 def samples_by_av(log_path: Path, epoch: int, pick: int) -> tuple[list[int], list[str]]:
     """The `pick` most and `pick` least vulnerable samples of an AV log at `epoch` (-1: the last complete)."""
-    from ..av_tables import most_vulnerable, resolve_epoch
-    from ..avlog import AVLog
+    from iseat.av_tables import most_vulnerable, resolve_epoch
+    from iseat.avlog import AVLog
 
     check_pick(pick)
     with AVLog(log_path) as log:

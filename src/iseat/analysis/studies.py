@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError, UserError, literal
-from ..io import write_json_atomic, write_text_atomic
-from ..results.index import relpath
-from .inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
+from iseat.errors import ParameterError, UserError, literal
+from iseat.io import write_json_atomic, write_text_atomic
+from iseat.results.index import relpath
+from iseat.analysis.inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 
 CAPTIONS = {
     "fig1a": "Fig. 1a: AV statistics of the training set per epoch",
@@ -31,11 +31,11 @@ def margin_study_files(checkpoint: Path, out: Path, attack, search, *, split: st
                        figure_mus=(0, 1, 2, 4, 8, 16, 32, 50)) -> dict:
     """Eq. 7 margin of the first `n` samples of `split` (all: None): margins.npz, fig1b, fig2 and margin.json
     (written last, returned) in the folder `out`."""
-    from ..avlog import av_statistics
-    from ..device import resolve_device
-    from ..provenance import provenance
-    from . import figures
-    from .margin import adversarial_direction, evaluation_mode, figure2_positions, margin_study, margin_summary, \
+    from iseat.avlog import av_statistics
+    from iseat.device import resolve_device
+    from iseat.provenance import provenance
+    from iseat.analysis import figures
+    from iseat.analysis.margin import adversarial_direction, evaluation_mode, figure2_positions, margin_study, margin_summary, \
         perturbation_grid
 
     check_out_folder(out)
@@ -73,10 +73,10 @@ def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[li
                           seed: int = 0, batch_size: int = 256) -> dict:
     """Eq. 8 loss landscape of the chosen samples ((dataset indices, panel titles)): fig3 (+ fig3.npz) and
     landscape.json (written last, returned) in the folder `out`."""
-    from ..device import resolve_device
-    from ..provenance import provenance
-    from . import figures
-    from .landscape import loss_landscape
+    from iseat.device import resolve_device
+    from iseat.provenance import provenance
+    from iseat.analysis import figures
+    from iseat.analysis.landscape import loss_landscape
 
     check_out_folder(out)
     if steps < 2:
@@ -100,7 +100,7 @@ def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[li
 
 def check_image(out: Path) -> None:
     """`out` ends in an image format the figures are written in (.png, .svg, .pdf); UserError if not."""
-    from .figures import image_format
+    from iseat.analysis.figures import image_format
 
     try:
         image_format(out)
@@ -110,8 +110,8 @@ def check_image(out: Path) -> None:
 
 def av_figure(log_path: Path, out: Path, title: str = "") -> int:
     """Fig. 1a from an AV log; the number of epochs shown."""
-    from ..avlog import AVLog
-    from .figures import figure1a_av_statistics
+    from iseat.avlog import AVLog
+    from iseat.analysis.figures import figure1a_av_statistics
 
     check_image(out)
     with AVLog(log_path) as log:
@@ -126,7 +126,7 @@ def run_eta(run_dir: Path) -> float:
     """The Eq. 9 strength of a run's last lr stage, from its resolved config."""
     import yaml
 
-    from ..method import MethodSchedule
+    from iseat.method import MethodSchedule
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -139,8 +139,8 @@ def eta_sweep(runs: list[Path], evaluations: list[Path], out: Path, test_av: lis
     """Fig. 4 from the Eq. 9 sweep's runs: each run's eta, accuracy and robustness (its evaluation JSON), the
     AV SD of its training set (its AV log) and, with `test_av`, of the test set (`iseat analyse vulnerability`
     summaries), one per run. Returns the etas in order."""
-    from .figures import figure4_eta_sweep
-    from .tables import av_statistics_of, read_evaluation
+    from iseat.analysis.figures import figure4_eta_sweep
+    from iseat.analysis.tables import av_statistics_of, read_evaluation
 
     check_image(out)
     if len(runs) != len(evaluations) or (test_av is not None and len(test_av) != len(runs)):
@@ -164,7 +164,7 @@ def eta_sweep(runs: list[Path], evaluations: list[Path], out: Path, test_av: lis
 def table1(entries, out: Path, accuracy_key: str = "clean_accuracy", robustness_key: str = "robust_accuracy") -> list:
     """Tab. 1 from (method name, AV source, evaluation JSON) entries as Markdown at `out` (numbers beside as .csv);
     the AT row's margins (an AV source margin.json) add the share of disordered samples."""
-    from .tables import read_evaluation, table1_rows, write_table1
+    from iseat.analysis.tables import read_evaluation, table1_rows, write_table1
 
     if out.suffix != ".md":
         raise ParameterError(f"{{0}} {literal(out)}: give a Markdown (.md) file", "out")

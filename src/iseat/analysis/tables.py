@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..av_tables import resolve_epoch
-from ..avlog import AVLog, av_statistics
-from ..io import write_text_atomic
-from ..results import paper_numbers
-from ..results.writers import write_csv
+from iseat.av_tables import resolve_epoch
+from iseat.avlog import AVLog, av_statistics
+from iseat.io import write_text_atomic
+from iseat.results import paper_numbers
+from iseat.results.writers import write_csv
 
 AV_COLUMNS = (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % AV"), ("av_bottom10_mean", "bottom-10 % AV"),
               ("share_av_ge_1", "AV ≥ 1 (%)"), ("share_av_le_0", "AV ≤ 0 (%)"))

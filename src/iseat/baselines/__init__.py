@@ -17,11 +17,11 @@ from functools import partial
 
 import torch.nn.functional as F
 
-from . import fat, gair_trades, gairat, mart, rwp, trades
-from .attacks import (CWAttack, EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack,
+from iseat.baselines import fat, gair_trades, gairat, mart, rwp, trades
+from iseat.baselines.attacks import (CWAttack, EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack,
                       UniformStartPGD)
-from ..step_parts import stage_value
-from .step import BaselineStep
+from iseat.step_parts import stage_value
+from iseat.baselines.step import BaselineStep
 
 
 def adversarial_cross_entropy(clean_logits, adv_logits, y):

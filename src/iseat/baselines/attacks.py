@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import distributed
-from ..attack import cw_margin, input_gradient
+from iseat import distributed
+from iseat.attack import cw_margin, input_gradient
 
 
 @contextlib.contextmanager

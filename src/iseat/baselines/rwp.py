@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import distributed
+from iseat import distributed
 
 THRESHOLD = 1.7
 STEPS = 10

@@ -20,11 +20,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import distributed
-from ..step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
-from ..weight_perturbation import layerwise_scaled, perturbable_parameters
-from .attacks import evaluating
-from .rwp import robust_weight_perturbation
+from iseat import distributed
+from iseat.step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
+from iseat.weight_perturbation import layerwise_scaled, perturbable_parameters
+from iseat.baselines.attacks import evaluating
+from iseat.baselines.rwp import robust_weight_perturbation
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import acceleration
-from ..avlog import AVLogWriter, EpochBuffer
-from ..device import resolve_device
-from ..method import StepResult
-from . import module_main, report
-from .step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
+from iseat import acceleration
+from iseat.avlog import AVLogWriter, EpochBuffer
+from iseat.device import resolve_device
+from iseat.method import StepResult
+from iseat.benchmarks import module_main, report
+from iseat.benchmarks.step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
 
 
 def random_result(batch_size: int, device, generator: torch.Generator) -> StepResult:
@@ -50,7 +50,7 @@ def timed(fn, device) -> float:
 def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49000, method: str = ISEAT,
                device: str = "auto", runtime: dict | None = None, step_repeats: int = 5, warmup: int = 1,
                record_repeats: int = 200, epochs: int = 3, threads: int | None = None, seed: int = 0) -> dict:
-    from ..provenance import provenance
+    from iseat.provenance import provenance
 
     if threads:
         torch.set_num_threads(threads)
@@ -98,7 +98,7 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
 
 
 def _device_name(device: str) -> str:
-    from ..provenance import device_description
+    from iseat.provenance import device_description
 
     return device_description(device)
 

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import torch
 
-from ..device import resolve_device
-from ..errors import UserError
-from ..io import write_json_atomic, write_text_atomic
-from ..resume_state import ResumeStateError, read_state
-from . import module_main, step_timing
+from iseat.device import resolve_device
+from iseat.errors import UserError
+from iseat.io import write_json_atomic, write_text_atomic
+from iseat.resume_state import ResumeStateError, read_state
+from iseat.benchmarks import module_main, step_timing
 
 # Speed variants of the step section: name -> runtime options (fp32 eager is the baseline).
 VARIANTS = {
@@ -208,7 +208,7 @@ def add_speedups(sections: dict, arch: str) -> None:
 
 
 def loader_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report) -> None:
-    from . import loader
+    from iseat.benchmarks import loader
 
     estimate = profile.loader_estimate_s
     if not budget.allows(estimate):
@@ -237,9 +237,9 @@ def training_overrides(profile: Profile, data_cfg: dict, device: str, arch: str,
 def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report,
                      work: Path) -> None:
     """A short ISEAT training of the training model, then AutoAttack (standard) and PGD on the test images."""
-    from ..config import load_config
-    from ..evaluation import EvaluationSpec, evaluate_checkpoint
-    from ..training import train
+    from iseat.config import load_config
+    from iseat.evaluation import EvaluationSpec, evaluate_checkpoint
+    from iseat.training import train
 
     estimate = profile.training_estimate_s
     if not budget.allows(estimate):
@@ -348,7 +348,7 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
 # ----------------------------------------------------------------------------- the check
 
 def environment(device: str) -> dict:
-    from ..provenance import provenance
+    from iseat.provenance import provenance
 
     env = {"device": device, "provenance": provenance(device, 0), "torch": torch.__version__,
            "cudnn_benchmark": torch.backends.cudnn.benchmark}

@@ -13,12 +13,12 @@ import time
 
 import torch
 
-from ..attack import PGD
-from ..config import DEFAULTS
-from ..data import load_data
-from ..data.registry import TRAINING_SETS
-from ..method import MethodSchedule, training_step
-from ..models import build_model
+from iseat.attack import PGD
+from iseat.config import DEFAULTS
+from iseat.data import load_data
+from iseat.data.registry import TRAINING_SETS
+from iseat.method import MethodSchedule, training_step
+from iseat.models import build_model
 
 
 def loader_throughput(bundle, batch_size: int, num_workers: int, batches: int, seed: int = 0) -> dict:

@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .. import acceleration
-from ..attack import PGD
-from .. import method_registry
-from ..device import resolve_device
-from ..method import MethodSchedule, training_step
-from ..models import build_model
-from ..reference_step import reference_training_step
-from . import module_main, report
+from iseat import acceleration
+from iseat.attack import PGD
+from iseat import method_registry
+from iseat.device import resolve_device
+from iseat.method import MethodSchedule, training_step
+from iseat.models import build_model
+from iseat.reference_step import reference_training_step
+from iseat.benchmarks import module_main, report
 
 # Tab. 4 rows: label -> (method, overrides), from the registry. Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {label: (name, {}) for name, label in method_registry.tab4_labels().items()}
@@ -225,7 +225,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
                 memory: bool = True, flops: bool = True, memory_lean: bool = False) -> dict:
     """Median time of one training step per method (and path), its ratio to AT, img/s, peak memory and
     the step's FLOPs (matrix multiplications and convolutions)."""
-    from ..provenance import provenance
+    from iseat.provenance import provenance
 
     if threads:
         torch.set_num_threads(threads)
@@ -295,7 +295,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
 
 
 def _device_name(device: str) -> str:
-    from ..provenance import device_description
+    from iseat.provenance import device_description
 
     return device_description(device)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results.grid import GRID_METRIC
-from . import UserError
+from iseat.results.grid import GRID_METRIC
+from iseat.cli import UserError
 
 
 def add_arguments(parser) -> None:
@@ -96,7 +96,7 @@ def run(args) -> int:
 
 
 def run_seeds(args) -> int:
-    from ..results.seeds import write_seed_summary
+    from iseat.results.seeds import write_seed_summary
 
     result = write_seed_summary(args.inputs, args.out)
     print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
@@ -105,7 +105,7 @@ def run_seeds(args) -> int:
 
 
 def run_grid(args) -> int:
-    from ..results.grid import write_winner
+    from iseat.results.grid import write_winner
 
     points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
               for lam, gamma, run_dir in args.point]
@@ -119,14 +119,14 @@ def run_grid(args) -> int:
 
 
 def run_tuned(args) -> int:
-    from ..results.grid import write_tuned
+    from iseat.results.grid import write_tuned
 
     print(f"{args.out}: {write_tuned(args.winner, args.keys, args.lam_warmup, args.out)}")
     return 0
 
 
 def entries(args):
-    from ..results.tables import parse_entries
+    from iseat.results.tables import parse_entries
 
     if not args.entry:
         raise UserError("--entry: give at least one aggregated result")
@@ -135,8 +135,8 @@ def entries(args):
 
 
 def run_tables(args) -> int:
-    from ..results.seeds import read_json
-    from ..results.tables import write_tables
+    from iseat.results.seeds import read_json
+    from iseat.results.tables import write_tables
 
     timing = read_json(args.step_timing) if args.step_timing else None
     for path in write_tables(args.out_dir, *entries(args), timing):
@@ -145,7 +145,7 @@ def run_tables(args) -> int:
 
 
 def run_figure_results(args) -> int:
-    from ..results.figures import figure_results
+    from iseat.results.figures import figure_results
 
     figure_results(args.out, *entries(args))
     print(args.out)
@@ -153,7 +153,7 @@ def run_figure_results(args) -> int:
 
 
 def run_figure_curves(args) -> int:
-    from ..results.figures import figure_curves
+    from iseat.results.figures import figure_curves
 
     entry_list, _, method_labels = entries(args)
     figure_curves(args.out, entry_list, method_labels, args.title)
@@ -162,7 +162,7 @@ def run_figure_curves(args) -> int:
 
 
 def run_figure_training(args) -> int:
-    from ..results.figures import figure_training
+    from iseat.results.figures import figure_training
 
     figure_training(args.out, [(label, Path(run_dir)) for label, run_dir in args.run], args.title)
     print(args.out)
@@ -170,8 +170,8 @@ def run_figure_training(args) -> int:
 
 
 def run_figure_grid(args) -> int:
-    from ..results.figures import figure_grid
-    from ..results.seeds import read_json
+    from iseat.results.figures import figure_grid
+    from iseat.results.seeds import read_json
 
     figure_grid(args.out, read_json(args.winner), args.title)
     print(args.out)
@@ -179,7 +179,7 @@ def run_figure_grid(args) -> int:
 
 
 def run_index(args) -> int:
-    from ..results.index import write_index
+    from iseat.results.index import write_index
 
     write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
                 labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))

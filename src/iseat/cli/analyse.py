@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import UserError
+from iseat.cli import UserError
 
 # the studies' parameters (ParameterError) and the flags that set them
 FLAGS = {"out": "--out", "split": "--split", "eps": "--eps", "step_size": "--step-size", "pgd_steps": "--pgd-steps",
@@ -103,14 +103,14 @@ def run(args) -> int:
 
 
 def study_attack(args):
-    from ..analysis.inputs import study_attack
+    from iseat.analysis.inputs import study_attack
 
     return study_attack(args.eps, args.step_size, args.pgd_steps, args.batch_size)
 
 
 def run_margin(args) -> int:
-    from ..analysis.inputs import margin_search
-    from ..analysis.studies import margin_study_files
+    from iseat.analysis.inputs import margin_search
+    from iseat.analysis.studies import margin_study_files
 
     attack = study_attack(args)
     search = margin_search(args.mu_max, args.scan_step, args.scan_growth, args.tol)
@@ -124,8 +124,8 @@ def run_margin(args) -> int:
 
 
 def run_landscape(args) -> int:
-    from ..analysis import inputs
-    from ..analysis.studies import landscape_study_files
+    from iseat.analysis import inputs
+    from iseat.analysis.studies import landscape_study_files
 
     attack = study_attack(args)
     if sum(a is not None for a in (args.indices, args.log, args.margins)) != 1:
@@ -146,14 +146,14 @@ def run_landscape(args) -> int:
 
 
 def run_av_figure(args) -> int:
-    from ..analysis.studies import av_figure
+    from iseat.analysis.studies import av_figure
 
     print(f"Fig. 1a over {av_figure(args.log, args.out, args.title)} epochs: {args.out}")
     return 0
 
 
 def run_vulnerability(args) -> int:
-    from ..analysis.vulnerability import vulnerability_study
+    from iseat.analysis.vulnerability import vulnerability_study
 
     summary = vulnerability_study(args.checkpoint, args.split, args.out, data_root=args.data_root, device=args.device,
                                   batch_size=args.batch_size, n_examples=args.n_examples, seed=args.seed,
@@ -164,7 +164,7 @@ def run_vulnerability(args) -> int:
 
 
 def run_eta_sweep(args) -> int:
-    from ..analysis.studies import eta_sweep
+    from iseat.analysis.studies import eta_sweep
 
     etas = eta_sweep(args.runs, args.evals, args.out, args.test_av, args.accuracy_key, args.robustness_key)
     print(f"Fig. 4 over eta = {etas}: {args.out}")
@@ -172,7 +172,7 @@ def run_eta_sweep(args) -> int:
 
 
 def run_table1(args) -> int:
-    from ..analysis.studies import table1
+    from iseat.analysis.studies import table1
 
     rows = table1(args.entry, args.out, args.accuracy_key, args.robustness_key)
     print(f"Tab. 1 with {len(rows)} methods: {args.out}")
@@ -180,7 +180,7 @@ def run_table1(args) -> int:
 
 
 def run_index(args) -> int:
-    from ..analysis.studies import index_page
+    from iseat.analysis.studies import index_page
 
     index_page(args.files, args.out, args.title)
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from . import UserError
+from iseat.cli import UserError
 
 # benchmarks whose module has its own argument parser: name -> (module, help)
 FORWARDED = {
@@ -25,7 +25,7 @@ FORWARDED = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..benchmarks import avlog_cost, gpu_check, step_timing
+    from iseat.benchmarks import avlog_cost, gpu_check, step_timing
 
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     step_timing.add_arguments(sub.add_parser(
@@ -46,15 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.benchmark == "step":
-        from ..benchmarks import step_timing
+        from iseat.benchmarks import step_timing
 
         return step_timing.run(args)
     if args.benchmark == "avlog":
-        from ..benchmarks import avlog_cost
+        from iseat.benchmarks import avlog_cost
 
         return avlog_cost.run(args)
     if args.benchmark == "gpu-check":
-        from ..benchmarks import gpu_check
+        from iseat.benchmarks import gpu_check
 
         return gpu_check.run(args)
     module_name = FORWARDED[args.benchmark][0]

@@ -23,7 +23,7 @@ DEFAULT_ATTACKS = ["autoattack", "pgd"]
 
 
 def attack_help() -> str:
-    from ..evaluation import ATTACKS
+    from iseat.evaluation import ATTACKS
 
     listed = "; ".join(f"{name}: {cls.description}" for name, cls in ATTACKS.items())
     return f"any of: {listed}; none: clean accuracy only. Default: {' '.join(DEFAULT_ATTACKS)}"
@@ -68,8 +68,8 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
 
 
 def spec_from_args(args):
-    from ..evaluation import EvaluationSpec, PGDSettings
-    from ..fraction import budget
+    from iseat.evaluation import EvaluationSpec, PGDSettings
+    from iseat.fraction import budget
 
     pgd = PGDSettings(steps=args.pgd_steps, step_size=budget(args.pgd_step_size, "pgd_step_size", positive=True),
                       restarts=args.pgd_restarts, random_start=args.pgd_random_start)
@@ -78,7 +78,7 @@ def spec_from_args(args):
 
 
 def summary_line(report: dict) -> str:
-    from ..evaluation.attacks import sections
+    from iseat.evaluation.attacks import sections
 
     line = f"{report['n_examples']} samples: clean {100 * report['clean_accuracy']:.2f}%"
     for record in (report[section] for section in sections() if report.get(section) is not None):
@@ -87,15 +87,15 @@ def summary_line(report: dict) -> str:
 
 
 def sweep_spec_from_args(args):
-    from ..evaluation.sweep import SweepSpec
-    from ..fraction import budget
+    from iseat.evaluation.sweep import SweepSpec
+    from iseat.fraction import budget
 
     return SweepSpec(eps=tuple(args.eps_sweep), steps=args.pgd_steps, headline_eps=budget(args.eps, "eps", positive=True),
                      batch_size=args.batch_size, seed=args.seed, n_ex=args.n_ex)
 
 
 def run_sweep(args) -> dict:
-    from ..evaluation.sweep import sweep_checkpoint
+    from iseat.evaluation.sweep import sweep_checkpoint
 
     report = sweep_checkpoint(args.checkpoint, args.out, sweep_spec_from_args(args), data_root=args.data_root,
                               dataset=args.dataset, expect_arch=args.expect_arch, device=args.device)
@@ -109,9 +109,9 @@ def run_sweep(args) -> dict:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..evaluation import evaluate_checkpoint
-    from ..evaluation.shards import Shard
-    from ..trackers import log_evaluation
+    from iseat.evaluation import evaluate_checkpoint
+    from iseat.evaluation.shards import Shard
+    from iseat.trackers import log_evaluation
 
     if args.eps_sweep:
         report = run_sweep(args)

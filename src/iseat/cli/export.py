@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..export.robustbench import export_robustbench
+    from iseat.export.robustbench import export_robustbench
 
     written = export_robustbench(args.run, args.out, evaluation=args.evaluation, name=args.name)
     info = written["info"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.registry import FETCHED
-from . import UserError
+from iseat.data.registry import FETCHED
+from iseat.cli import UserError
 
 EXAMPLES = """examples:
   iseat fetch cifar10 --root data                                   # download (md5-checked)
@@ -35,8 +35,8 @@ FLAGS = {"source": "--from", "url": "--url", "limit": "--limit", "sha256": "--sh
 
 
 def run(args) -> int:
-    from ..data.fetch import fetch
-    from ..data.pseudo_labels import PUBLISHED_COUNT
+    from iseat.data.fetch import fetch
+    from iseat.data.pseudo_labels import PUBLISHED_COUNT
 
     if args.name != "ti500k" and args.expect_count is not None:
         raise UserError("--expect-count applies only to ti500k")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import av_tables
-from ..avlog import PER_SAMPLE, AVLog
+from iseat import av_tables
+from iseat.avlog import PER_SAMPLE, AVLog
 
 FLAGS = {"k": "-k", "csv": "--csv", "out": "--out", "epoch": "--epoch"}
 

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import UserError
+from iseat.cli import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +38,8 @@ FLAGS = {"gpu_check": "--gpu-check", "step_time": "--step-time", "aa_s_per_image
 
 
 def run(args) -> int:
-    from ..benchmarks import report
-    from ..plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
+    from iseat.benchmarks import report
+    from iseat.plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
 
     if not args.gpu_check and not args.step_time:
         raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from . import UserError
+from iseat.cli import UserError
 
 
 def add_arguments(parser) -> None:
@@ -20,7 +20,7 @@ FLAGS = {"out": "--out"}  # the run's parameters (ParameterError) and the flags 
 
 
 def run(args) -> int:
-    from ..config import load_config
+    from iseat.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # ConfigError: one line, exit 2 (iseat.cli.main)
     if args.print_config:
@@ -29,7 +29,7 @@ def run(args) -> int:
     if not args.out:
         raise UserError("--out: give the run folder, e.g. --out results/demo/iseat/seed0")
 
-    from ..training import train
+    from iseat.training import train
 
     train(cfg, args.out)  # errors of the library are UserErrors, printed as one line by the CLI's main
     return 0

@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .registry import DATASETS
+from iseat.data.registry import DATASETS
 
 AUGMENTATIONS = ("none", "crop_flip", "idbh")
 

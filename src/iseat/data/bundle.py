@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .augmentation import build_augmentation, resolve_augmentation
-from .errors import DataError
-from .loaders import ArrayDataset, EvalLoader, TrainBatches, make_train_loader
-from .pseudo_labels import PseudoLabelledSet
-from .sources import LabelledArrays, load_source
-from .split import make_split
+from iseat.data.augmentation import build_augmentation, resolve_augmentation
+from iseat.data.errors import DataError
+from iseat.data.loaders import ArrayDataset, EvalLoader, TrainBatches, make_train_loader
+from iseat.data.pseudo_labels import PseudoLabelledSet
+from iseat.data.sources import LabelledArrays, load_source
+from iseat.data.split import make_split
 
 
 @dataclass

@@ -26,11 +26,11 @@ from pathlib import Path
 import torchvision
 from torchvision.datasets import SVHN
 
-from ..io import atomic_path, folder_kept_on_success, write_json_atomic
-from . import pseudo_labels, registry
-from ..errors import literal
-from .errors import DataInputError, FetchError
-from .pseudo_labels import file_digest
+from iseat.io import atomic_path, folder_kept_on_success, write_json_atomic
+from iseat.data import pseudo_labels, registry
+from iseat.errors import literal
+from iseat.data.errors import DataInputError, FetchError
+from iseat.data.pseudo_labels import file_digest
 
 FORMAT = "iseat-data-v1"
 MANIFEST = "manifest.json"
@@ -342,7 +342,7 @@ def fetch_digits(root) -> str:
     """Write DATA_ROOT/digits/manifest.json describing the built-in demo set (nothing is downloaded)."""
     import sklearn
 
-    from .sources import load_digits
+    from iseat.data.sources import load_digits
 
     dest = Path(root) / "digits"
     arrays = load_digits()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .augmentation import augment_batch
+from iseat.data.augmentation import augment_batch
 
 LABELLED_STREAM, EXTRA_STREAM, AUGMENT_STREAM, LOADER_STREAM = 1, 2, 3, 4
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, write_json_atomic
-from ..errors import literal
-from .errors import DataError, DataInputError
-from .safe_pickle import restricted_load
+from iseat.io import atomic_path, write_json_atomic
+from iseat.errors import literal
+from iseat.data.errors import DataError, DataInputError
+from iseat.data.safe_pickle import restricted_load
 
 PICKLE_NAME = "ti_500K_pseudo_labeled.pickle"
 PUBLISHED_COUNT = 500_000

@@ -15,7 +15,7 @@ import numpy as np
 from numpy._core import multiarray as _multiarray
 from numpy._core import numeric as _numeric
 
-from .errors import DataError
+from iseat.data.errors import DataError
 
 
 class Refused(pickle.UnpicklingError):

@@ -15,9 +15,9 @@ import numpy as np
 import torchvision
 from torchvision.datasets import SVHN
 
-from . import registry
-from .errors import DataError
-from .safe_pickle import restricted_load
+from iseat.data import registry
+from iseat.data.errors import DataError
+from iseat.data.safe_pickle import restricted_load
 
 DIGITS_TEST_SIZE = registry.DATASETS["digits"].sizes[1]  # 1797 digits -> 1497 training / 300 test images, a fixed split
 IMAGE_SIZE = 32  # every model (small CNN, PreActResNet18, WRN) is built for 32 x 32 inputs

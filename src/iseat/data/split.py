@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from iseat.data.errors import DataError
 
 SELECTION_MODES = ("validation", "test")
 SPLIT_STREAM = 11  # keeps the split's random stream apart from the loaders' streams of the same seed

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from .. import run_lock
-from ..checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
-from ..device import resolve_device
-from ..errors import literal
-from ..provenance import device_description, provenance
-from .chunks import chunk_bounds, model_digest, partial_path, run_chunks
-from .report import build_report, per_sample_path, write_outputs
-from .shards import Shard, gather, write_shard
-from .spec import EvaluationError, EvaluationInputError, EvaluationSpec
+from iseat import run_lock
+from iseat.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
+from iseat.device import resolve_device
+from iseat.errors import literal
+from iseat.provenance import device_description, provenance
+from iseat.evaluation.chunks import chunk_bounds, model_digest, partial_path, run_chunks
+from iseat.evaluation.report import build_report, per_sample_path, write_outputs
+from iseat.evaluation.shards import Shard, gather, write_shard
+from iseat.evaluation.spec import EvaluationError, EvaluationInputError, EvaluationSpec
 
 
 def check_out_path(out) -> Path:
@@ -132,7 +132,7 @@ def evaluation_data_config(cfg: dict, data_root: str | None, dataset: str | None
 
 def load_test_set(data_cfg: dict, seed: int):
     """(test Dataset, num_classes) via `iseat.data.load_data`; DataError becomes EvaluationError."""
-    from ..data import DataError, load_data
+    from iseat.data import DataError, load_data
 
     try:
         bundle = load_data(data_cfg, seed)

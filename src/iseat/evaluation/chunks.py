@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..io import write_json_atomic
-from ..protocol_stamp import recorded_modes, samples_digest
-from .attacks import Attack
-from .robustness import clean_correct
-from .spec import EvaluationError, EvaluationSpec
+from iseat.io import write_json_atomic
+from iseat.protocol_stamp import recorded_modes, samples_digest
+from iseat.evaluation.attacks import Attack
+from iseat.evaluation.robustness import clean_correct
+from iseat.evaluation.spec import EvaluationError, EvaluationSpec
 
 PARTIAL_FORMAT = "iseat-evaluation-partial-v2"  # v2: each chunk holds its data checksum
 

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import write_json_atomic
-from .spec import EvaluationError, EvaluationInputError
+from iseat.io import write_json_atomic
+from iseat.evaluation.spec import EvaluationError, EvaluationInputError
 
 SHARD_FORMAT = "iseat-evaluation-shard-v1"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import ParameterError, UserError, literal
-from ..fraction import budget
-from .attacks import ATTACKS, Attack
+from iseat.errors import ParameterError, UserError, literal
+from iseat.fraction import budget
+from iseat.evaluation.attacks import ATTACKS, Attack
 
 NORM = "Linf"
 NONE = "none"  # --attack none: clean accuracy only

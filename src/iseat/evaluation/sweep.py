@@ -16,20 +16,20 @@ from datetime import datetime, timezone
 
 import torch
 
-from .. import gradient_masking as masking
-from ..attack import PGD
-from ..device import resolve_device
-from ..errors import ParameterError
-from ..fraction import parse_fraction
-from ..io import write_json_atomic
-from ..protocol_stamp import protocol_stamp, recorded_modes, samples_digest
-from ..provenance import device_description, provenance
-from .api import check_out_path, load_evaluated, sample_count
-from .attacks.base import attack_in_batches
-from .chunks import load_samples
-from .report import validate
-from .robustness import clean_correct
-from .spec import NORM, EvaluationError, EvaluationInputError
+from iseat import gradient_masking as masking
+from iseat.attack import PGD
+from iseat.device import resolve_device
+from iseat.errors import ParameterError
+from iseat.fraction import parse_fraction
+from iseat.io import write_json_atomic
+from iseat.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
+from iseat.provenance import device_description, provenance
+from iseat.evaluation.api import check_out_path, load_evaluated, sample_count
+from iseat.evaluation.attacks.base import attack_in_batches
+from iseat.evaluation.chunks import load_samples
+from iseat.evaluation.report import validate
+from iseat.evaluation.robustness import clean_correct
+from iseat.evaluation.spec import NORM, EvaluationError, EvaluationInputError
 
 FORMAT = "iseat-eps-sweep-v1"
 STEP_FACTOR = 2.5  # step size = 2.5 eps / steps

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, read_checkpoint, sha256_of
-from ..data import registry
-from ..errors import UserError
-from ..io import atomic_path, write_json_atomic
-from ..results import ResultsError
-from ..results.protocols import stamp_of
+from iseat.checkpoint import CheckpointError, read_checkpoint, sha256_of
+from iseat.data import registry
+from iseat.errors import UserError
+from iseat.io import atomic_path, write_json_atomic
+from iseat.results import ResultsError
+from iseat.results.protocols import stamp_of
 
 DATASETS = tuple(n for n, d in registry.DATASETS.items() if d.robustbench)  # its l-inf leaderboards for 32x32 images
 ISEAT_PAPER = {"link": "https://arxiv.org/abs/2303.14077",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import gradient_masking as masking
-from .comparisons import mark
-from .writers import csv_cell
+from iseat import gradient_masking as masking
+from iseat.results.comparisons import mark
+from iseat.results.writers import csv_cell
 
 
 def fmt_pm(pair, digits=2) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import ResultsError
-from .tables import Entry, result_rows
-from .writers import save_figure
+from iseat.results import ResultsError
+from iseat.results.tables import Entry, result_rows
+from iseat.results.writers import save_figure
 
 def figure_results(out, entries: list[Entry], setting_labels: dict, method_labels: dict) -> None:
     """Clean and AutoAttack accuracy per (setting, method): ours (mean ± std) beside the paper's."""

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from ..io import write_json_atomic, write_text_atomic
-from ..run_config import tuned_method
-from . import ResultsError
-from .seeds import read_json
+from iseat.io import write_json_atomic, write_text_atomic
+from iseat.run_config import tuned_method
+from iseat.results import ResultsError
+from iseat.results.seeds import read_json
 
 GRID_FORMAT = "iseat-grid-v1"
 GRID_METRIC = "best_selection_pgd_acc"

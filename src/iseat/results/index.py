@@ -7,10 +7,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import gradient_masking as masking
-from ..io import write_text_atomic
-from .columns import fmt_pm
-from .seeds import percent, read_json
+from iseat import gradient_masking as masking
+from iseat.io import write_text_atomic
+from iseat.results.columns import fmt_pm
+from iseat.results.seeds import percent, read_json
 
 
 def relpath(path, start) -> str:

@@ -6,8 +6,8 @@ carry no stamp; reports written before the stamp existed are refused with the fi
 
 from __future__ import annotations
 
-from ..protocol_stamp import MODEL_FIELDS, difference
-from . import ResultsError
+from iseat.protocol_stamp import MODEL_FIELDS, difference
+from iseat.results import ResultsError
 
 STAMPED_FORMATS = ("iseat-robustness-v2", "iseat-eps-sweep-v1")  # aa.json/pgd.json, sweep.json
 UNSTAMPED_FORMATS = ("iseat-robustness-v1",)

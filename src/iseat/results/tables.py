@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from .. import gradient_masking as masking
-from .. import method_registry
-from ..io import write_text_atomic
-from . import ResultsError, comparisons, paper_numbers
-from .columns import columns_of
-from .protocols import check_side_by_side
-from .seeds import percent, read_json
-from .writers import csv_cell, csv_text, write_csv
+from iseat import gradient_masking as masking
+from iseat import method_registry
+from iseat.io import write_text_atomic
+from iseat.results import ResultsError, comparisons, paper_numbers
+from iseat.results.columns import columns_of
+from iseat.results.protocols import check_side_by_side
+from iseat.results.seeds import percent, read_json
+from iseat.results.writers import csv_cell, csv_text, write_csv
 
 # Tab. 4's time column: the step benchmark's label (`iseat benchmark step`) of each row's method.
 STEP_TIMING_LABELS = {row: method_registry.tab4_labels()[method] for row, method in

@@ -7,12 +7,12 @@ here (or `register(MyAttack)` from outside the package) and one test.
 
 from __future__ import annotations
 
-from .autoattack import AutoAttackStandard
-from .autoattack_apgd import AutoAttackAPGDPair
-from .autoattack_paper import AutoAttackPaperProtocol
-from .base import Attack, AttackOutcome, attack_in_batches
-from .cw import CWInfAttack, cw_margin_loss
-from .pgd import PGDAttack
+from iseat.evaluation.attacks.autoattack import AutoAttackStandard
+from iseat.evaluation.attacks.autoattack_apgd import AutoAttackAPGDPair
+from iseat.evaluation.attacks.autoattack_paper import AutoAttackPaperProtocol
+from iseat.evaluation.attacks.base import Attack, AttackOutcome, attack_in_batches
+from iseat.evaluation.attacks.cw import CWInfAttack, cw_margin_loss
+from iseat.evaluation.attacks.pgd import PGDAttack
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (PGDAttack, AutoAttackStandard, AutoAttackPaperProtocol,
                                                                AutoAttackAPGDPair, CWInfAttack)}

@@ -3,8 +3,8 @@ queries) through pyautoattack, recording which sub-attack broke each point."""
 
 from __future__ import annotations
 
-from .. import autoattack_adapter as adapter
-from .base import Attack, AttackOutcome
+from iseat.evaluation import autoattack_adapter as adapter
+from iseat.evaluation.attacks.base import Attack, AttackOutcome
 
 
 class AutoAttackStandard(Attack):

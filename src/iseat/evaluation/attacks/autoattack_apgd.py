@@ -5,8 +5,8 @@ non-standard, and its gradient-masking check has no Square to compare with."""
 
 from __future__ import annotations
 
-from .. import autoattack_adapter as adapter
-from .autoattack import AutoAttackStandard
+from iseat.evaluation import autoattack_adapter as adapter
+from iseat.evaluation.attacks.autoattack import AutoAttackStandard
 
 
 class AutoAttackAPGDPair(AutoAttackStandard):

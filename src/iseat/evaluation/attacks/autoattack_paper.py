@@ -3,8 +3,8 @@ target, rescaled Square schedule): weaker than standard AutoAttack and always la
 
 from __future__ import annotations
 
-from .. import autoattack_adapter as adapter
-from .autoattack import AutoAttackStandard
+from iseat.evaluation import autoattack_adapter as adapter
+from iseat.evaluation.attacks.autoattack import AutoAttackStandard
 
 
 class AutoAttackPaperProtocol(AutoAttackStandard):

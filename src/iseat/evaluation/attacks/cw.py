@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ...attack import cw_margin
-from .base import Attack
-from .pgd import PGDAttack
+from iseat.attack import cw_margin
+from iseat.evaluation.attacks.base import Attack
+from iseat.evaluation.attacks.pgd import PGDAttack
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 
-from ...attack import PGD
-from .base import Attack, AttackOutcome, attack_in_batches
+from iseat.attack import PGD
+from iseat.evaluation.attacks.base import Attack, AttackOutcome, attack_in_batches
 
 if TYPE_CHECKING:
-    from ..spec import PGDSettings
+    from iseat.evaluation.spec import PGDSettings
 
 
 class PGDAttack(Attack):
