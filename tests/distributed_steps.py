@@ -7,10 +7,10 @@ import sys
 import torch
 import torch.distributed as dist
 
-from iseat import distributed
-from iseat.attack import PGD
-from iseat.method import MethodSchedule
-from iseat.models import SmallCNN
+from iseat.common import distributed
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import MethodSchedule
+from iseat.methods.models import SmallCNN
 
 # (method section, lr stage, epoch of 200): ISEAT's smoothing is on from stage 1, GAIRAT reweights late.
 METHODS = {

@@ -14,9 +14,9 @@ def serve(conn) -> None:
     import torch
 
     import iseat.data
-    from iseat.config import load_config
-    from iseat.errors import OutputLocked
-    from iseat.training import LOCK, SUMMARY, train
+    from iseat.training.config import load_config
+    from iseat.common.errors import OutputLocked
+    from iseat.training.loop import LOCK, SUMMARY, train
 
     torch.set_num_threads(1)
     load_data = iseat.data.load_data

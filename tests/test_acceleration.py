@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from iseat import acceleration
-from iseat.attack import PGD
-from iseat.method import MethodSchedule, training_step
-from iseat.models import SmallCNN
+from iseat.training import acceleration
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.models import SmallCNN
 
 ISEAT = MethodSchedule.from_config({"name": "iseat"}).at_stage(1, PGD(8 / 255, 2 / 255, 2))
 
@@ -121,7 +121,7 @@ def test_used_options_name_what_a_run_changed():
 
 
 def test_speed_and_memory_options_are_train_config_keys():
-    from iseat.config import ConfigError, load_config
+    from iseat.training.config import ConfigError, load_config
 
     cfg = load_config(None, ["runtime.memory_lean=true", "runtime.tf32=true"])
     assert acceleration.used_options(acceleration.describe(cfg["runtime"])) == ["TF32", "memory-lean"]
@@ -131,21 +131,21 @@ def test_speed_and_memory_options_are_train_config_keys():
 
 @pytest.mark.slow
 def test_training_loop_passes_memory_lean_to_the_step_and_records_it(tmp_path, monkeypatch):
-    import iseat.training
-    from iseat.config import load_config
+    import iseat.training.loop
+    from iseat.training.config import load_config
 
     seen = []
-    real_step = iseat.training.training_step
+    real_step = iseat.training.loop.training_step
 
     def recording_step(*args):
         seen.append(args[-1])
         return real_step(*args)
 
-    monkeypatch.setattr(iseat.training, "training_step", recording_step)
+    monkeypatch.setattr(iseat.training.loop, "training_step", recording_step)
     cfg = load_config(None, ["data.dataset=digits", "data.num_workers=0", "data.validation_size=100",
                              "model.arch=small_cnn", "training.epochs=1", "training.lr_milestones=[]", "training.batch_size=256", "attack.steps=1",
                              "evaluation.max_samples=16", "evaluation.pgd_steps=1", "runtime.device=cpu",
                              "runtime.progress=false", "runtime.av_log=false", "runtime.memory_lean=true"])
-    summary = iseat.training.train(cfg, tmp_path / "run", say=lambda *_: None)
+    summary = iseat.training.loop.train(cfg, tmp_path / "run", say=lambda *_: None)
     assert seen and all(flag is True for flag in seen)
     assert summary["acceleration"]["memory_lean"] is True

@@ -172,7 +172,7 @@ def test_cli_round_trip_and_user_errors(tmp_path, capsys):
 
 
 def test_tables_name_the_opt_in_speed_options_a_run_used(tmp_path):
-    from iseat.acceleration import describe
+    from iseat.training.acceleration import describe
 
     root = tmp_path / "results"
     for seed, runtime in ((0, None), (1, {"precision": "bf16", "channels_last": True})):

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-from iseat.avlog import PER_SAMPLE, AVLogWriter
-from iseat.checkpoint import model_checkpoint, save_atomic
+from iseat.training.avlog import PER_SAMPLE, AVLogWriter
+from iseat.training.checkpoint import model_checkpoint, save_atomic
 from iseat.cli import main
-from iseat.config import DEFAULTS
-from iseat.models import build_model
+from iseat.training.config import DEFAULTS
+from iseat.methods.models import build_model
 
 OFFSET = 1000  # dataset index = OFFSET + position
 
@@ -217,7 +217,7 @@ def test_av_figure_eta_sweep_table_and_index(tmp_path, capsys):
     fig4 = np.genfromtxt(tmp_path / "fig4.csv", delimiter=",", names=True)
     assert np.array_equal(fig4["eta"], [0.0, 0.5, 1.0]) and np.allclose(fig4["accuracy"], [0.8, 0.795, 0.79])
     assert np.array_equal(fig4["test_av_sd"], [0.5, 0.75, 0.25])
-    from iseat.avlog import AVLog
+    from iseat.training.avlog import AVLog
     with AVLog(runs[1][0] / "av_log.h5") as log:  # eta = 0
         assert fig4["av_sd"][0] == pytest.approx(np.std(log.values("av", 1).astype(np.float64)))
     assert main(["analyse", "table1", "--entry", "AT", str(runs[1][0] / "av_log.h5"), str(runs[1][1]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from iseat.analysis import figures, tables
-from iseat.avlog import PER_SAMPLE, AVLogWriter
+from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 
 PNG = b"\x89PNG"
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from iseat.analysis.landscape import loss_landscape, random_direction
-from iseat.attack import PGD
+from iseat.methods.training_attack import PGD
 
 
 def model_and_batch():

@@ -8,7 +8,7 @@ from torch import nn
 
 from iseat.analysis.margin import (MarginSearch, adversarial_direction, figure2_positions, first_crossing,
                                    margin_study, margin_summary, perturbation_grid)
-from iseat.attack import PGD
+from iseat.methods.training_attack import PGD
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8

@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from iseat import avlog
-from iseat.avlog import PER_SAMPLE, AVLog, AVLogWriter
+from iseat.training import avlog
+from iseat.training.avlog import PER_SAMPLE, AVLog, AVLogWriter
 
 N = 12
 
@@ -35,7 +35,7 @@ def test_written_resumed_and_read_with_locking_disabled_by_the_environment(tmp_p
         import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
         import numpy as np
         from test_avlog_locking import write_log, values
-        from iseat.avlog import AVLog
+        from iseat.training.avlog import AVLog
         write_log({str(tmp_path / 'av_log.h5')!r}, 2)
         write_log({str(tmp_path / 'av_log.h5')!r}, 3, resume_epochs=2)
         with AVLog({str(tmp_path / 'av_log.h5')!r}) as log:

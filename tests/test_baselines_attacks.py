@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 
-from iseat.baselines.attacks import EarlyStoppedPGD, GeometryAwarePGD, KLAttack
-from iseat.baselines.fat import fat_tau
-from iseat.baselines.gairat import gair_lambda, gair_weights
+from iseat.methods.baselines.authors_attacks import EarlyStoppedPGD, GeometryAwarePGD, KLAttack
+from iseat.methods.baselines.fat import fat_tau
+from iseat.methods.baselines.gairat import gair_lambda, gair_weights
 
 D, STEP, STEPS, EPS = 12, 0.01, 10, 0.2
 

@@ -7,13 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
-import iseat.baselines
-from iseat.config import load_config
-from iseat.training import train
+import iseat.methods.baselines
+from iseat.training.config import load_config
+from iseat.training.loop import train
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_sample.npz"
 
-# Every method of `iseat.baselines.BASELINES`, shortened to three epochs: AWP and TRADES-RWP from the
+# Every method of `iseat.methods.baselines.BASELINES`, shortened to three epochs: AWP and TRADES-RWP from the
 # first epoch on (the originals start at epoch 10), one RWP ascent step (10 there; their sum is checked in
 # test_baselines_update); GAIRAT's and GAIR-TRADES' reweighting (from epoch 2 of 3) and FAT's tau
 # schedule scale with the epochs.
@@ -24,7 +24,7 @@ BASELINES = {"trades": [], "mart": [], "trades_awp": AWP, "mart_awp": AWP, "rwp"
 
 
 def test_every_baseline_is_trained_here():
-    assert set(BASELINES) == set(iseat.baselines.BASELINES)
+    assert set(BASELINES) == set(iseat.methods.baselines.BASELINES)
 
 
 # Chance is 0.10 on ten classes; with 200 selection images a chance-level model's PGD accuracy has

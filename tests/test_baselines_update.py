@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from iseat.attack import PGD
-from iseat.method import MethodSchedule, training_step
-from iseat.models import SmallCNN
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.models import SmallCNN
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 3
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4
@@ -383,7 +383,7 @@ def test_fat(omega):
     (["method.name=mart", "method.attack_mode=test"], "method.attack_mode"),
 ])
 def test_options_are_checked_before_any_work(overrides, message):
-    from iseat.config import ConfigError, load_config
+    from iseat.training.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(None, overrides)

@@ -88,7 +88,7 @@ def test_batches_are_a_pure_function_of_seed_and_epoch_whatever_the_workers(extr
 
 
 def test_default_config_with_two_workers_iterates():
-    from iseat.config import DEFAULTS
+    from iseat.training.config import DEFAULTS
 
     bundle = load_data({**DEFAULTS["data"], "validation_size": 297}, seed=0)
     loader = bundle.train_loader(128, epoch=0, seed=0, num_workers=DEFAULTS["data"]["num_workers"])

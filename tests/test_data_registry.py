@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from iseat.cli import main as cli_main
-from iseat.config import DEFAULTS, ConfigError, validate
+from iseat.training.config import DEFAULTS, ConfigError, validate
 from iseat.data import registry
-from iseat.workflow_schema import validate as validate_workflow
+from iseat.workflow.schema import validate as validate_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

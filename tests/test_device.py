@@ -1,4 +1,4 @@
-"""iseat.device: the CPU only when asked for; a requested GPU that cannot be used fails fast with one
+"""iseat.common.device: the CPU only when asked for; a requested GPU that cannot be used fails fast with one
 line naming the cause and the fix, in the library and through `iseat train` / `iseat evaluate`."""
 
 import re
@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from iseat.device import DeviceUnavailable, resolve_device
+from iseat.common.device import DeviceUnavailable, resolve_device
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a usable GPU")
 

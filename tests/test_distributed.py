@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iseat import distributed
+from iseat.common import distributed
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

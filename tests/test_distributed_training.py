@@ -126,8 +126,8 @@ def test_a_killed_process_ends_the_job_non_zero(tmp_path, root):
 @pytest.mark.parametrize("setting, key", [({"training": {"swa": {"enabled": True}}}, "training.swa.enabled"),
                                           ({"method": {"name": "fat"}}, "method.name")])
 def test_what_several_processes_cannot_compute_yet_is_refused(setting, key):
-    from iseat.config import ConfigError, load_config
-    from iseat.training import check_data_parallel
+    from iseat.training.config import ConfigError, load_config
+    from iseat.training.loop import check_data_parallel
 
     cfg = load_config(None, [])
     for section, values in setting.items():

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from iseat import gradient_masking as masking
+from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation import IndexedTensors
 from iseat.evaluation.sweep import SweepSpec, sweep_model
 
@@ -153,7 +153,7 @@ def test_the_figure_needs_a_sweep(tmp_path):
 def test_the_command_line_sweep_and_its_refusals(tmp_path, in_process):
     from test_evaluate_cli import digits_config, trained_small_cnn
 
-    from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic
+    from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
 
     cfg = digits_config()
     checkpoint = tmp_path / "run" / "best.pt"

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from data_fakes import write_cifar100_folder
-from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic, sha256_of
+from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic, sha256_of
 from iseat.cli import main
-from iseat.config import DEFAULTS
+from iseat.training.config import DEFAULTS
 from iseat.data import load_data
-from iseat.models import build_model
+from iseat.methods.models import build_model
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "src/iseat/schemas/aa.schema.json").read_text())
 

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from iseat.checkpoint import architecture_of, model_checkpoint, save_atomic
+from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
 from iseat.cli import main
-from iseat.config import DEFAULTS
+from iseat.training.config import DEFAULTS
 from iseat.evaluation import EvaluationError, EvaluationSpec, PGDSettings, evaluate_model
 from iseat.evaluation import EvaluationInputError, per_sample_path
 from iseat.evaluation.shards import Shard
-from iseat.models import build_model
+from iseat.methods.models import build_model
 from data_fakes import self_labelled_linear
 
 # AutoAttack and PGD with random starts: both draw random numbers, which must line up across shards

@@ -1,8 +1,8 @@
 """The fast training step computes the same parameter update as the straightforward one.
 
-`iseat.method.training_step` reuses the clean forward pass (its input gradient is PGD's first step,
+`iseat.methods.presets.training_step` reuses the clean forward pass (its input gradient is PGD's first step,
 its graph is the regulariser's theta branch) and perturbs weights functionally;
-`iseat.reference_step.reference_training_step` does everything the long way. In float64 the two
+`iseat.methods.reference_step.reference_training_step` does everything the long way. In float64 the two
 must give the same parameters (max abs diff <= 1e-8) after one and after two steps (the second
 step exercises SGD's momentum and weight decay), for every method variant. BatchNorm running
 statistics are not compared: the two paths run different numbers of train-mode forward passes.
@@ -16,10 +16,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from iseat.attack import PGD
-from iseat.method import MethodSchedule, training_step
-from iseat.models import SmallCNN, WideResNet
-from iseat.reference_step import reference_training_step
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.models import SmallCNN, WideResNet
+from iseat.methods.reference_step import reference_training_step
 
 TOL = 1e-8
 

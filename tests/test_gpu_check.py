@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from iseat.benchmarks import gpu_check
-from iseat.device import resolve_device
+from iseat.common.device import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "cifar10_sample.npz"

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from iseat import gradient_masking as masking
+from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation import EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model, validate
 
 pytestmark = pytest.mark.usefixtures("one_thread")

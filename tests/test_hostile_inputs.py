@@ -22,8 +22,8 @@ import pytest
 import torch
 import yaml
 
-from iseat.resume_state import FORMAT as STATE_FORMAT
-from iseat.resume_state import read_state
+from iseat.training.resume_state import FORMAT as STATE_FORMAT
+from iseat.training.resume_state import read_state
 
 ISEAT = str(Path(sys.executable).with_name("iseat"))
 TINY = ["data.num_workers=0", "data.validation_size=100", "training.batch_size=256", "training.lr_milestones=[]",

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from iseat.avlog import PER_SAMPLE, AVLogWriter
+from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 from iseat.cli import main
 
 N, EPOCHS = 50, 4
@@ -133,7 +133,7 @@ WRITER = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[3])
     from test_inspect import epoch_values, N
-    from iseat.avlog import AVLogWriter
+    from iseat.training.avlog import AVLogWriter
     path, handshake = Path(sys.argv[1]), int(sys.argv[2])
     writer = AVLogWriter(path, np.arange(100, 100 + N), {"config": {}, "seed": 0})
     for epoch in range(8):

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from iseat.instance_weighting import instance_weights
+from iseat.methods.instance_weighting import instance_weights
 
 
 def test_linear_rank_weights():

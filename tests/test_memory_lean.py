@@ -13,8 +13,8 @@ import copy
 import pytest
 import torch
 
-from iseat.method import training_step
-from iseat.models import SmallCNN, WideResNet
+from iseat.methods.presets import training_step
+from iseat.methods.models import SmallCNN, WideResNet
 from test_fast_path import VARIANTS, batches
 
 TOL = 1e-10
@@ -76,11 +76,11 @@ def test_memory_lean_step_equals_default_step_residual_network(variant):
 
 def test_memory_lean_without_recomputed_theta_branch_would_differ(small_cnn, monkeypatch):
     """Not vacuous: skipping the recomputed theta branch (clean views constant only) changes the update."""
-    import iseat.method
+    import iseat.methods.presets
 
     method = VARIANTS["iseat"]
     data = batches(1)
     _, default = run(training_step, small_cnn, method, data)
-    monkeypatch.setattr(iseat.method, "backward_theta_branch", lambda *args: None)
+    monkeypatch.setattr(iseat.methods.presets, "backward_theta_branch", lambda *args: None)
     _, without_theta_branch = run(lean_step, small_cnn, method, data)
     assert max_diff(without_theta_branch[0], default[0]) > 1e-6

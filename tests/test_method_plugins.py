@@ -63,12 +63,12 @@ TRAIN = ["data.dataset=digits", "data.validation_size=100", "training.epochs=1",
 
 
 # A workflow config entry for the method (the demo's digits setting, shortened to one epoch), and
-# the run's `iseat train --set` arguments as the workflow's rules build them (iseat.run_config).
+# the run's `iseat train --set` arguments as the workflow's rules build them (iseat.workflow.run_config).
 WORKFLOW_RUN = """
 import shlex, sys, yaml
 from pathlib import Path
-from iseat.run_config import RunConfigs, set_args
-from iseat.workflow_schema import validate
+from iseat.workflow.run_config import RunConfigs, set_args
+from iseat.workflow.schema import validate
 config = yaml.safe_load(Path("config/demo.yaml").read_text())
 config["methods"] = {**yaml.safe_load(Path("workflow/methods.yaml").read_text()), "ls_at": {
     "label": "AT + label smoothing", "kind": "scratch", "train": {
@@ -129,8 +129,9 @@ def test_a_broken_or_clashing_plugin_is_one_line(monkeypatch):
     """An entry point that does not import, or takes a built-in's name, is a one-line user error."""
     from importlib.metadata import EntryPoint
 
-    from iseat import method_plugins, method_registry
-    from iseat.errors import UserError
+    from iseat.methods import plugins as method_plugins
+    from iseat.methods import registry as method_registry
+    from iseat.common.errors import UserError
 
     broken = EntryPoint(name="mine", value="no_such_module_here:Mine", group=method_plugins.GROUP)
     with pytest.raises(UserError, match=r"iseat.methods:mine \(no_such_module_here:Mine\) does not load: "

@@ -5,10 +5,10 @@ import ast
 import dataclasses
 from pathlib import Path
 
-from iseat import method_registry
-from iseat.attack import PGD
-from iseat.method import Method
-from iseat.step_parts import TrainingMethod
+from iseat.methods import registry as method_registry
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import Method
+from iseat.methods.step_parts import TrainingMethod
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "iseat"
 
@@ -31,12 +31,12 @@ def test_every_method_is_one_object_that_runs_its_step():
 
 
 def test_no_cycle_between_the_presets_and_the_baselines_and_no_private_import():
-    method_imports = {module for module, _ in imports(SRC / "method.py")}
-    assert not any(m.startswith("iseat.baselines") for m in method_imports)
-    for path in (SRC / "baselines").glob("*.py"):
-        assert all(module != "iseat.method" for module, _ in imports(path)), path
+    method_imports = {module for module, _ in imports(SRC / "methods" / "presets.py")}
+    assert not any(m.startswith("iseat.methods.baselines") for m in method_imports)
+    for path in (SRC / "methods" / "baselines").glob("*.py"):
+        assert all(module != "iseat.methods.presets" for module, _ in imports(path)), path
     for path in SRC.rglob("*.py"):
         for module, names in imports(path):
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             assert not (module.startswith("iseat") and private), (path, module, private)
-    assert "isinstance(schedule" not in (SRC / "plan.py").read_text()
+    assert "isinstance(schedule" not in (SRC / "workflow" / "plan.py").read_text()

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat import method_registry
-from iseat.config import load_config, schema
+from iseat.methods import registry as method_registry
+from iseat.training.config import load_config, schema
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "iseat"
 CATALOG = Path(__file__).resolve().parents[1] / "workflow" / "methods.yaml"
@@ -20,15 +20,15 @@ def test_schema_enum_is_the_registry():
 
 
 def test_unknown_method_is_refused_with_the_registry_names():
-    from iseat.config import ConfigError
+    from iseat.training.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"method.name: .*'fat'"):
         load_config(None, ["method.name=nope"])
 
 
 def test_every_registered_method_builds_and_every_defined_one_is_registered():
-    from iseat.baselines import BASELINES
-    from iseat.method import PRESETS
+    from iseat.methods.baselines import BASELINES
+    from iseat.methods.presets import PRESETS
 
     assert set(PRESETS) | set(BASELINES) == set(method_registry.names())
     for name in method_registry.names():
@@ -50,6 +50,6 @@ def test_planner_benchmark_and_tables_take_the_registry_labels():
     rows = {row for spec in TABLES for _, row, label in spec.rows if "not run" not in label}
     for row in rows:  # each table row that is run is a catalog entry whose method is registered
         assert catalog[row]["train"]["method"]["name"] in method_registry.names(), row
-    for path in ("plan.py", "benchmarks/step_timing.py", "benchmarks/gpu_check.py", "benchmarks/avlog_cost.py"):
+    for path in ("workflow/plan.py", "benchmarks/step_timing.py", "benchmarks/gpu_check.py", "benchmarks/avlog_cost.py"):
         text = (SRC / path).read_text()
         assert not any(f'"{label}"' in text for label in labels.values()), path  # written nowhere else

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iseat.config import load_config
-from iseat.training import train
+from iseat.training.config import load_config
+from iseat.training.loop import train
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_sample.npz"
 

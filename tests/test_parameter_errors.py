@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from iseat.cli import main
-from iseat.errors import ParameterError, UserError, literal
-from iseat.fraction import budget, parse_fraction
+from iseat.common.errors import ParameterError, UserError, literal
+from iseat.common.fraction import budget, parse_fraction
 
 
 def test_message_names_parameters_and_keeps_literal_braces():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat.plan import StepTimes, parse_jobs
+from iseat.workflow.plan import StepTimes, parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -33,7 +33,7 @@ AA_S_PER_IMAGE = 0.5
 
 
 def hand_computed_trainings() -> tuple[float, float]:
-    """Seconds of TINY's two trainings (AT, ISEAT) in the cost model of iseat.plan, written out."""
+    """Seconds of TINY's two trainings (AT, ISEAT) in the cost model of iseat.workflow.plan, written out."""
     images = 1497 - 200  # training images per epoch: the validation hold-out is not trained on
     batches = images / 128
     selection = 100 / 128 * STEP["AT"] * (10 + 1) / (10 + 1)  # PGD-10 on 100 validation images, per epoch
@@ -44,7 +44,7 @@ def hand_computed_trainings() -> tuple[float, float]:
 
 
 def hand_computed_hours() -> float:
-    """The cost model of iseat.plan written out for TINY."""
+    """The cost model of iseat.workflow.plan written out for TINY."""
     at, iseat = hand_computed_trainings()
     autoattack = 20 * AA_S_PER_IMAGE
     pgd = 50 / 128 * STEP["AT"] * (20 + 1) / (10 + 1)  # PGD-20 on 50 test images, from the AT step (PGD-10)
@@ -119,8 +119,8 @@ Shell command: iseat aggregate tables --out t
     ("gairat", ["AT"] * 12),
 ])
 def test_baselines_cost_as_the_tab4_row_of_their_parts(method, rows):
-    from iseat.config import load_config
-    from iseat.plan import stage_rows
+    from iseat.training.config import load_config
+    from iseat.workflow.plan import stage_rows
 
     cfg = load_config(None, [f"method.name={method}", "training.epochs=12"])
     assert stage_rows(cfg) == rows
@@ -149,8 +149,8 @@ def test_plan_data_parallel_gpu_hours_and_wall_clock(tmp_path):
 def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
     """`iseat evaluate --eps-sweep 0 8/255 64/255 --pgd-steps 5 --n-ex 256`: two PGD-5 passes over 256 images,
     each (5 + 1) / (10 + 1) of the AT step (PGD-10) per batch of 128."""
-    from iseat.config import DEFAULTS
-    from iseat.plan import evaluation_seconds
+    from iseat.training.config import DEFAULTS
+    from iseat.workflow.plan import evaluation_seconds
 
     times = StepTimes()
     times.add("small_cnn=2.0")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iseat import protocol_stamp
+from iseat.evaluation import protocol_stamp
 from iseat.cli import main
 from iseat.evaluation import EvaluationSpec, PGDSettings, evaluate_model, validate
 from iseat.results import ResultsError

@@ -4,7 +4,7 @@ from importlib import metadata
 
 import torch
 
-from iseat.provenance import provenance
+from iseat.common.provenance import provenance
 
 
 def test_versions_are_the_installed_ones():

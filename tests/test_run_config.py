@@ -1,4 +1,4 @@
-"""The workflow's run-config builder (iseat.run_config) for every setting of config/config.yaml and
+"""The workflow's run-config builder (iseat.workflow.run_config) for every setting of config/config.yaml and
 config/demo.yaml: the expected train values are written out here from the configs' and the paper's
 numbers (model, schedule, budget, augmentation, lambda/gamma, warm-up), not recomputed by merging."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat.config import DEFAULTS, apply_override, deep_merge, validate
-from iseat.run_config import RunConfigs, lambda_schedule, set_args
-from iseat.workflow_schema import validate as validate_workflow
+from iseat.training.config import DEFAULTS, apply_override, deep_merge, validate
+from iseat.workflow.run_config import RunConfigs, lambda_schedule, set_args
+from iseat.workflow.schema import validate as validate_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

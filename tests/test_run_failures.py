@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from run_race import serve
-from iseat.divergence import TrainingDiverged, check_step, step_counts
-from iseat.method import StepResult
+from iseat.training.divergence import TrainingDiverged, check_step, step_counts
+from iseat.methods.presets import StepResult
 from test_hostile_inputs import (TINY, assert_one_line_error, iseat, snapshot, stop_after_first_epoch, train_args,
                                  write_npz)
 
-EXIT_DIVERGED = 3  # iseat.divergence.EXIT_DIVERGED, written out: the documented status
+EXIT_DIVERGED = 3  # iseat.training.divergence.EXIT_DIVERGED, written out: the documented status
 
 
 def small_data(folder: Path, batches: int = 2) -> list[str]:

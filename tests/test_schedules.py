@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from iseat.config import load_config
-from iseat.swa import WeightAverage
-from iseat.training import train
+from iseat.training.config import load_config
+from iseat.methods.swa import WeightAverage
+from iseat.training.loop import train
 
 
 def tiny_npz(path, n_train=96, n_test=32, seed=0):

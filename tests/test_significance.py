@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from iseat.significance import SignificanceError, compare_per_sample, holm, mcnemar_exact, t_interval
+from iseat.results.significance import SignificanceError, compare_per_sample, holm, mcnemar_exact, t_interval
 
 
 def pairs(n_ab, n_ba, n_both, n_neither, seed=0):

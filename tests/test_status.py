@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from iseat.plan import Job
-from iseat.status import format_status, workflow_status
+from iseat.workflow.plan import Job
+from iseat.workflow.status import format_status, workflow_status
 
 EPOCHS = 4
 
@@ -94,13 +94,13 @@ def test_a_run_being_written_by_another_process_reads_consistently(tmp_path):
 
 
 def test_cli_prints_the_table_of_the_dry_run(tmp_path, monkeypatch, capsys):
-    import iseat.plan
+    import iseat.workflow.plan
     from iseat.cli import main
 
     results, jobs = results_folder(tmp_path)
     text = "".join(f"rule {job.rule}:\n    wildcards: setting={job.setting}, seed=0\nShell command: {job.command}\n"
                    for job in jobs)
-    monkeypatch.setattr(iseat.plan, "dry_run", lambda target, configfiles, snakemake, forceall: text)
+    monkeypatch.setattr(iseat.workflow.plan, "dry_run", lambda target, configfiles, snakemake, forceall: text)
     assert main(["status", str(results), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "| toy | trades/seed0 | failed | iseat train: error: data.root: data/x does not exist; fetch it |" in out

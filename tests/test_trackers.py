@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from iseat import trackers
-from iseat.config import load_config
-from iseat.training import train
+from iseat.training import trackers
+from iseat.training.config import load_config
+from iseat.training.loop import train
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("wandb")
@@ -39,8 +39,8 @@ def settings(data, loggers="[tensorboard, wandb, mlflow]"):
 # The first process stops right after epoch 1 is saved (its `say` raises), as a killed job would.
 INTERRUPTED = """
 import sys
-from iseat.config import load_config
-from iseat.training import train
+from iseat.training.config import load_config
+from iseat.training.loop import train
 def say(line):
     if line.startswith("epoch 1:"):
         raise SystemExit(3)
@@ -176,7 +176,7 @@ def test_a_failing_tracker_warns_once_and_training_finishes(tmp_path, monkeypatc
 
 
 def test_loggers_are_checked_against_the_tracker_registry():
-    from iseat.config import ConfigError
+    from iseat.training.config import ConfigError
 
     assert load_config(None, ["runtime.loggers=[wandb]"])["runtime"]["loggers"] == ["wandb"]
     assert load_config(None)["runtime"]["loggers"] == []

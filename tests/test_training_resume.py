@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from iseat.avlog import AVLog, av_statistics
+from iseat.training.avlog import AVLog, av_statistics
 
 SETTINGS = [
     "data.dataset=digits", "data.num_workers=0", "data.validation_size=100", "model.arch=small_cnn",

@@ -2,10 +2,10 @@
 
 import torch
 
-from iseat.attack import PGD
-from iseat.method import Method, training_step
-from iseat.models import PreActResNet18, SmallCNN
-from iseat.weight_perturbation import AdversarialWeightPerturbation
+from iseat.methods.training_attack import PGD
+from iseat.methods.presets import Method, training_step
+from iseat.methods.models import PreActResNet18, SmallCNN
+from iseat.methods.weight_perturbation import AdversarialWeightPerturbation
 
 
 def batch(n=8, dtype=torch.float64):

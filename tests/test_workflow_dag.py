@@ -123,7 +123,7 @@ def test_rules_name_a_partition_only_when_the_config_does(workdir):
 
 
 def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
-    """A job given a GPU fails fast without a usable one (iseat.device) instead of training on the CPU."""
+    """A job given a GPU fails fast without a usable one (iseat.common.device) instead of training on the CPU."""
     for args, device in [(("all",), "cuda"), (("all", "--configfile", "config/demo.yaml"), "cpu")]:
         jobs = [(rule, block) for rule, block in job_blocks(dry_run(workdir, *args))
                 if re.search(r"iseat --attempt 1 (train|evaluate|analyse margin|analyse landscape) ", block)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 from iseat.data import registry
-from iseat.run_config import RunConfigs, number, set_args
-from iseat.workflow_schema import validate as validate_against_schema
+from iseat.workflow.run_config import RunConfigs, number, set_args
+from iseat.workflow.schema import validate as validate_against_schema
 
 # The method catalog (workflow/methods.yaml); the config's `methods` block adds or replaces entries.
 with open(workflow.source_path("../methods.yaml")) as catalog:

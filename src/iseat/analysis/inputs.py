@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.errors import ParameterError, UserError, first_line, literal
-from iseat.fraction import budget
+from iseat.common.errors import ParameterError, UserError, first_line, literal
+from iseat.common.fraction import budget
 
 
 @dataclass
@@ -27,7 +27,7 @@ class StudyInputs:
 
 def study_attack(eps, step_size, steps: int, batch_size: int):
     """The PGD of a study (no random start: the adversarial direction is a function of the model)."""
-    from iseat.attack import PGD
+    from iseat.methods.training_attack import PGD
 
     for name, value in (("pgd_steps", steps), ("batch_size", batch_size)):
         if value < 1:
@@ -85,7 +85,7 @@ def split_dataset(bundle, split: str):
 
 def load_inputs(checkpoint: Path, split: str, data_root: str | None, device) -> StudyInputs:
     """The checkpoint (read once), its data for `split` and its model in eval mode."""
-    from iseat.checkpoint import model_from_checkpoint, read_checkpoint
+    from iseat.training.checkpoint import model_from_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
     bundle = load_bundle(ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}, split, data_root)
@@ -104,7 +104,7 @@ def stack_samples(dataset, positions):
 
 
 def checkpoint_facts(path: Path, ckpt: dict) -> dict:
-    from iseat.checkpoint import sha256_of
+    from iseat.training.checkpoint import sha256_of
 
     return {"path": str(path), "sha256": sha256_of(path), "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]}
 
@@ -149,8 +149,8 @@ def samples_by_margin(margins: Path, pick: int) -> tuple[list[int], list[str]]:
 
 def samples_by_av(log_path: Path, epoch: int, pick: int) -> tuple[list[int], list[str]]:
     """The `pick` most and `pick` least vulnerable samples of an AV log at `epoch` (-1: the last complete)."""
-    from iseat.av_tables import most_vulnerable, resolve_epoch
-    from iseat.avlog import AVLog
+    from iseat.analysis.av_statistics import most_vulnerable, resolve_epoch
+    from iseat.training.avlog import AVLog
 
     check_pick(pick)
     with AVLog(log_path) as log:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iseat.attack import PGD
+from iseat.methods.training_attack import PGD
 from iseat.analysis.margin import ANALYSIS_ATTACK, adversarial_direction, evaluation_mode
 
 

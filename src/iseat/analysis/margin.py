@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iseat.attack import PGD
+from iseat.methods.training_attack import PGD
 
 MU_MAX = 50.0
 ANALYSIS_ATTACK = PGD(eps=8 / 255, step_size=2 / 255, steps=50, random_start=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.errors import ParameterError, UserError, literal
-from iseat.io import write_json_atomic, write_text_atomic
+from iseat.common.errors import ParameterError, UserError, literal
+from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.results.index import relpath
 from iseat.analysis.inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 
@@ -31,9 +31,9 @@ def margin_study_files(checkpoint: Path, out: Path, attack, search, *, split: st
                        figure_mus=(0, 1, 2, 4, 8, 16, 32, 50)) -> dict:
     """Eq. 7 margin of the first `n` samples of `split` (all: None): margins.npz, fig1b, fig2 and margin.json
     (written last, returned) in the folder `out`."""
-    from iseat.avlog import av_statistics
-    from iseat.device import resolve_device
-    from iseat.provenance import provenance
+    from iseat.training.avlog import av_statistics
+    from iseat.common.device import resolve_device
+    from iseat.common.provenance import provenance
     from iseat.analysis import figures
     from iseat.analysis.margin import adversarial_direction, evaluation_mode, figure2_positions, margin_study, margin_summary, \
         perturbation_grid
@@ -73,8 +73,8 @@ def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[li
                           seed: int = 0, batch_size: int = 256) -> dict:
     """Eq. 8 loss landscape of the chosen samples ((dataset indices, panel titles)): fig3 (+ fig3.npz) and
     landscape.json (written last, returned) in the folder `out`."""
-    from iseat.device import resolve_device
-    from iseat.provenance import provenance
+    from iseat.common.device import resolve_device
+    from iseat.common.provenance import provenance
     from iseat.analysis import figures
     from iseat.analysis.landscape import loss_landscape
 
@@ -110,7 +110,7 @@ def check_image(out: Path) -> None:
 
 def av_figure(log_path: Path, out: Path, title: str = "") -> int:
     """Fig. 1a from an AV log; the number of epochs shown."""
-    from iseat.avlog import AVLog
+    from iseat.training.avlog import AVLog
     from iseat.analysis.figures import figure1a_av_statistics
 
     check_image(out)
@@ -126,7 +126,7 @@ def run_eta(run_dir: Path) -> float:
     """The Eq. 9 strength of a run's last lr stage, from its resolved config."""
     import yaml
 
-    from iseat.method import MethodSchedule
+    from iseat.methods.presets import MethodSchedule
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():

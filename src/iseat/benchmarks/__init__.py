@@ -7,7 +7,7 @@ def report(result: dict, text: str, out: str | None, *, markdown: bool = False) 
     if out:
         from pathlib import Path
 
-        from iseat.io import write_json_atomic, write_text_atomic
+        from iseat.common.io import write_json_atomic, write_text_atomic
 
         written = [out]
         write_json_atomic(out, result)

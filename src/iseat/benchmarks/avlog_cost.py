@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iseat import acceleration
-from iseat.avlog import AVLogWriter, EpochBuffer
-from iseat.device import resolve_device
-from iseat.method import StepResult
+from iseat.training import acceleration
+from iseat.training.avlog import AVLogWriter, EpochBuffer
+from iseat.common.device import resolve_device
+from iseat.methods.presets import StepResult
 from iseat.benchmarks import module_main, report
 from iseat.benchmarks.step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
 
@@ -50,7 +50,7 @@ def timed(fn, device) -> float:
 def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49000, method: str = ISEAT,
                device: str = "auto", runtime: dict | None = None, step_repeats: int = 5, warmup: int = 1,
                record_repeats: int = 200, epochs: int = 3, threads: int | None = None, seed: int = 0) -> dict:
-    from iseat.provenance import provenance
+    from iseat.common.provenance import provenance
 
     if threads:
         torch.set_num_threads(threads)
@@ -98,7 +98,7 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
 
 
 def _device_name(device: str) -> str:
-    from iseat.provenance import device_description
+    from iseat.common.provenance import device_description
 
     return device_description(device)
 

@@ -6,7 +6,7 @@ global time budget (a section that would overrun it is skipped, and the report s
                fp32 eager, TF32, bf16 autocast, channels_last and torch.compile; each as the speed-up over
                fp32 eager and the ISEAT/AT ratio; memory-lean ISEAT's memory and time (`step_timing`)
   loader       training-loader img/s with IDBH and crop+flip against an ISEAT step's consumption (`loader`)
-  training     a short real training (`iseat.training`) with AutoAttack on N test images (`iseat.evaluation`)
+  training     a short real training (`iseat.training.loop`) with AutoAttack on N test images (`iseat.evaluation`)
   determinism  two identical deterministic training runs end with identical weights
   resume       a deterministic run killed (SIGKILL) mid-epoch and started again ends with the same weights
 Every section reuses the library's own code. The report (DIR/gpu_check.json and .md) is rewritten after
@@ -40,10 +40,10 @@ from pathlib import Path
 
 import torch
 
-from iseat.device import resolve_device
-from iseat.errors import UserError
-from iseat.io import write_json_atomic, write_text_atomic
-from iseat.resume_state import ResumeStateError, read_state
+from iseat.common.device import resolve_device
+from iseat.common.errors import UserError
+from iseat.common.io import write_json_atomic, write_text_atomic
+from iseat.training.resume_state import ResumeStateError, read_state
 from iseat.benchmarks import module_main, step_timing
 
 # Speed variants of the step section: name -> runtime options (fp32 eager is the baseline).
@@ -237,9 +237,9 @@ def training_overrides(profile: Profile, data_cfg: dict, device: str, arch: str,
 def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report,
                      work: Path) -> None:
     """A short ISEAT training of the training model, then AutoAttack (standard) and PGD on the test images."""
-    from iseat.config import load_config
+    from iseat.training.config import load_config
     from iseat.evaluation import EvaluationSpec, evaluate_checkpoint
-    from iseat.training import train
+    from iseat.training.loop import train
 
     estimate = profile.training_estimate_s
     if not budget.allows(estimate):
@@ -348,7 +348,7 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
 # ----------------------------------------------------------------------------- the check
 
 def environment(device: str) -> dict:
-    from iseat.provenance import provenance
+    from iseat.common.provenance import provenance
 
     env = {"device": device, "provenance": provenance(device, 0), "torch": torch.__version__,
            "cudnn_benchmark": torch.backends.cudnn.benchmark}

@@ -4,7 +4,7 @@ Every method is timed in the same process on the same model, batch size and devi
 each, then `repeats` rounds in which every method runs one step, in an order rotated every round
 (so slow phases of a shared machine fall on every method alike); the median per method is reported,
 with its interquartile range. `straightforward=True` adds the same methods computed by
-`iseat.reference_step` (the reference implementation's organisation) as a comparison column.
+`iseat.methods.reference_step` (the reference implementation's organisation) as a comparison column.
 Inputs are random images and labels (the time of a step does not depend on their values).
 
 Memory: on CUDA the peak allocated by one step above what was allocated before it
@@ -35,13 +35,13 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from iseat import acceleration
-from iseat.attack import PGD
-from iseat import method_registry
-from iseat.device import resolve_device
-from iseat.method import MethodSchedule, training_step
-from iseat.models import build_model
-from iseat.reference_step import reference_training_step
+from iseat.training import acceleration
+from iseat.methods.training_attack import PGD
+from iseat.methods import registry as method_registry
+from iseat.common.device import resolve_device
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.models import build_model
+from iseat.methods.reference_step import reference_training_step
 from iseat.benchmarks import module_main, report
 
 # Tab. 4 rows: label -> (method, overrides), from the registry. Stage 1 is the lr stage where lambda is switched on.
@@ -225,7 +225,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
                 memory: bool = True, flops: bool = True, memory_lean: bool = False) -> dict:
     """Median time of one training step per method (and path), its ratio to AT, img/s, peak memory and
     the step's FLOPs (matrix multiplications and convolutions)."""
-    from iseat.provenance import provenance
+    from iseat.common.provenance import provenance
 
     if threads:
         torch.set_num_threads(threads)
@@ -295,7 +295,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
 
 
 def _device_name(device: str) -> str:
-    from iseat.provenance import device_description
+    from iseat.common.provenance import device_description
 
     return device_description(device)
 
@@ -357,7 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--methods", nargs="+", default=list(TAB4_METHODS), choices=list(TAB4_METHODS))
     parser.add_argument("--straightforward", action="store_true",
-                        help="also time the straightforward step (iseat.reference_step) as a comparison column")
+                        help="also time the straightforward step (iseat.methods.reference_step) as a comparison column")
     parser.add_argument("--memory-lean", action="store_true",
                         help="also time the memory-lean step (runtime.memory_lean) of +LSI and ISEAT")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast (opt-in)")

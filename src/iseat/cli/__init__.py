@@ -10,7 +10,7 @@ import errno
 import importlib
 import sys
 
-from iseat.errors import ParameterError, RunFailed, UserError
+from iseat.common.errors import ParameterError, RunFailed, UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
 # so `iseat --help` and light commands do not pay for importing torch.

@@ -69,7 +69,7 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
 
 def spec_from_args(args):
     from iseat.evaluation import EvaluationSpec, PGDSettings
-    from iseat.fraction import budget
+    from iseat.common.fraction import budget
 
     pgd = PGDSettings(steps=args.pgd_steps, step_size=budget(args.pgd_step_size, "pgd_step_size", positive=True),
                       restarts=args.pgd_restarts, random_start=args.pgd_random_start)
@@ -88,7 +88,7 @@ def summary_line(report: dict) -> str:
 
 def sweep_spec_from_args(args):
     from iseat.evaluation.sweep import SweepSpec
-    from iseat.fraction import budget
+    from iseat.common.fraction import budget
 
     return SweepSpec(eps=tuple(args.eps_sweep), steps=args.pgd_steps, headline_eps=budget(args.eps, "eps", positive=True),
                      batch_size=args.batch_size, seed=args.seed, n_ex=args.n_ex)
@@ -111,7 +111,7 @@ def run(args) -> int:
 
     from iseat.evaluation import evaluate_checkpoint
     from iseat.evaluation.shards import Shard
-    from iseat.trackers import log_evaluation
+    from iseat.training.trackers import log_evaluation
 
     if args.eps_sweep:
         report = run_sweep(args)

@@ -1,5 +1,5 @@
 """`iseat inspect LOG VIEW`: per-epoch AV statistics, the most / least vulnerable samples, one sample's
-AV trajectory and CSV export from an HDF5 AV log (`iseat.av_tables`), also while training is still writing it.
+AV trajectory and CSV export from an HDF5 AV log (`iseat.analysis.av_statistics`), also while training is still writing it.
 
 Only complete epochs are shown (the log marks an epoch complete last); `--epoch -1` is the last one.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iseat import av_tables
-from iseat.avlog import PER_SAMPLE, AVLog
+from iseat.analysis import av_statistics as av_tables
+from iseat.training.avlog import PER_SAMPLE, AVLog
 
 FLAGS = {"k": "-k", "csv": "--csv", "out": "--out", "epoch": "--epoch"}
 

@@ -39,7 +39,7 @@ FLAGS = {"gpu_check": "--gpu-check", "step_time": "--step-time", "aa_s_per_image
 
 def run(args) -> int:
     from iseat.benchmarks import report
-    from iseat.plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
+    from iseat.workflow.plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
 
     if not args.gpu_check and not args.step_time:
         raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")

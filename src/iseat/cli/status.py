@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from iseat.errors import UserError
-    from iseat.plan import dry_run, parse_jobs
-    from iseat.status import format_status, workflow_status
+    from iseat.common.errors import UserError
+    from iseat.workflow.plan import dry_run, parse_jobs
+    from iseat.workflow.status import format_status, workflow_status
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give the number of trainings that run at once, 1 or more")

@@ -8,7 +8,7 @@ from iseat.cli import UserError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="YAML config (missing keys take the defaults of iseat.config.DEFAULTS)")
+    parser.add_argument("--config", help="YAML config (missing keys take the defaults of iseat.training.config.DEFAULTS)")
     parser.add_argument("--out", help="run folder: checkpoints, metrics, AV log; rerun to resume")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set training.epochs=10 method.lam=[0,0.1]; may be "
@@ -20,7 +20,7 @@ FLAGS = {"out": "--out"}  # the run's parameters (ParameterError) and the flags 
 
 
 def run(args) -> int:
-    from iseat.config import load_config
+    from iseat.training.config import load_config
 
     cfg = load_config(args.config, args.overrides)  # ConfigError: one line, exit 2 (iseat.cli.main)
     if args.print_config:
@@ -29,7 +29,7 @@ def run(args) -> int:
     if not args.out:
         raise UserError("--out: give the run folder, e.g. --out results/demo/iseat/seed0")
 
-    from iseat.training import train
+    from iseat.training.loop import train
 
     train(cfg, args.out)  # errors of the library are UserErrors, printed as one line by the CLI's main
     return 0

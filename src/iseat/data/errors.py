@@ -1,6 +1,6 @@
 """Errors of the data layer: each message is one line naming what is wrong and how to fix it."""
 
-from iseat.errors import ParameterError, UserError
+from iseat.common.errors import ParameterError, UserError
 
 
 class DataError(UserError, ValueError):

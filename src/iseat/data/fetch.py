@@ -26,9 +26,9 @@ from pathlib import Path
 import torchvision
 from torchvision.datasets import SVHN
 
-from iseat.io import atomic_path, folder_kept_on_success, write_json_atomic
+from iseat.common.io import atomic_path, folder_kept_on_success, write_json_atomic
 from iseat.data import pseudo_labels, registry
-from iseat.errors import literal
+from iseat.common.errors import literal
 from iseat.data.errors import DataInputError, FetchError
 from iseat.data.pseudo_labels import file_digest
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.io import atomic_path, write_json_atomic
-from iseat.errors import literal
+from iseat.common.io import atomic_path, write_json_atomic
+from iseat.common.errors import literal
 from iseat.data.errors import DataError, DataInputError
 from iseat.data.safe_pickle import restricted_load
 

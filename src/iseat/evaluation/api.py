@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from iseat import run_lock
-from iseat.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
-from iseat.device import resolve_device
-from iseat.errors import literal
-from iseat.provenance import device_description, provenance
+from iseat.common import run_lock
+from iseat.training.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
+from iseat.common.device import resolve_device
+from iseat.common.errors import literal
+from iseat.common.provenance import device_description, provenance
 from iseat.evaluation.chunks import chunk_bounds, model_digest, partial_path, run_chunks
 from iseat.evaluation.report import build_report, per_sample_path, write_outputs
 from iseat.evaluation.shards import Shard, gather, write_shard

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from iseat.io import write_json_atomic
-from iseat.protocol_stamp import recorded_modes, samples_digest
+from iseat.common.io import write_json_atomic
+from iseat.evaluation.protocol_stamp import recorded_modes, samples_digest
 from iseat.evaluation.attacks import Attack
 from iseat.evaluation.robustness import clean_correct
 from iseat.evaluation.spec import EvaluationError, EvaluationSpec

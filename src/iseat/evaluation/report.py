@@ -19,12 +19,12 @@ from pathlib import Path
 
 import jsonschema
 
-from iseat import gradient_masking as masking
-from iseat.io import write_json_atomic, write_text_atomic
+from iseat.evaluation import gradient_masking as masking
+from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.evaluation import attacks
 from iseat.evaluation.attacks import Attack
 from iseat.evaluation.spec import NORM, EvaluationSpec
-from iseat.protocol_stamp import mode_name, protocol_stamp
+from iseat.evaluation.protocol_stamp import mode_name, protocol_stamp
 
 FORMAT = "iseat-robustness-v2"  # v2: the protocol stamp (`stamp`)
 SAMPLE_COLUMNS = ("index", "label", "clean_correct")

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from iseat.io import write_json_atomic
+from iseat.common.io import write_json_atomic
 from iseat.evaluation.spec import EvaluationError, EvaluationInputError
 
 SHARD_FORMAT = "iseat-evaluation-shard-v1"

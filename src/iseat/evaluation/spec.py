@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from iseat.errors import ParameterError, UserError, literal
-from iseat.fraction import budget
+from iseat.common.errors import ParameterError, UserError, literal
+from iseat.common.fraction import budget
 from iseat.evaluation.attacks import ATTACKS, Attack
 
 NORM = "Linf"
@@ -21,7 +21,7 @@ class EvaluationInputError(EvaluationError, ParameterError):
 
 
 def positive_budget(value: float, parameter: str) -> None:
-    """An eps or step size in (0, 0.25] ([0, 1] pixel units), as `iseat.fraction.budget` checks it."""
+    """An eps or step size in (0, 0.25] ([0, 1] pixel units), as `iseat.common.fraction.budget` checks it."""
     try:
         budget(value, parameter, positive=True)
     except ParameterError as err:

@@ -1,6 +1,6 @@
 """Robustness curve of one model (sweep.json): PGD-k robust accuracy at each eps of a sweep, on the same test
-images, with the protocol stamp of aa.json (`iseat.protocol_stamp`) and the eps-sweep gradient-masking flags
-(`iseat.gradient_masking.sweep_flags`).
+images, with the protocol stamp of aa.json (`iseat.evaluation.protocol_stamp`) and the eps-sweep gradient-masking flags
+(`iseat.evaluation.gradient_masking.sweep_flags`).
 
 eps = 0 is clean accuracy. At eps > 0 PGD-k starts at the clean image (no random start, as `pgd.json`) with
 step size 2.5 eps / k (Madry et al. 2018), so k steps can cross the ball at every budget. Budgets go up to 1
@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 
 import torch
 
-from iseat import gradient_masking as masking
-from iseat.attack import PGD
-from iseat.device import resolve_device
-from iseat.errors import ParameterError
-from iseat.fraction import parse_fraction
-from iseat.io import write_json_atomic
-from iseat.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
-from iseat.provenance import device_description, provenance
+from iseat.evaluation import gradient_masking as masking
+from iseat.methods.training_attack import PGD
+from iseat.common.device import resolve_device
+from iseat.common.errors import ParameterError
+from iseat.common.fraction import parse_fraction
+from iseat.common.io import write_json_atomic
+from iseat.evaluation.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
+from iseat.common.provenance import device_description, provenance
 from iseat.evaluation.api import check_out_path, load_evaluated, sample_count
 from iseat.evaluation.attacks.base import attack_in_batches
 from iseat.evaluation.chunks import load_samples

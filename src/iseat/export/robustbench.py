@@ -1,7 +1,7 @@
 """A run's model as a RobustBench submission: the leaderboard's model-info JSON and a state dict for
 RobustBench's own architecture classes (`robustbench.model_zoo.architectures`).
 
-`iseat.models` names its layers differently from RobustBench; `robustbench_state_dict` renames them
+`iseat.methods.models` names its layers differently from RobustBench; `robustbench_state_dict` renames them
 (no tensor changes), so that `WideResNet(depth, num_classes, widen_factor)` and
 `PreActResNet(PreActBlock, [2, 2, 2, 2], num_classes, bn_before_fc=True, out_shortcut=True)` load it
 with `strict=True` and give the same logits. Only standard AutoAttack numbers are exported: the
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from iseat.checkpoint import CheckpointError, read_checkpoint, sha256_of
+from iseat.training.checkpoint import CheckpointError, read_checkpoint, sha256_of
 from iseat.data import registry
-from iseat.errors import UserError
-from iseat.io import atomic_path, write_json_atomic
+from iseat.common.errors import UserError
+from iseat.common.io import atomic_path, write_json_atomic
 from iseat.results import ResultsError
 from iseat.results.protocols import stamp_of
 

@@ -10,7 +10,7 @@ Evaluation files (aa.json, pgd.json of `iseat evaluate`) hold accuracies as frac
 tables and figures show percentages, like the paper.
 """
 
-from iseat.errors import UserError
+from iseat.common.errors import UserError
 
 
 class ResultsError(UserError, ValueError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from iseat import gradient_masking as masking
+from iseat.evaluation import gradient_masking as masking
 from iseat.results.comparisons import mark
 from iseat.results.writers import csv_cell
 

@@ -1,5 +1,5 @@
 """Is the difference real? Paired comparisons on the same test images, from the per-sample results of
-each seed (`iseat.significance`): every method against AT of its setting, and ISEAT against each
+each seed (`iseat.results.significance`): every method against AT of its setting, and ISEAT against each
 baseline of its setting.
 
 A difference is marked significant when McNemar's exact test on per-sample robust correctness gives
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iseat.significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample, holm
+from iseat.results.significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample, holm
 from iseat.results import ResultsError
 
 # The per-sample column that holds each evaluation's robust correctness

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from iseat.io import write_json_atomic, write_text_atomic
-from iseat.run_config import tuned_method
+from iseat.common.io import write_json_atomic, write_text_atomic
+from iseat.workflow.run_config import tuned_method
 from iseat.results import ResultsError
 from iseat.results.seeds import read_json
 

@@ -7,8 +7,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from iseat import gradient_masking as masking
-from iseat.io import write_text_atomic
+from iseat.evaluation import gradient_masking as masking
+from iseat.common.io import write_text_atomic
 from iseat.results.columns import fmt_pm
 from iseat.results.seeds import percent, read_json
 

@@ -1,12 +1,12 @@
 """One protocol per table: results are put side by side only when their aa.json protocol stamps agree
-(`iseat.protocol_stamp`: threat model, attack settings, seed, test indices, model mode, normalisation,
+(`iseat.evaluation.protocol_stamp`: threat model, attack settings, seed, test indices, model mode, normalisation,
 checkpoint selection, data checksum, library versions); results on different data sets need not share
 test data. Evaluation files without a `format` are not `iseat evaluate` reports (e.g. hand-made) and
 carry no stamp; reports written before the stamp existed are refused with the fix."""
 
 from __future__ import annotations
 
-from iseat.protocol_stamp import MODEL_FIELDS, difference
+from iseat.evaluation.protocol_stamp import MODEL_FIELDS, difference
 from iseat.results import ResultsError
 
 STAMPED_FORMATS = ("iseat-robustness-v2", "iseat-eps-sweep-v1")  # aa.json/pgd.json, sweep.json

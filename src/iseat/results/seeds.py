@@ -8,8 +8,8 @@ import math
 import re
 from pathlib import Path
 
-from iseat import gradient_masking as masking
-from iseat.io import write_json_atomic
+from iseat.evaluation import gradient_masking as masking
+from iseat.common.io import write_json_atomic
 from iseat.results import ResultsError
 from iseat.results.protocols import check_side_by_side, protocol_of, stamp_of
 
@@ -110,7 +110,7 @@ def write_seed_summary(paths, out) -> dict:
 
 def run_speed_options(run_dir: Path) -> list[str]:
     """The opt-in speed options (bf16, TF32, compile, ...) the run in `run_dir` used, from its summary.json."""
-    from iseat.acceleration import used_options  # here, not at the top: the results layer runs without torch
+    from iseat.training.acceleration import used_options  # here, not at the top: the results layer runs without torch
 
     summary = run_dir / "summary.json"
     if not summary.is_file():

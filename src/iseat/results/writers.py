@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.io import atomic_path, write_text_atomic
+from iseat.common.io import atomic_path, write_text_atomic
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from iseat.attack import cw_margin
+from iseat.methods.training_attack import cw_margin
 from iseat.evaluation.attacks.base import Attack
 from iseat.evaluation.attacks.pgd import PGDAttack
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 
-from iseat.attack import PGD
+from iseat.methods.training_attack import PGD
 from iseat.evaluation.attacks.base import Attack, AttackOutcome, attack_in_batches
 
 if TYPE_CHECKING:
