@@ -29,6 +29,7 @@ def in_process(capsys):
         status = main([str(a) for a in args])
         captured = capsys.readouterr()
         return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+
     yield run
     if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call is slow the first time
         torch.use_deterministic_algorithms(deterministic)

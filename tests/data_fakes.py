@@ -22,8 +22,12 @@ def images(n: int, seed: int) -> np.ndarray:
 def cifar_batch(n: int, seed: int, label_key: str = "labels", num_classes: int = 10) -> dict:
     x = images(n, seed)
     labels = np.random.default_rng(seed + 100).integers(0, num_classes, n).tolist()
-    return {"batch_label": f"batch {seed}", label_key: labels, "data": x.transpose(0, 3, 1, 2).reshape(n, -1),
-            "filenames": [f"img_{seed}_{i}.png" for i in range(n)]}
+    return {
+        "batch_label": f"batch {seed}",
+        label_key: labels,
+        "data": x.transpose(0, 3, 1, 2).reshape(n, -1),
+        "filenames": [f"img_{seed}_{i}.png" for i in range(n)],
+    }
 
 
 def write_cifar10_folder(root: Path, per_batch: int = 4, test: int = 6) -> Path:

@@ -27,8 +27,10 @@ BATCH, STEPS = 7, 3  # 7: uneven slices on 2 and 3 processes
 
 def batches(steps=STEPS, m=BATCH):
     g = torch.Generator().manual_seed(1)
-    return [(torch.rand(m, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (m,), generator=g))
-            for _ in range(steps)]
+    return [
+        (torch.rand(m, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (m,), generator=g))
+        for _ in range(steps)
+    ]
 
 
 def run_method(name) -> dict:
@@ -36,16 +38,20 @@ def run_method(name) -> dict:
     torch.manual_seed(0)
     model = distributed.global_batch_norm(SmallCNN(width=4).double())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    method = MethodSchedule.from_config(section).at_stage(stage, PGD(8 / 255, 2 / 255, 3, random_start),
-                                                          epoch=epoch, epochs=200)
+    method = MethodSchedule.from_config(section).at_stage(
+        stage, PGD(8 / 255, 2 / 255, 3, random_start), epoch=epoch, epochs=200
+    )
     avs, losses = [], []
     for x, y in batches():
         part = distributed.rank_slice(len(y))
         result = method.step(model, optimizer, x[part], y[part])
         avs.append(distributed.gather(result.av))
         losses.append(result.loss)
-    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "av": torch.stack(avs),
-            "loss": losses}
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "av": torch.stack(avs),
+        "loss": losses,
+    }
 
 
 def main(out):

@@ -116,7 +116,9 @@ def slurm_cluster():
                 pytest.skip(f"SLURM test cluster: {proc.stderr.strip().splitlines()[-1]}")
             if proc.returncode != 0:
                 _run([STOP_SCRIPT], timeout=300)  # what did start; the logs stay in STATE_DIR
-                pytest.fail(f"tests/slurm/start-cluster.sh failed (exit {proc.returncode}):\n{proc.stderr}", pytrace=False)
+                pytest.fail(
+                    f"tests/slurm/start-cluster.sh failed (exit {proc.returncode}):\n{proc.stderr}", pytrace=False
+                )
             stop_marker.touch()
         try:
             yield _read_cluster(started_here)

@@ -22,8 +22,10 @@ def model_and_batches(dtype=torch.float64, n=2, batch=8):
     torch.manual_seed(0)
     model = SmallCNN(10, width=8).to(dtype)
     g = torch.Generator().manual_seed(1)
-    data = [(torch.rand(batch, 3, 32, 32, generator=g, dtype=dtype), torch.randint(0, 10, (batch,), generator=g))
-            for _ in range(n)]
+    data = [
+        (torch.rand(batch, 3, 32, 32, generator=g, dtype=dtype), torch.randint(0, 10, (batch,), generator=g))
+        for _ in range(n)
+    ]
     return model, data
 
 
@@ -101,9 +103,17 @@ def test_autocast_cache_is_dropped_after_each_update():
 
 
 def test_options_are_validated_and_described():
-    assert acceleration.describe(None) == {"precision": "fp32", "channels_last": False, "compile": False,
-                                           "tf32": False, "pin_memory": False, "memory_lean": False,
-                                           "autocast_dtype": None, "compile_scope": None, "numerics": "fp32"}
+    assert acceleration.describe(None) == {
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+        "tf32": False,
+        "pin_memory": False,
+        "memory_lean": False,
+        "autocast_dtype": None,
+        "compile_scope": None,
+        "numerics": "fp32",
+    }
     assert acceleration.describe({"tf32": True})["numerics"] == "changed (tf32)"
     assert acceleration.describe({"precision": "bf16"})["autocast_dtype"] == "bfloat16"
     with pytest.raises(ValueError, match="runtime.precision"):
@@ -113,8 +123,18 @@ def test_options_are_validated_and_described():
 
 def test_used_options_name_what_a_run_changed():
     assert acceleration.used_options(acceleration.describe(None)) == []
-    used = acceleration.used_options(acceleration.describe({"precision": "bf16", "channels_last": True, "tf32": True,
-                                                            "compile": True, "pin_memory": True, "memory_lean": True}))
+    used = acceleration.used_options(
+        acceleration.describe(
+            {
+                "precision": "bf16",
+                "channels_last": True,
+                "tf32": True,
+                "compile": True,
+                "pin_memory": True,
+                "memory_lean": True,
+            }
+        )
+    )
     assert used == ["bf16 autocast", "channels_last", "torch.compile", "TF32", "pinned memory", "memory-lean"]
     # summaries written before an option existed name nothing for it
     assert acceleration.used_options({"precision": "fp32", "compile": False}) == []
@@ -142,10 +162,25 @@ def test_training_loop_passes_memory_lean_to_the_step_and_records_it(tmp_path, m
         return real_step(*args)
 
     monkeypatch.setattr(iseat.training.loop, "training_step", recording_step)
-    cfg = load_config(None, ["data.dataset=digits", "data.num_workers=0", "data.validation_size=100",
-                             "model.arch=small_cnn", "training.epochs=1", "training.lr_milestones=[]", "training.batch_size=256", "attack.steps=1",
-                             "evaluation.max_samples=16", "evaluation.pgd_steps=1", "runtime.device=cpu",
-                             "runtime.progress=false", "runtime.av_log=false", "runtime.memory_lean=true"])
+    cfg = load_config(
+        None,
+        [
+            "data.dataset=digits",
+            "data.num_workers=0",
+            "data.validation_size=100",
+            "model.arch=small_cnn",
+            "training.epochs=1",
+            "training.lr_milestones=[]",
+            "training.batch_size=256",
+            "attack.steps=1",
+            "evaluation.max_samples=16",
+            "evaluation.pgd_steps=1",
+            "runtime.device=cpu",
+            "runtime.progress=false",
+            "runtime.av_log=false",
+            "runtime.memory_lean=true",
+        ],
+    )
     summary = iseat.training.loop.train(cfg, tmp_path / "run", say=lambda *_: None)
     assert seen and all(flag is True for flag in seen)
     assert summary["acceleration"]["memory_lean"] is True

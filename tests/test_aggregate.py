@@ -19,36 +19,70 @@ from iseat.cli import main
 
 def stamp(n=100, eps=8 / 255, attacks=("autoattack",)):
     """A protocol stamp as `iseat evaluate` writes it (written out, the fields of schemas/aa.schema.json)."""
-    return {"version": 1, "threat_model": {"norm": "Linf", "eps": eps}, "attacks": {a: {"eps": eps} for a in attacks},
-            "seed": 0, "test_indices": {"count": n, "sha256": "a" * 64}, "model_mode": "eval",
-            "input_normalisation": "none", "checkpoint": {"file": "best.pt", "sha256": "b" * 64, "epoch": 3,
-                                                          "selected_by": "best", "selection_split": "validation"},
-            "data": {"dataset": "cifar10", "sha256": "c" * 64},
-            "versions": {"iseat": "0", "torch": "2", "pyautoattack": "1", "numpy": "1"}}
+    return {
+        "version": 1,
+        "threat_model": {"norm": "Linf", "eps": eps},
+        "attacks": {a: {"eps": eps} for a in attacks},
+        "seed": 0,
+        "test_indices": {"count": n, "sha256": "a" * 64},
+        "model_mode": "eval",
+        "input_normalisation": "none",
+        "checkpoint": {
+            "file": "best.pt",
+            "sha256": "b" * 64,
+            "epoch": 3,
+            "selected_by": "best",
+            "selection_split": "validation",
+        },
+        "data": {"dataset": "cifar10", "sha256": "c" * 64},
+        "versions": {"iseat": "0", "torch": "2", "pyautoattack": "1", "numpy": "1"},
+    }
 
 
 def write_eval(path: Path, clean, robust, protocol="autoattack-standard", n=100, eps=8 / 255):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"format": "iseat-robustness-v2", "clean_accuracy": clean, "robust_accuracy": robust,
-                                "protocol": protocol, "label": "AutoAttack (standard)", "n_examples": n,
-                                "stamp": stamp(n, eps, ["pgd" if protocol == "pgd" else "autoattack"])}))
+    path.write_text(
+        json.dumps(
+            {
+                "format": "iseat-robustness-v2",
+                "clean_accuracy": clean,
+                "robust_accuracy": robust,
+                "protocol": protocol,
+                "label": "AutoAttack (standard)",
+                "n_examples": n,
+                "stamp": stamp(n, eps, ["pgd" if protocol == "pgd" else "autoattack"]),
+            }
+        )
+    )
     return path
 
 
 def write_run(run: Path, pgd, clean, epochs=3, selection="validation"):
     run.mkdir(parents=True, exist_ok=True)
-    (run / "summary.json").write_text(json.dumps({"best_epoch": epochs, "best_selection_pgd_acc": pgd,
-                                                  "best_selection_clean_acc": clean}))
+    (run / "summary.json").write_text(
+        json.dumps({"best_epoch": epochs, "best_selection_pgd_acc": pgd, "best_selection_clean_acc": clean})
+    )
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {"selection": selection}}))
-    rows = [{"epoch": e, "lr": 0.1, "train_loss": 2.0 / e, "selection_clean_acc": clean * e / epochs,
-             "selection_pgd_acc": pgd * e / epochs, "av_sd": 0.3 + 0.1 * e} for e in range(1, epochs + 1)]
+    rows = [
+        {
+            "epoch": e,
+            "lr": 0.1,
+            "train_loss": 2.0 / e,
+            "selection_clean_acc": clean * e / epochs,
+            "selection_pgd_acc": pgd * e / epochs,
+            "av_sd": 0.3 + 0.1 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 
 
 def test_seed_statistics(tmp_path):
-    paths = [write_eval(tmp_path / f"seed{s}" / "aa.json", c, r) for s, c, r in
-             [(0, 0.86, 0.56), (1, 0.85, 0.57), (2, 0.87, 0.55)]]
+    paths = [
+        write_eval(tmp_path / f"seed{s}" / "aa.json", c, r)
+        for s, c, r in [(0, 0.86, 0.56), (1, 0.85, 0.57), (2, 0.87, 0.55)]
+    ]
     out = seed_stats.aggregate_seeds(paths)
     assert out["seeds"] == [0, 1, 2] and out["n_seeds"] == 3 and out["n_examples"] == 100
     assert out["robust_accuracy"]["mean"] == pytest.approx(0.56)
@@ -73,10 +107,12 @@ def test_seed_statistics_refuse_bad_input(tmp_path):
 
 
 def test_grid_selects_on_the_criterion_with_tie_breaks(tmp_path):
-    points = [(0.01, 0.005, write_run(tmp_path / "a", 0.50, 0.80)),
-              (0.1, 0.005, write_run(tmp_path / "b", 0.55, 0.78)),
-              (0.1, 0.007, write_run(tmp_path / "c", 0.55, 0.79)),  # same robustness, higher clean: wins
-              (0.3, 0.009, write_run(tmp_path / "d", 0.40, 0.90))]
+    points = [
+        (0.01, 0.005, write_run(tmp_path / "a", 0.50, 0.80)),
+        (0.1, 0.005, write_run(tmp_path / "b", 0.55, 0.78)),
+        (0.1, 0.007, write_run(tmp_path / "c", 0.55, 0.79)),  # same robustness, higher clean: wins
+        (0.3, 0.009, write_run(tmp_path / "d", 0.40, 0.90)),
+    ]
     winner = result_grid.select_grid(points)
     assert (winner["lam"], winner["gamma"]) == (0.1, 0.007)
     assert [p["rank"] for p in winner["points"]] == [1, 2, 3, 4]
@@ -97,13 +133,20 @@ def test_tuned_fragment_with_and_without_warmup():
 def make_results(root: Path):
     """Aggregated results of two settings: cifar10/{at,iseat} (paper rows) and a setting with no paper rows."""
     for setting, method, robust in [("cifar10", "at", 0.53), ("cifar10", "iseat", 0.565), ("toy", "at", 0.3)]:
-        seeds = [write_eval(root / setting / method / f"seed{s}" / "aa.json", 0.86, robust + 0.01 * (s - 1)) for s in range(3)]
-        pgds = [write_eval(root / setting / method / f"seed{s}" / "pgd.json", 0.86, robust + 0.02, "pgd") for s in range(3)]
+        seeds = [
+            write_eval(root / setting / method / f"seed{s}" / "aa.json", 0.86, robust + 0.01 * (s - 1))
+            for s in range(3)
+        ]
+        pgds = [
+            write_eval(root / setting / method / f"seed{s}" / "pgd.json", 0.86, robust + 0.02, "pgd") for s in range(3)
+        ]
         for name, files in (("aa", seeds), ("pgd", pgds)):
             (root / setting / method / f"{name}.json").write_text(json.dumps(seed_stats.aggregate_seeds(files)))
-    return [("cifar10", "at", "cifar10", str(root / "cifar10" / "at")),
-            ("cifar10", "iseat", "cifar10", str(root / "cifar10" / "iseat")),
-            ("toy", "at", "-", str(root / "toy" / "at"))]
+    return [
+        ("cifar10", "at", "cifar10", str(root / "cifar10" / "at")),
+        ("cifar10", "iseat", "cifar10", str(root / "cifar10" / "iseat")),
+        ("toy", "at", "-", str(root / "toy" / "at")),
+    ]
 
 
 def test_tables_put_ours_beside_the_paper(tmp_path):
@@ -113,7 +156,10 @@ def test_tables_put_ours_beside_the_paper(tmp_path):
     for name in ("tab2", "tab3", "tab4", "tab5", "tab6", "all_results"):
         assert {f"{name}.md", f"{name}.csv", f"{name}.tex"} <= names
     md = (tmp_path / "tables" / "tab2.md").read_text()
-    assert "| CIFAR-10 WRN34-10 / ISEAT | 86.00 ± 0.00 | 86.02 ± 0.36 | -0.02 | 56.50 ± 1.00 | 56.54 ± 0.36 | -0.04 |" in md
+    assert (
+        "| CIFAR-10 WRN34-10 / ISEAT | 86.00 ± 0.00 | 86.02 ± 0.36 | -0.02 | 56.50 ± 1.00 | 56.54 ± 0.36 | -0.04 |"
+        in md
+    )
     assert "not run" in md  # AT-AWP has no result here
     rows = list(csv.DictReader((tmp_path / "tables" / "tab2.csv").open()))
     at = next(r for r in rows if r["method"] == "at" and r["setting"] == "cifar10")
@@ -129,20 +175,34 @@ def test_figures_and_index(tmp_path):
     results = tmp_path / "results"
     entries = result_tables.parse_entries(make_results(results))
     result_figures.figure_results(results / "figures" / "results_vs_paper.png", entries, {}, {})
-    runs = [("at", write_run(results / "cifar10" / "at" / "seed0", 0.5, 0.8)),
-            ("at", write_run(results / "cifar10" / "at" / "seed1", 0.52, 0.8)),
-            ("iseat", write_run(results / "cifar10" / "iseat" / "seed0", 0.55, 0.8))]
+    runs = [
+        ("at", write_run(results / "cifar10" / "at" / "seed0", 0.5, 0.8)),
+        ("at", write_run(results / "cifar10" / "at" / "seed1", 0.52, 0.8)),
+        ("iseat", write_run(results / "cifar10" / "iseat" / "seed0", 0.55, 0.8)),
+    ]
     result_figures.figure_training(results / "figures" / "training_cifar10.png", runs, "CIFAR-10")
-    points = [(lam, g, write_run(results / "cifar10" / "grid" / f"lam{lam}_gamma{g}", 0.5 + lam, 0.8))
-              for lam in (0.01, 0.1) for g in (0.005, 0.007)]
+    points = [
+        (lam, g, write_run(results / "cifar10" / "grid" / f"lam{lam}_gamma{g}", 0.5 + lam, 0.8))
+        for lam in (0.01, 0.1)
+        for g in (0.005, 0.007)
+    ]
     (results / "cifar10" / "grid" / "winner.json").write_text(json.dumps(result_grid.select_grid(points)))
-    result_figures.figure_grid(results / "figures" / "grid_cifar10.png", json.loads((results / "cifar10" / "grid" / "winner.json").read_text()))
+    result_figures.figure_grid(
+        results / "figures" / "grid_cifar10.png", json.loads((results / "cifar10" / "grid" / "winner.json").read_text())
+    )
     for png in (results / "figures").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
     tables = result_tables.write_tables(results / "tables", entries, {}, {})
-    result_index.write_index(results / "README.md", [str(t) for t in tables], sorted(map(str, (results / "figures").glob("*.png"))),
-                    [str(results / "cifar10" / "iseat" / "aa.json")], [str(results / "cifar10" / "grid" / "winner.json")],
-                    [], {"cifar10": "CIFAR-10 WRN34-10"}, {"iseat": "ISEAT"})
+    result_index.write_index(
+        results / "README.md",
+        [str(t) for t in tables],
+        sorted(map(str, (results / "figures").glob("*.png"))),
+        [str(results / "cifar10" / "iseat" / "aa.json")],
+        [str(results / "cifar10" / "grid" / "winner.json")],
+        [],
+        {"cifar10": "CIFAR-10 WRN34-10"},
+        {"iseat": "ISEAT"},
+    )
     index = (results / "README.md").read_text()
     assert "[tab2.csv](tables/tab2.csv)" in index and "![grid_cifar10](figures/grid_cifar10.png)" in index
     assert "[seed0](cifar10/iseat/seed0)" in index and "[AV log](cifar10/iseat/seed0/av_log.h5)" in index
@@ -156,16 +216,62 @@ def test_cli_round_trip_and_user_errors(tmp_path, capsys):
     assert json.loads(out.read_text())["n_seeds"] == 2
     runs = [write_run(tmp_path / "g" / f"p{i}", 0.5 + 0.1 * i, 0.8) for i in range(2)]
     winner = tmp_path / "g" / "winner.json"
-    assert main(["aggregate", "grid", "--out", str(winner), "--point", "0.1", "0.005", str(runs[0]),
-                 "--point", "0.3", "0.007", str(runs[1])]) == 0
+    assert (
+        main(
+            [
+                "aggregate",
+                "grid",
+                "--out",
+                str(winner),
+                "--point",
+                "0.1",
+                "0.005",
+                str(runs[0]),
+                "--point",
+                "0.3",
+                "0.007",
+                str(runs[1]),
+            ]
+        )
+        == 0
+    )
     tuned = tmp_path / "tuned.yaml"
-    assert main(["aggregate", "tuned", "--winner", str(winner), "--keys", "lam", "gamma", "--lam-warmup",
-                 "--out", str(tuned)]) == 0
+    assert (
+        main(
+            [
+                "aggregate",
+                "tuned",
+                "--winner",
+                str(winner),
+                "--keys",
+                "lam",
+                "gamma",
+                "--lam-warmup",
+                "--out",
+                str(tuned),
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load(tuned.read_text()) == {"method": {"lam": [0.0, 0.3], "gamma": 0.007}}
     assert main(["aggregate", "grid", "--out", str(winner), "--point", "x", "0.005", str(runs[0])]) == 2
     assert main(["aggregate", "seeds", "--out", str(out), str(tmp_path / "missing" / "aa.json")]) == 2
-    assert main(["aggregate", "tables", "--out-dir", str(tmp_path / "t"),
-                 "--entry", "cifar10", "at", "cifar11", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "aggregate",
+                "tables",
+                "--out-dir",
+                str(tmp_path / "t"),
+                "--entry",
+                "cifar10",
+                "at",
+                "cifar11",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "unknown paper setting 'cifar11'" in err and "'x' is not a number" in err and "no such file" in err
     assert not math.isnan(json.loads(winner.read_text())["value"])
@@ -186,7 +292,9 @@ def test_tables_name_the_opt_in_speed_options_a_run_used(tmp_path):
     result_tables.write_tables(tmp_path / "tables", entries, {}, {})
     md = (tmp_path / "tables" / "tab2.md").read_text()
     assert "| cifar10/iseat (bf16 autocast, channels_last) |" in md
-    assert ("Runs with opt-in speed options (not the fp32 default): CIFAR-10 WRN34-10 / ISEAT: bf16 autocast, "
-            "channels_last.") in md
+    assert (
+        "Runs with opt-in speed options (not the fp32 default): CIFAR-10 WRN34-10 / ISEAT: bf16 autocast, "
+        "channels_last."
+    ) in md
     assert "cifar10/at |" in md and "cifar10/at (" not in md  # runs at the default name nothing
     assert "% Runs with opt-in speed options" in (tmp_path / "tables" / "tab2.tex").read_text()

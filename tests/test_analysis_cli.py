@@ -35,8 +35,12 @@ class IndexedTensors(torch.utils.data.Dataset):
 
 
 def fake_bundle(with_train=True):
-    bundle = types.SimpleNamespace(name="cifar10", num_classes=10, test=IndexedTensors(12, 1),
-                                   eval_loader=lambda ds, bs: torch.utils.data.DataLoader(ds, batch_size=bs))
+    bundle = types.SimpleNamespace(
+        name="cifar10",
+        num_classes=10,
+        test=IndexedTensors(12, 1),
+        eval_loader=lambda ds, bs: torch.utils.data.DataLoader(ds, batch_size=bs),
+    )
     if with_train:
         bundle.train = IndexedTensors(20, 2)
     return bundle
@@ -68,8 +72,29 @@ COARSE = ["--scan-step", "0.5", "--scan-growth", "0.2", "--tol", "0.01"]  # few 
 
 def test_margin_outputs_agree(data, checkpoint, tmp_path):
     out = tmp_path / "margin"
-    assert main(["analyse", "margin", "--checkpoint", str(checkpoint), "--out", str(out), "--n", "13",
-                 "--mu-max", "20", "--figure-mus", "0", "2", "20", *FAST, *COARSE]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "margin",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--n",
+                "13",
+                "--mu-max",
+                "20",
+                "--figure-mus",
+                "0",
+                "2",
+                "20",
+                *FAST,
+                *COARSE,
+            ]
+        )
+        == 0
+    )
     margins = dict(np.load(out / "margins.npz"))
     summary = json.loads((out / "margin.json").read_text())
     assert np.array_equal(margins["index"], OFFSET + np.arange(13))
@@ -91,17 +116,39 @@ def test_margin_outputs_agree(data, checkpoint, tmp_path):
 
 def test_margin_on_test_split_with_data_root_override(data, checkpoint, tmp_path):
     out = tmp_path / "m"
-    assert main(["analyse", "margin", "--checkpoint", str(checkpoint), "--out", str(out), "--split", "test",
-                 "--data-root", "/elsewhere", "--mu-max", "5", *FAST, *COARSE]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "margin",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--split",
+                "test",
+                "--data-root",
+                "/elsewhere",
+                "--mu-max",
+                "5",
+                *FAST,
+                *COARSE,
+            ]
+        )
+        == 0
+    )
     assert len(np.load(out / "margins.npz")["mu"]) == 12 and data.calls[0][0]["root"] == "/elsewhere"
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--split", "train"], "no un-augmented training set"),
-    (["--eps", "8"], "--eps '8' = 8 is outside"),
-    (["--n", "0"], "--n must be at least 1"),
-    (["--tol", "0"], "must be > 0"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--split", "train"], "no un-augmented training set"),
+        (["--eps", "8"], "--eps '8' = 8 is outside"),
+        (["--n", "0"], "--n must be at least 1"),
+        (["--tol", "0"], "must be > 0"),
+    ],
+)
 def test_margin_bad_input_writes_nothing(data, checkpoint, tmp_path, capsys, extra, message):
     data.state["train"] = False
     out = tmp_path / "margin"
@@ -118,8 +165,26 @@ def test_missing_checkpoint(data, tmp_path, capsys):
 
 def test_vulnerability_of_the_test_set(data, checkpoint, tmp_path, capsys):
     out = tmp_path / "av" / "test_av.json"
-    assert main(["analyse", "vulnerability", "--checkpoint", str(checkpoint), "--out", str(out), "--n-examples", "5",
-                 "--device", "cpu", "--batch-size", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "vulnerability",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--n-examples",
+                "5",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(out.read_text())
     rows = np.genfromtxt(tmp_path / "av" / "test_av.per_sample.csv", delimiter=",", names=True)
     assert np.array_equal(rows["index"], OFFSET + np.arange(5)) and summary["n_samples"] == 5
@@ -138,20 +203,41 @@ def test_vulnerability_of_the_test_set(data, checkpoint, tmp_path, capsys):
 
 def test_vulnerability_of_the_training_set_uses_the_runs_split(data, checkpoint, tmp_path):
     out = tmp_path / "train_av.json"
-    assert main(["analyse", "vulnerability", "--checkpoint", str(checkpoint), "--out", str(out), "--split", "train",
-                 "--n-examples", "3", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "vulnerability",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--split",
+                "train",
+                "--n-examples",
+                "3",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = np.genfromtxt(tmp_path / "train_av.per_sample.csv", delimiter=",", names=True)
     assert np.array_equal(rows["label"], fake_bundle().train.y[:3].numpy())
     assert json.loads(out.read_text())["split"] == "train"
     assert data.calls[0][0]["selection"] == DEFAULTS["data"]["selection"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--split", "valid"], "unknown split 'valid'; give one of train, test"),
-    (["--n-examples", "13"], "13 samples asked for, but the test set has 12"),
-    (["--out", "{tmp}/av.csv"], "must be a .json file"),
-    (["--checkpoint", "{tmp}/none.pt"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--split", "valid"], "unknown split 'valid'; give one of train, test"),
+        (["--n-examples", "13"], "13 samples asked for, but the test set has 12"),
+        (["--out", "{tmp}/av.csv"], "must be a .json file"),
+        (["--checkpoint", "{tmp}/none.pt"], "does not exist"),
+    ],
+)
 def test_vulnerability_bad_input_writes_nothing(data, checkpoint, tmp_path, capsys, extra, message):
     before = set(tmp_path.rglob("*"))
     argv = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "av.json"), "--device", "cpu", *extra]
@@ -164,8 +250,10 @@ def test_vulnerability_bad_input_writes_nothing(data, checkpoint, tmp_path, caps
 def write_log(path, indices, av_rows, extra=None):
     writer = AVLogWriter(path, np.asarray(indices), {"config": {}, "seed": 0})
     for epoch, av in enumerate(av_rows):
-        values = {name: np.zeros(len(indices), np.float32) if kind == "f4" else np.ones(len(indices), np.int8)
-                  for name, kind in PER_SAMPLE.items()}
+        values = {
+            name: np.zeros(len(indices), np.float32) if kind == "f4" else np.ones(len(indices), np.int8)
+            for name, kind in PER_SAMPLE.items()
+        }
         values["av"] = np.asarray(av, np.float32)
         writer.write_epoch(epoch, values, False)
     writer.close()
@@ -176,8 +264,26 @@ def test_landscape_picks_most_and_least_vulnerable_from_the_log(data, checkpoint
     av[[4, 9]] = [5.0, -3.0]
     write_log(tmp_path / "av_log.h5", OFFSET + np.arange(20), [np.zeros(20), av])
     out = tmp_path / "land"
-    assert main(["analyse", "landscape", "--checkpoint", str(checkpoint), "--out", str(out), "--log",
-                 str(tmp_path / "av_log.h5"), "--pick", "1", "--steps", "3", *FAST]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "landscape",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--log",
+                str(tmp_path / "av_log.h5"),
+                "--pick",
+                "1",
+                "--steps",
+                "3",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "landscape.json").read_text())
     assert info["indices"] == [OFFSET + 4, OFFSET + 9]
     fig3 = np.load(out / "fig3.npz")
@@ -187,8 +293,24 @@ def test_landscape_picks_most_and_least_vulnerable_from_the_log(data, checkpoint
 
 def test_landscape_rejects_unknown_indices(data, checkpoint, tmp_path, capsys):
     out = tmp_path / "land"
-    assert main(["analyse", "landscape", "--checkpoint", str(checkpoint), "--out", str(out), "--indices", "3",
-                 "--steps", "3", *FAST]) == 2
+    assert (
+        main(
+            [
+                "analyse",
+                "landscape",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--indices",
+                "3",
+                "--steps",
+                "3",
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "dataset indices [3] are not in the 20 samples" in capsys.readouterr().err and not out.exists()
 
 
@@ -198,48 +320,106 @@ def make_run(root, eta, av, seed):
     cfg = copy.deepcopy(DEFAULTS) | {"method": {"name": "at_eq9", "eta": [eta]}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     write_log(run / "av_log.h5", np.arange(len(av)), [np.random.default_rng(seed).normal(size=len(av)), av])
-    (root / f"eval{eta}.json").write_text(json.dumps({"clean_accuracy": 0.8 - 0.01 * eta, "robust_accuracy": 0.4 + 0.01 * eta}))
+    (root / f"eval{eta}.json").write_text(
+        json.dumps({"clean_accuracy": 0.8 - 0.01 * eta, "robust_accuracy": 0.4 + 0.01 * eta})
+    )
     return run, root / f"eval{eta}.json"
 
 
 def test_av_figure_eta_sweep_table_and_index(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    runs = [make_run(tmp_path, eta, rng.normal(scale=1 / (1 + eta), size=30), i) for i, eta in enumerate([1.0, 0.0, 0.5])]
-    assert main(["analyse", "av-figure", "--log", str(runs[0][0] / "av_log.h5"), "--out", str(tmp_path / "fig1a.png")]) == 0
+    runs = [
+        make_run(tmp_path, eta, rng.normal(scale=1 / (1 + eta), size=30), i) for i, eta in enumerate([1.0, 0.0, 0.5])
+    ]
+    assert (
+        main(["analyse", "av-figure", "--log", str(runs[0][0] / "av_log.h5"), "--out", str(tmp_path / "fig1a.png")])
+        == 0
+    )
     fig1a = np.genfromtxt(tmp_path / "fig1a.csv", delimiter=",", names=True)
     assert np.array_equal(fig1a["epoch"], [0, 1])
     test_av = []
     for i, (run, _) in enumerate(runs):  # `analyse vulnerability` summaries of the test set
         test_av.append(run / "test_av.json")
         test_av[-1].write_text(json.dumps({"av_statistics": {"av_sd": 0.25 * (i + 1)}, "attack": {"steps": 10}}))
-    assert main(["analyse", "eta-sweep", "--runs", *[str(r) for r, _ in runs], "--evals", *[str(e) for _, e in runs],
-                 "--test-av", *map(str, test_av), "--out", str(tmp_path / "fig4.png")]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "eta-sweep",
+                "--runs",
+                *[str(r) for r, _ in runs],
+                "--evals",
+                *[str(e) for _, e in runs],
+                "--test-av",
+                *map(str, test_av),
+                "--out",
+                str(tmp_path / "fig4.png"),
+            ]
+        )
+        == 0
+    )
     fig4 = np.genfromtxt(tmp_path / "fig4.csv", delimiter=",", names=True)
     assert np.array_equal(fig4["eta"], [0.0, 0.5, 1.0]) and np.allclose(fig4["accuracy"], [0.8, 0.795, 0.79])
     assert np.array_equal(fig4["test_av_sd"], [0.5, 0.75, 0.25])
     from iseat.training.avlog import AVLog
+
     with AVLog(runs[1][0] / "av_log.h5") as log:  # eta = 0
         assert fig4["av_sd"][0] == pytest.approx(np.std(log.values("av", 1).astype(np.float64)))
-    assert main(["analyse", "table1", "--entry", "AT", str(runs[1][0] / "av_log.h5"), str(runs[1][1]),
-                 "--entry", "Eq. 9", str(runs[0][0] / "av_log.h5"), str(runs[0][1]), "--out", str(tmp_path / "t1.md")]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "table1",
+                "--entry",
+                "AT",
+                str(runs[1][0] / "av_log.h5"),
+                str(runs[1][1]),
+                "--entry",
+                "Eq. 9",
+                str(runs[0][0] / "av_log.h5"),
+                str(runs[0][1]),
+                "--out",
+                str(tmp_path / "t1.md"),
+            ]
+        )
+        == 0
+    )
     assert "| Eq. 9 |" in (tmp_path / "t1.md").read_text()
     (tmp_path / "fig1a_at.png").write_bytes((tmp_path / "fig1a.png").read_bytes())
-    assert main(["analyse", "index", "--out", str(tmp_path / "idx" / "index.md"), str(tmp_path / "fig1a.png"),
-                 str(tmp_path / "fig1a_at.png"), str(tmp_path / "fig4.png"), str(tmp_path / "t1.md")]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "index",
+                "--out",
+                str(tmp_path / "idx" / "index.md"),
+                str(tmp_path / "fig1a.png"),
+                str(tmp_path / "fig1a_at.png"),
+                str(tmp_path / "fig4.png"),
+                str(tmp_path / "t1.md"),
+            ]
+        )
+        == 0
+    )
     index = (tmp_path / "idx" / "index.md").read_text()
     assert "[Fig. 1a: AV statistics of the training set per epoch](../fig1a.png)" in index and "(../t1.md)" in index
     assert "[Fig. 1a: AV statistics of the training set per epoch](../fig1a_at.png)" in index
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["av-figure", "--log", "{log}", "--out", "{tmp}/f.jpeg"], "must end in one of"),
-    (["av-figure", "--log", "{tmp}/none.h5", "--out", "{tmp}/f.png"], "does not exist"),
-    (["eta-sweep", "--runs", "{tmp}/a", "--evals", "{tmp}/x.json", "{tmp}/y.json", "--out", "{tmp}/f.png"],
-     "--runs gives 1 runs but --evals 2 files"),
-    (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.md"], "not a readable JSON"),
-    (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.txt"], "Markdown"),
-    (["index", "--out", "{tmp}/i.md", "{tmp}/none.png"], "not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["av-figure", "--log", "{log}", "--out", "{tmp}/f.jpeg"], "must end in one of"),
+        (["av-figure", "--log", "{tmp}/none.h5", "--out", "{tmp}/f.png"], "does not exist"),
+        (
+            ["eta-sweep", "--runs", "{tmp}/a", "--evals", "{tmp}/x.json", "{tmp}/y.json", "--out", "{tmp}/f.png"],
+            "--runs gives 1 runs but --evals 2 files",
+        ),
+        (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.md"], "not a readable JSON"),
+        (["table1", "--entry", "AT", "{log}", "{tmp}/none.json", "--out", "{tmp}/t.txt"], "Markdown"),
+        (["index", "--out", "{tmp}/i.md", "{tmp}/none.png"], "not found"),
+    ],
+)
 def test_figure_commands_bad_input(tmp_path, capsys, argv, message):
     log = tmp_path / "av_log.h5"
     write_log(log, np.arange(5), [np.zeros(5)])
@@ -257,12 +437,45 @@ def test_margin_and_landscape_on_the_real_digits_bundle(checkpoint, tmp_path):
 
     bundle = load_data(DEFAULTS["data"], DEFAULTS["seed"])
     out = tmp_path / "margin"
-    assert main(["analyse", "margin", "--checkpoint", str(checkpoint), "--out", str(out), "--n", "6",
-                 "--mu-max", "10", *FAST, *COARSE]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "margin",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+                "--n",
+                "6",
+                "--mu-max",
+                "10",
+                *FAST,
+                *COARSE,
+            ]
+        )
+        == 0
+    )
     margins = np.load(out / "margins.npz")
     assert np.array_equal(margins["index"], bundle.train.indices[:6])
     assert np.array_equal(margins["label"], bundle.train.labels[bundle.train.rows[:6]])
     wanted = [int(bundle.train.indices[4]), int(bundle.train.indices[0])]
-    assert main(["analyse", "landscape", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "land"),
-                 "--indices", *map(str, wanted), "--steps", "2", *FAST]) == 0
+    assert (
+        main(
+            [
+                "analyse",
+                "landscape",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "land"),
+                "--indices",
+                *map(str, wanted),
+                "--steps",
+                "2",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert list(np.load(tmp_path / "land" / "fig3.npz")["index"]) == wanted

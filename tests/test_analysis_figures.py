@@ -16,10 +16,16 @@ def assert_png(path):
 
 
 def test_figure1a_saves_the_plotted_statistics(tmp_path):
-    summary = {"epoch": np.arange(4), "av_mean": np.array([0.1, 0.2, 0.3, 0.4]), "av_sd": np.array([1.0, 0.9, 0.8, 0.7]),
-               "av_top10_mean": np.array([3.0, 2.5, 2.0, 1.5]), "av_bottom10_mean": np.array([-0.1, 0.0, 0.1, 0.2]),
-               "share_av_ge_1": np.array([0.3, 0.2, 0.1, 0.05]), "share_av_le_0": np.array([0.4, 0.3, 0.2, 0.1]),
-               "n_samples": np.full(4, 100.0)}
+    summary = {
+        "epoch": np.arange(4),
+        "av_mean": np.array([0.1, 0.2, 0.3, 0.4]),
+        "av_sd": np.array([1.0, 0.9, 0.8, 0.7]),
+        "av_top10_mean": np.array([3.0, 2.5, 2.0, 1.5]),
+        "av_bottom10_mean": np.array([-0.1, 0.0, 0.1, 0.2]),
+        "share_av_ge_1": np.array([0.3, 0.2, 0.1, 0.05]),
+        "share_av_le_0": np.array([0.4, 0.3, 0.2, 0.1]),
+        "n_samples": np.full(4, 100.0),
+    }
     out = tmp_path / "fig1a.png"
     data = figures.figure1a_av_statistics(summary, out)
     assert_png(out)
@@ -41,23 +47,39 @@ def test_figure1b_histogram_cdf_and_disordered_share(tmp_path):
     assert saved["counts"].sum() == 100 and np.array_equal(saved["counts"], np.histogram(mu, np.linspace(0, 50, 51))[0])
     assert saved["share_disordered"] == pytest.approx(0.1)
     assert saved["share_within_budget"] == pytest.approx(np.mean(mu <= 1.5))
-    assert np.all(np.diff(saved["cdf"]) > 0) and saved["cdf"][-1] == 1 and np.array_equal(saved["mu_sorted"], np.sort(mu))
+    assert (
+        np.all(np.diff(saved["cdf"]) > 0) and saved["cdf"][-1] == 1 and np.array_equal(saved["mu_sorted"], np.sort(mu))
+    )
 
 
 def test_figure2_and_figure3_save_their_arrays(tmp_path):
     rng = np.random.default_rng(1)
-    grid = {"mu": np.array([0.0, 1.0, 8.0]), "images": rng.random((2, 3, 3, 8, 8)),
-            "pred": np.array([[0, 0, 3], [1, 2, 2]]), "confidence": rng.random((2, 3))}
-    data = figures.figure2_perturbation_grid(grid, tmp_path / "fig2.png", labels=np.array([0, 1]),
-                                             indices=np.array([11, 42]), class_names=figures.CLASS_NAMES["cifar10"])
+    grid = {
+        "mu": np.array([0.0, 1.0, 8.0]),
+        "images": rng.random((2, 3, 3, 8, 8)),
+        "pred": np.array([[0, 0, 3], [1, 2, 2]]),
+        "confidence": rng.random((2, 3)),
+    }
+    data = figures.figure2_perturbation_grid(
+        grid,
+        tmp_path / "fig2.png",
+        labels=np.array([0, 1]),
+        indices=np.array([11, 42]),
+        class_names=figures.CLASS_NAMES["cifar10"],
+    )
     assert_png(tmp_path / "fig2.png")
     saved = np.load(tmp_path / "fig2.npz")
     for key in ("mu", "images", "pred", "confidence", "label", "index"):
         assert np.array_equal(saved[key], data[key])
     assert list(saved["class_names"][:2]) == ["airplane", "automobile"]
 
-    land = {"alphas": np.linspace(-1, 1, 4), "betas": np.linspace(-1, 1, 5), "loss": rng.random((2, 4, 5)),
-            "adversarial_direction": rng.random((2, 3, 8, 8)), "random_direction": rng.random((2, 3, 8, 8))}
+    land = {
+        "alphas": np.linspace(-1, 1, 4),
+        "betas": np.linspace(-1, 1, 5),
+        "loss": rng.random((2, 4, 5)),
+        "adversarial_direction": rng.random((2, 3, 8, 8)),
+        "random_direction": rng.random((2, 3, 8, 8)),
+    }
     figures.figure3_landscape(land, tmp_path / "fig3.png", indices=[5, 6])
     assert_png(tmp_path / "fig3.png")
     saved = np.load(tmp_path / "fig3.npz")
@@ -76,8 +98,9 @@ def test_figure4_sorted_by_eta(tmp_path):
 def test_figure4_draws_train_and_test_av_sd(tmp_path, monkeypatch):
     drawn = []
     monkeypatch.setattr(figures, "save_figure", lambda fig, out: drawn.append(fig))
-    figures.figure4_eta_sweep([1.0, 0.0], [0.80, 0.82], [0.45, 0.40], [0.5, 0.9], tmp_path / "fig4.png",
-                              test_av_sd=[0.6, 1.1])
+    figures.figure4_eta_sweep(
+        [1.0, 0.0], [0.80, 0.82], [0.45, 0.40], [0.5, 0.9], tmp_path / "fig4.png", test_av_sd=[0.6, 1.1]
+    )
     saved = figures.read_csv(tmp_path / "fig4.csv")
     assert np.array_equal(saved["av_sd"], [0.9, 0.5]) and np.array_equal(saved["test_av_sd"], [1.1, 0.6])
     twin = drawn[0].axes[1]
@@ -95,8 +118,10 @@ def write_log(path, av_rows, weight_perturbed=False):
     n = av_rows.shape[1]
     writer = AVLogWriter(path, np.arange(n), {"config": {}, "seed": 0})
     for epoch, av in enumerate(av_rows):
-        values = {name: np.zeros(n, np.float32) if kind == "f4" else np.ones(n, np.int8) for name, kind in
-                  ((k, PER_SAMPLE[k]) for k in PER_SAMPLE)}
+        values = {
+            name: np.zeros(n, np.float32) if kind == "f4" else np.ones(n, np.int8)
+            for name, kind in ((k, PER_SAMPLE[k]) for k in PER_SAMPLE)
+        }
         values["av"] = av.astype(np.float32)
         writer.write_epoch(epoch, values, weight_perturbed)
     writer.close()
@@ -106,8 +131,18 @@ def test_table1_from_margin_summary_and_av_log(tmp_path):
     rng = np.random.default_rng(2)
     av_last = rng.normal(0.5, 1.0, 200)
     write_log(tmp_path / "av_log.h5", np.stack([rng.normal(size=200), av_last]), weight_perturbed=True)
-    margin = {"av_statistics": {"av_sd": 0.5, "av_top10_mean": 2.0, "av_bottom10_mean": -0.2, "share_av_ge_1": 0.1,
-                                "share_av_le_0": 0.3, "av_mean": 0.4, "n_samples": 1000}, "attack": {"steps": 50}}
+    margin = {
+        "av_statistics": {
+            "av_sd": 0.5,
+            "av_top10_mean": 2.0,
+            "av_bottom10_mean": -0.2,
+            "share_av_ge_1": 0.1,
+            "share_av_le_0": 0.3,
+            "av_mean": 0.4,
+            "n_samples": 1000,
+        },
+        "attack": {"steps": 50},
+    }
     (tmp_path / "margin.json").write_text(json.dumps(margin))
     (tmp_path / "eval.json").write_text(json.dumps({"clean_accuracy": 0.8, "nested": {"rob": 0.45}}))
     ev = tables.read_evaluation(tmp_path / "eval.json", "clean_accuracy", "nested.rob")

@@ -30,7 +30,7 @@ def test_grid_equals_direct_loss(clip):
             for j, b in enumerate(betas):
                 point = x[s] + a * d[s] + b * r[s]
                 point = point.clamp(0, 1) if clip else point
-                expected = nn.functional.cross_entropy(model(point[None]), y[s:s + 1]).item()
+                expected = nn.functional.cross_entropy(model(point[None]), y[s : s + 1]).item()
                 assert land.loss[s, i, j] == pytest.approx(expected, rel=1e-9)
     clean = nn.functional.cross_entropy(model(x), y, reduction="none").detach().numpy()
     assert np.allclose(land.loss[:, 2, 1], clean)

@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from iseat.analysis.margin import (MarginSearch, adversarial_direction, figure2_positions, first_crossing,
-                                   margin_study, margin_summary, perturbation_grid)
+from iseat.analysis.margin import (
+    MarginSearch,
+    adversarial_direction,
+    figure2_positions,
+    first_crossing,
+    margin_study,
+    margin_summary,
+    perturbation_grid,
+)
 from iseat.methods.training_attack import PGD
 
 SHAPE = (3, 8, 8)
@@ -43,7 +50,7 @@ def central_inputs(n, seed=1):
 
 def sign_direction(n, seed=2):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, 2, (n, *SHAPE), generator=g).double() * 2 - 1) / D ** 0.5
+    return (torch.randint(0, 2, (n, *SHAPE), generator=g).double() * 2 - 1) / D**0.5
 
 
 def test_linear_classifier_matches_analytic_crossing_within_tolerance():
@@ -128,11 +135,13 @@ def test_margin_study_on_pgd_direction_matches_analytic_and_reports_av():
     assert np.array_equal(result.index, np.arange(40))
     assert np.allclose(result.delta_norm, norm.numpy())
     ce = nn.functional.cross_entropy
-    assert np.allclose(result.av, (ce(model(x_adv), y, reduction="none") - ce(model(x), y, reduction="none")).detach().numpy())
+    assert np.allclose(
+        result.av, (ce(model(x_adv), y, reduction="none") - ce(model(x), y, reduction="none")).detach().numpy()
+    )
     summary = margin_summary(result, attack.eps)
     assert summary["n_samples"] == 40
     assert summary["share_disordered"] == pytest.approx(float((~result.crossed).mean()))
-    assert summary["eps_linf_corner_l2"] == pytest.approx(8 / 255 * D ** 0.5)
+    assert summary["eps_linf_corner_l2"] == pytest.approx(8 / 255 * D**0.5)
     assert set(result.throughput()) == {"attack_samples_per_s", "search_samples_per_s", "total_samples_per_s"}
 
 
@@ -162,8 +171,9 @@ def test_figure2_positions_cover_small_median_large_and_disordered():
     crossed[[3, 7]] = False
     mu[[3, 7]] = 50
     zeros = np.zeros(n)
-    result = MarginResult(np.arange(n), np.zeros(n, int), np.zeros(n, int), zeros.astype(int), mu, crossed,
-                          zeros, zeros, zeros)
+    result = MarginResult(
+        np.arange(n), np.zeros(n, int), np.zeros(n, int), zeros.astype(int), mu, crossed, zeros, zeros, zeros
+    )
     picks = figure2_positions(result)
     assert 3 in picks and 7 in picks and len(set(picks)) == len(picks) == 5
     crossed_picks = [p for p in picks if crossed[p]]

@@ -19,8 +19,10 @@ N = 12
 
 def values(epoch):
     rng = np.random.default_rng(epoch)
-    return {name: (rng.random(N).astype("f4") if kind == "f4" else rng.integers(0, 2, N).astype("i1"))
-            for name, kind in PER_SAMPLE.items()}
+    return {
+        name: (rng.random(N).astype("f4") if kind == "f4" else rng.integers(0, 2, N).astype("i1"))
+        for name, kind in PER_SAMPLE.items()
+    }
 
 
 def write_log(path, epochs, resume_epochs=0):
@@ -32,13 +34,13 @@ def write_log(path, epochs, resume_epochs=0):
 
 def test_written_resumed_and_read_with_locking_disabled_by_the_environment(tmp_path):
     script = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        import sys; sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
         import numpy as np
         from test_avlog_locking import write_log, values
         from iseat.training.avlog import AVLog
-        write_log({str(tmp_path / 'av_log.h5')!r}, 2)
-        write_log({str(tmp_path / 'av_log.h5')!r}, 3, resume_epochs=2)
-        with AVLog({str(tmp_path / 'av_log.h5')!r}) as log:
+        write_log({str(tmp_path / "av_log.h5")!r}, 2)
+        write_log({str(tmp_path / "av_log.h5")!r}, 3, resume_epochs=2)
+        with AVLog({str(tmp_path / "av_log.h5")!r}) as log:
             assert list(log.file["epoch"][:]) == [0, 1, 2]
             assert np.array_equal(log.values("av", epoch=2), values(2)["av"])
         print("ok")
@@ -56,8 +58,10 @@ def test_falls_back_when_the_file_system_refuses_the_lock(tmp_path, monkeypatch)
             return real_file(path, mode, **kwargs)
         opened.append(kwargs.get("locking"))
         if kwargs.get("locking") is not False:
-            raise OSError("Unable to synchronously open file (unable to lock file, errno = 38, "
-                          "error message = 'Function not implemented')")
+            raise OSError(
+                "Unable to synchronously open file (unable to lock file, errno = 38, "
+                "error message = 'Function not implemented')"
+            )
         return real_file(path, mode, **kwargs)
 
     real_file = h5py.File

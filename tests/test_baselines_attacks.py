@@ -83,8 +83,9 @@ def test_kl_attack_runs_to_the_corner_its_start_points_to(case):
 def test_gair_weights_tanh_schedule():
     kappa = torch.tensor([0, 5, 10])
     w = gair_weights(kappa, steps=10, lam=-1.0)
-    raw = torch.tensor([(1 + math.tanh(-1 + 5)) / 2, (1 + math.tanh(-1)) / 2, (1 + math.tanh(-1 - 5)) / 2],
-                       dtype=torch.float64)
+    raw = torch.tensor(
+        [(1 + math.tanh(-1 + 5)) / 2, (1 + math.tanh(-1)) / 2, (1 + math.tanh(-1 - 5)) / 2], dtype=torch.float64
+    )
     assert torch.allclose(w, raw * 3 / raw.sum())
     assert gair_lambda(58, 120) == math.inf and gair_lambda(59, 120) == -1.0  # GAIRAT.py: (epoch + 1) >= 60
 

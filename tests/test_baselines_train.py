@@ -19,8 +19,17 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_samp
 # schedule scale with the epochs.
 AWP = ["method.awp_warmup=1", "method.gamma=0.002"]
 RWP = ["method.gamma=0.002", "method.rwp_steps=1"]
-BASELINES = {"trades": [], "mart": [], "trades_awp": AWP, "mart_awp": AWP, "rwp": RWP, "trades_rwp": [*RWP, "method.awp_warmup=1"],
-             "gairat": [], "gair_trades": [], "fat": []}
+BASELINES = {
+    "trades": [],
+    "mart": [],
+    "trades_awp": AWP,
+    "mart_awp": AWP,
+    "rwp": RWP,
+    "trades_rwp": [*RWP, "method.awp_warmup=1"],
+    "gairat": [],
+    "gair_trades": [],
+    "fat": [],
+}
 
 
 def test_every_baseline_is_trained_here():
@@ -41,22 +50,45 @@ def data_overrides(tmp_path_factory):
     if SAMPLE.exists():
         sample = np.load(SAMPLE)
         subset = tmp_path_factory.mktemp("cifar") / "cifar10_subset.npz"
-        np.savez(subset, x_train=sample["x_train"][:1000], y_train=sample["y_train"][:1000],
-                 x_test=sample["x_test"][:200], y_test=sample["y_test"][:200])
-        return ["data.dataset=npz", f"data.root={subset}", "data.validation_size=200", "data.augmentation=none",
-                "attack.eps=2/255", "attack.step_size=1/255"], FLOOR
+        np.savez(
+            subset,
+            x_train=sample["x_train"][:1000],
+            y_train=sample["y_train"][:1000],
+            x_test=sample["x_test"][:200],
+            y_test=sample["y_test"][:200],
+        )
+        return [
+            "data.dataset=npz",
+            f"data.root={subset}",
+            "data.validation_size=200",
+            "data.augmentation=none",
+            "attack.eps=2/255",
+            "attack.step_size=1/255",
+        ], FLOOR
     return ["data.dataset=digits", "data.validation_size=200", "attack.step_size=4/255"], 0.3
-
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BASELINES)
 def test_baseline_learns_robust_features(tmp_path, data_overrides, name):
     data, floor = data_overrides
-    cfg = load_config(None, [*data, f"method.name={name}", *BASELINES[name], "training.epochs=3",
-                             "training.lr=0.05", "training.batch_size=64", "attack.steps=2",
-                             "evaluation.max_samples=200", "evaluation.pgd_steps=3", "runtime.device=cpu",
-                             "runtime.progress=false", "data.num_workers=0"])
+    cfg = load_config(
+        None,
+        [
+            *data,
+            f"method.name={name}",
+            *BASELINES[name],
+            "training.epochs=3",
+            "training.lr=0.05",
+            "training.batch_size=64",
+            "attack.steps=2",
+            "evaluation.max_samples=200",
+            "evaluation.pgd_steps=3",
+            "runtime.device=cpu",
+            "runtime.progress=false",
+            "data.num_workers=0",
+        ],
+    )
     summary = train(cfg, tmp_path / name, say=lambda *_: None)
     assert summary["best_selection_pgd_acc"] >= floor, summary
     assert summary["best_selection_clean_acc"] >= summary["best_selection_pgd_acc"]

@@ -38,6 +38,7 @@ def setup(seed=0, m=8):
 
 # ----------------------------------------------------------------------------- the papers, written out
 
+
 class Paper:
     """The model as pure functions of theta: train mode with private BatchNorm buffers, eval mode;
     `stats` holds the running statistics that the original's train-mode passes update (`count`)."""
@@ -208,11 +209,13 @@ STEPS_EVEN = 2 * (STEPS // 2)  # GAIR.py's 2 * int(K / 2)
 
 # ----------------------------------------------------------------------------- library vs paper
 
+
 def library_step(model, x, y, name, seed, **options):
     model = copy.deepcopy(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
     method = MethodSchedule.from_config({"name": name, **options}).at_stage(
-        0, PGD(EPS, STEP, STEPS), epoch=EPOCH, epochs=EPOCHS)
+        0, PGD(EPS, STEP, STEPS), epoch=EPOCH, epochs=EPOCHS
+    )
     torch.manual_seed(seed)
     result = training_step(model, optimizer, x, y, method)
     return model, result
@@ -245,10 +248,13 @@ def assert_same(lib_model, paper, expected, result, av, x, y):
 
 # The train-mode passes of each original's loss, in order (trades.py: x, x', x; TRADES-AWP's and
 # TRADES-RWP's train loops: x', x, x; RST_AWP_RWP's trades_loss: x', x); the cheaper variant of TRADES.
-TRADES_CASES = {"trades": ("trades", {}, "x a x"), "trades_awp": ("trades_awp", {}, "a x x"),
-                "trades_rwp": ("trades_rwp", {}, "a x x"),
-                "rst_rwp": ("trades_rwp", {"statistics_passes": ["adv", "clean"]}, "a x"),
-                "trades_one_update": ("trades", {"statistics_passes": ["clean", "adv"]}, "x a")}
+TRADES_CASES = {
+    "trades": ("trades", {}, "x a x"),
+    "trades_awp": ("trades_awp", {}, "a x x"),
+    "trades_rwp": ("trades_rwp", {}, "a x x"),
+    "rst_rwp": ("trades_rwp", {"statistics_passes": ["adv", "clean"]}, "a x"),
+    "trades_one_update": ("trades", {"statistics_passes": ["clean", "adv"]}, "x a"),
+}
 
 
 @pytest.mark.parametrize("case", TRADES_CASES)
@@ -262,8 +268,10 @@ def test_trades_family(case):
     if name == "trades_awp":
         v = awp(paper, loss_of, gamma=0.005)
     if name == "trades_rwp":
-        per_sample = lambda params: (ce(paper.train_logits(params, x), y) + 6.0 * kl(
-            paper.train_logits(params, x), paper.train_logits(params, x_adv)))
+        per_sample = lambda params: (
+            ce(paper.train_logits(params, x), y)
+            + 6.0 * kl(paper.train_logits(params, x), paper.train_logits(params, x_adv))
+        )
         threshold = per_sample(paper.theta).detach().median().item() + 1e-6  # half the batch drives v
         options = {**options, "threshold": threshold}
         v = rwp(paper, per_sample, gamma=0.005, threshold=threshold)  # the TRADES scripts' gamma
@@ -351,7 +359,8 @@ def test_gair_trades(lam):
 def test_gair_trades_is_plain_trades_in_its_burn_in():
     """Lambda = 100 before 1-indexed epoch epochs / 2, and the original takes plain TRADES for Lambda > 10."""
     at = lambda epoch, **o: MethodSchedule.from_config({"name": "gair_trades", **o}).at_stage(
-        0, PGD(EPS, STEP, STEPS), epoch=epoch, epochs=EPOCHS)
+        0, PGD(EPS, STEP, STEPS), epoch=epoch, epochs=EPOCHS
+    )
     for step in (at(98), at(150, gair_lambda=10.5)):
         assert step.instance_weights is None and step.counter_attack is None
     assert at(99).instance_weights is not None and at(99).counter_attack is not None
@@ -375,13 +384,16 @@ def test_fat(omega):
     assert_same(lib, paper, expected, result, paper_av(paper, x, x_adv, y), x, y)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["method.name=trades", "method.lam=0.1"], "method.lam: not an option of trades"),
-    (["method.name=iseat", "method.beta=6"], "method.beta: an option of the Tab. 2 baselines, not of iseat"),
-    (["method.name=fat", "method.tau=[0, -1]"], "method.tau[1]"),
-    (["method.name=rwp", "method.statistics_passes=[clean]"], "method.statistics_passes: rwp has no 'clean' pass"),
-    (["method.name=mart", "method.attack_mode=test"], "method.attack_mode"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method.name=trades", "method.lam=0.1"], "method.lam: not an option of trades"),
+        (["method.name=iseat", "method.beta=6"], "method.beta: an option of the Tab. 2 baselines, not of iseat"),
+        (["method.name=fat", "method.tau=[0, -1]"], "method.tau[1]"),
+        (["method.name=rwp", "method.statistics_passes=[clean]"], "method.statistics_passes: rwp has no 'clean' pass"),
+        (["method.name=mart", "method.attack_mode=test"], "method.attack_mode"),
+    ],
+)
 def test_options_are_checked_before_any_work(overrides, message):
     from iseat.training.config import ConfigError, load_config
 
@@ -394,8 +406,9 @@ def test_defaults_are_the_originals():
         options = dict(MethodSchedule.from_config({"name": name}).options)
         return {k: v for k, v in options.items() if k not in ("attack_mode", "statistics_passes")}
 
-    modes = lambda name: [dict(MethodSchedule.from_config({"name": name}).options)[k]
-                          for k in ("attack_mode", "statistics_passes")]
+    modes = lambda name: [
+        dict(MethodSchedule.from_config({"name": name}).options)[k] for k in ("attack_mode", "statistics_passes")
+    ]
     assert schedule("trades") == {"beta": 6.0} and schedule("mart") == {"beta": 6.0}
     assert schedule("trades_awp") == {"beta": 6.0, "gamma": 0.005, "awp_warmup": 10}
     assert schedule("rwp") == {"gamma": 0.01, "awp_warmup": 0, "threshold": 1.7, "rwp_steps": 10}

@@ -22,9 +22,31 @@ def one_thread():
 
 def test_step_benchmark_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "step_timing.json"
-    code = main(["benchmark", "step", "--model", "small_cnn", "--batch-size", "4", "--repeats", "3", "--warmup", "1",
-                 "--steps", "1", "--device", "cpu", "--threads", "1", "--straightforward", "--no-memory", "--no-flops",
-                 "--out", str(out)])
+    code = main(
+        [
+            "benchmark",
+            "step",
+            "--model",
+            "small_cnn",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "3",
+            "--warmup",
+            "1",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--straightforward",
+            "--no-memory",
+            "--no-flops",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     rows = {(r["method"], r["path"]): r for r in result["rows"]}
@@ -61,9 +83,37 @@ def test_memory_lean_step_keeps_no_clean_graph_and_is_reported(tmp_path, capsys)
     assert 0 < lean["peak_step_bytes"] < fast["peak_step_bytes"]
 
     out = tmp_path / "step.json"
-    assert main(["benchmark", "step", "--model", "small_cnn", "--batch-size", "4", "--repeats", "2", "--warmup", "1",
-                 "--steps", "1", "--device", "cpu", "--threads", "1", "--memory-lean", "--methods", "AT", "+AWP",
-                 "ISEAT", "--no-flops", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "step",
+                "--model",
+                "small_cnn",
+                "--batch-size",
+                "4",
+                "--repeats",
+                "2",
+                "--warmup",
+                "1",
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--memory-lean",
+                "--methods",
+                "AT",
+                "+AWP",
+                "ISEAT",
+                "--no-flops",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {(r["method"], r["path"]) for r in json.loads(out.read_text())["rows"]}
     # only methods with a theta branch have a memory-lean variant
     assert rows == {("AT", "fast"), ("+AWP", "fast"), ("ISEAT", "fast"), ("ISEAT", "memory_lean")}
@@ -82,8 +132,29 @@ def test_graph_bytes_grow_with_the_batch():
 
 def test_avlog_benchmark_reports_its_share_of_an_epoch(tmp_path):
     out = tmp_path / "avlog.json"
-    assert main(["benchmark", "avlog", "--batch-size", "8", "--samples", "2000", "--repeats", "2", "--epochs", "2",
-                 "--device", "cpu", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "avlog",
+                "--batch-size",
+                "8",
+                "--samples",
+                "2000",
+                "--repeats",
+                "2",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["steps_per_epoch"] == 250 and 0 < result["record_s"] < result["step_s"]
     assert result["epoch_log_s"] == pytest.approx(250 * result["record_s"] + result["write_epoch_s"])
@@ -103,8 +174,11 @@ def test_fast_path_does_each_pass_once():
     """FLOP accounting: the straightforward step does one more clean forward pass than the fast one for AT
     (the separate pass for the AV) and two more for ISEAT (that one and the fresh pass of the theta branch)."""
     torch.set_num_threads(1)
-    flops = {(label, path): step_timing.step_flops("small_cnn", 4, "cpu", label, path, 0, 2)
-             for label in ("AT", "ISEAT") for path in ("fast", "straightforward")}
+    flops = {
+        (label, path): step_timing.step_flops("small_cnn", 4, "cpu", label, path, 0, 2)
+        for label in ("AT", "ISEAT")
+        for path in ("fast", "straightforward")
+    }
     torch.manual_seed(0)
     model = step_timing.build_model("small_cnn", 10)
     with step_timing.FlopCount() as forward, torch.no_grad():

@@ -7,8 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from iseat.data.augmentation import (COLOUR_BIASED, IDBH_VARIANTS, ColourShapeOp, CropShift, augment_batch,
-                                     build_augmentation, resolve_augmentation)
+from iseat.data.augmentation import (
+    COLOUR_BIASED,
+    IDBH_VARIANTS,
+    ColourShapeOp,
+    CropShift,
+    augment_batch,
+    build_augmentation,
+    resolve_augmentation,
+)
 
 
 def batch(n=64, seed=0):
@@ -55,8 +62,13 @@ def test_idbh_weak_parameters_are_the_papers():
 
 
 def test_auto_augmentation_per_dataset():
-    assert [resolve_augmentation("auto", d) for d in ("cifar10", "cifar100", "npz", "svhn", "digits")] == \
-        ["crop_flip", "crop_flip", "crop_flip", "none", "none"]
+    assert [resolve_augmentation("auto", d) for d in ("cifar10", "cifar100", "npz", "svhn", "digits")] == [
+        "crop_flip",
+        "crop_flip",
+        "crop_flip",
+        "none",
+        "none",
+    ]
     assert resolve_augmentation("idbh", "cifar10") == "idbh" and build_augmentation("none") is None
 
 
@@ -68,8 +80,15 @@ def test_crop_flip_is_a_shifted_possibly_mirrored_window_of_the_padded_image():
     seen = set()
     for _ in range(40):
         out = crop_flip(image).permute(1, 2, 0).numpy()
-        matches = [(t, l, f) for t in range(9) for l in range(9) for f in (0, 1)
-                   if np.array_equal(out, (padded[t:t + 32, l:l + 32, :][:, ::-1] if f else padded[t:t + 32, l:l + 32, :]))]
+        matches = [
+            (t, l, f)
+            for t in range(9)
+            for l in range(9)
+            for f in (0, 1)
+            if np.array_equal(
+                out, (padded[t : t + 32, l : l + 32, :][:, ::-1] if f else padded[t : t + 32, l : l + 32, :])
+            )
+        ]
         assert matches, "not a window of the padded image"
         seen.update(matches)
     assert {f for *_, f in seen} == {0, 1} and len({(t, l) for t, l, _ in seen}) > 10

@@ -54,8 +54,11 @@ def test_verified_copy_is_not_fetched_again(tmp_path, fake_cifar10, monkeypatch)
     fetch("cifar10", root)
     before = snapshot(root / "cifar10")
     spec = fetch_module.DATASETS["cifar10"]
-    monkeypatch.setitem(fetch_module.DATASETS, "cifar10",
-                        DatasetSpec("cifar10", spec.files, archive=Remote(spec.archive.filename, CLOSED_PORT_URL, spec.archive.md5)))
+    monkeypatch.setitem(
+        fetch_module.DATASETS,
+        "cifar10",
+        DatasetSpec("cifar10", spec.files, archive=Remote(spec.archive.filename, CLOSED_PORT_URL, spec.archive.md5)),
+    )
     assert "nothing fetched" in fetch("cifar10", root)
     assert snapshot(root / "cifar10") == before
 
@@ -65,7 +68,10 @@ def test_truncated_download_is_refused_and_removed(tmp_path, fake_cifar10, monke
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     root = tmp_path / "data"
-    with pytest.raises(FetchError, match=r"md5 \w+ of the \d+ bytes received, expected \w+ \(corrupted or truncated download, removed\)"):
+    with pytest.raises(
+        FetchError,
+        match=r"md5 \w+ of the \d+ bytes received, expected \w+ \(corrupted or truncated download, removed\)",
+    ):
         fetch("cifar10", root, url=truncated.as_uri())
     assert [p for p in (root / "cifar10").rglob("*")] == []
 
@@ -78,7 +84,9 @@ def test_corrupted_staged_archive_is_refused_and_left_untouched(tmp_path, fake_c
     corrupt[len(corrupt) // 2] ^= 0xFF
     staged.write_bytes(bytes(corrupt))
     root = tmp_path / "data"
-    with pytest.raises(FetchError, match="expected .* \\(corrupted, truncated or the wrong file\\); the staged file was left untouched"):
+    with pytest.raises(
+        FetchError, match="expected .* \\(corrupted, truncated or the wrong file\\); the staged file was left untouched"
+    ):
         fetch("cifar10", root, source=staged)
     assert staged.read_bytes() == bytes(corrupt)
     assert not (root / "cifar10" / "manifest.json").exists() and not (root / "cifar10" / "cifar-10-batches-py").exists()
@@ -129,7 +137,9 @@ def test_offline_error_names_the_file_its_source_and_the_staging_command(tmp_pat
 def test_svhn_stages_each_file_and_reports_a_missing_one(tmp_path, monkeypatch):
     made = write_svhn_folder(tmp_path / "made")
     remotes = tuple(Remote(p.name, f"http://127.0.0.1:9/{p.name}", md5_of(p)) for p in sorted(made.iterdir()))
-    monkeypatch.setitem(fetch_module.DATASETS, "svhn", DatasetSpec("svhn", {r.filename: r.md5 for r in remotes}, remotes=remotes))
+    monkeypatch.setitem(
+        fetch_module.DATASETS, "svhn", DatasetSpec("svhn", {r.filename: r.md5 for r in remotes}, remotes=remotes)
+    )
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(made / "train_32x32.mat", partial)
@@ -138,7 +148,9 @@ def test_svhn_stages_each_file_and_reports_a_missing_one(tmp_path, monkeypatch):
         fetch("svhn", root, source=partial)
     assert (root / "svhn" / "train_32x32.mat").is_file() and not (root / "svhn" / "manifest.json").exists()
     assert "staged from" in fetch("svhn", root, source=made)
-    assert load_data({"dataset": "svhn", "root": str(root / "svhn"), "validation_size": 2}, seed=0).augmentation == "none"
+    assert (
+        load_data({"dataset": "svhn", "root": str(root / "svhn"), "validation_size": 2}, seed=0).augmentation == "none"
+    )
 
 
 def test_digits_fetch_writes_a_manifest_without_network(tmp_path):

@@ -16,8 +16,17 @@ NUM_DIGITS_TRAIN = 1497
 
 
 def cfg(**data):
-    return {"dataset": "digits", "root": None, "augmentation": "none", "extra": None, "extra_ratio": 1.0,
-            "selection": "validation", "validation_size": 297, "num_workers": 0, **data}
+    return {
+        "dataset": "digits",
+        "root": None,
+        "augmentation": "none",
+        "extra": None,
+        "extra_ratio": 1.0,
+        "selection": "validation",
+        "validation_size": 297,
+        "num_workers": 0,
+        **data,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +76,7 @@ def test_extra_stream_start_is_computed_not_replayed():
     fresh = ExtraStream(50, seed=1)
     assert np.array_equal(fresh.take(130, 50), whole[130:180])
     for k in range(3):
-        assert sorted(whole[50 * k:50 * (k + 1)]) == list(range(50))
+        assert sorted(whole[50 * k : 50 * (k + 1)]) == list(range(50))
 
 
 @pytest.mark.parametrize("augmentation", ["crop_flip", "idbh"])

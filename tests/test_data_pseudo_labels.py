@@ -36,8 +36,12 @@ def test_small_pickle_of_the_schema_converts_and_loads_memory_mapped(tmp_path, p
 def test_limit_makes_a_small_subset_and_conversion_is_idempotent(tmp_path):
     source = pseudo_label_pickle(tmp_path / "ti.pickle", n=40)
     root = tmp_path / "data"
-    assert cli_main(["fetch", "ti500k", "--root", str(root), "--from", str(source), "--limit", "12",
-                     "--expect-count", "0"]) == 0
+    assert (
+        cli_main(
+            ["fetch", "ti500k", "--root", str(root), "--from", str(source), "--limit", "12", "--expect-count", "0"]
+        )
+        == 0
+    )
     extra = PseudoLabelledSet(root / "ti500k")
     assert len(extra) == 12 and json.loads((root / "ti500k" / "manifest.json").read_text())["limit"] == 12
     mtime = (root / "ti500k" / "data.npy").stat().st_mtime_ns
@@ -60,20 +64,25 @@ def test_pickle_whose_reduce_writes_a_file_is_refused_and_nothing_is_written(tmp
     assert not (tmp_path / "data" / "ti500k" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("module,name", [("os", "system"), ("builtins", "eval"), ("subprocess", "Popen"),
-                                         ("numpy", "load"), ("builtins", "getattr")])
+@pytest.mark.parametrize(
+    "module,name",
+    [("os", "system"), ("builtins", "eval"), ("subprocess", "Popen"), ("numpy", "load"), ("builtins", "getattr")],
+)
 def test_only_numpy_array_parts_resolve(module, name):
     crafted = f"c{module}\n{name}\n(S'true'\ntR.".encode()  # protocol 0: GLOBAL then REDUCE
     with pytest.raises(DataError, match=f"refused to load {module}.{name}"):
         restricted_load(crafted, "crafted")
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"extrapolated_targets": np.arange(39)}, "must be 40 integer labels"),
-    ({"extrapolated_targets": np.full(40, 10)}, r"labels must be 0..9"),
-    ({"data": images(40, 1).astype(np.float32)}, r"'data' must be a uint8 array N x 32 x 32 x 3, found float32"),
-    ({"data": images(40, 1)[:, :16]}, r"found uint8 \(40, 16, 32, 3\)"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"extrapolated_targets": np.arange(39)}, "must be 40 integer labels"),
+        ({"extrapolated_targets": np.full(40, 10)}, r"labels must be 0..9"),
+        ({"data": images(40, 1).astype(np.float32)}, r"'data' must be a uint8 array N x 32 x 32 x 3, found float32"),
+        ({"data": images(40, 1)[:, :16]}, r"found uint8 \(40, 16, 32, 3\)"),
+    ],
+)
 def test_schema_violations_are_refused_with_one_line(tmp_path, overrides, message):
     source = pseudo_label_pickle(tmp_path / "bad.pickle", n=40, **overrides)
     with pytest.raises(DataError, match=message) as err:
@@ -107,7 +116,10 @@ def test_url_download_converts_and_no_source_explains_where_to_get_it(tmp_path, 
     assert not [p for p in (root / "ti500k").iterdir() if p.name.startswith(".")]
     assert cli_main(["fetch", "ti500k", "--root", str(root)]) == 2
     err = capsys.readouterr().err
-    assert "semisup-adv" in err and f"iseat fetch ti500k --root {root} --from /path/to/ti_500K_pseudo_labeled.pickle" in err
+    assert (
+        "semisup-adv" in err
+        and f"iseat fetch ti500k --root {root} --from /path/to/ti_500K_pseudo_labeled.pickle" in err
+    )
 
 
 def test_extra_folder_must_be_converted(tmp_path):

@@ -16,8 +16,17 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_samp
 
 
 def cfg(**data):
-    return {"dataset": "digits", "root": None, "augmentation": "auto", "extra": None, "extra_ratio": 1.0,
-            "selection": "validation", "validation_size": 100, "num_workers": 0, **data}
+    return {
+        "dataset": "digits",
+        "root": None,
+        "augmentation": "auto",
+        "extra": None,
+        "extra_ratio": 1.0,
+        "selection": "validation",
+        "validation_size": 100,
+        "num_workers": 0,
+        **data,
+    }
 
 
 def test_digits_arrays_are_32x32x3_uint8_with_a_fixed_split():
@@ -47,15 +56,25 @@ def test_digits_bundle_yields_float_images_in_unit_range_with_unique_indices():
 def test_npz_file_loads_and_bad_npz_is_refused_with_one_line(tmp_path):
     rng = np.random.default_rng(0)
     good = tmp_path / "set.npz"
-    np.savez(good, x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), y_train=np.arange(20) % 4,
-             x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), y_test=np.arange(6) % 4)
+    np.savez(
+        good,
+        x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(20) % 4,
+        x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(6) % 4,
+    )
     arrays = load_npz(good)
     assert arrays.num_classes == 4 and arrays.x_train.shape == (20, 32, 32, 3)
     bundle = load_data(cfg(dataset="npz", root=str(good), validation_size=5), seed=1)
     assert bundle.augmentation == "crop_flip" and len(bundle.train) == 15 and len(bundle.selection) == 5
     bad = tmp_path / "bad.npz"
-    np.savez(bad, x_train=np.zeros((2, 32, 32, 3), np.float32), y_train=np.zeros(2, int),
-             x_test=np.zeros((1, 32, 32, 3), np.uint8), y_test=np.zeros(1, int))
+    np.savez(
+        bad,
+        x_train=np.zeros((2, 32, 32, 3), np.float32),
+        y_train=np.zeros(2, int),
+        x_test=np.zeros((1, 32, 32, 3), np.uint8),
+        y_test=np.zeros(1, int),
+    )
     with pytest.raises(DataError, match=r"x_train: expected uint8 images") as err:
         load_npz(bad)
     assert "\n" not in str(err.value)

@@ -37,8 +37,11 @@ def test_empty_cuda_visible_devices_names_the_cause(monkeypatch):
 
 def test_driver_too_old_names_the_driver(monkeypatch):
     def old_driver():  # what torch 2.x says on a node whose driver predates its CUDA build
-        warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old (found version 11040). "
-                      "Please update your GPU driver", UserWarning)
+        warnings.warn(
+            "CUDA initialization: The NVIDIA driver on your system is too old (found version 11040). "
+            "Please update your GPU driver",
+            UserWarning,
+        )
         return False
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -75,15 +78,31 @@ def test_auto_falls_back_and_says_why():
 
 
 @NO_GPU
-@pytest.mark.parametrize("command", [
-    ["train", "--set", "runtime.device=cuda", "data.dataset=digits", "model.arch=small_cnn", "--out", "{tmp}/run"],
-    ["evaluate", "--device", "cuda", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/aa.json"],
-    ["analyse", "vulnerability", "--device", "cuda:0", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/av.json"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--set", "runtime.device=cuda", "data.dataset=digits", "model.arch=small_cnn", "--out", "{tmp}/run"],
+        ["evaluate", "--device", "cuda", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/aa.json"],
+        [
+            "analyse",
+            "vulnerability",
+            "--device",
+            "cuda:0",
+            "--checkpoint",
+            "{tmp}/missing.pt",
+            "--out",
+            "{tmp}/av.json",
+        ],
+    ],
+)
 def test_cli_fails_fast_on_a_missing_gpu_and_writes_nothing(tmp_path, command):
     start = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "iseat", *(part.format(tmp=tmp_path) for part in command)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "iseat", *(part.format(tmp=tmp_path) for part in command)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert time.monotonic() - start < 60
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()

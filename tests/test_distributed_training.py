@@ -21,10 +21,22 @@ from data_fakes import write_cifar10_folder  # noqa: E402
 # Random images: sign-gradient attacks on images with flat regions (digits) turn rounding-level
 # differences of any two summation orders into visible ones; on these, one and N processes agree to 1e-9.
 SETTINGS = [
-    "data.dataset=cifar10", "data.augmentation=none", "data.num_workers=0", "data.validation_size=40",
-    "model.arch=small_cnn", "method.name=iseat", "method.lam=[0,0.5]", "training.epochs=2", "training.batch_size=50",
-    "attack.steps=1", "evaluation.max_samples=50", "evaluation.pgd_steps=1", "runtime.device=cpu",
-    "runtime.deterministic=true", "runtime.progress=false", "seed=3",
+    "data.dataset=cifar10",
+    "data.augmentation=none",
+    "data.num_workers=0",
+    "data.validation_size=40",
+    "model.arch=small_cnn",
+    "method.name=iseat",
+    "method.lam=[0,0.5]",
+    "training.epochs=2",
+    "training.batch_size=50",
+    "attack.steps=1",
+    "evaluation.max_samples=50",
+    "evaluation.pgd_steps=1",
+    "runtime.device=cpu",
+    "runtime.deterministic=true",
+    "runtime.progress=false",
+    "seed=3",
 ]
 
 
@@ -35,8 +47,16 @@ def root(tmp_path_factory):
 
 def command(out, n, root, *extra):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
-    return [*launcher, str(HERE / "float64_train.py"), "--out", str(out), "--set", *SETTINGS, f"data.root={root}",
-            *extra]
+    return [
+        *launcher,
+        str(HERE / "float64_train.py"),
+        "--out",
+        str(out),
+        "--set",
+        *SETTINGS,
+        f"data.root={root}",
+        *extra,
+    ]
 
 
 def env():
@@ -87,8 +107,14 @@ def test_two_processes_train_the_run_of_one(one_process, tmp_path, root):
 
 
 def test_sigterm_then_rerun_on_another_process_count_resumes(one_process, tmp_path, root):
-    proc = subprocess.Popen(command(tmp_path, 3, root, "runtime.checkpoint_minutes=0.0001"), env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command(tmp_path, 3, root, "runtime.checkpoint_minutes=0.0001"),
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 200
     while not (tmp_path / "state.pt").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
@@ -102,8 +128,13 @@ def test_sigterm_then_rerun_on_another_process_count_resumes(one_process, tmp_pa
 
 
 def test_a_killed_process_ends_the_job_non_zero(tmp_path, root):
-    proc = subprocess.Popen(command(tmp_path, 2, root, "training.epochs=50"), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        command(tmp_path, 2, root, "training.epochs=50"),
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 200
     workers = []
     while len(workers) < 2:
@@ -122,9 +153,10 @@ def test_a_killed_process_ends_the_job_non_zero(tmp_path, root):
     assert time.time() - start < 60
 
 
-
-@pytest.mark.parametrize("setting, key", [({"training": {"swa": {"enabled": True}}}, "training.swa.enabled"),
-                                          ({"method": {"name": "fat"}}, "method.name")])
+@pytest.mark.parametrize(
+    "setting, key",
+    [({"training": {"swa": {"enabled": True}}}, "training.swa.enabled"), ({"method": {"name": "fat"}}, "method.name")],
+)
 def test_what_several_processes_cannot_compute_yet_is_refused(setting, key):
     from iseat.training.config import ConfigError, load_config
     from iseat.training.loop import check_data_parallel

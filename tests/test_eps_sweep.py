@@ -77,8 +77,9 @@ def test_the_curve_of_a_linear_model_is_the_analytic_one(tmp_path):
 
 def test_zero_input_gradients_raise_the_large_eps_flag(tmp_path):
     model, data = honest_data()
-    quantised = torch.nn.Sequential(type("Round", (torch.nn.Module,), {"forward": lambda s, x: torch.round(x * 8) / 8})(),
-                                    model)
+    quantised = torch.nn.Sequential(
+        type("Round", (torch.nn.Module,), {"forward": lambda s, x: torch.round(x * 8) / 8})(), model
+    )
     report = sweep_model(quantised, data, tmp_path / "sweep.json", SPEC)
     assert {p["robust_accuracy"] for p in report["curve"]} == {report["clean_accuracy"]}  # PGD cannot move
     assert report["masking_flags"] == ["large_eps_robust"]
@@ -100,8 +101,15 @@ def test_the_sweep_flag_thresholds():
     assert masking.sweep_flags([(0, 0.8), (16 / 255, 0.3)]) == []  # no very large eps: nothing to say
 
 
-@pytest.mark.parametrize("eps, fix", [((0.1,), "at least two budgets"), ((0, 4 / 255), "headline budget"),
-                                      ((0, 8 / 255, 1.5), "at least two budgets"), ((0, "8/255", "x"), "not a number")])
+@pytest.mark.parametrize(
+    "eps, fix",
+    [
+        ((0.1,), "at least two budgets"),
+        ((0, 4 / 255), "headline budget"),
+        ((0, 8 / 255, 1.5), "at least two budgets"),
+        ((0, "8/255", "x"), "not a number"),
+    ],
+)
 def test_bad_sweeps_are_refused_naming_the_setting(eps, fix):
     from iseat.evaluation import EvaluationInputError
 
@@ -125,12 +133,16 @@ def test_seeds_tables_index_and_figure(tmp_path):
         seeds.write_seed_summary([folder / f"seed{s}" / "sweep.json" for s in (0, 1)], folder / "sweep.json")
         entries.append(("toy", method, "-", str(folder)))
     honest = json.loads((tmp_path / "results" / "toy" / "at" / "sweep.json").read_text())
-    per_seed = [json.loads((tmp_path / "results" / "toy" / "at" / f"seed{s}" / "sweep.json").read_text())["curve"]
-                for s in (0, 1)]
+    per_seed = [
+        json.loads((tmp_path / "results" / "toy" / "at" / f"seed{s}" / "sweep.json").read_text())["curve"]
+        for s in (0, 1)
+    ]
     for point, a, b in zip(honest["curve"], *per_seed):
         assert point["eps"] == a["eps"] == b["eps"]
         assert point["robust_accuracy"]["mean"] == pytest.approx((a["robust_accuracy"] + b["robust_accuracy"]) / 2)
-        assert point["robust_accuracy"]["std"] == pytest.approx(abs(a["robust_accuracy"] - b["robust_accuracy"]) / 2 ** 0.5)
+        assert point["robust_accuracy"]["std"] == pytest.approx(
+            abs(a["robust_accuracy"] - b["robust_accuracy"]) / 2**0.5
+        )
     parsed = tables.parse_entries(entries)
     rows = {r.entry.method: r for r in tables.result_rows(parsed, {}, {})}
     assert rows["masked"].flags == ["sweep_not_monotone", "large_eps_robust"] and rows["at"].flags == []
@@ -165,10 +177,15 @@ def test_the_command_line_sweep_and_its_refusals(tmp_path, in_process):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["format"] == "iseat-eps-sweep-v1" and report["stamp"]["checkpoint"]["file"] == "best.pt"
-    assert report["curve"][0]["robust_accuracy"] == report["clean_accuracy"] > 0 and report["curve"][-1]["robust_accuracy"] == 0.0
+    assert (
+        report["curve"][0]["robust_accuracy"] == report["clean_accuracy"] > 0
+        and report["curve"][-1]["robust_accuracy"] == 0.0
+    )
     assert report["masking_flags"] == [] and "8/255" in done.stdout
-    for bad, words in (((0, "4/255"), "--eps-sweep must include the headline budget --eps"),
-                       (("8/255",), "--eps-sweep")):
+    for bad, words in (
+        ((0, "4/255"), "--eps-sweep must include the headline budget --eps"),
+        (("8/255",), "--eps-sweep"),
+    ):
         refused = in_process(*common[:4], tmp_path / "other.json", *common[5:], "--eps-sweep", *bad)
         assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "other.json").exists()

@@ -44,13 +44,16 @@ def test_settings_report_reads_the_attack_objects(model):
     assert adapter.settings_of(aa)["square"]["n_queries"] == 1000
 
 
-@pytest.mark.parametrize("weaken, name", [
-    (lambda aa: setattr(aa.apgd, "n_iter", 10), "apgd-ce.n_iter"),
-    (lambda aa: setattr(aa.apgd_targeted, "n_target_classes", 3), "apgd-t.n_target_classes"),
-    (lambda aa: setattr(aa.fab, "n_iter", 10), "fab-t.n_iter"),
-    (lambda aa: setattr(aa.square, "n_queries", 1000), "square.n_queries"),
-    (lambda aa: setattr(aa, "attacks_to_run", ["apgd-ce"]), "attacks"),
-])
+@pytest.mark.parametrize(
+    "weaken, name",
+    [
+        (lambda aa: setattr(aa.apgd, "n_iter", 10), "apgd-ce.n_iter"),
+        (lambda aa: setattr(aa.apgd_targeted, "n_target_classes", 3), "apgd-t.n_target_classes"),
+        (lambda aa: setattr(aa.fab, "n_iter", 10), "fab-t.n_iter"),
+        (lambda aa: setattr(aa.square, "n_queries", 1000), "square.n_queries"),
+        (lambda aa: setattr(aa, "attacks_to_run", ["apgd-ce"]), "attacks"),
+    ],
+)
 def test_a_weakened_attack_is_refused(model, weaken, name):
     aa = adapter.build(model, adapter.STANDARD, 8 / 255, 10, "cpu", seed=0)
     weaken(aa)
@@ -77,8 +80,11 @@ def test_only_the_standard_protocol_is_labelled_plain_autoattack():
     assert not adapter.TORCHATTACKS.standard
     assert "non-standard" in adapter.TORCHATTACKS.label and "10 it." in adapter.TORCHATTACKS.label
     assert not adapter.APGD_PAIR.standard and "non-standard" in adapter.APGD_PAIR.label
-    assert adapter.PROTOCOLS == {"autoattack": adapter.STANDARD, "autoattack-paper-protocol": adapter.TORCHATTACKS,
-                                 "autoattack-apgd": adapter.APGD_PAIR}
+    assert adapter.PROTOCOLS == {
+        "autoattack": adapter.STANDARD,
+        "autoattack-paper-protocol": adapter.TORCHATTACKS,
+        "autoattack-apgd": adapter.APGD_PAIR,
+    }
 
 
 def test_apgd_pair_runs_only_the_two_gradient_attacks_with_its_budget():

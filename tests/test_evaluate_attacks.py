@@ -16,8 +16,15 @@ import jsonschema
 import pytest
 import torch
 
-from iseat.evaluation import (ATTACKS, EvaluationError, EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model,
-                              per_sample_path)
+from iseat.evaluation import (
+    ATTACKS,
+    EvaluationError,
+    EvaluationSpec,
+    IndexedTensors,
+    PGDSettings,
+    evaluate_model,
+    per_sample_path,
+)
 from iseat.evaluation import attacks as attacks_module
 from iseat.evaluation.attacks import cw_margin_loss
 
@@ -66,11 +73,14 @@ def verdicts(linear, attack_name, tmp_path, **spec_args):
     return report, rows
 
 
-@pytest.mark.parametrize("name, pgd", [
-    ("pgd", PGDSettings(steps=4, step_size=EPS / 2)),
-    ("pgd", PGDSettings(steps=4, step_size=EPS / 2, restarts=2, random_start=True)),
-    ("cw", PGDSettings(steps=4, step_size=EPS / 2)),
-])
+@pytest.mark.parametrize(
+    "name, pgd",
+    [
+        ("pgd", PGDSettings(steps=4, step_size=EPS / 2)),
+        ("pgd", PGDSettings(steps=4, step_size=EPS / 2, restarts=2, random_start=True)),
+        ("cw", PGDSettings(steps=4, step_size=EPS / 2)),
+    ],
+)
 def test_pgd_and_cw_find_the_analytic_worst_case(linear, tmp_path, name, pgd):
     """The loss gradient's sign is constant on this model, so k steps of size 2 eps / k reach the worst corner
     from any start in the ball."""
@@ -120,8 +130,13 @@ def test_labels_and_settings_name_the_budget():
     spec = EvaluationSpec(attacks=("pgd", "cw"), pgd=PGDSettings(steps=20))
     pgd, cw = spec.build_attacks(None, num_classes=10, device="cpu")
     assert (pgd.label, cw.label) == ("PGD-20", "CW-inf-20")
-    assert cw.settings() == {"loss": "cw_margin", "steps": 20, "step_size": 2 / 255, "restarts": 1,
-                             "random_start": False}
+    assert cw.settings() == {
+        "loss": "cw_margin",
+        "steps": 20,
+        "step_size": 2 / 255,
+        "restarts": 1,
+        "random_start": False,
+    }
 
 
 def test_registry_orders_attacks_and_refuses_alternatives_together():
@@ -158,5 +173,11 @@ def test_readme_example_attack_is_one_short_module(linear, tmp_path, restored_re
     report, rows = verdicts(linear, "fgsm", tmp_path)
     assert [r["fgsm_correct"] == "1" for r in rows] == linear[3].tolist()
     assert report["fgsm"]["label"] == "FGSM" and report["pgd"] is None and report["autoattack"] is None
-    assert report["per_sample"]["columns"][:6] == ["index", "label", "clean_correct", "pgd_correct",
-                                                   "robust_correct", "broken_by"]
+    assert report["per_sample"]["columns"][:6] == [
+        "index",
+        "label",
+        "clean_correct",
+        "pgd_correct",
+        "robust_correct",
+        "broken_by",
+    ]

@@ -62,8 +62,23 @@ def evaluate(capsys, *args):
 def test_end_to_end_autoattack_and_pgd(checkpoint, tmp_path, capsys):
     path, cfg = checkpoint
     out = tmp_path / "results" / "aa.json"
-    rc, stdout, _ = evaluate(capsys, "--checkpoint", path, "--out", out, "--n-ex", 24, "--chunk-size", 10,
-                             "--batch-size", 16, "--eps", 0.2, "--pgd-steps", 3)
+    rc, stdout, _ = evaluate(
+        capsys,
+        "--checkpoint",
+        path,
+        "--out",
+        out,
+        "--n-ex",
+        24,
+        "--chunk-size",
+        10,
+        "--batch-size",
+        16,
+        "--eps",
+        0.2,
+        "--pgd-steps",
+        3,
+    )
     assert rc == 0 and stdout.count("\n") == 1 and "AutoAttack (standard)" in stdout
     report = json.loads(out.read_text())
     jsonschema.validate(report, SCHEMA)
@@ -83,8 +98,9 @@ def test_end_to_end_autoattack_and_pgd(checkpoint, tmp_path, capsys):
 def test_pgd_only_mode_for_the_analysis(checkpoint, tmp_path, capsys):
     path, _ = checkpoint
     out = tmp_path / "pgd50.json"
-    rc, stdout, _ = evaluate(capsys, "--checkpoint", path, "--out", out, "--attack", "pgd", "--pgd-steps", 50,
-                             "--n-ex", 6)
+    rc, stdout, _ = evaluate(
+        capsys, "--checkpoint", path, "--out", out, "--attack", "pgd", "--pgd-steps", 50, "--n-ex", 6
+    )
     assert rc == 0 and "PGD-50" in stdout
     report = json.loads(out.read_text())
     jsonschema.validate(report, SCHEMA)
@@ -99,8 +115,9 @@ def test_pgd_only_mode_for_the_analysis(checkpoint, tmp_path, capsys):
 def test_paper_protocol_is_labelled_non_standard(checkpoint, tmp_path, capsys):
     path, _ = checkpoint
     out = tmp_path / "aa_paper.json"
-    rc, stdout, _ = evaluate(capsys, "--checkpoint", path, "--out", out, "--attack", "autoattack-paper-protocol",
-                             "--n-ex", 6, "--eps", 0.2)
+    rc, stdout, _ = evaluate(
+        capsys, "--checkpoint", path, "--out", out, "--attack", "autoattack-paper-protocol", "--n-ex", 6, "--eps", 0.2
+    )
     assert rc == 0 and "non-standard" in stdout
     report = json.loads(out.read_text())
     jsonschema.validate(report, SCHEMA)
@@ -148,13 +165,17 @@ BAD_INPUTS = {
     "other number of classes": (hundred_classes, "has 100 classes but the data set has 10"),
     "weights of another model": (foreign_weights, "weights do not fit small_cnn"),
     "data set with other classes": (cifar100_data, "has 10 classes but the data set has 100"),
-    "missing data": (lambda t, c: ckpt(t, c) + ["--dataset", "cifar10", "--data-root", t / "none"],
-                     "has no cifar-10-batches-py"),
+    "missing data": (
+        lambda t, c: ckpt(t, c) + ["--dataset", "cifar10", "--data-root", t / "none"],
+        "has no cifar-10-batches-py",
+    ),
     "eps in pixels": (lambda t, c: ckpt(t, c) + ["--eps", "8"], "--eps '8' = 8 is outside the accepted range"),
     "eps not a number": (lambda t, c: ckpt(t, c) + ["--eps", "eight"], "not a number"),
     "step size in pixels": (lambda t, c: ckpt(t, c) + ["--pgd-step-size", "2"], "looks like pixels"),
-    "two AutoAttack protocols": (lambda t, c: ckpt(t, c) + ["--attack", "autoattack", "autoattack-paper-protocol"],
-                                 "choose one AutoAttack protocol"),
+    "two AutoAttack protocols": (
+        lambda t, c: ckpt(t, c) + ["--attack", "autoattack", "autoattack-paper-protocol"],
+        "choose one AutoAttack protocol",
+    ),
     "unknown attack": (lambda t, c: ckpt(t, c) + ["--attack", "deepfool"], "'deepfool' is unknown"),
     "none with attacks": (lambda t, c: ckpt(t, c) + ["--attack", "none", "pgd"], "cannot be combined"),
     "too many samples": (lambda t, c: ckpt(t, c) + ["--n-ex", "301"], "more than the 300 test samples"),
@@ -183,12 +204,15 @@ def test_output_must_be_a_json_file(checkpoint, tmp_path, capsys):
 def test_cw_beside_pgd(checkpoint, tmp_path, capsys):
     path, _ = checkpoint
     out = tmp_path / "pgd.json"
-    rc, stdout, _ = evaluate(capsys, "--checkpoint", path, "--out", out, "--attack", "cw", "pgd", "--pgd-steps", 5,
-                             "--n-ex", 6)
+    rc, stdout, _ = evaluate(
+        capsys, "--checkpoint", path, "--out", out, "--attack", "cw", "pgd", "--pgd-steps", 5, "--n-ex", 6
+    )
     assert rc == 0 and "PGD-5" in stdout and "CW-inf-5" in stdout
     report = json.loads(out.read_text())
     jsonschema.validate(report, SCHEMA)
-    assert report["protocol"] == "pgd" and report["cw"]["label"] == "CW-inf-5" and report["cw"]["settings"]["steps"] == 5
+    assert (
+        report["protocol"] == "pgd" and report["cw"]["label"] == "CW-inf-5" and report["cw"]["settings"]["steps"] == 5
+    )
     with open(out.with_name("pgd.per_sample.csv")) as f:
         rows = list(csv.DictReader(f))
     assert sum(int(r["cw_correct"]) for r in rows) == report["cw"]["n_robust"]

@@ -17,8 +17,9 @@ from iseat.methods.models import build_model
 from data_fakes import self_labelled_linear
 
 # AutoAttack and PGD with random starts: both draw random numbers, which must line up across shards
-SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=3, restarts=2, random_start=True),
-                      batch_size=4, chunk_size=3)
+SPEC = EvaluationSpec(
+    attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=3, restarts=2, random_start=True), batch_size=4, chunk_size=3
+)
 PGD_ONLY = EvaluationSpec(attacks=("pgd",), pgd=SPEC.pgd, batch_size=4, chunk_size=3)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,8 +67,10 @@ def test_shards_split_the_chunks_into_contiguous_runs():
 def test_gathered_shards_equal_an_unsharded_run(problem, shards, tmp_path):
     whole = run(problem, tmp_path / "whole" / "aa.json")
     gathered = run(problem, tmp_path / "gathered" / "aa.json", gather_from=shards)
-    assert per_sample_path(tmp_path / "gathered" / "aa.json").read_text() == \
-        per_sample_path(tmp_path / "whole" / "aa.json").read_text()
+    assert (
+        per_sample_path(tmp_path / "gathered" / "aa.json").read_text()
+        == per_sample_path(tmp_path / "whole" / "aa.json").read_text()
+    )
     assert comparable(gathered) == comparable(whole)
     assert gathered["resume"] == {"chunk_size": 3, "chunks": 4, "runs": 3}
     assert json.loads(shards[0].read_text())["chunks"].keys() == {"0", "1"}
@@ -92,7 +95,9 @@ def test_a_shard_resumes_like_a_whole_evaluation(problem, tmp_path, monkeypatch)
     monkeypatch.setattr(chunks_module, "evaluate_chunk", original)
     run(problem, out, PGD_ONLY, shard=Shard(0, 3))
     resumed, first = (json.loads(p.read_text()) for p in (out, tmp_path / "uninterrupted.json"))
-    strip = lambda state: {k: {key: v for key, v in c.items() if key != "wall_time_s"} for k, c in state["chunks"].items()}
+    strip = lambda state: {
+        k: {key: v for key, v in c.items() if key != "wall_time_s"} for k, c in state["chunks"].items()
+    }
     assert strip(resumed) == strip(first) and resumed["runs"] == 2 and len(calls) == 2
 
 
@@ -110,19 +115,26 @@ def swapped(paths):
     paths[2].write_text(text[1])
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "shard 2/3 (.*1.json) is missing"),
-    ("damaged", "shard 2/3 (.*1.json) is damaged; delete it and run that shard again"),
-    ("other settings", "shard 2/3 (.*1.json) was made with another attacks"),
-    ("swapped", "shard 2/3 (.*1.json) is not shard 2/3"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "shard 2/3 (.*1.json) is missing"),
+        ("damaged", "shard 2/3 (.*1.json) is damaged; delete it and run that shard again"),
+        ("other settings", "shard 2/3 (.*1.json) was made with another attacks"),
+        ("swapped", "shard 2/3 (.*1.json) is not shard 2/3"),
+    ],
+)
 def test_a_bad_shard_fails_the_gather_naming_it(problem, shards, tmp_path, case, message):
     copies = [tmp_path / "shards" / p.name for p in shards]
     copies[0].parent.mkdir()
     for source, copy in zip(shards, copies):
         copy.write_text(source.read_text())
-    {"missing": lambda: copies[1].unlink(), "damaged": lambda: damaged(copies),
-     "other settings": lambda: other_settings(copies, problem), "swapped": lambda: swapped(copies)}[case]()
+    {
+        "missing": lambda: copies[1].unlink(),
+        "damaged": lambda: damaged(copies),
+        "other settings": lambda: other_settings(copies, problem),
+        "swapped": lambda: swapped(copies),
+    }[case]()
     out = tmp_path / "gathered" / "aa.json"
     with pytest.raises(EvaluationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(problem, out, gather_from=copies)
@@ -136,15 +148,34 @@ def checkpoint(tmp_path_factory):
     cfg["data"]["dataset"], cfg["model"]["arch"] = "digits", "small_cnn"
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_atomic(model_checkpoint(build_model(**architecture_of(cfg, 10)).eval(), architecture_of(cfg, 10), 1, {}, cfg),
-                path)
+    save_atomic(
+        model_checkpoint(build_model(**architecture_of(cfg, 10)).eval(), architecture_of(cfg, 10), 1, {}, cfg), path
+    )
     return path
 
 
 def test_the_command_line_shards_and_gathers(checkpoint, tmp_path, capsys):
     """The workflow's commands: K shard jobs, then the gather (PGD with random restarts: random draws)."""
-    common = ["--checkpoint", checkpoint, "--n-ex", 25, "--chunk-size", 10, "--attack", "pgd", "--pgd-steps", 2,
-              "--pgd-random-start", "--pgd-restarts", 2, "--eps", 0.1, "--no-progress", "--device", "cpu"]
+    common = [
+        "--checkpoint",
+        checkpoint,
+        "--n-ex",
+        25,
+        "--chunk-size",
+        10,
+        "--attack",
+        "pgd",
+        "--pgd-steps",
+        2,
+        "--pgd-random-start",
+        "--pgd-restarts",
+        2,
+        "--eps",
+        0.1,
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     cli = lambda *args: (main(["evaluate", *map(str, common), *map(str, args)]), capsys.readouterr())
     shards = [tmp_path / "pgd.shards" / f"{i}.json" for i in (1, 2)]
     assert [cli("--out", path, "--shard", f"{i}/2")[0] for i, path in enumerate(shards, 1)] == [0, 0]

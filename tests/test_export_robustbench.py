@@ -22,8 +22,20 @@ from iseat.methods.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LEADERBOARD_FIELDS = ["link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc"]
+LEADERBOARD_FIELDS = [
+    "link",
+    "name",
+    "authors",
+    "additional_data",
+    "number_forward_passes",
+    "dataset",
+    "venue",
+    "architecture",
+    "eps",
+    "clean_acc",
+    "reported",
+    "autoattack_acc",
+]
 
 
 def robustbench_module(name: str):
@@ -40,12 +52,13 @@ def robustbench_module(name: str):
 
 def robustbench_model(architecture: dict):
     if architecture["arch"] == "wide_resnet":
-        return robustbench_module("wide_resnet").WideResNet(depth=architecture["depth"],
-                                                            num_classes=architecture["num_classes"],
-                                                            widen_factor=architecture["width"])
+        return robustbench_module("wide_resnet").WideResNet(
+            depth=architecture["depth"], num_classes=architecture["num_classes"], widen_factor=architecture["width"]
+        )
     resnet = robustbench_module("resnet")
-    return resnet.PreActResNet(resnet.PreActBlock, [2, 2, 2, 2], num_classes=architecture["num_classes"],
-                               bn_before_fc=True, out_shortcut=True)
+    return resnet.PreActResNet(
+        resnet.PreActBlock, [2, 2, 2, 2], num_classes=architecture["num_classes"], bn_before_fc=True, out_shortcut=True
+    )
 
 
 def randomised(model):
@@ -59,8 +72,9 @@ def randomised(model):
     return model.eval()
 
 
-def make_run(folder: Path, arch: str, depth=34, width=10, num_classes=10, dataset="cifar10", extra=None,
-             attack="autoattack"):
+def make_run(
+    folder: Path, arch: str, depth=34, width=10, num_classes=10, dataset="cifar10", extra=None, attack="autoattack"
+):
     """A run folder: best.pt and an aa.json of it (2 mislabelled images, so the attack itself has nothing to do)."""
     cfg = copy.deepcopy(DEFAULTS)
     cfg["data"].update(dataset=dataset, extra=extra)
@@ -73,10 +87,26 @@ def make_run(folder: Path, arch: str, depth=34, width=10, num_classes=10, datase
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         y = (model(x).argmax(1) + 1) % num_classes
-    source = {"checkpoint": {"path": "elsewhere/best.pt", "sha256": sha256_of(folder / "best.pt"), "format": "x",
-                             "epoch": 3, "architecture": architecture}, "training_config": cfg}
-    evaluate_model(model, IndexedTensors(x, y), folder / "aa.json", EvaluationSpec(attacks=(attack,)),
-                   num_classes=num_classes, source=source, data={"dataset": dataset}, progress=False)
+    source = {
+        "checkpoint": {
+            "path": "elsewhere/best.pt",
+            "sha256": sha256_of(folder / "best.pt"),
+            "format": "x",
+            "epoch": 3,
+            "architecture": architecture,
+        },
+        "training_config": cfg,
+    }
+    evaluate_model(
+        model,
+        IndexedTensors(x, y),
+        folder / "aa.json",
+        EvaluationSpec(attacks=(attack,)),
+        num_classes=num_classes,
+        source=source,
+        data={"dataset": dataset},
+        progress=False,
+    )
     return model, architecture
 
 
@@ -94,10 +124,10 @@ def assert_same_logits(model, architecture, state_dict_path):
         torch.testing.assert_close(reference.eval()(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch, depth, width", [("wide_resnet", 10, 1), ("wide_resnet", 16, 2),
-                                                ("preact_resnet18", 34, 10)])
-def test_robustbench_architecture_loads_the_export_strictly_with_the_same_logits(tmp_path, capsys, arch, depth,
-                                                                                  width):
+@pytest.mark.parametrize(
+    "arch, depth, width", [("wide_resnet", 10, 1), ("wide_resnet", 16, 2), ("preact_resnet18", 34, 10)]
+)
+def test_robustbench_architecture_loads_the_export_strictly_with_the_same_logits(tmp_path, capsys, arch, depth, width):
     robustbench_module("wide_resnet")  # skip early without the package
     model, architecture = make_run(tmp_path / "run", arch, depth, width)
     rc, out, err = export(capsys, tmp_path / "run", "--name", "model")
@@ -123,7 +153,7 @@ def test_model_info_has_the_leaderboard_fields(tmp_path, capsys):
     written = tmp_path / "run" / "robustbench" / "iseat_cifar10_WideResNet-10-1.json"
     info = json.loads(written.read_text())
     report = json.loads((tmp_path / "run" / "aa.json").read_text())
-    assert list(info)[:len(LEADERBOARD_FIELDS)] == LEADERBOARD_FIELDS  # robustbench's own order
+    assert list(info)[: len(LEADERBOARD_FIELDS)] == LEADERBOARD_FIELDS  # robustbench's own order
     assert info["eps"] == "8/255" and info["threat_model"] == "Linf" and info["dataset"] == "cifar10"
     assert info["additional_data"] is True and info["number_forward_passes"] == 1
     assert info["clean_acc"] == f"{100 * report['clean_accuracy']:.2f}"

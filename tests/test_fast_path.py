@@ -50,8 +50,10 @@ VARIANTS = {
 
 def batches(n_steps: int, batch: int = 12, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.rand(batch, 3, 32, 32, generator=g, dtype=torch.float64),
-             torch.randint(0, 10, (batch,), generator=g)) for _ in range(n_steps)]
+    return [
+        (torch.rand(batch, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (batch,), generator=g))
+        for _ in range(n_steps)
+    ]
 
 
 def run_path(step_fn, model, method, data, seed=1):

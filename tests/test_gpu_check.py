@@ -20,10 +20,19 @@ SAMPLE = ROOT.parent / "shared" / "data" / "cifar10_sample.npz"
 
 
 def check_command(*args):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu-check.sh"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -58,8 +67,14 @@ def test_smoke_check_runs_every_section(tmp_path):
 
 def test_time_guard_skips_what_does_not_fit_and_says_so(tmp_path, capsys):
     result = gpu_check.gpu_check(None, str(tmp_path), smoke=True, budget_s=0)
-    assert set(result["skipped"]) == {"step/small_cnn/fp32", "step/small_cnn/channels_last", "loader", "training",
-                                      "determinism", "resume"}
+    assert set(result["skipped"]) == {
+        "step/small_cnn/fp32",
+        "step/small_cnn/channels_last",
+        "loader",
+        "training",
+        "determinism",
+        "resume",
+    }
     assert "sections" not in result
     assert "skipped (estimated" in capsys.readouterr().out
     assert "## Skipped (time budget)" in (tmp_path / "gpu_check.md").read_text()
@@ -74,10 +89,13 @@ def test_step_estimates_scale_from_what_was_measured():
     assert gpu_check.step_estimate(profile, measured, "preact_resnet18", "compile") == 10.0 + 60.0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--smoke", "--data", "/nowhere/cifar.npz"], "--data /nowhere/cifar.npz: not an .npz file"),
-    ([], "no CUDA device is visible"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--smoke", "--data", "/nowhere/cifar.npz"], "--data /nowhere/cifar.npz: not an .npz file"),
+        ([], "no CUDA device is visible"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     if message.startswith("no CUDA") and str(resolve_device("auto")) != "cpu":
         pytest.skip("a CUDA device is visible")

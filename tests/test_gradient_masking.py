@@ -12,8 +12,9 @@ from iseat.evaluation import EvaluationSpec, IndexedTensors, PGDSettings, evalua
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = 0.1
-SPEC = EvaluationSpec(attacks=("autoattack", "pgd"), eps=EPS, pgd=PGDSettings(steps=5, step_size=EPS / 4),
-                      batch_size=8, chunk_size=8)
+SPEC = EvaluationSpec(
+    attacks=("autoattack", "pgd"), eps=EPS, pgd=PGDSettings(steps=5, step_size=EPS / 4), batch_size=8, chunk_size=8
+)
 
 
 class Linear(torch.nn.Module):
@@ -45,8 +46,9 @@ def flags_of(model, tmp_path, n=8):
     x = torch.rand(n, 3, 4, 4)
     with torch.no_grad():
         y = model.linear(model.inputs(x.flatten(1))).argmax(1)
-    report = evaluate_model(model.eval(), IndexedTensors(x, y), tmp_path / "aa.json", SPEC, num_classes=10,
-                            progress=False)
+    report = evaluate_model(
+        model.eval(), IndexedTensors(x, y), tmp_path / "aa.json", SPEC, num_classes=10, progress=False
+    )
     validate(report)
     return report["masking_flags"], report
 
@@ -105,8 +107,11 @@ def test_flags_reach_the_tables_and_the_index(linear, tmp_path):
     assert f"| {masking.MARK} |" in rows["toy / masked"] and f"| {masking.MARK} |" not in rows["toy / at"]
     assert "Flagged: toy / masked: zero_gradients, square_beats_white_box, pgd_above_autoattack." in md
     assert masking.footnote() in md
-    result_index.write_index(tmp_path / "results" / "README.md", [str(out / "all_results.md")],
-                             results=[str(tmp_path / "results" / "toy" / m / "aa.json") for m in ("at", "masked")])
+    result_index.write_index(
+        tmp_path / "results" / "README.md",
+        [str(out / "all_results.md")],
+        results=[str(tmp_path / "results" / "toy" / m / "aa.json") for m in ("at", "masked")],
+    )
     index = (tmp_path / "results" / "README.md").read_text()
     assert f"{masking.MARK} zero_gradients, square_beats_white_box" in index and "| none |" in index
 
@@ -115,7 +120,10 @@ def test_pgd_on_other_images_is_not_held_against_autoattack():
     """The demo's PGD runs on 100 test images and AutoAttack on 20: their accuracies are not comparable."""
     from iseat.results.tables import Row
 
-    result = lambda robust, count: {"per_seed": [{"seed": 0, "robust_accuracy": robust}], "masking_flags": [],
-                                    "stamp": {"test_indices": {"count": count, "sha256": str(count)}}}
+    result = lambda robust, count: {
+        "per_seed": [{"seed": 0, "robust_accuracy": robust}],
+        "masking_flags": [],
+        "stamp": {"test_indices": {"count": count, "sha256": str(count)}},
+    }
     assert Row("t", "x", None, None, result(0.1, 20), result(0.3, 20)).flags == ["pgd_above_autoattack"]
     assert Row("t", "x", None, None, result(0.1, 20), result(0.3, 100)).flags == []

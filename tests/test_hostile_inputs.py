@@ -26,9 +26,18 @@ from iseat.training.resume_state import FORMAT as STATE_FORMAT
 from iseat.training.resume_state import read_state
 
 ISEAT = str(Path(sys.executable).with_name("iseat"))
-TINY = ["data.num_workers=0", "data.validation_size=100", "training.batch_size=256", "training.lr_milestones=[]",
-        "attack.steps=1", "evaluation.max_samples=32", "evaluation.pgd_steps=1", "runtime.device=cpu",
-        "runtime.progress=false", "runtime.deterministic=true"]
+TINY = [
+    "data.num_workers=0",
+    "data.validation_size=100",
+    "training.batch_size=256",
+    "training.lr_milestones=[]",
+    "attack.steps=1",
+    "evaluation.max_samples=32",
+    "evaluation.pgd_steps=1",
+    "runtime.device=cpu",
+    "runtime.progress=false",
+    "runtime.deterministic=true",
+]
 DAMAGED_LOG_SECONDS = 30  # torch import included; a hang in HDF5's SWMR retry loop lasts hours
 
 
@@ -37,8 +46,9 @@ def env():
 
 
 def iseat(*args, timeout=180, preexec_fn=None):
-    return subprocess.run([ISEAT, *map(str, args)], capture_output=True, text=True, env=env(), timeout=timeout,
-                          preexec_fn=preexec_fn)
+    return subprocess.run(
+        [ISEAT, *map(str, args)], capture_output=True, text=True, env=env(), timeout=timeout, preexec_fn=preexec_fn
+    )
 
 
 def train_args(out, *overrides):
@@ -49,8 +59,11 @@ def snapshot(folder: Path):
     """Every file below `folder` with its bytes' digest and mtime; None if the folder does not exist."""
     if not folder.exists():
         return None
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_one_line_error(proc, *needles):
@@ -67,8 +80,13 @@ def write_npz(path, x_train_shape=(40, 32, 32, 3), x_test_shape=(10, 32, 32, 3),
     rng = np.random.default_rng(0)
     y_train = np.arange(x_train_shape[0]) % 4 if y_train is None else y_train
     y_test = np.arange(x_test_shape[0]) % 4 if y_test is None else y_test
-    np.savez(path, x_train=rng.integers(0, 256, x_train_shape, dtype=np.uint8), y_train=y_train,
-             x_test=rng.integers(0, 256, x_test_shape, dtype=np.uint8), y_test=y_test)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, x_train_shape, dtype=np.uint8),
+        y_train=y_train,
+        x_test=rng.integers(0, 256, x_test_shape, dtype=np.uint8),
+        y_test=y_test,
+    )
     return path
 
 
@@ -116,8 +134,10 @@ CONFIG_CASES = {
     "step size above one": (["attack.step_size=300/255"], ["attack.step_size", "0.25"]),
     "division by zero in eps": (["attack.eps=8/0"], ["attack.eps"]),
     "selection step 1/0": (["evaluation.pgd_step_size=1/0"], ["evaluation.pgd_step_size"]),
-    "milestone before the first epoch": (["training.epochs=1", "training.lr_milestones=[0.5]"],
-                                         ["training.lr_milestones[0]", "(0.5, 1)"]),
+    "milestone before the first epoch": (
+        ["training.epochs=1", "training.lr_milestones=[0.5]"],
+        ["training.lr_milestones[0]", "(0.5, 1)"],
+    ),
     "seed as an expression": (["seed=2**40"], ["seed"]),
     "seed beyond numpy's range": (["seed=1099511627776"], ["seed", "4294967295"]),
     "value that is not YAML": (["training.epochs=[1,"], ["training.epochs", "YAML"]),
@@ -142,18 +162,25 @@ DATA_CASES = {
     "validation larger than the data": (lambda d: ["data.validation_size=100000"], ["data.validation_size"]),
     "empty data root": (lambda d: ["data.dataset=cifar10", f"data.root={d}"], ["data.root"]),
     "truncated npz": (lambda d: ["data.dataset=npz", f"data.root={truncated_npz(d)}"], ["cut.npz", "npz"]),
-    "images of the wrong size": (lambda d: ["data.dataset=npz", f"data.root="
-                                            f"{write_npz(d / 'small.npz', (40, 28, 28, 3), (10, 28, 28, 3))}"],
-                                 ["x_train", "28 x 28", "32 x 32"]),
-    "test images of another size": (lambda d: ["data.dataset=npz", f"data.root="
-                                               f"{write_npz(d / 'mixed.npz', x_test_shape=(10, 16, 16, 3))}"],
-                                    ["x_test", "16 x 16"]),
-    "label of a million": (lambda d: ["data.dataset=npz", f"data.root="
-                                      f"{write_npz(d / 'huge.npz', y_train=np.r_[np.arange(39) % 4, 10**6])}"],
-                           ["y_train", "1000000", "1000"]),
-    "test label unseen in training": (lambda d: ["data.dataset=npz", f"data.root="
-                                                 f"{write_npz(d / 'unseen.npz', y_test=np.r_[np.zeros(9, int), 7])}"],
-                                      ["y_test", "7"]),
+    "images of the wrong size": (
+        lambda d: ["data.dataset=npz", f"data.root={write_npz(d / 'small.npz', (40, 28, 28, 3), (10, 28, 28, 3))}"],
+        ["x_train", "28 x 28", "32 x 32"],
+    ),
+    "test images of another size": (
+        lambda d: ["data.dataset=npz", f"data.root={write_npz(d / 'mixed.npz', x_test_shape=(10, 16, 16, 3))}"],
+        ["x_test", "16 x 16"],
+    ),
+    "label of a million": (
+        lambda d: [
+            "data.dataset=npz",
+            f"data.root={write_npz(d / 'huge.npz', y_train=np.r_[np.arange(39) % 4, 10**6])}",
+        ],
+        ["y_train", "1000000", "1000"],
+    ),
+    "test label unseen in training": (
+        lambda d: ["data.dataset=npz", f"data.root={write_npz(d / 'unseen.npz', y_test=np.r_[np.zeros(9, int), 7])}"],
+        ["y_test", "7"],
+    ),
 }
 
 
@@ -180,6 +207,7 @@ def test_out_naming_a_file_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the resume state
+
 
 class Payload:
     """Pickled, it calls os.system on load: what an attacker could plant as state.pt."""
@@ -250,6 +278,7 @@ def test_interrupted_run_left_a_closed_log_and_no_temporaries(interrupted_run, f
 
 # ----------------------------------------------------------------------------- damaged HDF5 logs
 
+
 def damage_truncate(log: Path, target: Path):
     target.write_bytes(log.read_bytes()[:20000])
 
@@ -264,8 +293,11 @@ def damage_not_hdf5(log: Path, target: Path):
     target.write_text("epoch,av\n0,0.1\n")
 
 
-DAMAGES = {"truncated": (damage_truncate, "truncated"), "metadata zeroed": (damage_metadata, ""),
-           "not HDF5": (damage_not_hdf5, "not an HDF5 file")}
+DAMAGES = {
+    "truncated": (damage_truncate, "truncated"),
+    "metadata zeroed": (damage_metadata, ""),
+    "not HDF5": (damage_not_hdf5, "not an HDF5 file"),
+}
 
 
 @pytest.mark.slow
@@ -291,11 +323,17 @@ def test_resume_with_a_damaged_log_says_what_to_do_and_keeps_it(interrupted_run,
 
 # ----------------------------------------------------------------------------- one writer per run folder
 
+
 @pytest.mark.slow
 def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen([ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")], env=env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (out / ".iseat.lock").exists() or not (out / "config.yaml").exists():
@@ -311,11 +349,17 @@ def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
         leftovers = [out / ".state.pt.k1ll3d.tmp", out / ".av_log.h5.rebuild"]  # what a kill mid-write leaves
         for path in leftovers:
             path.write_bytes(b"")
-        restart = subprocess.Popen([ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")],
-                                   env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        restart = subprocess.Popen(
+            [ISEAT, *train_args(out, "training.epochs=50", "training.batch_size=32")],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.time() + 120
-        while (json.loads((out / ".iseat.lock").read_text() or "{}").get("pid") != restart.pid
-               or any(path.exists() for path in leftovers)):  # the new holder clears them
+        while json.loads((out / ".iseat.lock").read_text() or "{}").get("pid") != restart.pid or any(
+            path.exists() for path in leftovers
+        ):  # the new holder clears them
             assert restart.poll() is None and time.time() < deadline, restart.stdout.read()
             time.sleep(0.1)
         restart.send_signal(signal.SIGTERM)
@@ -325,6 +369,7 @@ def test_second_writer_is_refused_and_a_killed_holder_never_blocks(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the system refuses a write
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("limit", [100_000, 8_000], ids=["checkpoint", "av_log"])
@@ -367,17 +412,36 @@ def test_unwritable_run_folder_is_one_line(unwritable_folder):
 @pytest.mark.slow
 def test_evaluate_checks_every_output_location_before_work(finished_run, unwritable_folder, tmp_path):
     checkpoint = finished_run / "best.pt"
-    proc = iseat("evaluate", "--checkpoint", checkpoint, "--out", unwritable_folder / "aa.json", "--attack", "pgd",
-                 "--n-ex", 8, "--no-progress")
+    proc = iseat(
+        "evaluate",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        unwritable_folder / "aa.json",
+        "--attack",
+        "pgd",
+        "--n-ex",
+        8,
+        "--no-progress",
+    )
     assert_one_line_error(proc, "aa.json", str(unwritable_folder))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = iseat("evaluate", "--checkpoint", checkpoint, "--out", blocker / "sub" / "aa.json", "--attack", "none",
-                 "--no-progress")
+    proc = iseat(
+        "evaluate",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        blocker / "sub" / "aa.json",
+        "--attack",
+        "none",
+        "--no-progress",
+    )
     assert_one_line_error(proc, str(blocker), "not a folder")
     (tmp_path / "aa.per_sample.csv").mkdir()
-    proc = iseat("evaluate", "--checkpoint", checkpoint, "--out", tmp_path / "aa.json", "--attack", "none",
-                 "--no-progress")
+    proc = iseat(
+        "evaluate", "--checkpoint", checkpoint, "--out", tmp_path / "aa.json", "--attack", "none", "--no-progress"
+    )
     assert_one_line_error(proc, "aa.per_sample.csv", "folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aa.per_sample.csv", "file", "locked"]
 
@@ -389,7 +453,17 @@ def test_evaluation_output_held_by_another_process_is_refused(finished_run, tmp_
         fcntl.flock(lock, fcntl.LOCK_EX)
         lock.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01T00:00:00Z"}))
         lock.flush()
-        proc = iseat("evaluate", "--checkpoint", finished_run / "best.pt", "--out", out, "--attack", "none",
-                     "--n-ex", 8, "--no-progress")
+        proc = iseat(
+            "evaluate",
+            "--checkpoint",
+            finished_run / "best.pt",
+            "--out",
+            out,
+            "--attack",
+            "none",
+            "--n-ex",
+            8,
+            "--no-progress",
+        )
     assert_one_line_error(proc, str(out), f"PID {os.getpid()}")
     assert [p.name for p in tmp_path.iterdir()] == [".held.json.lock"]

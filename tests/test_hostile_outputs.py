@@ -26,9 +26,18 @@ def write_evaluation(folder: Path, correct) -> Path:
     rows = ["index,label,clean_correct,pgd_correct,robust_correct,broken_by"]
     rows += [f"{i},0,1,1,{int(c)}," for i, c in enumerate(correct)]
     (folder / "aa.per_sample.csv").write_text("\n".join(rows) + "\n")
-    (folder / "aa.json").write_text(json.dumps({
-        "protocol": "autoattack-standard", "label": "AutoAttack (standard)", "clean_accuracy": 1.0,
-        "robust_accuracy": float(np.mean(correct)), "n_examples": N, "per_sample": {"file": "aa.per_sample.csv"}}))
+    (folder / "aa.json").write_text(
+        json.dumps(
+            {
+                "protocol": "autoattack-standard",
+                "label": "AutoAttack (standard)",
+                "clean_accuracy": 1.0,
+                "robust_accuracy": float(np.mean(correct)),
+                "n_examples": N,
+                "per_sample": {"file": "aa.per_sample.csv"},
+            }
+        )
+    )
     return folder / "aa.json"
 
 
@@ -41,9 +50,11 @@ def duplicate_row(csv: Path):
     csv.write_text("".join(lines[:-1] + [lines[1]]))
 
 
-@pytest.mark.parametrize("damage,needles", [(lambda p: cut_rows(p, 10), ["10 rows", "20 test images"]),
-                                            (duplicate_row, ["19 distinct", "20 test images"])],
-                         ids=["cut to 10 of 20 rows", "a row given twice"])
+@pytest.mark.parametrize(
+    "damage,needles",
+    [(lambda p: cut_rows(p, 10), ["10 rows", "20 test images"]), (duplicate_row, ["19 distinct", "20 test images"])],
+    ids=["cut to 10 of 20 rows", "a row given twice"],
+)
 def test_per_sample_results_must_cover_the_evaluated_images(tmp_path, damage, needles):
     entries = []
     for method, n_right in (("at", 8), ("iseat", 14)):
@@ -84,10 +95,14 @@ GPU_CHECKS = {
     "no batch_size": ({"sections": {"step/small_cnn/fp32": {"rows": []}}}, ["batch_size", "required"]),
     "batch_size 0": (step_section(batch_size=0), ["batch_size", "minimum"]),
     "an unknown section": ({"sections": {**step_section()["sections"], "steps": {}}}, ["sections", "'steps'"]),
-    "median_s a string": (step_section(rows=[{"method": "AT", "path": "fast", "median_s": "0.1"}]),
-                          ["rows/0/median_s", "number"]),
-    "a negative step time": (step_section(rows=[{"method": "AT", "path": "fast", "median_s": -1}]),
-                             ["rows/0/median_s"]),
+    "median_s a string": (
+        step_section(rows=[{"method": "AT", "path": "fast", "median_s": "0.1"}]),
+        ["rows/0/median_s", "number"],
+    ),
+    "a negative step time": (
+        step_section(rows=[{"method": "AT", "path": "fast", "median_s": -1}]),
+        ["rows/0/median_s"],
+    ),
 }
 
 
@@ -100,8 +115,10 @@ def test_gpu_check_reports_of_the_wrong_shape_are_refused(tmp_path, in_process, 
     assert not (tmp_path / "plan.json").exists()
 
 
-@pytest.mark.parametrize("flag,value", [("--step-time", "small_cnn=-1"), ("--step-time", "small_cnn:AT=nan"),
-                                        ("--aa-s-per-image", "small_cnn=-0.5")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--step-time", "small_cnn=-1"), ("--step-time", "small_cnn:AT=nan"), ("--aa-s-per-image", "small_cnn=-0.5")],
+)
 def test_negative_costs_are_refused(in_process, flag, value):
     assert_one_line_error(in_process("plan", flag, value, "--step-time", "small_cnn=0.1"), flag, value)
 
@@ -146,8 +163,19 @@ def test_a_failed_evaluation_leaves_no_lock_file(tmp_path):
     def no_writes():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = iseat("evaluate", "--checkpoint", tmp_path / "best.pt", "--out", out, "--attack", "none", "--n-ex", 8,
-                 "--no-progress", preexec_fn=no_writes)
+    proc = iseat(
+        "evaluate",
+        "--checkpoint",
+        tmp_path / "best.pt",
+        "--out",
+        out,
+        "--attack",
+        "none",
+        "--n-ex",
+        8,
+        "--no-progress",
+        preexec_fn=no_writes,
+    )
     assert_one_line_error(proc, ".aa.json.lock", "no space left")
     assert list(out.parent.iterdir()) == []
 

@@ -19,8 +19,12 @@ N, EPOCHS = 50, 4
 
 def epoch_values(epoch, n=N):
     rng = np.random.default_rng(epoch)
-    values = {"clean_loss": rng.random(n).astype(np.float32), "adv_loss": (rng.random(n) * 3).astype(np.float32),
-              "clean_correct": rng.integers(0, 2, n).astype(np.int8), "adv_correct": rng.integers(0, 2, n).astype(np.int8)}
+    values = {
+        "clean_loss": rng.random(n).astype(np.float32),
+        "adv_loss": (rng.random(n) * 3).astype(np.float32),
+        "clean_correct": rng.integers(0, 2, n).astype(np.int8),
+        "adv_correct": rng.integers(0, 2, n).astype(np.int8),
+    }
     values["av"] = values["adv_loss"] - values["clean_loss"]
     unseen = rng.choice(n, 5, replace=False)  # samples not trained on this epoch
     for name, kind in PER_SAMPLE.items():
@@ -48,9 +52,15 @@ def numpy_statistics(av):
     av = av[~np.isnan(av)].astype(np.float64)
     k = math.ceil(0.1 * av.size)
     ordered = np.sort(av)
-    return {"av_mean": av.mean(), "av_sd": np.sqrt(np.mean((av - av.mean()) ** 2)), "av_top10_mean": ordered[-k:].mean(),
-            "av_bottom10_mean": ordered[:k].mean(), "share_av_ge_1": np.mean(av >= 1), "share_av_le_0": np.mean(av <= 0),
-            "n_samples": av.size}
+    return {
+        "av_mean": av.mean(),
+        "av_sd": np.sqrt(np.mean((av - av.mean()) ** 2)),
+        "av_top10_mean": ordered[-k:].mean(),
+        "av_bottom10_mean": ordered[:k].mean(),
+        "share_av_ge_1": np.mean(av >= 1),
+        "share_av_le_0": np.mean(av <= 0),
+        "n_samples": av.size,
+    }
 
 
 def test_summary_equals_numpy_recomputation(log, tmp_path, capsys):
@@ -104,12 +114,15 @@ def test_export_folder_and_single_epoch(log, tmp_path):
     assert np.allclose(one["adv_loss"], epoch_values(1)["adv_loss"], equal_nan=True)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["top", "--epoch", "9"], "epoch 9 is not a complete epoch"),
-    (["top", "-k", "0"], "-k must be at least 1"),
-    (["trajectory", "--index", "3"], "dataset index 3 is not in"),
-    (["export", "--out", "one.csv"], "needs --epoch"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["top", "--epoch", "9"], "epoch 9 is not a complete epoch"),
+        (["top", "-k", "0"], "-k must be at least 1"),
+        (["trajectory", "--index", "3"], "dataset index 3 is not in"),
+        (["export", "--out", "one.csv"], "needs --epoch"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(log, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     before = set(tmp_path.iterdir())
@@ -161,8 +174,11 @@ def wait_for(path, proc, timeout=60):
 
 def test_reads_a_log_while_another_process_writes_it(tmp_path, capsys):
     log = tmp_path / "av_log.h5"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(log), "3", str(__import__("pathlib").Path(__file__).parent)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log), "3", str(__import__("pathlib").Path(__file__).parent)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for epoch in range(3):  # lock-step: the writer holds the file open and waits for us
             wait_for(tmp_path / f"ready{epoch}", proc)

@@ -54,8 +54,7 @@ def independent_iseat_update(model, x, y, lam, gamma):
     o = ((adv_logits - clean_logits) ** 2).sum(1)
     loss = adv_ce.mean() + lam * (w * o).sum() / m
     grad = torch.autograd.grad(loss, list(theta.values()))
-    return {n: (theta[n] + v[n] - LR * (g + WD * (theta[n] + v[n])) - v[n]).detach()
-            for (n, g) in zip(theta, grad)}
+    return {n: (theta[n] + v[n] - LR * (g + WD * (theta[n] + v[n])) - v[n]).detach() for (n, g) in zip(theta, grad)}
 
 
 @pytest.mark.parametrize("memory_lean", [False, True], ids=["default", "memory_lean"])
@@ -70,7 +69,9 @@ def test_two_pass_update_equals_gradient_of_eq18(lam, gamma, memory_lean):
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
-    method = Method(attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, smoothing=LogitSmoothing("lsiw", "sq_l2", "linear"))
+    method = Method(
+        attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, smoothing=LogitSmoothing("lsiw", "sq_l2", "linear")
+    )
     training_step(model, optimizer, x, y, method, memory_lean=memory_lean)
 
     diff = max((p.detach() - expected[n]).abs().max().item() for n, p in model.named_parameters())

@@ -58,8 +58,9 @@ def test_memory_lean_step_equals_default_step(small_cnn, variant):
         # parameters and BatchNorm running statistics alike
         assert max_diff(lean_states[step], default_states[step]) <= TOL, f"step {step + 1}"
         for name in ("clean_loss", "adv_loss", "av"):
-            torch.testing.assert_close(getattr(lean_results[step], name), getattr(default_results[step], name),
-                                       atol=TOL, rtol=0)
+            torch.testing.assert_close(
+                getattr(lean_results[step], name), getattr(default_results[step], name), atol=TOL, rtol=0
+            )
         assert lean_results[step].loss == pytest.approx(default_results[step].loss, abs=TOL)
 
 

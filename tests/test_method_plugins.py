@@ -42,8 +42,23 @@ def site(tmp_path_factory):
     (package / "ls_at.py").write_text(readme_method())
     (package / "pyproject.toml").write_text(PYPROJECT)
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(package)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -57,9 +72,20 @@ def iseat(site, *args):
     return python(site, "-m", "iseat", *args)
 
 
-TRAIN = ["data.dataset=digits", "data.validation_size=100", "training.epochs=1", "training.lr_milestones=[]", "training.batch_size=64",
-         "attack.steps=2", "attack.step_size=4/255", "evaluation.max_samples=50", "evaluation.pgd_steps=2",
-         "runtime.device=cpu", "runtime.progress=false", "data.num_workers=0"]
+TRAIN = [
+    "data.dataset=digits",
+    "data.validation_size=100",
+    "training.epochs=1",
+    "training.lr_milestones=[]",
+    "training.batch_size=64",
+    "attack.steps=2",
+    "attack.step_size=4/255",
+    "evaluation.max_samples=50",
+    "evaluation.pgd_steps=2",
+    "runtime.device=cpu",
+    "runtime.progress=false",
+    "data.num_workers=0",
+]
 
 
 # A workflow config entry for the method (the demo's digits setting, shortened to one epoch), and
@@ -109,8 +135,23 @@ def test_installed_method_is_validated_trained_evaluated_and_tabulated(site, tmp
         assert log["av"].shape[0] == 1 and np.isfinite(log["av"][:]).all() and log["av"][:].std() > 0
 
     seed = tmp_path / "results" / "digits" / "ls_at" / "seed0"
-    evaluated = iseat(site, "evaluate", "--checkpoint", run / "best.pt", "--out", seed / "pgd.json", "--attack", "pgd",
-                      "--pgd-steps", 2, "--n-ex", 20, "--device", "cpu", "--no-progress")
+    evaluated = iseat(
+        site,
+        "evaluate",
+        "--checkpoint",
+        run / "best.pt",
+        "--out",
+        seed / "pgd.json",
+        "--attack",
+        "pgd",
+        "--pgd-steps",
+        2,
+        "--n-ex",
+        20,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads((seed / "pgd.json").read_text())
     assert report["training_config"]["method"] == {"name": "ls_at", "smoothing": 0.2}
@@ -119,8 +160,11 @@ def test_installed_method_is_validated_trained_evaluated_and_tabulated(site, tmp
 
     (seed.parent / "pgd.json").write_text(json.dumps(seeds.aggregate_seeds([seed / "pgd.json"])))
     entry = {"label": "AT + label smoothing", "kind": "scratch", "train": {"method": {"name": "ls_at"}}}  # a config's
-    (row,) = tables.result_rows(tables.parse_entries([("digits", "ls_at", "-", str(seed.parent))]),
-                                {"digits": "Digits"}, {"ls_at": entry["label"]})
+    (row,) = tables.result_rows(
+        tables.parse_entries([("digits", "ls_at", "-", str(seed.parent))]),
+        {"digits": "Digits"},
+        {"ls_at": entry["label"]},
+    )
     assert row.label == "Digits / AT + label smoothing"
     assert row.cells["pgd"][0] == pytest.approx(100 * report["robust_accuracy"])
 
@@ -134,8 +178,11 @@ def test_a_broken_or_clashing_plugin_is_one_line(monkeypatch):
     from iseat.common.errors import UserError
 
     broken = EntryPoint(name="mine", value="no_such_module_here:Mine", group=method_plugins.GROUP)
-    with pytest.raises(UserError, match=r"iseat.methods:mine \(no_such_module_here:Mine\) does not load: "
-                                        r"ModuleNotFoundError") as err:
+    with pytest.raises(
+        UserError,
+        match=r"iseat.methods:mine \(no_such_module_here:Mine\) does not load: "
+        r"ModuleNotFoundError",
+    ) as err:
         method_plugins.load(broken)
     assert "\n" not in str(err.value)
     monkeypatch.setattr(method_plugins, "installed", lambda: {"at": object})

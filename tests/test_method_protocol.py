@@ -18,7 +18,7 @@ def imports(path: Path):
     package = list(path.relative_to(SRC.parent).with_suffix("").parts)[:-1]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             yield ".".join(base + ([node.module] if node.module else [])), [a.name for a in node.names]
 
 

@@ -50,6 +50,11 @@ def test_planner_benchmark_and_tables_take_the_registry_labels():
     rows = {row for spec in TABLES for _, row, label in spec.rows if "not run" not in label}
     for row in rows:  # each table row that is run is a catalog entry whose method is registered
         assert catalog[row]["train"]["method"]["name"] in method_registry.names(), row
-    for path in ("workflow/plan.py", "benchmarks/step_timing.py", "benchmarks/gpu_check.py", "benchmarks/avlog_cost.py"):
+    for path in (
+        "workflow/plan.py",
+        "benchmarks/step_timing.py",
+        "benchmarks/gpu_check.py",
+        "benchmarks/avlog_cost.py",
+    ):
         text = (SRC / path).read_text()
         assert not any(f'"{label}"' in text for label in labels.values()), path  # written nowhere else

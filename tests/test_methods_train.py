@@ -33,8 +33,13 @@ def data_overrides(tmp_path_factory):
         return ["data.dataset=digits", "data.validation_size=300"], 0.3
     sample = np.load(SAMPLE)
     subset = tmp_path_factory.mktemp("cifar") / "cifar10_subset.npz"
-    np.savez(subset, x_train=sample["x_train"][:1800], y_train=sample["y_train"][:1800],
-             x_test=sample["x_test"][:300], y_test=sample["y_test"][:300])
+    np.savez(
+        subset,
+        x_train=sample["x_train"][:1800],
+        y_train=sample["y_train"][:1800],
+        x_test=sample["x_test"][:300],
+        y_test=sample["y_test"][:300],
+    )
     return ["data.dataset=npz", f"data.root={subset}", "data.validation_size=300", "data.augmentation=none"], 0.15
 
 
@@ -43,11 +48,26 @@ def data_overrides(tmp_path_factory):
 def test_method_learns_robust_features(tmp_path, data_overrides, variant):
     data, floor = data_overrides
     name = variant if variant in ("at", "at_awp", "at_lsi", "iseat", "at_eq9") else "iseat"
-    cfg = load_config(None, [*data, f"method.name={name}", *VARIANTS[variant], "training.epochs=3",
-                             "training.lr=0.1", "training.batch_size=64", "attack.eps=8/255", "attack.step_size=2/255",
-                             "attack.steps=4", "evaluation.max_samples=300", "evaluation.pgd_steps=5",
-                             "runtime.device=cpu", "runtime.progress=false", "data.num_workers=0",
-                             "runtime.av_log=false"])
+    cfg = load_config(
+        None,
+        [
+            *data,
+            f"method.name={name}",
+            *VARIANTS[variant],
+            "training.epochs=3",
+            "training.lr=0.1",
+            "training.batch_size=64",
+            "attack.eps=8/255",
+            "attack.step_size=2/255",
+            "attack.steps=4",
+            "evaluation.max_samples=300",
+            "evaluation.pgd_steps=5",
+            "runtime.device=cpu",
+            "runtime.progress=false",
+            "data.num_workers=0",
+            "runtime.av_log=false",
+        ],
+    )
     summary = train(cfg, tmp_path / variant, say=lambda *_: None)
     # chance is 0.10 on ten classes
     assert summary["best_selection_pgd_acc"] >= floor, summary

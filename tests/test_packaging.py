@@ -35,7 +35,9 @@ def test_pyproject_gives_ranges_and_the_lock_pins_each_within_them_with_hashes()
     lock = locked()
     assert len(lock) > 50 and all(n_hashes >= 1 for _, n_hashes in lock.values())
     for req in pyproject_requirements():
-        assert not str(req.specifier).startswith("=="), f"{req}: give a compatible range; exact versions go in requirements.lock"
+        assert not str(req.specifier).startswith("=="), (
+            f"{req}: give a compatible range; exact versions go in requirements.lock"
+        )
         version, _ = lock[req.name.lower()]
         assert req.specifier.contains(version), f"requirements.lock has {req.name}=={version}, outside {req}"
     assert lock["torch"][0] == "2.14.1" and lock["torchvision"][0] == "0.29.1"

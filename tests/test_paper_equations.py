@@ -77,8 +77,11 @@ def ranks_descending(av):
 def weights(av, scheme):
     """Eq. 15 (linear), the top-10 % indicator, or uniform."""
     r = ranks_descending(av)
-    return {"linear": 1 - r / len(av), "top10": (r < math.ceil(0.1 * len(av))).double(),
-            "uniform": torch.ones(len(av), dtype=torch.float64)}[scheme]
+    return {
+        "linear": 1 - r / len(av),
+        "top10": (r < math.ceil(0.1 * len(av))).double(),
+        "uniform": torch.ones(len(av), dtype=torch.float64),
+    }[scheme]
 
 
 def distance(a, b, kind):
@@ -111,8 +114,11 @@ def paper_step(p0, x, y, gamma=0.0, lam=0.0, target="lsiw", dist="sq_l2", scheme
         adv = forward(shifted(p), x_adv)
         total = ce(adv, y).mean()
         if lam:  # Eq. 18 and its Tab. 5/6 variants
-            views = {"lsiw": (adv, forward(p, x)), "lsi": (forward(p, x_adv), forward(p, x)),
-                     "trade_awp": (adv, forward(shifted(p), x))}[target]
+            views = {
+                "lsiw": (adv, forward(p, x)),
+                "lsi": (forward(p, x_adv), forward(p, x)),
+                "trade_awp": (adv, forward(shifted(p), x)),
+            }[target]
             total = total + lam * (w * distance(*views, dist)).sum() / len(y)
         if eta:  # Eq. 9
             total = total + eta * (((forward(p, x_adv) - forward(p, x)) ** 2).sum(1) * top).mean()
@@ -135,13 +141,15 @@ VARIANTS = {"at": {}, "at_awp": dict(gamma=0.01), "eq9": dict(eta=1.5)}
 for _target in ("lsiw", "lsi", "trade_awp"):
     for _dist in ("sq_l2", "kl"):
         for _scheme in ("linear", "top10", "uniform"):
-            VARIANTS[f"{_target}-{_dist}-{_scheme}"] = dict(gamma=0.01, lam=0.5 if _dist == "sq_l2" else 2.0,
-                                                            target=_target, dist=_dist, scheme=_scheme)
+            VARIANTS[f"{_target}-{_dist}-{_scheme}"] = dict(
+                gamma=0.01, lam=0.5 if _dist == "sq_l2" else 2.0, target=_target, dist=_dist, scheme=_scheme
+            )
 
 
 def library_method(gamma=0.0, lam=0.0, target="lsiw", dist="sq_l2", scheme="linear", eta=0.0):
-    return Method(attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, eta=eta,
-                  smoothing=LogitSmoothing(target, dist, scheme))
+    return Method(
+        attack=PGD(EPS, STEP, STEPS), gamma=gamma, lam=lam, eta=eta, smoothing=LogitSmoothing(target, dist, scheme)
+    )
 
 
 def batch(seed=0):
@@ -174,7 +182,7 @@ def test_one_step_equals_the_papers_update(variant):
         assert max((expected[n] - baseline[n]).abs().max().item() for n in p0) > 1e-6
     passes = len(record) // len(bn)
     for i, (module, (mean0, var0, tracked0)) in enumerate(zip(bn, initial)):
-        mean, var = running_statistics(mean0, var0, record[i::len(bn)])
+        mean, var = running_statistics(mean0, var0, record[i :: len(bn)])
         assert (module.running_mean - mean).abs().max().item() <= 1e-9
         assert (module.running_var - var).abs().max().item() <= 1e-9
         assert int(module.num_batches_tracked) == tracked0 + passes

@@ -22,7 +22,11 @@ PAPER_ROWS = {
     ("tab5", "CIFAR-10 WRN34-10 / squared l2, linear (ISEAT)"): ("cifar10/ft_iseat", (85.63, 0.13), (56.46, 0.14)),
     ("tab6", "CIFAR-10 WRN34-10 / AT (base model)"): ("cifar10/at", (85.90, 0.57), (53.42, 0.59)),
     ("tab6", "CIFAR-10 WRN34-10 / + LSI"): ("cifar10/ft_iseat_lsi", (85.49, 0.50), (55.38, 0.32)),
-    ("tab6", "CIFAR-10 WRN34-10 / + TRADE-AWP (squared l2)"): ("cifar10/ft_iseat_trade_awp", (85.52, 0.29), (55.82, 0.46)),
+    ("tab6", "CIFAR-10 WRN34-10 / + TRADE-AWP (squared l2)"): (
+        "cifar10/ft_iseat_trade_awp",
+        (85.52, 0.29),
+        (55.82, 0.46),
+    ),
     ("tab6", "CIFAR-10 WRN34-10 / + LSIW (ISEAT)"): ("cifar10/ft_iseat", (85.63, 0.13), (56.46, 0.14)),
 }
 RUNS = sorted({ours for ours, _, _ in PAPER_ROWS.values()})
@@ -36,8 +40,16 @@ def fake_results(root):
         folder = root / setting / method
         folder.mkdir(parents=True)
         stats = lambda v: {"mean": v, "std": 0.0, "values": [v]}
-        (folder / "aa.json").write_text(json.dumps({"clean_accuracy": stats(0.8), "robust_accuracy": stats(0.40 + i / 100),
-                                                    "n_seeds": 1, "n_examples": 100}))
+        (folder / "aa.json").write_text(
+            json.dumps(
+                {
+                    "clean_accuracy": stats(0.8),
+                    "robust_accuracy": stats(0.40 + i / 100),
+                    "n_seeds": 1,
+                    "n_examples": 100,
+                }
+            )
+        )
         entries.append((setting, method, setting, str(folder)))
     return result_tables.parse_entries(entries)
 
@@ -65,26 +77,47 @@ def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
 def test_table1_and_figure1b_beside_the_paper(tmp_path):
     from iseat.analysis import tables
 
-    stats = {"av_sd": 0.5, "av_top10_mean": 2.0, "av_bottom10_mean": -0.2, "share_av_ge_1": 0.1, "share_av_le_0": 0.3,
-             "av_mean": 0.4, "n_samples": 1000}
-    margin = {"av_statistics": stats, "attack": {"steps": 50}, "eps_budget_l2_mean_delta_norm": 1.2,
-              "share_within_budget": 0.25, "share_within_third_budget": 0.04, "share_beyond_double_budget": 0.55,
-              "share_disordered": 0.1}
+    stats = {
+        "av_sd": 0.5,
+        "av_top10_mean": 2.0,
+        "av_bottom10_mean": -0.2,
+        "share_av_ge_1": 0.1,
+        "share_av_le_0": 0.3,
+        "av_mean": 0.4,
+        "n_samples": 1000,
+    }
+    margin = {
+        "av_statistics": stats,
+        "attack": {"steps": 50},
+        "eps_budget_l2_mean_delta_norm": 1.2,
+        "share_within_budget": 0.25,
+        "share_within_third_budget": 0.04,
+        "share_beyond_double_budget": 0.55,
+        "share_disordered": 0.1,
+    }
     (tmp_path / "margin.json").write_text(json.dumps(margin))
     evaluation = {"accuracy": 0.8, "robustness": 0.45}
-    rows = tables.table1_rows([(name, tmp_path / "margin.json", evaluation) for name in ("at", "awp", "rst", "eq9", "mine")])
+    rows = tables.table1_rows(
+        [(name, tmp_path / "margin.json", evaluation) for name in ("at", "awp", "rst", "eq9", "mine")]
+    )
     tables.write_table1(rows, tmp_path / "table1.md", margin)
     text = (tmp_path / "table1.md").read_text()
     # the paper's Tab. 1 (AV SD, top-10 %, bottom-10 %, % AV >= 1, % AV <= 0, robustness %)
-    for name, values in {"at": "0.4670 | 1.5270 | -0.0100 | 12.38 | 12.14 | – | 51.78",
-                         "awp": "0.3510 | 1.1200 | -0.0220 | 5.52 | 19.74 | – | 54.68",
-                         "rst": "0.4430 | 1.3780 | -0.0110 | 9.96 | 20.87 | – | 57.68",
-                         "eq9": "0.1960 | 0.6330 | -0.0470 | 0.14 | 12.00 | – | 55.95"}.items():
+    for name, values in {
+        "at": "0.4670 | 1.5270 | -0.0100 | 12.38 | 12.14 | – | 51.78",
+        "awp": "0.3510 | 1.1200 | -0.0220 | 5.52 | 19.74 | – | 54.68",
+        "rst": "0.4430 | 1.3780 | -0.0110 | 9.96 | 20.87 | – | 57.68",
+        "eq9": "0.1960 | 0.6330 | -0.0470 | 0.14 | 12.00 | – | 55.95",
+    }.items():
         assert f"| {name} (paper) | {values} |" in text
     assert "| at: Δ ours − paper | 0.0330 | 0.4730 | -0.1900 | -2.38 | 17.86 | – | -6.78 |" in text
     assert "mine (paper)" not in text
-    for statement, paper, ours in (("within eps", 20, "25.00"), ("within eps/3", 5, "4.00"),
-                                   ("unchanged at 2 eps", 50, "55.00"), ("maximal margin", 14, "10.00")):
+    for statement, paper, ours in (
+        ("within eps", 20, "25.00"),
+        ("within eps/3", 5, "4.00"),
+        ("unchanged at 2 eps", 50, "55.00"),
+        ("maximal margin", 14, "10.00"),
+    ):
         assert any(statement in line and f"| about {paper} | {ours} |" in line for line in text.splitlines())
 
 
@@ -92,7 +125,9 @@ def test_index_shows_the_grid_winner_beside_the_papers_choice(tmp_path):
     def run(name, pgd):
         folder = tmp_path / "results" / "cifar10" / "grid" / name
         folder.mkdir(parents=True)
-        (folder / "summary.json").write_text(json.dumps({"best_selection_pgd_acc": pgd, "best_selection_clean_acc": 0.8}))
+        (folder / "summary.json").write_text(
+            json.dumps({"best_selection_pgd_acc": pgd, "best_selection_clean_acc": 0.8})
+        )
         return folder
 
     points = [(0.1, 0.007, run("a", 0.50)), (0.3, 0.005, run("b", 0.55))]
@@ -102,25 +137,33 @@ def test_index_shows_the_grid_winner_beside_the_papers_choice(tmp_path):
     assert result_grid.select_grid(points, paper_choice=(0.01, 0.007))["paper_choice"]["value"] is None
     path = tmp_path / "results" / "cifar10" / "grid" / "winner.json"
     path.write_text(json.dumps(winner))
-    result_index.write_index(tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"})
+    result_index.write_index(
+        tmp_path / "results" / "README.md", winners=[str(path)], setting_labels={"cifar10": "CIFAR-10"}
+    )
     index = (tmp_path / "results" / "README.md").read_text()
     assert "| CIFAR-10 | 0.3 | 0.005 | 55.00 | 0.1, 0.007 | 50.00 | paper's choice | 2 |" in index
 
 
 def test_tab4_time_column_beside_the_papers(tmp_path):
-    timing = {"rows": [{"method": "AT", "path": "fast", "ratio_to_at": 1.0},
-                       {"method": "+LSI", "path": "fast", "ratio_to_at": 1.11},
-                       {"method": "+AWP", "path": "fast", "ratio_to_at": 1.08},
-                       {"method": "ISEAT", "path": "fast", "ratio_to_at": 1.2},
-                       {"method": "ISEAT", "path": "straightforward", "ratio_to_at": 1.5}]}
+    timing = {
+        "rows": [
+            {"method": "AT", "path": "fast", "ratio_to_at": 1.0},
+            {"method": "+LSI", "path": "fast", "ratio_to_at": 1.11},
+            {"method": "+AWP", "path": "fast", "ratio_to_at": 1.08},
+            {"method": "ISEAT", "path": "fast", "ratio_to_at": 1.2},
+            {"method": "ISEAT", "path": "straightforward", "ratio_to_at": 1.5},
+        ]
+    }
     result_tables.write_tables(tmp_path, fake_results(tmp_path / "results"), {}, {}, timing)
     text = (tmp_path / "tab4.md").read_text()
     assert "time / AT (ours) | time / AT (paper) | s/batch (paper) |" in text
     # the paper: AT 0.253 s, + input smoothing 0.268, + weight smoothing 0.277, both 0.298 per batch
-    for label, ours, paper_ratio, seconds in (("AT (base model)", "1.000", "1.000", "0.253"),
-                                              ("+ input smoothing", "1.110", "1.059", "0.268"),
-                                              ("+ weight smoothing", "1.080", "1.095", "0.277"),
-                                              ("+ both (ISEAT)", "1.200", "1.178", "0.298")):
+    for label, ours, paper_ratio, seconds in (
+        ("AT (base model)", "1.000", "1.000", "0.253"),
+        ("+ input smoothing", "1.110", "1.059", "0.268"),
+        ("+ weight smoothing", "1.080", "1.095", "0.277"),
+        ("+ both (ISEAT)", "1.200", "1.178", "0.298"),
+    ):
         line = next(l for l in text.splitlines() if f"/ {label} |" in l)
         assert line.endswith(f"| {ours} | {paper_ratio} | {seconds} |"), line
     assert "time / AT" not in (tmp_path / "tab5.md").read_text()
@@ -129,5 +172,11 @@ def test_tab4_time_column_beside_the_papers(tmp_path):
 def test_table1_rows_found_by_label():
     from iseat.analysis.tables import paper_table1_key
 
-    assert [paper_table1_key(label) for label in ("AT", "AWP", "RST", "Eq. 9 (eta = 1)", "AT + Eq. 9", "ISEAT")] == \
-        ["at", "awp", "rst", "eq9", "eq9", None]
+    assert [paper_table1_key(label) for label in ("AT", "AWP", "RST", "Eq. 9 (eta = 1)", "AT + Eq. 9", "ISEAT")] == [
+        "at",
+        "awp",
+        "rst",
+        "eq9",
+        "eq9",
+        None,
+    ]

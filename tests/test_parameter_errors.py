@@ -14,7 +14,10 @@ def test_message_names_parameters_and_keeps_literal_braces():
     err = ParameterError(f"{{0}} > 1 repeats the attack without {{1}} ({literal('{odd}')})", "restarts", "random_start")
     assert isinstance(err, UserError) and isinstance(err, ValueError)
     assert str(err) == "restarts > 1 repeats the attack without random_start ({odd})"
-    assert err.named(["--restarts", "--random-start"]) == "--restarts > 1 repeats the attack without --random-start ({odd})"
+    assert (
+        err.named(["--restarts", "--random-start"])
+        == "--restarts > 1 repeats the attack without --random-start ({odd})"
+    )
 
 
 @pytest.mark.parametrize("value, expected", [("8/255", 8 / 255), (0.5, 0.5), ("0.25", 0.25), (3, 3.0)])
@@ -38,7 +41,19 @@ def test_budget_range():
 
 
 def test_a_command_names_its_flag(tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "aa.json"),
-                 "--pgd-step-size", "1/0"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "none.pt"),
+                "--out",
+                str(tmp_path / "aa.json"),
+                "--pgd-step-size",
+                "1/0",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err == "iseat evaluate: error: --pgd-step-size '1/0' is not a number or a fraction such as 8/255\n"

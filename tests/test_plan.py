@@ -18,15 +18,28 @@ SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or 
 
 # One setting, two from-scratch methods, one seed, on the digits set (1,497 training images).
 TINY = {
-    "results_dir": "RESULTS", "data_root": "DATA", "seeds": [0], "fetch": {"digits": {}},
-    "train": {"data": {"selection": "validation", "validation_size": 200, "num_workers": 0},
-              "model": {"arch": "small_cnn"}, "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
-              "evaluation": {"max_samples": 100}},
+    "results_dir": "RESULTS",
+    "data_root": "DATA",
+    "seeds": [0],
+    "fetch": {"digits": {}},
+    "train": {
+        "data": {"selection": "validation", "validation_size": 200, "num_workers": 0},
+        "model": {"arch": "small_cnn"},
+        "training": {"epochs": 2, "lr": 0.05, "lr_milestones": [0.5]},
+        "evaluation": {"max_samples": 100},
+    },
     "finetune": {"checkpoint": "best", "train": {"training": {"epochs": 1}}},
     "evaluation": {"autoattack": {"n_ex": 20}, "pgd": {"steps": 20, "n_ex": 50}},
-    "settings": {"tiny": {"label": "tiny", "paper": "cifar10", "dataset": "digits", "methods": ["at", "iseat"],
-                          "train": {"attack": {"eps": "8/255", "step_size": "2/255"}},
-                          "tuned": {"lam": 0.1, "gamma": 0.001, "lam_warmup": True, "source": "pinned"}}},
+    "settings": {
+        "tiny": {
+            "label": "tiny",
+            "paper": "cifar10",
+            "dataset": "digits",
+            "methods": ["at", "iseat"],
+            "train": {"attack": {"eps": "8/255", "step_size": "2/255"}},
+            "tuned": {"lam": 0.1, "gamma": 0.001, "lam_warmup": True, "source": "pinned"},
+        }
+    },
 }
 STEP = {"AT": 1.0, "+LSI": 1.5, "+AWP": 2.0, "ISEAT": 3.0}  # seconds per step at batch 128
 AA_S_PER_IMAGE = 0.5
@@ -54,14 +67,30 @@ def hand_computed_hours() -> float:
 @pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 @pytest.mark.parametrize("shards", [1, 2])
 def test_plan_gpu_hours_equal_hand_computation(tmp_path, shards):
-    config = json.loads(json.dumps(TINY).replace("RESULTS", str(tmp_path / "results"))
-                        .replace("DATA", str(tmp_path / "data")))
+    config = json.loads(
+        json.dumps(TINY).replace("RESULTS", str(tmp_path / "results")).replace("DATA", str(tmp_path / "data"))
+    )
     config["evaluation"]["shards"] = shards
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     steps = [f"--step-time=small_cnn:{method}={seconds}" for method, seconds in STEP.items()]
-    out = subprocess.run([sys.executable, "-m", "iseat", "plan", "--configfile", str(tmp_path / "tiny.yaml"), *steps,
-                          f"--aa-s-per-image=small_cnn={AA_S_PER_IMAGE}", "--json", str(tmp_path / "plan.json")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iseat",
+            "plan",
+            "--configfile",
+            str(tmp_path / "tiny.yaml"),
+            *steps,
+            f"--aa-s-per-image=small_cnn={AA_S_PER_IMAGE}",
+            "--json",
+            str(tmp_path / "plan.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "plan.json").read_text())
     tiny = result["per_setting"]["tiny"]
@@ -76,12 +105,21 @@ def test_plan_gpu_hours_equal_hand_computation(tmp_path, shards):
 
 
 def test_step_times_from_a_gpu_check_report(tmp_path):
-    report = {"environment": {"gpu": "Some GPU"}, "sections": {
-        "step/wide_resnet/fp32": {"batch_size": 64, "rows": [
-            {"method": "AT", "path": "fast", "median_s": 0.1}, {"method": "ISEAT", "path": "fast", "median_s": 0.12},
-            {"method": "ISEAT", "path": "memory_lean", "median_s": 0.14}]},
-        "step/wide_resnet/bf16": {"batch_size": 128, "rows": [{"method": "AT", "path": "fast", "median_s": 0.05}]},
-        "training": {"arch": "preact_resnet18", "autoattack_seconds": 50.0, "n_examples": 500}}}
+    report = {
+        "environment": {"gpu": "Some GPU"},
+        "sections": {
+            "step/wide_resnet/fp32": {
+                "batch_size": 64,
+                "rows": [
+                    {"method": "AT", "path": "fast", "median_s": 0.1},
+                    {"method": "ISEAT", "path": "fast", "median_s": 0.12},
+                    {"method": "ISEAT", "path": "memory_lean", "median_s": 0.14},
+                ],
+            },
+            "step/wide_resnet/bf16": {"batch_size": 128, "rows": [{"method": "AT", "path": "fast", "median_s": 0.05}]},
+            "training": {"arch": "preact_resnet18", "autoattack_seconds": 50.0, "n_examples": 500},
+        },
+    }
     path = tmp_path / "gpu_check.json"
     path.write_text(json.dumps(report))
     times = StepTimes.from_gpu_check(path)
@@ -107,17 +145,25 @@ Shell command: iseat aggregate tables --out t
 """
     train, tables = parse_jobs(text)
     assert (train.rule, train.setting, train.gpu, train.kind, train.group) == ("train", "c", True, "train", "c")
-    assert (tables.rule, tables.setting, tables.gpu, tables.kind, tables.group) == ("tables", None, False, "other",
-                                                                                   "(shared)")
+    assert (tables.rule, tables.setting, tables.gpu, tables.kind, tables.group) == (
+        "tables",
+        None,
+        False,
+        "other",
+        "(shared)",
+    )
 
 
-@pytest.mark.parametrize("method, rows", [
-    # TRADES' KL term back-propagates the clean graph, as smoothing does; AWP joins after its warm-up (10 epochs)
-    ("trades_awp", ["+LSI"] * 9 + ["ISEAT"] * 3),
-    ("mart", ["+LSI"] * 12),
-    ("rwp", ["+AWP"] * 12),  # RWP: no warm-up, adversarial CE only
-    ("gairat", ["AT"] * 12),
-])
+@pytest.mark.parametrize(
+    "method, rows",
+    [
+        # TRADES' KL term back-propagates the clean graph, as smoothing does; AWP joins after its warm-up (10 epochs)
+        ("trades_awp", ["+LSI"] * 9 + ["ISEAT"] * 3),
+        ("mart", ["+LSI"] * 12),
+        ("rwp", ["+AWP"] * 12),  # RWP: no warm-up, adversarial CE only
+        ("gairat", ["AT"] * 12),
+    ],
+)
 def test_baselines_cost_as_the_tab4_row_of_their_parts(method, rows):
     from iseat.training.config import load_config
     from iseat.workflow.plan import stage_rows
@@ -128,21 +174,45 @@ def test_baselines_cost_as_the_tab4_row_of_their_parts(method, rows):
 
 @pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 def test_plan_data_parallel_gpu_hours_and_wall_clock(tmp_path):
-    config = json.loads(json.dumps(TINY).replace("RESULTS", str(tmp_path / "results"))
-                        .replace("DATA", str(tmp_path / "data")))
+    config = json.loads(
+        json.dumps(TINY).replace("RESULTS", str(tmp_path / "results")).replace("DATA", str(tmp_path / "data"))
+    )
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     steps = [f"--step-time=small_cnn:{method}={seconds}" for method, seconds in STEP.items()]
-    out = subprocess.run([sys.executable, "-m", "iseat", "plan", "--configfile", str(tmp_path / "tiny.yaml"), *steps,
-                          "--gpus-per-run", "4", "--scaling-efficiency", "0.8", "--json", str(tmp_path / "plan.json")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iseat",
+            "plan",
+            "--configfile",
+            str(tmp_path / "tiny.yaml"),
+            *steps,
+            "--gpus-per-run",
+            "4",
+            "--scaling-efficiency",
+            "0.8",
+            "--json",
+            str(tmp_path / "plan.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     dp = json.loads((tmp_path / "plan.json").read_text())["data_parallel"]
     at, iseat = hand_computed_trainings()
     assert dp["train_gpu_hours"] == pytest.approx((at + iseat) / 3600 / 0.8, rel=1e-12)
     assert dp["longest_train_wall_hours"] == pytest.approx(max(at, iseat) / 3600 / 3.2, rel=1e-12)
     assert "Trainings on 4 GPUs each" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "iseat", "plan", "--step-time=small_cnn=0.1", "--gpus-per-run", "0"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "iseat", "plan", "--step-time=small_cnn=0.1", "--gpus-per-run", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--gpus-per-run" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -155,6 +225,8 @@ def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
     times = StepTimes()
     times.add("small_cnn=2.0")
     cfg = {**DEFAULTS, "model": {"arch": "small_cnn"}, "data": {**DEFAULTS["data"], "dataset": "digits"}}
-    command = ("iseat --attempt 1 evaluate --checkpoint R/best.pt --out R/sweep.json --eps-sweep 0 8/255 64/255 "
-               "--pgd-steps 5 --n-ex 256 --device cuda --no-progress")
+    command = (
+        "iseat --attempt 1 evaluate --checkpoint R/best.pt --out R/sweep.json --eps-sweep 0 8/255 64/255 "
+        "--pgd-steps 5 --n-ex 256 --device cuda --no-progress"
+    )
     assert evaluation_seconds(command, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)

@@ -32,16 +32,18 @@ def spec(eps=8 / 255):
 
 
 def evaluate(problem, out, eps=8 / 255, model=None):
-    return evaluate_model(model or problem[0], problem[1], out, spec(eps), num_classes=10, progress=False,
-                          data={"dataset": "toy"})
+    return evaluate_model(
+        model or problem[0], problem[1], out, spec(eps), num_classes=10, progress=False, data={"dataset": "toy"}
+    )
 
 
 def test_the_stamp_records_the_protocol(problem, tmp_path):
     report = evaluate(problem, tmp_path / "aa.json")
     stamp = report["stamp"]
     x, y = problem[1].x, problem[1].y
-    chunk = lambda a, b: hashlib.sha256(x[a:b].numpy().astype(np.float32).tobytes()
-                                        + y[a:b].numpy().astype(np.int64).tobytes()).hexdigest()
+    chunk = lambda a, b: hashlib.sha256(
+        x[a:b].numpy().astype(np.float32).tobytes() + y[a:b].numpy().astype(np.int64).tobytes()
+    ).hexdigest()
     data = hashlib.sha256("\n".join(chunk(a, min(a + 3, 8)) for a in (0, 3, 6)).encode()).hexdigest()
     assert stamp["data"] == {"dataset": "toy", "sha256": data}
     assert stamp["test_indices"] == {"count": 8, "sha256": hashlib.sha256(b"50,51,52,53,54,55,56,57").hexdigest()}
@@ -78,8 +80,10 @@ def test_difference_names_the_first_disagreeing_protocol_field(problem, tmp_path
     one = {**a, "checkpoint": ckpt}
     other_model = {**a, "checkpoint": {**ckpt, "file": "swa_best.pt", "sha256": "0" * 64, "epoch": 9}}
     assert protocol_stamp.difference(one, other_model) is None  # the model's identity is not the protocol
-    assert (protocol_stamp.difference(one, {**a, "checkpoint": {**ckpt, "selection_split": "test"}})
-            == "checkpoint.selection_split: 'validation' vs 'test'")
+    assert (
+        protocol_stamp.difference(one, {**a, "checkpoint": {**ckpt, "selection_split": "test"}})
+        == "checkpoint.selection_split: 'validation' vs 'test'"
+    )
     assert protocol_stamp.difference(one, {**one, "model_mode": "train"}) == "model_mode: 'eval' vs 'train'"
     other_data = {**a, "data": {"dataset": "svhn", "sha256": "2" * 64}}
     assert protocol_stamp.difference(a, other_data).startswith("data.dataset")

@@ -25,9 +25,17 @@ def write_seed(folder, correct, clean=0.9):
     lines = ["index,label,clean_correct,pgd_correct,robust_correct,broken_by"]
     lines += [f"{i},1,1,1,{int(correct[i])}," for i in order]
     (folder / "aa.per_sample.csv").write_text("\n".join(lines) + "\n")
-    (folder / "aa.json").write_text(json.dumps({
-        "protocol": "autoattack-standard", "clean_accuracy": clean, "robust_accuracy": float(np.mean(correct)),
-        "n_examples": N, "per_sample": {"file": "aa.per_sample.csv"}}))
+    (folder / "aa.json").write_text(
+        json.dumps(
+            {
+                "protocol": "autoattack-standard",
+                "clean_accuracy": clean,
+                "robust_accuracy": float(np.mean(correct)),
+                "n_examples": N,
+                "per_sample": {"file": "aa.per_sample.csv"},
+            }
+        )
+    )
     return folder / "aa.json"
 
 
@@ -78,16 +86,28 @@ def expected(a_runs, b_runs):
     else:
         low = high = None
         inside = False
-    return {"p": p, "difference": diff.mean(), "low": low, "high": high,
-            "significant": all(x < 0.05 for x in p) and not inside}
+    return {
+        "p": p,
+        "difference": diff.mean(),
+        "low": low,
+        "high": high,
+        "significant": all(x < 0.05 for x in p) and not inside,
+    }
 
 
 def test_significance_csv_and_marks_agree_with_scipy(runs):
     rows = {(r["method"], r["reference"]): r for r in csv.DictReader((runs / "significance.csv").open())}
     # every method against AT, ISEAT against each baseline
     runs_of = {"at": AT, "iseat": ISEAT, "trades": TRADES, "rwp": RWP, "mart": MART}
-    pairs = {("iseat", "at"), ("trades", "at"), ("rwp", "at"), ("mart", "at"), ("iseat", "trades"), ("iseat", "rwp"),
-             ("iseat", "mart")}
+    pairs = {
+        ("iseat", "at"),
+        ("trades", "at"),
+        ("rwp", "at"),
+        ("mart", "at"),
+        ("iseat", "trades"),
+        ("iseat", "rwp"),
+        ("iseat", "mart"),
+    }
     assert set(rows) == pairs
     oracle = {(a, b): expected(runs_of[a], runs_of[b]) for a, b in pairs}
     for key, want in oracle.items():
@@ -97,8 +117,9 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
         if want["low"] is None:
             assert row["ci95_low"] == row["ci95_high"] == "", key
         else:
-            assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx((want["low"], want["high"]),
-                                                                                    rel=1e-9), key
+            assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(
+                (want["low"], want["high"]), rel=1e-9
+            ), key
         assert row["significant"] == str(int(want["significant"])), key
     # the cases are what they were built to be: ISEAT's gain is real, TRADES's is not, RWP's is significant per
     # seed but not across seeds, MART has one seed
@@ -116,7 +137,9 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
         survives[key] = not stopped and oracle[key]["significant"]
     assert survives[("iseat", "at")] and survives[("mart", "at")] and not survives[("trades", "at")]
     md = (runs / "tab2.md").read_text()
-    mark = lambda label: re.search(rf"\| CIFAR-10 WRN34-10 / {re.escape(label)} \|(?:[^|]*\|){{7}} ([^|]*) \|", md).group(1)
+    mark = lambda label: re.search(
+        rf"\| CIFAR-10 WRN34-10 / {re.escape(label)} \|(?:[^|]*\|){{7}} ([^|]*) \|", md
+    ).group(1)
     assert mark("ISEAT") == f"{oracle[('iseat', 'at')]['difference']:+.2f} *†"
     assert mark("TRADE") == f"{oracle[('trades', 'at')]['difference']:+.2f}"
     assert mark("MART") == f"{oracle[('mart', 'at')]['difference']:+.2f} *†"
@@ -125,8 +148,9 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
     assert "McNemar's exact p < 0.05 on every seed" in md
     tab2 = {r["method"]: r for r in csv.DictReader((runs / "tab2.csv").open()) if r["setting"] == "cifar10"}
     assert tab2["iseat"]["aa_vs_at_significant"] == "1" and tab2["trades"]["aa_vs_at_significant"] == "0"
-    assert {m: tab2[m]["aa_vs_at_significant_holm"] for m, _ in family} == {m: str(int(survives[(m, r)]))
-                                                                           for m, r in family}
+    assert {m: tab2[m]["aa_vs_at_significant_holm"] for m, _ in family} == {
+        m: str(int(survives[(m, r)])) for m, r in family
+    }
     assert float(tab2["iseat"]["aa_vs_at_p_max"]) == pytest.approx(max(oracle[("iseat", "at")]["p"]), rel=1e-9)
     assert "| CIFAR-10 | iseat | AT | 0 1 |" in (runs / "significance.md").read_text()
 
@@ -134,10 +158,14 @@ def test_significance_csv_and_marks_agree_with_scipy(runs):
 def test_every_paper_number_reaches_its_table(runs):
     data = yaml.safe_load((resources.files("iseat.results") / "paper_numbers.yaml").read_text())
     assert len(data["numbers"]) == len(paper_numbers.numbers())
-    rendered = {name: list(csv.DictReader((runs / f"{name}.csv").open())) for name in ("tab2", "tab3", "tab4", "tab5", "tab6")}
+    rendered = {
+        name: list(csv.DictReader((runs / f"{name}.csv").open())) for name in ("tab2", "tab3", "tab4", "tab5", "tab6")
+    }
     every_row = {(r["paper_setting"], r["method"]) for rows in rendered.values() for r in rows}
     accuracies = [n for n in data["numbers"] if n["column"] in ("clean", "aa")]
-    assert {tuple(n["row"].split("/")) for n in accuracies} == every_row  # no number without its row, no row without numbers
+    assert {
+        tuple(n["row"].split("/")) for n in accuracies
+    } == every_row  # no number without its row, no row without numbers
     for n in accuracies:
         setting, method = n["row"].split("/")
         rows = [r for r in rendered[n["table"]] if (r["paper_setting"], r["method"]) == (setting, method)]
@@ -173,5 +201,6 @@ def test_the_aa_footnote_names_a_non_standard_protocol():
     standard = SimpleNamespace(aa={"attack": "autoattack-standard", "label": "AutoAttack (standard)"})
     cheap = SimpleNamespace(aa={"attack": "autoattack-apgd-pair", "label": "APGD pair (non-standard)"})
     assert aa_meaning([standard, SimpleNamespace(aa=None)]) == "AA = AutoAttack (standard, Linf, 8/255) robust accuracy"
-    assert aa_meaning([standard, cheap]) == ("AA = robust accuracy (Linf, 8/255) under APGD pair (non-standard): "
-                                             "not standard AutoAttack")
+    assert aa_meaning([standard, cheap]) == (
+        "AA = robust accuracy (Linf, 8/255) under APGD pair (non-standard): not standard AutoAttack"
+    )

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def workflow_config(name: str) -> dict:
     """A config as the workflow sees it: the method catalog merged in, validated, defaults filled in."""
     config = yaml.safe_load((ROOT / "config" / name).read_text())
-    config["methods"] = {**yaml.safe_load((ROOT / "workflow/methods.yaml").read_text()), **(config.get("methods") or {})}
+    config["methods"] = {
+        **yaml.safe_load((ROOT / "workflow/methods.yaml").read_text()),
+        **(config.get("methods") or {}),
+    }
     validate_workflow(config, ROOT / "workflow/schemas/config.schema.yaml")
     return config
 
@@ -58,14 +61,26 @@ def paper_run(setting: str, method: dict, seed: int, epochs: int | None = None) 
     """The expected overrides of a full training in config/config.yaml: its row above, on CUDA."""
     model, row_epochs, lr, step, ramp, augmentation, extra, *_ = PAPER_SETTINGS[setting]
     dataset = DATASET.get(setting, "cifar10")
-    data = {"selection": "validation", "validation_size": 1000, "num_workers": 4, "augmentation": augmentation,
-            "dataset": dataset, "root": f"data/{dataset}"}
+    data = {
+        "selection": "validation",
+        "validation_size": 1000,
+        "num_workers": 4,
+        "augmentation": augmentation,
+        "dataset": dataset,
+        "root": f"data/{dataset}",
+    }
     if extra:
         data.update(extra_ratio=1.0, extra="data/ti500k")
     attack = {"eps": "8/255", "step_size": step, **({"ramp_epochs": ramp} if ramp is not None else {})}
-    return {"runtime": {"device": "cuda", "progress": False}, "data": data, "model": model,
-            "training": {"epochs": epochs or row_epochs, "lr": lr, "lr_milestones": [0.5, 0.75]},
-            "attack": attack, "method": method, "seed": seed}
+    return {
+        "runtime": {"device": "cuda", "progress": False},
+        "data": data,
+        "model": model,
+        "training": {"epochs": epochs or row_epochs, "lr": lr, "lr_milestones": [0.5, 0.75]},
+        "attack": attack,
+        "method": method,
+        "seed": seed,
+    }
 
 
 def test_the_table_covers_every_setting_of_the_paper_config(paper):
@@ -80,33 +95,50 @@ def test_iseat_full_training_of_each_paper_setting(paper, setting):
     assert paper.run_overrides(setting, "iseat", 2) == paper_run(setting, method, 2, epochs)
 
 
-@pytest.mark.parametrize("setting, method, expected", [
-    ("cifar10", "at", {"name": "at"}),
-    ("cifar10", "at_awp", {"name": "at_awp", "gamma": 0.005}),
-    ("cifar10_idbh", "at", {"name": "at"}),
-    ("cifar100", "at", {"name": "at"}),
-    ("svhn", "at", {"name": "at"}),
-    ("cifar10_prn18", "at", {"name": "at"}),
-    ("cifar10_prn18", "at_awp", {"name": "at_awp", "gamma": 0.005}),
-    ("cifar10_prn18_ti500k", "at_extra", {"name": "at"}),
-])
+@pytest.mark.parametrize(
+    "setting, method, expected",
+    [
+        ("cifar10", "at", {"name": "at"}),
+        ("cifar10", "at_awp", {"name": "at_awp", "gamma": 0.005}),
+        ("cifar10_idbh", "at", {"name": "at"}),
+        ("cifar100", "at", {"name": "at"}),
+        ("svhn", "at", {"name": "at"}),
+        ("cifar10_prn18", "at", {"name": "at"}),
+        ("cifar10_prn18", "at_awp", {"name": "at_awp", "gamma": 0.005}),
+        ("cifar10_prn18_ti500k", "at_extra", {"name": "at"}),
+    ],
+)
 def test_base_and_baseline_runs_of_each_paper_setting(paper, setting, method, expected):
     assert paper.run_overrides(setting, method, 0) == paper_run(setting, expected, 0)
 
 
-@pytest.mark.parametrize("method, name, step", [
-    ("trades", "trades", 0.007), ("mart", "mart", 0.007), ("gairat", "gairat", 0.007), ("fat", "fat", 0.007),
-    ("trades_awp", "trades_awp", None), ("mart_awp", "mart_awp", None), ("rwp", "rwp", None),
-])
+@pytest.mark.parametrize(
+    "method, name, step",
+    [
+        ("trades", "trades", 0.007),
+        ("mart", "mart", 0.007),
+        ("gairat", "gairat", 0.007),
+        ("fat", "fat", 0.007),
+        ("trades_awp", "trades_awp", None),
+        ("mart_awp", "mart_awp", None),
+        ("rwp", "rwp", None),
+    ],
+)
 def test_baselines_take_their_published_step_size(paper, method, name, step):
     run = paper.run_overrides("cifar10", method, 1)
     assert run["method"] == {"name": name}
     assert run["attack"] == {"eps": "8/255", "step_size": step if step is not None else "2/255"}
 
 
-@pytest.mark.parametrize("method, name", [("rst", {"name": "trades"}), ("rst_mart", {"name": "mart"}),
-                                          ("rst_awp", {"name": "trades_awp"}),
-                                          ("rst_rwp", {"name": "trades_rwp", "statistics_passes": ["adv", "clean"]})])
+@pytest.mark.parametrize(
+    "method, name",
+    [
+        ("rst", {"name": "trades"}),
+        ("rst_mart", {"name": "mart"}),
+        ("rst_awp", {"name": "trades_awp"}),
+        ("rst_rwp", {"name": "trades_rwp", "statistics_passes": ["adv", "clean"]}),
+    ],
+)
 def test_rst_runs_mix_in_the_pseudo_labelled_data(paper, method, name):
     run = paper.run_overrides("cifar10_ti500k", method, 0)
     assert run["method"] == name
@@ -120,19 +152,27 @@ def test_swa_run_averages_and_keeps_iseat(paper):
     assert run["method"] == {"name": "iseat", "lam": [0.0, 0.1], "gamma": 0.007}
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("ft_at_lsi", {"name": "at_lsi", "lam": 0.1}),
-    ("ft_at_awp", {"name": "at_awp", "gamma": 0.007}),
-    ("ft_iseat", {"name": "iseat", "lam": 0.1, "gamma": 0.007}),
-    ("ft_iseat_kl", {"name": "iseat", "distance": "kl", "weighting": "uniform", "lam": 0.1, "gamma": 0.007}),
-    ("ft_iseat_top10", {"name": "iseat", "weighting": "top10", "lam": 0.1, "gamma": 0.007}),
-    ("ft_iseat_trade_awp", {"name": "iseat", "target": "trade_awp", "lam": 0.1, "gamma": 0.007}),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("ft_at_lsi", {"name": "at_lsi", "lam": 0.1}),
+        ("ft_at_awp", {"name": "at_awp", "gamma": 0.007}),
+        ("ft_iseat", {"name": "iseat", "lam": 0.1, "gamma": 0.007}),
+        ("ft_iseat_kl", {"name": "iseat", "distance": "kl", "weighting": "uniform", "lam": 0.1, "gamma": 0.007}),
+        ("ft_iseat_top10", {"name": "iseat", "weighting": "top10", "lam": 0.1, "gamma": 0.007}),
+        ("ft_iseat_trade_awp", {"name": "iseat", "target": "trade_awp", "lam": 0.1, "gamma": 0.007}),
+    ],
+)
 def test_fine_tuned_ablations_start_from_the_base_run_without_warm_up(paper, method, expected):
     run = paper.run_overrides("cifar10", method, 1)
     assert run["method"] == expected  # lambda constant: fine-tuning has no warm-up
-    assert run["training"] == {"epochs": 40, "lr": 0.01, "lr_milestones": [0.5],
-                               "finetune_from": "results/cifar10/at/seed1/best.pt", "finetune_checkpoint": "best"}
+    assert run["training"] == {
+        "epochs": 40,
+        "lr": 0.01,
+        "lr_milestones": [0.5],
+        "finetune_from": "results/cifar10/at/seed1/best.pt",
+        "finetune_checkpoint": "best",
+    }
     assert run["attack"] == {"eps": "8/255", "step_size": "2/255", "ramp_epochs": 0}
     assert run["runtime"]["device"] == "cuda" and run["seed"] == 1
 
@@ -153,10 +193,20 @@ def test_grid_points_fine_tune_with_constant_lambda_on_the_validation_split(pape
 
 
 def test_paper_resources_layer_defaults_config_and_setting(paper):
-    assert paper.job_resources("train", "cifar10") == {"gpu": 1, "threads": 8, "mem_mb": 32000, "runtime": 2880,
-                                                       "partition": ""}
-    assert paper.job_resources("evaluate", "svhn") == {"gpu": 1, "threads": 4, "mem_mb": 16000, "runtime": 480,
-                                                       "partition": ""}
+    assert paper.job_resources("train", "cifar10") == {
+        "gpu": 1,
+        "threads": 8,
+        "mem_mb": 32000,
+        "runtime": 2880,
+        "partition": "",
+    }
+    assert paper.job_resources("evaluate", "svhn") == {
+        "gpu": 1,
+        "threads": 4,
+        "mem_mb": 16000,
+        "runtime": 480,
+        "partition": "",
+    }
     assert paper.job_resources("light") == {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 120, "partition": ""}
     assert paper.job_device("evaluate", "cifar10") == "cuda" and paper.job_device("light") == "cpu"
 
@@ -169,8 +219,11 @@ def test_step_timing_measures_the_model_of_its_setting(paper, demo):
 
 # ----------------------------------------------------------------------------- config/demo.yaml
 
-DEMO_COMMON = {"runtime": {"device": "cpu", "progress": False}, "model": {"arch": "small_cnn"},
-               "evaluation": {"max_samples": 100}}
+DEMO_COMMON = {
+    "runtime": {"device": "cpu", "progress": False},
+    "model": {"arch": "small_cnn"},
+    "evaluation": {"max_samples": 100},
+}
 
 
 def demo_data(augmentation=None) -> dict:
@@ -181,9 +234,13 @@ def demo_data(augmentation=None) -> dict:
 
 
 def test_demo_digits_runs(demo):
-    full = {**DEMO_COMMON, "data": demo_data(),
-            "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
-            "attack": {"eps": "8/255", "step_size": "2/255"}, "seed": 0}
+    full = {
+        **DEMO_COMMON,
+        "data": demo_data(),
+        "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
+        "attack": {"eps": "8/255", "step_size": "2/255"},
+        "seed": 0,
+    }
     assert demo.run_overrides("digits", "at", 0) == {**full, "method": {"name": "at"}}
     # ISEAT takes the grid's winner (tuned.source: grid): no pinned lambda/gamma on the command line
     assert demo.run_overrides("digits", "iseat", 0) == {**full, "method": {"name": "iseat"}}
@@ -191,11 +248,20 @@ def test_demo_digits_runs(demo):
     assert swa["training"]["swa"] == {"enabled": True, "decay": 0.05}
     assert demo.run_overrides("digits", "trades", 0)["attack"] == {"eps": "8/255", "step_size": 0.007}
     assert demo.run_overrides("digits", "ft_iseat", 0) == {
-        **DEMO_COMMON, "data": demo_data(), "attack": {"eps": "8/255", "step_size": "2/255", "ramp_epochs": 0},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.01, "lr_milestones": [],
-                     "finetune_from": "results/demo/digits/at/seed0/best.pt",
-                     "finetune_checkpoint": "best"},
-        "method": {"name": "iseat"}, "seed": 0}
+        **DEMO_COMMON,
+        "data": demo_data(),
+        "attack": {"eps": "8/255", "step_size": "2/255", "ramp_epochs": 0},
+        "training": {
+            "epochs": 1,
+            "batch_size": 32,
+            "lr": 0.01,
+            "lr_milestones": [],
+            "finetune_from": "results/demo/digits/at/seed0/best.pt",
+            "finetune_checkpoint": "best",
+        },
+        "method": {"name": "iseat"},
+        "seed": 0,
+    }
 
 
 def test_demo_grid_point(demo):
@@ -209,24 +275,45 @@ def test_demo_eta_sweep_run_fine_tunes_at_eq9_from_the_base_at_run(demo):
     """Fig. 4's sweep in config/demo.yaml: analysis.eta_sweep {setting: digits, base: at, one epoch at lr 0.01}."""
     sweep = demo.config["analysis"]["eta_sweep"]
     assert demo.eta_sweep_overrides(sweep, "1.0", 0) == {
-        **DEMO_COMMON, "data": demo_data(), "attack": {"eps": "8/255", "step_size": "2/255"},
-        "training": {"epochs": 1, "batch_size": 32, "lr": 0.01, "lr_milestones": [],
-                     "finetune_from": "results/demo/digits/at/seed0/best.pt",
-                     "finetune_checkpoint": "best"},
-        "method": {"name": "at_eq9", "eta": 1.0}, "seed": 0}
+        **DEMO_COMMON,
+        "data": demo_data(),
+        "attack": {"eps": "8/255", "step_size": "2/255"},
+        "training": {
+            "epochs": 1,
+            "batch_size": 32,
+            "lr": 0.01,
+            "lr_milestones": [],
+            "finetune_from": "results/demo/digits/at/seed0/best.pt",
+            "finetune_checkpoint": "best",
+        },
+        "method": {"name": "at_eq9", "eta": 1.0},
+        "seed": 0,
+    }
 
 
 def test_demo_digits_svhn_runs_pinned_lambda_without_warm_up(demo):
-    expected = {**DEMO_COMMON, "data": demo_data("none"), "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
-                "attack": {"eps": "8/255", "step_size": "1/255", "ramp_epochs": 1}, "seed": 3}
-    assert demo.run_overrides("digits_svhn", "iseat", 3) == {**expected, "method": {"name": "iseat", "lam": 0.1,
-                                                                                    "gamma": 0.009}}
+    expected = {
+        **DEMO_COMMON,
+        "data": demo_data("none"),
+        "training": {"epochs": 3, "batch_size": 32, "lr": 0.05, "lr_milestones": [0.67]},
+        "attack": {"eps": "8/255", "step_size": "1/255", "ramp_epochs": 1},
+        "seed": 3,
+    }
+    assert demo.run_overrides("digits_svhn", "iseat", 3) == {
+        **expected,
+        "method": {"name": "iseat", "lam": 0.1, "gamma": 0.009},
+    }
     assert demo.run_overrides("digits_svhn", "at", 3) == {**expected, "method": {"name": "at"}}
 
 
 def test_demo_runs_on_the_cpu_with_its_small_resources(demo):
-    assert demo.job_resources("train", "digits") == {"gpu": 0, "threads": 1, "mem_mb": 2000, "runtime": 30,
-                                                     "partition": ""}
+    assert demo.job_resources("train", "digits") == {
+        "gpu": 0,
+        "threads": 1,
+        "mem_mb": 2000,
+        "runtime": 30,
+        "partition": "",
+    }
     assert demo.job_device("evaluate", "digits") == "cpu"
 
 
@@ -264,4 +351,5 @@ def test_deep_merge_later_layers_win_and_inputs_stay_unchanged():
 
 def test_set_args_are_sorted_and_quoted():
     assert set_args({"method": {"lam": [0.0, 0.1], "name": "iseat"}, "data": {"root": "a b"}, "seed": 0}) == (
-        "'data.root=a b' 'method.lam=[0.0, 0.1]' method.name=iseat seed=0")
+        "'data.root=a b' 'method.lam=[0.0, 0.1]' method.name=iseat seed=0"
+    )

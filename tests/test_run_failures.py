@@ -19,19 +19,31 @@ import torch
 from run_race import serve
 from iseat.training.divergence import TrainingDiverged, check_step, step_counts
 from iseat.methods.presets import StepResult
-from test_hostile_inputs import (TINY, assert_one_line_error, iseat, snapshot, stop_after_first_epoch, train_args,
-                                 write_npz)
+from test_hostile_inputs import (
+    TINY,
+    assert_one_line_error,
+    iseat,
+    snapshot,
+    stop_after_first_epoch,
+    train_args,
+    write_npz,
+)
 
 EXIT_DIVERGED = 3  # iseat.training.divergence.EXIT_DIVERGED, written out: the documented status
 
 
 def small_data(folder: Path, batches: int = 2) -> list[str]:
     """Overrides for a 40-image data set: 8 for selection, 32 to train on in `batches` batches per epoch."""
-    return ["data.dataset=npz", f"data.root={write_npz(folder / 'data.npz')}", "data.validation_size=8",
-            f"training.batch_size={32 // batches}"]
+    return [
+        "data.dataset=npz",
+        f"data.root={write_npz(folder / 'data.npz')}",
+        "data.validation_size=8",
+        f"training.batch_size={32 // batches}",
+    ]
 
 
 # ----------------------------------------------------------------------------- the non-finite guard
+
 
 def assert_diverged(proc, epoch, step):
     assert proc.returncode == EXIT_DIVERGED, (proc.returncode, proc.stderr[-2000:])
@@ -58,8 +70,9 @@ def all_finite(tree) -> bool:
 def test_iseat_diverging_in_its_second_epoch_stops_and_keeps_the_first(tmp_path):
     """lambda = [0, 1e30]: the first lr stage (epoch 1) is plain AT, the second's regulariser overflows."""
     out = tmp_path / "run"
-    args = train_args(out, *small_data(tmp_path), "training.epochs=2", "training.lr_milestones=[0.5]",
-                      "method.lam=[0,1.0e+30]")
+    args = train_args(
+        out, *small_data(tmp_path), "training.epochs=2", "training.lr_milestones=[0.5]", "method.lam=[0,1.0e+30]"
+    )
     assert_diverged(iseat(*args), epoch=2, step=2)
     assert not (out / "summary.json").exists()
     assert tensors_of(out / "state.pt")["progress"]["epoch"] == 1
@@ -79,9 +92,11 @@ def test_iseat_diverging_in_its_second_epoch_stops_and_keeps_the_first(tmp_path)
 def test_baseline_diverging_in_its_first_epoch_leaves_no_run(tmp_path):
     """MART with beta = 1e30: its first step's loss is finite (huge), its second's is not; nothing was saved."""
     out = tmp_path / "run"
-    assert_diverged(iseat(*train_args(out, *small_data(tmp_path), "training.epochs=1", "method.name=mart",
-                                      "method.beta=1.0e+30")),
-                    epoch=1, step=2)
+    assert_diverged(
+        iseat(*train_args(out, *small_data(tmp_path), "training.epochs=1", "method.name=mart", "method.beta=1.0e+30")),
+        epoch=1,
+        step=2,
+    )
     assert not out.exists()
 
 
@@ -89,23 +104,27 @@ def test_the_guard_names_the_first_non_finite_quantity():
     """In-process, on a linear model: gradients and weights (parameters and floating buffers) are checked
     after the update, the loss first."""
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    result = StepResult(*(torch.zeros(4),) * 3, torch.tensor([True, False, True, True]), torch.ones(4, dtype=bool),
-                        0.5)
+    result = StepResult(*(torch.zeros(4),) * 3, torch.tensor([True, False, True, True]), torch.ones(4, dtype=bool), 0.5)
     assert step_counts(model, result) == (3, 4, True, True)
     model[0].weight.grad = torch.full((2, 3), math.inf)
     assert step_counts(model, result)[2:] == (False, True)
     model[1].running_var[0] = math.nan
     assert step_counts(model, result)[2:] == (False, False)
-    for loss, grads_ok, weights_ok, quantity in [(math.nan, True, True, "loss"), (1.0, False, False, "gradient"),
-                                                 (1.0, True, False, "weight")]:
+    for loss, grads_ok, weights_ok, quantity in [
+        (math.nan, True, True, "loss"),
+        (1.0, False, False, "gradient"),
+        (1.0, True, False, "weight"),
+    ]:
         with pytest.raises(TrainingDiverged, match=f"non-finite {quantity} at epoch 3, step 5 of 9"):
             check_step(loss, grads_ok, weights_ok, epoch=2, step=4, steps=9)
     check_step(1.0, True, True, epoch=2, step=4, steps=9)
 
 
 DEGENERATE = {
-    "GAIRAT Lambda far below its range": (["method.name=gairat", "method.gair_lambda=-1000"],
-                                          ["method.gair_lambda", "-10"]),
+    "GAIRAT Lambda far below its range": (
+        ["method.name=gairat", "method.gair_lambda=-1000"],
+        ["method.gair_lambda", "-10"],
+    ),
     "GAIRAT Lambda NaN": (["method.name=gairat", "method.gair_lambda=.nan"], ["method.gair_lambda", "finite"]),
     "GAIRAT with one PGD step": (["method.name=gairat", "attack.steps=1"], ["attack.steps", ">= 2"]),
     "GAIR-TRADES Lambda NaN": (["method.name=gair_trades", "method.gair_lambda=.nan"], ["method.gair_lambda"]),
@@ -123,11 +142,19 @@ def test_options_with_undefined_weights_are_refused(tmp_path, in_process, overri
 
 
 def test_fat_with_tau_not_below_the_steps_is_warned(tmp_path):
-    proc = iseat(*train_args(tmp_path / "run", *small_data(tmp_path, batches=1), "method.name=fat",
-                             "method.tau=[0,1]", "training.epochs=1"))
+    proc = iseat(
+        *train_args(
+            tmp_path / "run",
+            *small_data(tmp_path, batches=1),
+            "method.name=fat",
+            "method.tau=[0,1]",
+            "training.epochs=1",
+        )
+    )
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "method.tau" in warnings[0] and "[1]" in warnings[0], proc.stdout
+
 
 # ----------------------------------------------------------------------------- the finished-run race
 
@@ -159,8 +186,14 @@ def test_two_processes_finishing_one_run_train_it_once(racers, tmp_path):
     symlink in half of them), the second a little later at random, or held in its check-to-lock window
     until the first has finished: the run is trained once, the other process finds it finished or locked."""
     data = write_npz(tmp_path / "data.npz")
-    overrides = [*TINY, "data.dataset=npz", f"data.root={data}", "data.validation_size=8", "training.epochs=1",
-                 "runtime.av_log=false"]
+    overrides = [
+        *TINY,
+        "data.dataset=npz",
+        f"data.root={data}",
+        "data.validation_size=8",
+        "training.epochs=1",
+        "runtime.av_log=false",
+    ]
     rng = random.Random(0)
     for trial in range(RACE_TRIALS):
         run = tmp_path / f"run{trial}"
@@ -180,6 +213,7 @@ def test_two_processes_finishing_one_run_train_it_once(racers, tmp_path):
 
 # ----------------------------------------------------------------------------- a resume state is checked
 
+
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory):
     """A real run of 50 short epochs stopped (SIGTERM) after its first: state.pt and the run's files."""
@@ -195,13 +229,15 @@ def edit_state(change):
         state = torch.load(path, weights_only=True)
         change(state)
         torch.save(state, path)
+
     return plant
 
 
 def with_buffer(state, size):
     state["progress"]["batch"] = 1
-    state["buffer"] = {name: torch.zeros(size) for name in ("av", "clean_loss", "adv_loss", "clean_correct",
-                                                             "adv_correct")}
+    state["buffer"] = {
+        name: torch.zeros(size) for name in ("av", "clean_loss", "adv_loss", "clean_correct", "adv_correct")
+    }
 
 
 def first_momentum(state):
@@ -211,20 +247,27 @@ def first_momentum(state):
 RESUME_CASES = {
     "epoch beyond the run": (lambda s: s["progress"].update(epoch=99), ["progress.epoch", "99", "0..50"]),
     "negative batch": (lambda s: s["progress"].update(batch=-3), ["progress.batch", "-3"]),
-    "best epoch not yet trained": (lambda s: s["progress"].update(best_epoch=s["progress"]["epoch"] + 5),
-                                   ["progress.best_epoch"]),
+    "best epoch not yet trained": (
+        lambda s: s["progress"].update(best_epoch=s["progress"]["epoch"] + 5),
+        ["progress.best_epoch"],
+    ),
     "accuracy above one": (lambda s: s["progress"].update(best_pgd=7.0), ["progress.best_pgd"]),
     "unknown progress field": (lambda s: s["progress"].update(bonus=1), ["progress", "fields"]),
     "AV buffer of another size": (lambda s: with_buffer(s, 5), ["buffer.av", "(32,)"]),
-    "momentum of another shape": (lambda s: first_momentum(s).update(momentum_buffer=torch.zeros(3, 3)),
-                                  ["optimizer.state", "momentum_buffer", "3, 3"]),
-    "momentum not finite": (lambda s: first_momentum(s)["momentum_buffer"].fill_(math.nan),
-                            ["momentum_buffer", "non-finite"]),
+    "momentum of another shape": (
+        lambda s: first_momentum(s).update(momentum_buffer=torch.zeros(3, 3)),
+        ["optimizer.state", "momentum_buffer", "3, 3"],
+    ),
+    "momentum not finite": (
+        lambda s: first_momentum(s)["momentum_buffer"].fill_(math.nan),
+        ["momentum_buffer", "non-finite"],
+    ),
     "weights not finite": (lambda s: next(iter(s["model"].values())).fill_(math.inf), ["model.", "non-finite"]),
-    "short NumPy RNG key": (lambda s: s["rng"]["numpy"].update(key=s["rng"]["numpy"]["key"][:10]),
-                            ["rng.numpy.key", "(624,)"]),
-    "short Python RNG state": (lambda s: s["rng"]["python"].__setitem__(1, s["rng"]["python"][1][:5]),
-                               ["rng.python"]),
+    "short NumPy RNG key": (
+        lambda s: s["rng"]["numpy"].update(key=s["rng"]["numpy"]["key"][:10]),
+        ["rng.numpy.key", "(624,)"],
+    ),
+    "short Python RNG state": (lambda s: s["rng"]["python"].__setitem__(1, s["rng"]["python"][1][:5]), ["rng.python"]),
     "scheduler of another epoch": (lambda s: s["scheduler"].update(last_epoch=40), ["scheduler.last_epoch"]),
 }
 

@@ -13,21 +13,41 @@ from iseat.training.loop import train
 
 def tiny_npz(path, n_train=96, n_test=32, seed=0):
     rng = np.random.default_rng(seed)
-    np.savez(path, x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
-             y_train=rng.integers(0, 10, n_train), x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
-             y_test=rng.integers(0, 10, n_test))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train),
+        x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test),
+    )
     return path
 
 
 def test_ramp_epochs_have_lambda_and_gamma_zero_then_stage_values(tmp_path):
     """The reference's warm start: during the eps ramp lambda = 0 and AWP is off; both on after."""
     data = tiny_npz(tmp_path / "tiny.npz")
-    cfg = load_config(None, ["data.dataset=npz", f"data.root={data}", "data.validation_size=32",
-                             "data.augmentation=none", "method.name=iseat", "method.lam=[0.1, 0.2]",
-                             "method.gamma=0.009", "attack.ramp_epochs=2", "attack.steps=1", "training.epochs=4",
-                             "training.lr_milestones=[0.75]", "training.batch_size=32", "evaluation.pgd_steps=1",
-                             "runtime.device=cpu", "runtime.progress=false", "data.num_workers=0",
-                             "runtime.av_log=false"])
+    cfg = load_config(
+        None,
+        [
+            "data.dataset=npz",
+            f"data.root={data}",
+            "data.validation_size=32",
+            "data.augmentation=none",
+            "method.name=iseat",
+            "method.lam=[0.1, 0.2]",
+            "method.gamma=0.009",
+            "attack.ramp_epochs=2",
+            "attack.steps=1",
+            "training.epochs=4",
+            "training.lr_milestones=[0.75]",
+            "training.batch_size=32",
+            "evaluation.pgd_steps=1",
+            "runtime.device=cpu",
+            "runtime.progress=false",
+            "data.num_workers=0",
+            "runtime.av_log=false",
+        ],
+    )
     train(cfg, tmp_path / "run", say=lambda *_: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["lam"], r["gamma"]) for r in rows] == [(0.0, 0.0), (0.0, 0.0), (0.1, 0.009), (0.2, 0.009)]

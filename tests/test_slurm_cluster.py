@@ -28,8 +28,12 @@ def smoke_jobs(slurm_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     return {
         "gpu": sbatch(
-            "--partition=gpu", "--gpus=1", "--job-name=iseat-smoke-gpu", f"--output={out / 'gpu.out'}",
-            "--wrap", 'echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}"',
+            "--partition=gpu",
+            "--gpus=1",
+            "--job-name=iseat-smoke-gpu",
+            f"--output={out / 'gpu.out'}",
+            "--wrap",
+            'echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}"',
         ),  # fmt: skip
         "gpu_output": out / "gpu.out",
         "exit3": sbatch("--job-name=iseat-smoke-exit3", f"--output={out / 'exit3.out'}", "--wrap", "exit 3"),

@@ -75,7 +75,9 @@ GPU_PARTITION, LIGHT_PARTITION = "gpu", "cpu"
 VOLATILE_KEYS = {"epoch_seconds", "wall_time_s", "created"}
 VOLATILE_PATHS = {("checkpoint", "sha256")}
 
-NO_GPU = re.compile(r"^iseat train: error: device cuda: no usable CUDA device \(CUDA_VISIBLE_DEVICES=(\S+)\).*; fix: .+$", re.M)
+NO_GPU = re.compile(
+    r"^iseat train: error: device cuda: no usable CUDA device \(CUDA_VISIBLE_DEVICES=(\S+)\).*; fix: .+$", re.M
+)
 RESUMED = re.compile(r"^resuming from (\S+): epoch (\d+), batch (\d+)$", re.M)
 # Long enough for a cold cluster shared with other test sessions; a normal run takes a fraction of it.
 RUN_TIMEOUT_S = 600
@@ -173,14 +175,18 @@ def same_checkpoint(a: Path, b: Path) -> bool:
             return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
         if isinstance(x, dict):
             keys = {k for k in x if k not in VOLATILE_KEYS}
-            return isinstance(y, dict) and keys == {k for k in y if k not in VOLATILE_KEYS} and all(
-                equal(x[k], y[k], (*path, k)) for k in keys
+            return (
+                isinstance(y, dict)
+                and keys == {k for k in y if k not in VOLATILE_KEYS}
+                and all(equal(x[k], y[k], (*path, k)) for k in keys)
             )
         if isinstance(x, (list, tuple)):
             return isinstance(y, (list, tuple)) and len(x) == len(y) and all(map(equal, x, y))
         return normalized(x) == normalized(y)
 
-    return equal(torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False))
+    return equal(
+        torch.load(a, map_location="cpu", weights_only=False), torch.load(b, map_location="cpu", weights_only=False)
+    )
 
 
 def same_hdf5(a: Path, b: Path) -> bool:
@@ -204,8 +210,12 @@ def same_hdf5(a: Path, b: Path) -> bool:
 # check that finds no job finished, and a failed job does not reset it, so a job failing 1 + retries times
 # keeps Snakemake busy for about five minutes while using the cluster for half a minute. That run goes
 # beside the other two, which follow each other (the node has 2 CPUs; a training needs one).
-SCENARIOS = {"failing_run": "failing_scenario", "demo_runs": "demo_scenario", "cancelled_run": "cancelled_scenario",
-             "fake_gpu_run": "fake_gpu_scenario"}
+SCENARIOS = {
+    "failing_run": "failing_scenario",
+    "demo_runs": "demo_scenario",
+    "cancelled_run": "cancelled_scenario",
+    "fake_gpu_run": "fake_gpu_scenario",
+}
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +244,6 @@ def cancelled_run(scenarios):
 
 
 # ----------------------------------------------------------------------------- the demo, locally and on SLURM
-
-
 
 
 def demo_scenario(tmp_path_factory) -> dict:
@@ -282,7 +290,9 @@ def test_slurm_outputs_equal_the_local_profiles(demo_runs):
     for run in (local, slurm):
         for evaluation in ("aa", "pgd"):
             assert json.loads((run / SETTING / METHOD / f"{evaluation}.json").read_text())["n_seeds"] == 1
-    aa_local, aa_slurm = (json.loads((d / RUN / "aa.json").read_text()) for d in (demo_runs["local"], demo_runs["slurm"]))
+    aa_local, aa_slurm = (
+        json.loads((d / RUN / "aa.json").read_text()) for d in (demo_runs["local"], demo_runs["slurm"])
+    )
     assert aa_local["n_examples"] == 5
     for key in ("clean_accuracy", "robust_accuracy", "n_robust", "n_clean_correct"):
         assert aa_local[key] == aa_slurm[key], key
@@ -400,7 +410,9 @@ def cancelled_scenario(tmp_path_factory) -> dict:
         # the first epoch is done and saved, the second is running: something to resume from, and work left
         wait_for(lambda: (run / "state.pt").exists() and (run / "metrics.jsonl").exists(),
                  "the training's first epoch", RUN_TIMEOUT_S, give_up=ended)  # fmt: skip
-        (job,) = wait_for(lambda: train_jobs_in_queue(workdir, "RUNNING"), "the running training job", 60, give_up=ended)
+        (job,) = wait_for(
+            lambda: train_jobs_in_queue(workdir, "RUNNING"), "the running training job", 60, give_up=ended
+        )
         assert not (run / "summary.json").exists(), "the training finished before it could be cancelled"
         subprocess.run(["scancel", job], check=True)  # SIGTERM to the job's processes, SIGKILL after KillWait
         wait_for(lambda: set(train_jobs_in_queue(workdir)) - {job},

@@ -15,13 +15,17 @@ EPOCHS = 4
 
 
 def training(results, setting, run):
-    return Job("train", setting, f"iseat --attempt 1 train --out {results}/{setting}/{run} --set training.epochs={EPOCHS} "
-                                 f"2>&1 | tee log > log")
+    return Job(
+        "train",
+        setting,
+        f"iseat --attempt 1 train --out {results}/{setting}/{run} --set training.epochs={EPOCHS} 2>&1 | tee log > log",
+    )
 
 
 def rows(n, seconds=10.0):
-    return "".join(json.dumps({"epoch": e, "selection_pgd_acc": 0.5 + e / 100, "epoch_seconds": seconds}) + "\n"
-                   for e in range(n))
+    return "".join(
+        json.dumps({"epoch": e, "selection_pgd_acc": 0.5 + e / 100, "epoch_seconds": seconds}) + "\n" for e in range(n)
+    )
 
 
 def results_folder(tmp_path):
@@ -36,13 +40,18 @@ def results_folder(tmp_path):
     (running / "metrics.jsonl").write_text(rows(1, 30.0))
     logs = results / "logs" / "train" / "toy"
     (logs / "trades").mkdir(parents=True)
-    (logs / "trades" / "seed0.log").write_text("=== attempt 1: iseat train on node1 at 2026-12-01T10:00:00Z\n"
-                                               "iseat train: error: data.root: data/x does not exist; fetch it\n")
+    (logs / "trades" / "seed0.log").write_text(
+        "=== attempt 1: iseat train on node1 at 2026-12-01T10:00:00Z\n"
+        "iseat train: error: data.root: data/x does not exist; fetch it\n"
+    )
     (logs / "mart").mkdir(parents=True)  # an earlier attempt failed; the last one is under way
-    (logs / "mart" / "seed0.log").write_text("=== attempt 1: iseat train\nslurmstepd: error: *** JOB 7 CANCELLED DUE "
-                                             "TO TIME LIMIT ***\n=== attempt 2: iseat train\n")
-    jobs = [training(results, "toy", run) for run in ("at/seed0", "iseat/seed0", "trades/seed0", "mart/seed0",
-                                                     "fat/seed0")]
+    (logs / "mart" / "seed0.log").write_text(
+        "=== attempt 1: iseat train\nslurmstepd: error: *** JOB 7 CANCELLED DUE "
+        "TO TIME LIMIT ***\n=== attempt 2: iseat train\n"
+    )
+    jobs = [
+        training(results, "toy", run) for run in ("at/seed0", "iseat/seed0", "trades/seed0", "mart/seed0", "fat/seed0")
+    ]
     jobs.append(Job("evaluate", "toy", f"iseat evaluate --checkpoint {done}/best.pt --out {done}/aa.json"))
     return results, jobs
 
@@ -50,20 +59,28 @@ def results_folder(tmp_path):
 def test_each_state_with_its_details_and_the_time_to_the_end(tmp_path):
     results, jobs = results_folder(tmp_path)
     runs = {r.run: r for r in workflow_status(results, jobs)}
-    assert {k: r.state for k, r in runs.items()} == {"at/seed0": "finished", "iseat/seed0": "running",
-                                                    "trades/seed0": "failed", "mart/seed0": "running",
-                                                    "fat/seed0": "not started"}
+    assert {k: r.state for k, r in runs.items()} == {
+        "at/seed0": "finished",
+        "iseat/seed0": "running",
+        "trades/seed0": "failed",
+        "mart/seed0": "running",
+        "fat/seed0": "not started",
+    }
     assert runs["at/seed0"].best_epoch == 3 and runs["at/seed0"].aa == 0.4567 and runs["at/seed0"].evaluated
     assert not runs["iseat/seed0"].evaluated  # no AutoAttack job of it in this workflow
     assert runs["iseat/seed0"].epoch == 1 and runs["iseat/seed0"].remaining_seconds == 3 * 30.0
     assert runs["trades/seed0"].reason == "iseat train: error: data.root: data/x does not exist; fetch it"
     # not started: its setting's mean seconds per epoch (20 and 30) for all its epochs
-    assert runs["fat/seed0"].remaining_seconds == EPOCHS * 25.0 and runs["mart/seed0"].remaining_seconds == EPOCHS * 25.0
+    assert (
+        runs["fat/seed0"].remaining_seconds == EPOCHS * 25.0 and runs["mart/seed0"].remaining_seconds == EPOCHS * 25.0
+    )
     table = format_status(list(runs.values()), jobs=2)
     assert "| toy | at/seed0 | finished | best epoch 3, AA 45.7 % |" in table
     assert "| toy | iseat/seed0 | running | epoch 1 of 4, selection PGD 50.0 % | 0m30s | 1m30s |" in table
     assert "5 trainings: 1 finished, 2 running, 1 failed, 1 not started" in table
-    assert "time to the end of the trainings: 2m25s at 2 at once" in table  # (90 + 100 + 100) s over 2 jobs; failed: none
+    assert (
+        "time to the end of the trainings: 2m25s at 2 at once" in table
+    )  # (90 + 100 + 100) s over 2 jobs; failed: none
 
 
 WRITER = """
@@ -98,8 +115,10 @@ def test_cli_prints_the_table_of_the_dry_run(tmp_path, monkeypatch, capsys):
     from iseat.cli import main
 
     results, jobs = results_folder(tmp_path)
-    text = "".join(f"rule {job.rule}:\n    wildcards: setting={job.setting}, seed=0\nShell command: {job.command}\n"
-                   for job in jobs)
+    text = "".join(
+        f"rule {job.rule}:\n    wildcards: setting={job.setting}, seed=0\nShell command: {job.command}\n"
+        for job in jobs
+    )
     monkeypatch.setattr(iseat.workflow.plan, "dry_run", lambda target, configfiles, snakemake, forceall: text)
     assert main(["status", str(results), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
@@ -107,8 +126,13 @@ def test_cli_prints_the_table_of_the_dry_run(tmp_path, monkeypatch, capsys):
     assert "5 trainings: 1 finished, 2 running, 1 failed, 1 not started" in out
 
 
-@pytest.mark.parametrize("flags, message", [(["--jobs", "0"], "--jobs 0: give the number of trainings"),
-                                            (["--watch", "0"], "--watch 0.0: give the seconds between refreshes")])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--jobs", "0"], "--jobs 0: give the number of trainings"),
+        (["--watch", "0"], "--watch 0.0: give the seconds between refreshes"),
+    ],
+)
 def test_cli_bad_flags_are_one_line_errors(tmp_path, capsys, flags, message):
     from iseat.cli import main
 

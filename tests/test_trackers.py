@@ -24,16 +24,33 @@ EPOCHS = 3
 
 def tiny_npz(path, n_train=64, n_test=16):
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8), y_train=np.arange(n_train) % 4,
-             x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8), y_test=np.arange(n_test) % 4)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(n_train) % 4,
+        x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(n_test) % 4,
+    )
     return path
 
 
 def settings(data, loggers="[tensorboard, wandb, mlflow]"):
-    return ["data.dataset=npz", f"data.root={data}", "data.validation_size=16", "data.augmentation=none",
-            "data.num_workers=0", "method.name=at", "attack.steps=1", f"training.epochs={EPOCHS}",
-            "training.batch_size=16", "training.lr_milestones=[]", "evaluation.pgd_steps=1", "runtime.device=cpu",
-            "runtime.progress=false", f"runtime.loggers={loggers}"]
+    return [
+        "data.dataset=npz",
+        f"data.root={data}",
+        "data.validation_size=16",
+        "data.augmentation=none",
+        "data.num_workers=0",
+        "method.name=at",
+        "attack.steps=1",
+        f"training.epochs={EPOCHS}",
+        "training.batch_size=16",
+        "training.lr_milestones=[]",
+        "evaluation.pgd_steps=1",
+        "runtime.device=cpu",
+        "runtime.progress=false",
+        f"runtime.loggers={loggers}",
+    ]
 
 
 # The first process stops right after epoch 1 is saved (its `say` raises), as a killed job would.
@@ -56,11 +73,16 @@ def resumed(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     for name in ("MLFLOW_TRACKING_URI", "WANDB_DIR", "WANDB_PROJECT"):
         env.pop(name, None)
-    first = subprocess.run([sys.executable, "-c", INTERRUPTED, str(run), *settings(data)], env=env,
-                           capture_output=True, text=True)
+    first = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED, str(run), *settings(data)], env=env, capture_output=True, text=True
+    )
     assert first.returncode == 3 and (run / "state.pt").is_file(), first.stderr[-2000:]
-    second = subprocess.run([sys.executable, "-m", "iseat", "train", "--out", str(run), "--set", *settings(data)],
-                            env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, "-m", "iseat", "train", "--out", str(run), "--set", *settings(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert second.returncode == 0 and (run / "summary.json").is_file(), second.stderr[-2000:]
     assert "resuming from" in second.stdout and "warning" not in second.stdout + second.stderr
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -95,11 +117,11 @@ def wandb_records(path):
         if room < 7:
             offset += room
             continue
-        _, length, kind = struct.unpack("<IHB", data[offset:offset + 7])
+        _, length, kind = struct.unpack("<IHB", data[offset : offset + 7])
         if kind == 0 and length == 0:
             offset += room
             continue
-        pending += data[offset + 7:offset + 7 + length]
+        pending += data[offset + 7 : offset + 7 + length]
         offset += 7 + length
         if kind in (1, 4):  # full or last chunk: a whole record
             record = Record()
@@ -133,8 +155,9 @@ def test_mlflow_client_reads_one_run_with_params_and_the_evaluation(resumed):
     from mlflow.tracking import MlflowClient
 
     run, metrics = resumed
-    trackers.log_evaluation(run, {"clean_accuracy": 0.5, "robust_accuracy": 0.25, "pgd": {"robust_accuracy": 0.3}},
-                            "aa", say=print)
+    trackers.log_evaluation(
+        run, {"clean_accuracy": 0.5, "robust_accuracy": 0.25, "pgd": {"robust_accuracy": 0.3}}, "aa", say=print
+    )
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient((run / "mlruns").as_uri())
     experiment = client.get_experiment_by_name("iseat")
@@ -164,14 +187,23 @@ class FullDisk(trackers.Tracker):
 
 def test_a_failing_tracker_warns_once_and_training_finishes(tmp_path, monkeypatch):
     monkeypatch.setitem(trackers.TRACKERS, "mlflow", FullDisk)
-    monkeypatch.setitem(trackers.TRACKERS, "tensorboard", type("Missing", (trackers.Tracker,), {
-        "name": "tensorboard", "start": lambda self, params: __import__("not_a_tracker_package")}))
+    monkeypatch.setitem(
+        trackers.TRACKERS,
+        "tensorboard",
+        type(
+            "Missing",
+            (trackers.Tracker,),
+            {"name": "tensorboard", "start": lambda self, params: __import__("not_a_tracker_package")},
+        ),
+    )
     lines = []
     cfg = load_config(None, settings(tiny_npz(tmp_path / "tiny.npz"), "[tensorboard, mlflow]"))
     summary = train(cfg, tmp_path / "run", say=lines.append)
     warnings = [line for line in lines if line.startswith("warning")]
     assert len(warnings) == 2 and (tmp_path / "run" / "summary.json").is_file() and summary["epochs"] == EPOCHS
-    assert "tracker tensorboard failed to start (ModuleNotFoundError" in warnings[0] and "iseat[trackers]" in warnings[0]
+    assert (
+        "tracker tensorboard failed to start (ModuleNotFoundError" in warnings[0] and "iseat[trackers]" in warnings[0]
+    )
     assert "tracker mlflow failed to log (OSError: [Errno 28] No space left on device)" in warnings[1]
 
 
@@ -180,7 +212,9 @@ def test_loggers_are_checked_against_the_tracker_registry():
 
     assert load_config(None, ["runtime.loggers=[wandb]"])["runtime"]["loggers"] == ["wandb"]
     assert load_config(None)["runtime"]["loggers"] == []
-    with pytest.raises(ConfigError, match=r"runtime.loggers\[0\]: 'tb' is not one of \['tensorboard', 'wandb', 'mlflow'\]"):
+    with pytest.raises(
+        ConfigError, match=r"runtime.loggers\[0\]: 'tb' is not one of \['tensorboard', 'wandb', 'mlflow'\]"
+    ):
         load_config(None, ["runtime.loggers=[tb]"])
     with pytest.raises(ConfigError, match="runtime.loggers: .* has non-unique elements"):
         load_config(None, ["runtime.loggers=[mlflow, mlflow]"])

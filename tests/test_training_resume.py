@@ -15,10 +15,22 @@ import torch
 from iseat.training.avlog import AVLog, av_statistics
 
 SETTINGS = [
-    "data.dataset=digits", "data.num_workers=0", "data.validation_size=100", "model.arch=small_cnn",
-    "method.name=iseat", "method.lam=[0,0.5]", "training.epochs=3", "training.batch_size=128",
-    "attack.steps=2", "evaluation.max_samples=64", "evaluation.pgd_steps=2", "runtime.device=cpu",
-    "runtime.deterministic=true", "runtime.progress=false", "runtime.checkpoint_minutes=0.0001", "seed=3",
+    "data.dataset=digits",
+    "data.num_workers=0",
+    "data.validation_size=100",
+    "model.arch=small_cnn",
+    "method.name=iseat",
+    "method.lam=[0,0.5]",
+    "training.epochs=3",
+    "training.batch_size=128",
+    "attack.steps=2",
+    "evaluation.max_samples=64",
+    "evaluation.pgd_steps=2",
+    "runtime.device=cpu",
+    "runtime.deterministic=true",
+    "runtime.progress=false",
+    "runtime.checkpoint_minutes=0.0001",
+    "seed=3",
 ]
 
 
@@ -141,8 +153,12 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("overrides,key", BAD_INPUTS)
 def test_bad_config_gives_one_line_error_and_writes_nothing(tmp_path, overrides, key):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "iseat", "train", "--out", str(out), "--set", *overrides],
-                          capture_output=True, text=True, env=env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "iseat", "train", "--out", str(out), "--set", *overrides],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0], proc.stderr

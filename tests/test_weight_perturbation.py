@@ -31,7 +31,9 @@ def test_layerwise_norm_and_which_tensors():
 def test_batchnorm_parameters_of_preact_resnet_are_not_perturbed():
     model = PreActResNet18()
     v = AdversarialWeightPerturbation(0.01).compute(model, *batch(4, torch.float32))
-    bn_names = {f"{n}.{k}" for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) for k in ("weight", "bias")}
+    bn_names = {
+        f"{n}.{k}" for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d) for k in ("weight", "bias")
+    }
     assert bn_names and not bn_names & set(v)
 
 

@@ -28,8 +28,21 @@ def test_gpu_job_fails_fast_on_every_attempt_and_keeps_each_attempts_log(tmp_pat
     (run / "summary.json").write_text(json.dumps({"finished": True}))  # an existing training run: only evaluate runs
 
     start = time.monotonic()
-    out = snakemake(workdir, target, "--profile", "profiles/local", "--cores", "1", "--retries", "1",
-                    "--allowed-rules", "evaluate", "--configfile", "config/gpu.yaml", timeout=600)
+    out = snakemake(
+        workdir,
+        target,
+        "--profile",
+        "profiles/local",
+        "--cores",
+        "1",
+        "--retries",
+        "1",
+        "--allowed-rules",
+        "evaluate",
+        "--configfile",
+        "config/gpu.yaml",
+        timeout=600,
+    )
     assert out.returncode != 0 and "Error in rule evaluate" in out.stderr, out.stderr[-3000:]
     assert time.monotonic() - start < 120
 

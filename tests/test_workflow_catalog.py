@@ -41,9 +41,14 @@ def test_a_copy_of_workflow_alone_plans_the_demo(tmp_path):
     deployed = tmp_path / "deployed"
     shutil.copytree(ROOT / "workflow", deployed / "workflow")
     shutil.copytree(ROOT / "config", deployed / "config")
-    out = subprocess.run([SNAKEMAKE, "-n", "-p", "--workflow-profile", "none", "--cores", "1", "--configfile", "config/demo.yaml"],
-                         cwd=deployed, capture_output=True, text=True, timeout=600,
-                         env={"PATH": f"{ENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    out = subprocess.run(
+        [SNAKEMAKE, "-n", "-p", "--workflow-profile", "none", "--cores", "1", "--configfile", "config/demo.yaml"],
+        cwd=deployed,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": f"{ENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     assert "iseat fetch digits --root data" in out.stdout + out.stderr
     assert "Job stats:" in out.stdout + out.stderr

@@ -15,15 +15,19 @@ from workflow_run import ROOT, SNAKEMAKE, scratch_workdir
 from workflow_run import snakemake as run_workflow
 
 # beside_slurm: scripts/test.sh runs it in the SLURM tests' session, whose cluster waits leave the CPU idle
-pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow,
-              pytest.mark.beside_slurm]
+pytestmark = [
+    pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"),
+    pytest.mark.slow,
+    pytest.mark.beside_slurm,
+]
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
 def snakemake(workdir, configfile, *args, timeout=1800):
-    return run_workflow(workdir, "--profile", "profiles/local", "--cores", "2", *args, "--configfile", str(configfile),
-                        timeout=timeout)
+    return run_workflow(
+        workdir, "--profile", "profiles/local", "--cores", "2", *args, "--configfile", str(configfile), timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +53,28 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
             assert aa["attack"] == "autoattack-apgd-pair" and aa["n_examples"] == 300
             for seed in setting.get("seeds", DEMO["seeds"]):
                 run = results / name / method / f"seed{seed}"
-                for f in ("summary.json", "best.pt", "last.pt", "metrics.jsonl", "av_log.h5", "config.yaml",
-                          "aa.json", "aa.per_sample.csv", "pgd.json", "pgd.per_sample.csv"):
+                for f in (
+                    "summary.json",
+                    "best.pt",
+                    "last.pt",
+                    "metrics.jsonl",
+                    "av_log.h5",
+                    "config.yaml",
+                    "aa.json",
+                    "aa.per_sample.csv",
+                    "pgd.json",
+                    "pgd.per_sample.csv",
+                ):
                     assert (run / f).is_file(), run / f
     winner = json.loads((results / "digits" / "grid" / "winner.json").read_text())
-    assert len(winner["points"]) == 4 and (winner["lam"], winner["gamma"]) in {(p["lam"], p["gamma"]) for p in winner["points"]}
-    assert (winner["paper_choice"]["lam"], winner["paper_choice"]["gamma"], winner["used_by_final_runs"]) == (0.1, 0.007, "grid")
+    assert len(winner["points"]) == 4 and (winner["lam"], winner["gamma"]) in {
+        (p["lam"], p["gamma"]) for p in winner["points"]
+    }
+    assert (winner["paper_choice"]["lam"], winner["paper_choice"]["gamma"], winner["used_by_final_runs"]) == (
+        0.1,
+        0.007,
+        "grid",
+    )
     swa_run = results / "digits" / "iseat_swa" / "seed0"  # SWA: averaged weights, BatchNorm re-estimated, selected
     assert (swa_run / "swa_best.pt").is_file() and "swa_selection_pgd_acc" in (swa_run / "metrics.jsonl").read_text()
     tuned = yaml.safe_load((results / "digits" / "iseat" / "tuned.yaml").read_text())
@@ -65,8 +85,14 @@ def test_demo_produces_results_tables_figures_and_av_logs(demo):
         for ext in ("md", "csv", "tex"):
             assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
     assert "86.02 ± 0.36" in (results / "tables" / "tab2.md").read_text()  # the paper's ISEAT beside ours
-    for png in ("results_vs_paper", "training_digits", "training_digits_svhn", "grid_digits", "curves_digits",
-                "curves_digits_svhn"):
+    for png in (
+        "results_vs_paper",
+        "training_digits",
+        "training_digits_svhn",
+        "grid_digits",
+        "curves_digits",
+        "curves_digits_svhn",
+    ):
         assert (results / "figures" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     index = (results / "README.md").read_text()
     assert "tables/tab2.md" in index and "figures/grid_digits.png" in index and "av_log.h5" in index
@@ -109,13 +135,25 @@ def test_report_shows_the_tables_figures_and_analysis(demo):
     out = snakemake(workdir, ROOT / "config" / "demo.yaml", "--report", str(report))
     assert out.returncode == 0, out.stderr[-3000:]
     html = report.read_text()
-    for name in ("tab2.md", "tab4.csv", "all_results.tex", "significance.csv", "results_vs_paper.png",
-                 "training_digits.png", "grid_digits.png", "curves_digits.png", "Section 3 analysis", "table1.md",
-                 "McNemar"):  # a caption
+    for name in (
+        "tab2.md",
+        "tab4.csv",
+        "all_results.tex",
+        "significance.csv",
+        "results_vs_paper.png",
+        "training_digits.png",
+        "grid_digits.png",
+        "curves_digits.png",
+        "Section 3 analysis",
+        "table1.md",
+        "McNemar",
+    ):  # a caption
         assert name in html, name
     # every seed's per-sample results reached the paired comparisons (the demo has one seed)
     rows = list(csv.DictReader((results / "tables" / "significance.csv").open()))
-    assert {("iseat", "at"), ("trades", "at"), ("iseat", "trades"), ("iseat", "mart")} <= {(r["method"], r["reference"]) for r in rows}
+    assert {("iseat", "at"), ("trades", "at"), ("iseat", "trades"), ("iseat", "mart")} <= {
+        (r["method"], r["reference"]) for r in rows
+    }
     assert all(r["seeds"] == "0" and r["mcnemar_p"] and r["significant"] in ("0", "1") for r in rows), rows
 
 
@@ -130,7 +168,17 @@ def test_changed_hyperparameter_reruns_only_what_it_affects(demo, tmp_path):
     out = snakemake(workdir, changed, "-n")
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
-    assert counts == {"train": 1, "evaluate": 2, "aggregate_seeds": 2, "tables": 1, "figure_results": 1,
-                      "figure_training": 1, "index": 1, "all": 1, "evaluate_sweep": 1, "aggregate_sweep": 1,
-                      "figure_curves": 1}, counts
+    assert counts == {
+        "train": 1,
+        "evaluate": 2,
+        "aggregate_seeds": 2,
+        "tables": 1,
+        "figure_results": 1,
+        "figure_training": 1,
+        "index": 1,
+        "all": 1,
+        "evaluate_sweep": 1,
+        "aggregate_sweep": 1,
+        "figure_curves": 1,
+    }, counts
     assert "results/demo/digits_svhn/iseat/seed0" in out.stdout

@@ -10,9 +10,15 @@ __version__ = "0.1.0"
 
 # name -> module that defines it. Imported on first use (PEP 562), so light commands (tables,
 # figures, the index) and `import iseat.common.errors` do not pay for importing torch.
-_PUBLIC = {"PGD": "iseat.methods.training_attack", "PRESETS": "iseat.methods.presets", "Method": "iseat.methods.presets",
-           "MethodSchedule": "iseat.methods.presets", "StepResult": "iseat.methods.presets", "training_step": "iseat.methods.presets",
-           "build_model": "iseat.methods.models"}
+_PUBLIC = {
+    "PGD": "iseat.methods.training_attack",
+    "PRESETS": "iseat.methods.presets",
+    "Method": "iseat.methods.presets",
+    "MethodSchedule": "iseat.methods.presets",
+    "StepResult": "iseat.methods.presets",
+    "training_step": "iseat.methods.presets",
+    "build_model": "iseat.methods.models",
+}
 
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -16,8 +16,16 @@ from iseat.common.errors import AVLogError, ParameterError, literal
 from iseat.common.io import atomic_path
 from iseat.results.writers import write_csv
 
-SUMMARY_COLUMNS = ("epoch", "n_samples", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
-                   "share_av_ge_1", "share_av_le_0")
+SUMMARY_COLUMNS = (
+    "epoch",
+    "n_samples",
+    "av_mean",
+    "av_sd",
+    "av_top10_mean",
+    "av_bottom10_mean",
+    "share_av_ge_1",
+    "share_av_le_0",
+)
 
 
 def resolve_epoch(epochs: np.ndarray, epoch: int, path) -> int:
@@ -27,7 +35,9 @@ def resolve_epoch(epochs: np.ndarray, epoch: int, path) -> int:
     if epoch == -1:
         return int(epochs[-1])
     if epoch not in epochs:
-        raise AVLogError(f"epoch {epoch} is not a complete epoch of {path}; complete: {int(epochs[0])}..{int(epochs[-1])}")
+        raise AVLogError(
+            f"epoch {epoch} is not a complete epoch of {path}; complete: {int(epochs[0])}..{int(epochs[-1])}"
+        )
     return epoch
 
 
@@ -67,8 +77,9 @@ def epoch_table(log: AVLog, epoch: int) -> dict:
 def export_log(log: AVLog, out: Path) -> list[Path]:
     """The whole log as CSV files in the folder `out`: summary.csv and one samples x epochs table per quantity."""
     if out.suffix == ".csv" or out.is_file():
-        raise ParameterError(f"{{0}} {literal(out)}: a one-file export needs {{1}}; give a folder to export every "
-                             "epoch", "out", "epoch")
+        raise ParameterError(
+            f"{{0}} {literal(out)}: a one-file export needs {{1}}; give a folder to export every epoch", "out", "epoch"
+        )
     epochs = log.epochs
     write_table_csv(out / "summary.csv", summary_table(log))
     for name in PER_SAMPLE:
@@ -103,8 +114,10 @@ def write_table_csv(path: Path, table: dict, parameter: str = "csv") -> None:
     in errors."""
     if path.is_dir():
         raise ParameterError(f"{{0}} {literal(path)} is a folder; give a file name", parameter)
-    write_csv(path, {name: [int(v) if isinstance(v, (bool, np.bool_)) else v for v in values]
-                     for name, values in table.items()})
+    write_csv(
+        path,
+        {name: [int(v) if isinstance(v, (bool, np.bool_)) else v for v in values] for name, values in table.items()},
+    )
 
 
 def text_cell(name: str, value) -> str:

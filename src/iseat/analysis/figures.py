@@ -21,14 +21,21 @@ def data_path(out, kind: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def figure1a_av_statistics(summary: dict, out, title: str = "") -> dict:
     """Fig. 1a: AV statistics of the training set per epoch (`AVLog.summary()`)."""
     image_format(out)
-    data = {name: np.asarray(summary[name]) for name in
-            ("epoch", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0")}
+    data = {
+        name: np.asarray(summary[name])
+        for name in ("epoch", "av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0")
+    }
     fig = Figure(figsize=(9, 3.4))
     left, right = fig.subplots(1, 2)
-    for name, label in (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % mean"), ("av_bottom10_mean", "bottom-10 % mean")):
+    for name, label in (
+        ("av_sd", "AV SD"),
+        ("av_top10_mean", "top-10 % mean"),
+        ("av_bottom10_mean", "bottom-10 % mean"),
+    ):
         left.plot(data["epoch"], data[name], label=label)
     left.set(xlabel="epoch", ylabel="adversarial vulnerability")
     left.legend(fontsize=8)
@@ -52,9 +59,16 @@ def figure1b_margin(mu: np.ndarray, mu_max: float, budget: float, out, bins: int
     counts, _ = np.histogram(mu, bins=edges)
     cdf = np.arange(1, len(mu) + 1) / len(mu)
     share_disordered = float((mu >= mu_max).mean())
-    data = {"mu_sorted": mu, "cdf": cdf, "bin_edges": edges, "counts": counts, "budget": np.float64(budget),
-            "mu_max": np.float64(mu_max), "share_disordered": np.float64(share_disordered),
-            "share_within_budget": np.float64((mu <= budget).mean())}
+    data = {
+        "mu_sorted": mu,
+        "cdf": cdf,
+        "bin_edges": edges,
+        "counts": counts,
+        "budget": np.float64(budget),
+        "mu_max": np.float64(mu_max),
+        "share_disordered": np.float64(share_disordered),
+        "share_within_budget": np.float64((mu <= budget).mean()),
+    }
     fig = Figure(figsize=(9, 3.4))
     hist, cum = fig.subplots(1, 2)
     hist.stairs(counts, edges, fill=True)
@@ -63,8 +77,9 @@ def figure1b_margin(mu: np.ndarray, mu_max: float, budget: float, out, bins: int
     cum.set(xlabel="margin μ", ylabel="CDF", ylim=(0, 1), xlim=(0, mu_max))
     for ax in (hist, cum):
         ax.axvline(budget, color="C3", linestyle="--", label=f"ε budget (‖δ‖₂ = {budget:.2f})")
-    cum.legend(fontsize=8, loc="lower right", title=f"at μ = {mu_max:g}: {100 * share_disordered:.1f} %",
-               title_fontsize=8)
+    cum.legend(
+        fontsize=8, loc="lower right", title=f"at μ = {mu_max:g}: {100 * share_disordered:.1f} %", title_fontsize=8
+    )
     if title:
         fig.suptitle(title)
     write_npz(data_path(out, "npz"), data)
@@ -87,11 +102,15 @@ def figure2_perturbation_grid(grid: dict, out, labels=None, class_names=None, in
         for j in range(m):
             ax = axes[i, j]
             img = np.transpose(images[i, j], (1, 2, 0))
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                      vmin=0, vmax=1)
+            ax.imshow(
+                img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
+            )
             ax.set_xticks([]), ax.set_yticks([])
-            caption = (f"true {100 * grid['true_confidence'][i, j]:.0f}%" if "true_confidence" in grid
-                       else f"{100 * conf[i, j]:.0f}%")
+            caption = (
+                f"true {100 * grid['true_confidence'][i, j]:.0f}%"
+                if "true_confidence" in grid
+                else f"{100 * conf[i, j]:.0f}%"
+            )
             ax.set_title(f"μ={mus[j]:g}\n{name(int(pred[i, j]))} {caption}", fontsize=7)
         if labels is not None:
             ax0 = axes[i, 0]

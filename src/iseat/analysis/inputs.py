@@ -78,8 +78,9 @@ def split_dataset(bundle, split: str):
     validation part excluded)."""
     dataset = bundle.test if split == "test" else getattr(bundle, "train", None)
     if dataset is None:
-        raise ParameterError("{0} train: the data bundle has no un-augmented training set (train); use the test split",
-                             "split")
+        raise ParameterError(
+            "{0} train: the data bundle has no un-augmented training set (train); use the test split", "split"
+        )
     return dataset
 
 
@@ -99,14 +100,22 @@ def stack_samples(dataset, positions):
     import torch
 
     items = [dataset[int(p)] for p in positions]
-    return (torch.stack([torch.as_tensor(x) for x, _, _ in items]), torch.as_tensor([int(y) for _, y, _ in items]),
-            np.array([int(i) for _, _, i in items], dtype=np.int64))
+    return (
+        torch.stack([torch.as_tensor(x) for x, _, _ in items]),
+        torch.as_tensor([int(y) for _, y, _ in items]),
+        np.array([int(i) for _, _, i in items], dtype=np.int64),
+    )
 
 
 def checkpoint_facts(path: Path, ckpt: dict) -> dict:
     from iseat.training.checkpoint import sha256_of
 
-    return {"path": str(path), "sha256": sha256_of(path), "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]}
+    return {
+        "path": str(path),
+        "sha256": sha256_of(path),
+        "epoch": ckpt.get("epoch"),
+        "architecture": ckpt["architecture"],
+    }
 
 
 def positions_of(bundle, dataset, wanted: list[int]) -> list[int]:
@@ -117,8 +126,9 @@ def positions_of(bundle, dataset, wanted: list[int]) -> list[int]:
     where = {int(i): p for p, i in enumerate(indices)}
     missing = [i for i in wanted if i not in where]
     if missing:
-        raise ParameterError(f"{{0}}: dataset indices {missing[:5]} are not in the {len(indices)} samples of this split",
-                             "indices")
+        raise ParameterError(
+            f"{{0}}: dataset indices {missing[:5]} are not in the {len(indices)} samples of this split", "indices"
+        )
     return [where[i] for i in wanted]
 
 

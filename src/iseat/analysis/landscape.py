@@ -27,8 +27,13 @@ class Landscape:
     random_direction: np.ndarray  # (S, C, H, W) r = u / ||u||_2
 
     def arrays(self) -> dict:
-        return dict(alphas=self.alphas, betas=self.betas, loss=self.loss,
-                    adversarial_direction=self.adversarial_direction, random_direction=self.random_direction)
+        return dict(
+            alphas=self.alphas,
+            betas=self.betas,
+            loss=self.loss,
+            adversarial_direction=self.adversarial_direction,
+            random_direction=self.random_direction,
+        )
 
 
 def random_direction(shape, eps: float, generator: torch.Generator) -> torch.Tensor:
@@ -38,8 +43,17 @@ def random_direction(shape, eps: float, generator: torch.Generator) -> torch.Ten
 
 
 @torch.no_grad()
-def loss_on_grid(model, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor, r: torch.Tensor, alphas, betas,
-                 clip: bool = False, batch_size: int = 512) -> np.ndarray:
+def loss_on_grid(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    d: torch.Tensor,
+    r: torch.Tensor,
+    alphas,
+    betas,
+    clip: bool = False,
+    batch_size: int = 512,
+) -> np.ndarray:
     """(S, A, B) cross-entropy of every sample at every (alpha, beta)."""
     a = torch.as_tensor(np.asarray(alphas), dtype=x.dtype, device=x.device)
     b = torch.as_tensor(np.asarray(betas), dtype=x.dtype, device=x.device)
@@ -49,22 +63,38 @@ def loss_on_grid(model, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor, r: to
     out = torch.empty(len(x), len(coeff_a), dtype=torch.float64)
     for s in range(len(x)):
         for start in range(0, len(coeff_a), batch_size):
-            ca, cb = coeff_a[start:start + batch_size].view(shape), coeff_b[start:start + batch_size].view(shape)
+            ca, cb = coeff_a[start : start + batch_size].view(shape), coeff_b[start : start + batch_size].view(shape)
             inputs = x[s] + ca * d[s] + cb * r[s]
             if clip:
                 inputs = inputs.clamp(0, 1)
             target = y[s].expand(len(inputs))
-            out[s, start:start + len(inputs)] = F.cross_entropy(model(inputs), target, reduction="none").double().cpu()
+            out[s, start : start + len(inputs)] = (
+                F.cross_entropy(model(inputs), target, reduction="none").double().cpu()
+            )
     return out.view(len(x), len(a), len(b)).numpy()
 
 
-def loss_landscape(model, x: torch.Tensor, y: torch.Tensor, alphas, betas, seed: int = 0,
-                   attack: PGD = ANALYSIS_ATTACK, clip: bool = False, batch_size: int = 512) -> Landscape:
+def loss_landscape(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alphas,
+    betas,
+    seed: int = 0,
+    attack: PGD = ANALYSIS_ATTACK,
+    clip: bool = False,
+    batch_size: int = 512,
+) -> Landscape:
     """Eq. 8 for each sample of a small batch; u is drawn with `seed` and the attack's eps;
     `batch_size` grid points are evaluated per forward pass."""
     with evaluation_mode(model):
         d, _, _ = adversarial_direction(model, x, y, attack)
         r = random_direction(tuple(x.shape), attack.eps, torch.Generator().manual_seed(seed)).to(x.device)
         loss = loss_on_grid(model, x, y, d, r, alphas, betas, clip, batch_size)
-    return Landscape(np.asarray(alphas, dtype=np.float64), np.asarray(betas, dtype=np.float64), loss,
-                     d.cpu().numpy(), r.cpu().numpy())
+    return Landscape(
+        np.asarray(alphas, dtype=np.float64),
+        np.asarray(betas, dtype=np.float64),
+        loss,
+        d.cpu().numpy(),
+        r.cpu().numpy(),
+    )

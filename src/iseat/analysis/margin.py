@@ -88,8 +88,13 @@ def predict_along(model, x: torch.Tensor, direction: torch.Tensor, mu: torch.Ten
 
 
 @torch.no_grad()
-def first_crossing(model, x: torch.Tensor, direction: torch.Tensor, search: MarginSearch = MarginSearch(),
-                   reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def first_crossing(
+    model,
+    x: torch.Tensor,
+    direction: torch.Tensor,
+    search: MarginSearch = MarginSearch(),
+    reference: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 7 for a batch: (mu, crossed). `reference` is F(x) (computed when not given); samples that
     never change up to mu_max get mu = mu_max and crossed = False."""
     if reference is None:
@@ -177,8 +182,14 @@ class MarginResult:
         return {f"{part}_samples_per_s": n / s if s > 0 else math.inf for part, s in self.seconds.items()}
 
 
-def margin_study(model, loader, device, attack: PGD = ANALYSIS_ATTACK, search: MarginSearch = MarginSearch(),
-                 max_samples: int | None = None) -> MarginResult:
+def margin_study(
+    model,
+    loader,
+    device,
+    attack: PGD = ANALYSIS_ATTACK,
+    search: MarginSearch = MarginSearch(),
+    max_samples: int | None = None,
+) -> MarginResult:
     """Eq. 7 margin (and Eq. 3 AV under `attack`) of every sample `loader` yields as (x, y, index)."""
     parts, seconds = [], {"attack": 0.0, "search": 0.0}
     with evaluation_mode(model):
@@ -206,11 +217,17 @@ def margin_batch(model, x, y, index, attack: PGD, search: MarginSearch, seconds:
     synchronize(x.device)
     seconds["search"] += time.perf_counter() - start
     as_np = lambda t: t.detach().cpu().numpy()
-    return {"index": np.asarray(index, dtype=np.int64), "label": as_np(y), "clean_pred": as_np(reference),
-            "adv_pred": as_np(adv_logits.argmax(1)), "mu": as_np(mu), "crossed": as_np(crossed),
-            "delta_norm": as_np(norm).astype(np.float64),
-            "clean_loss": as_np(F.cross_entropy(clean_logits, y, reduction="none")).astype(np.float64),
-            "adv_loss": as_np(F.cross_entropy(adv_logits, y, reduction="none")).astype(np.float64)}
+    return {
+        "index": np.asarray(index, dtype=np.int64),
+        "label": as_np(y),
+        "clean_pred": as_np(reference),
+        "adv_pred": as_np(adv_logits.argmax(1)),
+        "mu": as_np(mu),
+        "crossed": as_np(crossed),
+        "delta_norm": as_np(norm).astype(np.float64),
+        "clean_loss": as_np(F.cross_entropy(clean_logits, y, reduction="none")).astype(np.float64),
+        "adv_loss": as_np(F.cross_entropy(adv_logits, y, reduction="none")).astype(np.float64),
+    }
 
 
 def synchronize(device) -> None:
@@ -223,14 +240,21 @@ def margin_summary(result: MarginResult, eps: float) -> dict:
     mu, n = result.mu, len(result.mu)
     budget = float(result.delta_norm.mean())
     quantiles = {f"q{int(q * 100):02d}": float(np.quantile(mu, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
-    return {"n_samples": n, "mu_max": result.mu_max, "share_disordered": float(result.disordered.mean()),
-            "eps_budget_l2_mean_delta_norm": budget, "share_within_budget": float((mu <= budget).mean()),
-            "share_within_third_budget": float((mu <= budget / 3).mean()),
-            "share_beyond_double_budget": float((mu > 2 * budget).mean()),
-            "clean_accuracy": float((result.clean_pred == result.label).mean()),
-            "adversarial_accuracy": float((result.adv_pred == result.label).mean()),
-            "mu_mean_crossed": float(mu[result.crossed].mean()) if result.crossed.any() else math.nan,
-            "mu_quantiles": quantiles, "eps": eps, "eps_linf_corner_l2": eps * math.sqrt(result.input_dim)}
+    return {
+        "n_samples": n,
+        "mu_max": result.mu_max,
+        "share_disordered": float(result.disordered.mean()),
+        "eps_budget_l2_mean_delta_norm": budget,
+        "share_within_budget": float((mu <= budget).mean()),
+        "share_within_third_budget": float((mu <= budget / 3).mean()),
+        "share_beyond_double_budget": float((mu > 2 * budget).mean()),
+        "clean_accuracy": float((result.clean_pred == result.label).mean()),
+        "adversarial_accuracy": float((result.adv_pred == result.label).mean()),
+        "mu_mean_crossed": float(mu[result.crossed].mean()) if result.crossed.any() else math.nan,
+        "mu_quantiles": quantiles,
+        "eps": eps,
+        "eps_linf_corner_l2": eps * math.sqrt(result.input_dim),
+    }
 
 
 @torch.no_grad()
@@ -243,8 +267,12 @@ def perturbation_grid(model, x: torch.Tensor, direction: torch.Tensor, mus, y: t
         images = perturbed_input(x.repeat_interleave(m, 0), direction.repeat_interleave(m, 0), mus.repeat(s))
         probs = F.softmax(model(images), 1)
     conf, pred = probs.max(1)
-    grid = {"mu": mus.cpu().numpy(), "images": images.view(s, m, *x.shape[1:]).cpu().numpy(),
-            "pred": pred.view(s, m).cpu().numpy(), "confidence": conf.view(s, m).cpu().numpy().astype(np.float64)}
+    grid = {
+        "mu": mus.cpu().numpy(),
+        "images": images.view(s, m, *x.shape[1:]).cpu().numpy(),
+        "pred": pred.view(s, m).cpu().numpy(),
+        "confidence": conf.view(s, m).cpu().numpy().astype(np.float64),
+    }
     if y is not None:
         truth = probs.gather(1, y.to(probs.device).repeat_interleave(m)[:, None]).view(s, m)
         grid["true_confidence"] = truth.cpu().numpy().astype(np.float64)
@@ -273,10 +301,14 @@ def figure3_picks(margins: dict, disordered: int = 2) -> tuple[list[int], list[s
     crossed = np.flatnonzero(correct & margins["crossed"])
     never = np.flatnonzero(correct & ~margins["crossed"])[:disordered]
     if crossed.size == 0:
-        raise ValueError("no correctly classified sample changes its prediction within the search: no robust or "
-                         "vulnerable sample to show")
+        raise ValueError(
+            "no correctly classified sample changes its prediction within the search: no robust or "
+            "vulnerable sample to show"
+        )
     order = crossed[np.argsort(margins["mu"][crossed], kind="stable")]
     picks = [(p, f"mu >= {float(margins['mu_max']):g} (disordered)") for p in never]
-    picks += [(order[-1], f"mu = {margins['mu'][order[-1]]:.2f} (robust)"),
-              (order[0], f"mu = {margins['mu'][order[0]]:.2f} (vulnerable)")]
+    picks += [
+        (order[-1], f"mu = {margins['mu'][order[-1]]:.2f} (robust)"),
+        (order[0], f"mu = {margins['mu'][order[0]]:.2f} (vulnerable)"),
+    ]
     return [int(margins["index"][p]) for p, _ in picks], [f"#{int(margins['index'][p])} {t}" for p, t in picks]

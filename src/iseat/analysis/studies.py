@@ -26,17 +26,33 @@ CAPTIONS = {
 }
 
 
-def margin_study_files(checkpoint: Path, out: Path, attack, search, *, split: str = "train", n: int | None = None,
-                       data_root: str | None = None, device: str = "auto", batch_size: int = 256,
-                       figure_mus=(0, 1, 2, 4, 8, 16, 32, 50)) -> dict:
+def margin_study_files(
+    checkpoint: Path,
+    out: Path,
+    attack,
+    search,
+    *,
+    split: str = "train",
+    n: int | None = None,
+    data_root: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    figure_mus=(0, 1, 2, 4, 8, 16, 32, 50),
+) -> dict:
     """Eq. 7 margin of the first `n` samples of `split` (all: None): margins.npz, fig1b, fig2 and margin.json
     (written last, returned) in the folder `out`."""
     from iseat.training.avlog import av_statistics
     from iseat.common.device import resolve_device
     from iseat.common.provenance import provenance
     from iseat.analysis import figures
-    from iseat.analysis.margin import adversarial_direction, evaluation_mode, figure2_positions, margin_study, margin_summary, \
-        perturbation_grid
+    from iseat.analysis.margin import (
+        adversarial_direction,
+        evaluation_mode,
+        figure2_positions,
+        margin_study,
+        margin_summary,
+        perturbation_grid,
+    )
 
     check_out_folder(out)
     if n is not None and n < 1:
@@ -53,24 +69,53 @@ def margin_study_files(checkpoint: Path, out: Path, attack, search, *, split: st
     with evaluation_mode(model):
         direction, _, _ = adversarial_direction(model, x.to(device), y.to(device), attack)
     grid = perturbation_grid(model, x.to(device), direction, list(figure_mus), y.to(device))
-    figures.figure2_perturbation_grid(grid, out / "fig2.png", labels=y.numpy(), indices=index,
-                                      class_names=figures.CLASS_NAMES.get(bundle.name))
+    figures.figure2_perturbation_grid(
+        grid, out / "fig2.png", labels=y.numpy(), indices=index, class_names=figures.CLASS_NAMES.get(bundle.name)
+    )
     summary = margin_summary(result, attack.eps) | {
-        "av_statistics": av_statistics(result.av), "split": split, "dataset": bundle.name,
-        "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps, "random_start": False,
-                   "label": "true"},
-        "search": {"mu_max": search.mu_max, "step": search.step, "growth": search.growth, "tol": search.tol,
-                   "grid_points": len(search.grid())},
-        "seconds": result.seconds, "throughput": result.throughput(), "figure2_indices": index.tolist(),
-        "checkpoint": checkpoint_facts(checkpoint, inputs.checkpoint), "provenance": provenance(device)}
+        "av_statistics": av_statistics(result.av),
+        "split": split,
+        "dataset": bundle.name,
+        "attack": {
+            "eps": attack.eps,
+            "step_size": attack.step_size,
+            "steps": attack.steps,
+            "random_start": False,
+            "label": "true",
+        },
+        "search": {
+            "mu_max": search.mu_max,
+            "step": search.step,
+            "growth": search.growth,
+            "tol": search.tol,
+            "grid_points": len(search.grid()),
+        },
+        "seconds": result.seconds,
+        "throughput": result.throughput(),
+        "figure2_indices": index.tolist(),
+        "checkpoint": checkpoint_facts(checkpoint, inputs.checkpoint),
+        "provenance": provenance(device),
+    }
     write_json_atomic(out / "margin.json", summary)
     return summary
 
 
-def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[list[int], list[str]], *,
-                          split: str = "train", data_root: str | None = None, device: str = "auto",
-                          alpha_range=(-2.0, 2.0), beta_range=(-2.0, 2.0), steps: int = 21, clip: bool = False,
-                          seed: int = 0, batch_size: int = 256) -> dict:
+def landscape_study_files(
+    checkpoint: Path,
+    out: Path,
+    attack,
+    samples: tuple[list[int], list[str]],
+    *,
+    split: str = "train",
+    data_root: str | None = None,
+    device: str = "auto",
+    alpha_range=(-2.0, 2.0),
+    beta_range=(-2.0, 2.0),
+    steps: int = 21,
+    clip: bool = False,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict:
     """Eq. 8 loss landscape of the chosen samples ((dataset indices, panel titles)): fig3 (+ fig3.npz) and
     landscape.json (written last, returned) in the folder `out`."""
     from iseat.common.device import resolve_device
@@ -89,11 +134,19 @@ def landscape_study_files(checkpoint: Path, out: Path, attack, samples: tuple[li
     land = loss_landscape(inputs.model, x.to(device), y.to(device), alphas, betas, seed, attack, clip, batch_size)
     figures.figure3_landscape(land.arrays(), out / "fig3.png", indices=index, titles=titles)
     summary = {
-        "indices": index.tolist(), "titles": titles, "split": split, "clip": clip, "seed": seed,
-        "alpha_range": list(alpha_range), "beta_range": list(beta_range), "steps": steps,
+        "indices": index.tolist(),
+        "titles": titles,
+        "split": split,
+        "clip": clip,
+        "seed": seed,
+        "alpha_range": list(alpha_range),
+        "beta_range": list(beta_range),
+        "steps": steps,
         "attack": {"eps": attack.eps, "step_size": attack.step_size, "steps": attack.steps},
         "clean_loss": land.loss[:, np.argmin(np.abs(alphas)), np.argmin(np.abs(betas))].tolist(),
-        "checkpoint": checkpoint_facts(checkpoint, inputs.checkpoint), "provenance": provenance(device)}
+        "checkpoint": checkpoint_facts(checkpoint, inputs.checkpoint),
+        "provenance": provenance(device),
+    }
     write_json_atomic(out / "landscape.json", summary)
     return summary
 
@@ -134,8 +187,14 @@ def run_eta(run_dir: Path) -> float:
     return float(MethodSchedule.from_config(yaml.safe_load(path.read_text())["method"]).eta[-1])
 
 
-def eta_sweep(runs: list[Path], evaluations: list[Path], out: Path, test_av: list[Path] | None = None,
-              accuracy_key: str = "clean_accuracy", robustness_key: str = "robust_accuracy") -> list[float]:
+def eta_sweep(
+    runs: list[Path],
+    evaluations: list[Path],
+    out: Path,
+    test_av: list[Path] | None = None,
+    accuracy_key: str = "clean_accuracy",
+    robustness_key: str = "robust_accuracy",
+) -> list[float]:
     """Fig. 4 from the Eq. 9 sweep's runs: each run's eta, accuracy and robustness (its evaluation JSON), the
     AV SD of its training set (its AV log) and, with `test_av`, of the test set (`iseat analyse vulnerability`
     summaries), one per run. Returns the etas in order."""
@@ -145,15 +204,22 @@ def eta_sweep(runs: list[Path], evaluations: list[Path], out: Path, test_av: lis
     check_image(out)
     if len(runs) != len(evaluations) or (test_av is not None and len(test_av) != len(runs)):
         counts = f"{{1}} {len(evaluations)} files" + ("" if test_av is None else f" and {{2}} {len(test_av)}")
-        raise ParameterError(f"{{0}} gives {len(runs)} runs but {counts}; give one per run",
-                             "runs", "evaluations", "test_av")
+        raise ParameterError(
+            f"{{0}} gives {len(runs)} runs but {counts}; give one per run", "runs", "evaluations", "test_av"
+        )
     rows = []
     for run_dir, evaluation, test in zip(runs, evaluations, test_av or [None] * len(runs)):
         try:
             scores = read_evaluation(evaluation, accuracy_key, robustness_key)
-            rows.append((run_eta(run_dir), scores["accuracy"], scores["robustness"],
-                         av_statistics_of(Path(run_dir) / "av_log.h5")["av_sd"],
-                         av_statistics_of(test)["av_sd"] if test else np.nan))
+            rows.append(
+                (
+                    run_eta(run_dir),
+                    scores["accuracy"],
+                    scores["robustness"],
+                    av_statistics_of(Path(run_dir) / "av_log.h5")["av_sd"],
+                    av_statistics_of(test)["av_sd"] if test else np.nan,
+                )
+            )
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from None
     eta, acc, rob, sd, test_sd = map(np.array, zip(*rows))
@@ -169,11 +235,14 @@ def table1(entries, out: Path, accuracy_key: str = "clean_accuracy", robustness_
     if out.suffix != ".md":
         raise ParameterError(f"{{0}} {literal(out)}: give a Markdown (.md) file", "out")
     try:
-        rows = table1_rows([(name, Path(av), read_evaluation(ev, accuracy_key, robustness_key))
-                            for name, av, ev in entries])
+        rows = table1_rows(
+            [(name, Path(av), read_evaluation(ev, accuracy_key, robustness_key)) for name, av, ev in entries]
+        )
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    at_margins = next((Path(av) for name, av, _ in entries if name.lower() == "at" and Path(av).suffix == ".json"), None)
+    at_margins = next(
+        (Path(av) for name, av, _ in entries if name.lower() == "at" and Path(av).suffix == ".json"), None
+    )
     write_table1(rows, out, json.loads(at_margins.read_text()) if at_margins else None)
     return rows
 

@@ -16,21 +16,32 @@ from iseat.common.io import write_text_atomic
 from iseat.results import paper_numbers
 from iseat.results.writers import write_csv
 
-AV_COLUMNS = (("av_sd", "AV SD"), ("av_top10_mean", "top-10 % AV"), ("av_bottom10_mean", "bottom-10 % AV"),
-              ("share_av_ge_1", "AV ≥ 1 (%)"), ("share_av_le_0", "AV ≤ 0 (%)"))
+AV_COLUMNS = (
+    ("av_sd", "AV SD"),
+    ("av_top10_mean", "top-10 % AV"),
+    ("av_bottom10_mean", "bottom-10 % AV"),
+    ("share_av_ge_1", "AV ≥ 1 (%)"),
+    ("share_av_le_0", "AV ≤ 0 (%)"),
+)
 SHARES = ("share_av_ge_1", "share_av_le_0")
 
 # Tab. 1 of the paper (PreActResNet18, CIFAR-10), by the analysis run's name (at, awp, rst, eq9); fractions
 # as ours. The numbers: iseat/results/paper_numbers.yaml.
-PAPER_TABLE1 = {row: {k: v / 100 if k in (*SHARES, "robustness") else v for k, v in values.items()}
-                for row, values in paper_numbers.rows("tab1").items()}
+PAPER_TABLE1 = {
+    row: {k: v / 100 if k in (*SHARES, "robustness") else v for k, v in values.items()}
+    for row, values in paper_numbers.rows("tab1").items()
+}
 
 # Fig. 1b's statements about AT's training-set margins: (margin-summary key, statement, paper's share)
-FIG1B_STATEMENTS = {"share_within_budget": "change prediction within eps",
-                    "share_within_third_budget": "change prediction within eps/3",
-                    "share_beyond_double_budget": "unchanged at 2 eps",
-                    "share_disordered": "reach the maximal margin mu_max"}
-PAPER_FIG1B = tuple((key, FIG1B_STATEMENTS[key], value / 100) for key, value in paper_numbers.rows("fig1b")["at"].items())
+FIG1B_STATEMENTS = {
+    "share_within_budget": "change prediction within eps",
+    "share_within_third_budget": "change prediction within eps/3",
+    "share_beyond_double_budget": "unchanged at 2 eps",
+    "share_disordered": "reach the maximal margin mu_max",
+}
+PAPER_FIG1B = tuple(
+    (key, FIG1B_STATEMENTS[key], value / 100) for key, value in paper_numbers.rows("fig1b")["at"].items()
+)
 
 
 def lookup(obj: dict, dotted: str, path) -> float:
@@ -70,8 +81,9 @@ def av_statistics_of(path, epoch: int = -1) -> dict:
         summary = json.loads(path.read_text())
         stats = summary["av_statistics"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"{path}: neither an AV log (.h5) nor a summary with av_statistics (margin.json, "
-                         f"`analyse vulnerability`)") from None
+        raise ValueError(
+            f"{path}: neither an AV log (.h5) nor a summary with av_statistics (margin.json, `analyse vulnerability`)"
+        ) from None
     return stats | {"source": f"Eq. 3, PGD-{summary.get('attack', {}).get('steps', '?')}, eval mode"}
 
 
@@ -80,8 +92,15 @@ def table1_rows(entries) -> list[dict]:
     rows = []
     for name, av_source, evaluation in entries:
         stats = av_statistics_of(av_source)
-        rows.append({"method": name, **{k: stats[k] for k, _ in AV_COLUMNS}, **evaluation,
-                     "n_samples": stats["n_samples"], "av_source": stats["source"]})
+        rows.append(
+            {
+                "method": name,
+                **{k: stats[k] for k, _ in AV_COLUMNS},
+                **evaluation,
+                "n_samples": stats["n_samples"],
+                "av_source": stats["source"],
+            }
+        )
     return rows
 
 
@@ -107,15 +126,21 @@ def paper_rows(row: dict) -> list[dict]:
     if paper is None:
         return []
     blank = {"accuracy": None, "av_source": ""}
-    return [{**blank, **paper, "method": f"{row['method']} (paper)"},
-            {**blank, **{k: row[k] - v for k, v in paper.items()}, "method": f"{row['method']}: Δ ours − paper"}]
+    return [
+        {**blank, **paper, "method": f"{row['method']} (paper)"},
+        {**blank, **{k: row[k] - v for k, v in paper.items()}, "method": f"{row['method']}: Δ ours − paper"},
+    ]
 
 
 def table1_markdown(rows: list[dict]) -> str:
-    columns = [("method", "method"), *AV_COLUMNS, ("accuracy", "accuracy (%)"), ("robustness", "robustness (%)"),
-               ("av_source", "AV from")]
-    lines = ["| " + " | ".join(title for _, title in columns) + " |",
-             "| " + " | ".join("---" for _ in columns) + " |"]
+    columns = [
+        ("method", "method"),
+        *AV_COLUMNS,
+        ("accuracy", "accuracy (%)"),
+        ("robustness", "robustness (%)"),
+        ("av_source", "AV from"),
+    ]
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
     for row in rows:
         lines += ["| " + " | ".join(cell(key, r[key]) for key, _ in columns) + " |" for r in [row, *paper_rows(row)]]
     return "\n".join(lines) + "\n"
@@ -124,8 +149,12 @@ def table1_markdown(rows: list[dict]) -> str:
 def figure1b_markdown(margin_summary: dict) -> str:
     """Fig. 1b's statements (AT, training set) beside the shares measured on our AT model."""
     budget = margin_summary.get("eps_budget_l2_mean_delta_norm")
-    lines = [f"eps = the mean l2 norm of the PGD perturbation ({budget:.3f})" if budget else "", "",
-             "| statement (share of samples) | paper (%) | ours (%) |", "| --- | --- | --- |"]
+    lines = [
+        f"eps = the mean l2 norm of the PGD perturbation ({budget:.3f})" if budget else "",
+        "",
+        "| statement (share of samples) | paper (%) | ours (%) |",
+        "| --- | --- | --- |",
+    ]
     for key, statement, paper in PAPER_FIG1B:
         lines.append(f"| {statement} | about {100 * paper:.0f} | {cell('share_av_ge_1', margin_summary.get(key))} |")
     return "\n".join(lines) + "\n"
@@ -138,6 +167,8 @@ def write_table1(rows: list[dict], out, at_margin_summary: dict | None = None) -
     write_csv(Path(out).with_suffix(".csv"), columns)
     text = "# Tab. 1: adversarial vulnerability and robustness\n\n" + table1_markdown(rows)
     if at_margin_summary is not None:
-        text += "\n## Fig. 1b: the paper's statements about AT's margins, and ours\n\n" + figure1b_markdown(at_margin_summary)
+        text += "\n## Fig. 1b: the paper's statements about AT's margins, and ours\n\n" + figure1b_markdown(
+            at_margin_summary
+        )
     write_text_atomic(out, text)
     return columns

@@ -43,8 +43,9 @@ def timed(fn, *args) -> tuple[float, float, torch.Tensor]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def measure(model, x, y, eps: float = 8 / 255, batch_size: int = 256, seed: int = 0, repeats: int = 1,
-            device="cpu") -> dict:
+def measure(
+    model, x, y, eps: float = 8 / 255, batch_size: int = 256, seed: int = 0, repeats: int = 1, device="cpu"
+) -> dict:
     """Best-of-`repeats` times of both paths (alternating their order), their ratios and their agreement."""
     model = model.to(device).eval()
     args = (model, x, y, eps, batch_size, seed, device)
@@ -56,25 +57,38 @@ def measure(model, x, y, eps: float = 8 / 255, batch_size: int = 256, seed: int 
     best = {name: (min(t[0] for t in ts), min(t[1] for t in ts)) for name, ts in runs.items()}
     robust_direct, robust_adapter = runs["direct"][0][2], runs["adapter"][0][2]
     agree = all(torch.equal(a[2], b[2]) for a, b in zip(runs["direct"], runs["adapter"]))
-    return {"direct_s": best["direct"][0], "adapter_s": best["adapter"][0],
-            "ratio": best["adapter"][0] / best["direct"][0],
-            "direct_cpu_s": best["direct"][1], "adapter_cpu_s": best["adapter"][1],
-            "cpu_ratio": best["adapter"][1] / best["direct"][1], "agree": agree,
-            "n_robust_direct": int(robust_direct.sum()), "n_robust_adapter": int(robust_adapter.sum()),
-            "robust_direct": robust_direct.tolist(), "n_ex": len(y), "repeats": repeats}
+    return {
+        "direct_s": best["direct"][0],
+        "adapter_s": best["adapter"][0],
+        "ratio": best["adapter"][0] / best["direct"][0],
+        "direct_cpu_s": best["direct"][1],
+        "adapter_cpu_s": best["adapter"][1],
+        "cpu_ratio": best["adapter"][1] / best["direct"][1],
+        "agree": agree,
+        "n_robust_direct": int(robust_direct.sum()),
+        "n_robust_adapter": int(robust_adapter.sum()),
+        "robust_direct": robust_direct.tolist(),
+        "n_ex": len(y),
+        "repeats": repeats,
+    }
 
 
 def report_line(result: dict) -> str:
-    return (f"AutoAttack on {result['n_ex']} samples (best of {result['repeats']}): pyautoattack direct "
-            f"{result['direct_s']:.2f} s, adapter {result['adapter_s']:.2f} s, wall ratio {result['ratio']:.3f} "
-            f"(CPU {result['direct_cpu_s']:.2f} s vs {result['adapter_cpu_s']:.2f} s, ratio "
-            f"{result['cpu_ratio']:.3f}); robust points {result['n_robust_direct']} vs {result['n_robust_adapter']} "
-            f"({'identical' if result['agree'] else 'DIFFERENT'})")
+    return (
+        f"AutoAttack on {result['n_ex']} samples (best of {result['repeats']}): pyautoattack direct "
+        f"{result['direct_s']:.2f} s, adapter {result['adapter_s']:.2f} s, wall ratio {result['ratio']:.3f} "
+        f"(CPU {result['direct_cpu_s']:.2f} s vs {result['adapter_cpu_s']:.2f} s, ratio "
+        f"{result['cpu_ratio']:.3f}); robust points {result['n_robust_direct']} vs {result['n_robust_adapter']} "
+        f"({'identical' if result['agree'] else 'DIFFERENT'})"
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iseat.benchmarks.autoattack_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m iseat.benchmarks.autoattack_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--n-ex", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")

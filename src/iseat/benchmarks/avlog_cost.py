@@ -47,9 +47,20 @@ def timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49000, method: str = ISEAT,
-               device: str = "auto", runtime: dict | None = None, step_repeats: int = 5, warmup: int = 1,
-               record_repeats: int = 200, epochs: int = 3, threads: int | None = None, seed: int = 0) -> dict:
+def avlog_cost(
+    arch: str = "small_cnn",
+    batch_size: int = 128,
+    samples: int = 49000,
+    method: str = ISEAT,
+    device: str = "auto",
+    runtime: dict | None = None,
+    step_repeats: int = 5,
+    warmup: int = 1,
+    record_repeats: int = 200,
+    epochs: int = 3,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict:
     from iseat.common.provenance import provenance
 
     if threads:
@@ -74,7 +85,7 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
     buffer.reset()
     order = torch.randperm(samples, generator=generator)
     for start in range(0, samples, batch_size):  # one full epoch of random values
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         buffer.record(index, random_result(len(index), device, generator))
     write_times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,12 +100,27 @@ def avlog_cost(arch: str = "small_cnn", batch_size: int = 128, samples: int = 49
     steps_per_epoch = math.ceil(samples / batch_size)
     epoch_step_s = steps_per_epoch * step_s
     log_s = steps_per_epoch * record_s + write_s
-    return {"benchmark": "avlog_cost", "model": arch, "method": method, "batch_size": batch_size, "samples": samples,
-            "device": device, "device_name": _device_name(device), "threads": torch.get_num_threads(),
-            "runtime": acceleration.describe(runtime), "step_s": step_s, "record_s": record_s,
-            "write_epoch_s": write_s, "steps_per_epoch": steps_per_epoch, "epoch_step_s": epoch_step_s,
-            "epoch_log_s": log_s, "overhead_fraction": log_s / epoch_step_s, "target_fraction": 0.01,
-            "within_target": log_s / epoch_step_s <= 0.01, "provenance": provenance(device, seed)}
+    return {
+        "benchmark": "avlog_cost",
+        "model": arch,
+        "method": method,
+        "batch_size": batch_size,
+        "samples": samples,
+        "device": device,
+        "device_name": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "runtime": acceleration.describe(runtime),
+        "step_s": step_s,
+        "record_s": record_s,
+        "write_epoch_s": write_s,
+        "steps_per_epoch": steps_per_epoch,
+        "epoch_step_s": epoch_step_s,
+        "epoch_log_s": log_s,
+        "overhead_fraction": log_s / epoch_step_s,
+        "target_fraction": 0.01,
+        "within_target": log_s / epoch_step_s <= 0.01,
+        "provenance": provenance(device, seed),
+    }
 
 
 def _device_name(device: str) -> str:
@@ -104,14 +130,16 @@ def _device_name(device: str) -> str:
 
 
 def format_report(result: dict) -> str:
-    return (f"AV log, {result['samples']} samples, {result['model']} {result['method']} batch "
-            f"{result['batch_size']} on {result['device_name']}:\n"
-            f"  record per step {result['record_s'] * 1e3:.3f} ms, "
-            f"write per epoch {result['write_epoch_s'] * 1e3:.1f} ms, "
-            f"training step {result['step_s'] * 1e3:.1f} ms x {result['steps_per_epoch']} steps\n"
-            f"  AV log {result['epoch_log_s']:.3f} s of {result['epoch_step_s']:.1f} s per epoch = "
-            f"{100 * result['overhead_fraction']:.3f} % (target <= 1 %: "
-            f"{'met' if result['within_target'] else 'NOT met'})")
+    return (
+        f"AV log, {result['samples']} samples, {result['model']} {result['method']} batch "
+        f"{result['batch_size']} on {result['device_name']}:\n"
+        f"  record per step {result['record_s'] * 1e3:.3f} ms, "
+        f"write per epoch {result['write_epoch_s'] * 1e3:.1f} ms, "
+        f"training step {result['step_s'] * 1e3:.1f} ms x {result['steps_per_epoch']} steps\n"
+        f"  AV log {result['epoch_log_s']:.3f} s of {result['epoch_step_s']:.1f} s per epoch = "
+        f"{100 * result['overhead_fraction']:.3f} % (target <= 1 %: "
+        f"{'met' if result['within_target'] else 'NOT met'})"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,8 +161,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     runtime = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
-    result = avlog_cost(args.model, args.batch_size, args.samples, args.method, args.device, runtime, args.repeats,
-                        args.warmup, epochs=args.epochs, threads=args.threads, seed=args.seed)
+    result = avlog_cost(
+        args.model,
+        args.batch_size,
+        args.samples,
+        args.method,
+        args.device,
+        runtime,
+        args.repeats,
+        args.warmup,
+        epochs=args.epochs,
+        threads=args.threads,
+        seed=args.seed,
+    )
     return report(result, format_report(result), args.out)
 
 

@@ -95,13 +95,35 @@ class Profile:
 
 
 FULL = Profile()
-SMOKE = Profile(models=("small_cnn",), batch_size=8, variants=("fp32", "channels_last"), methods=(step_timing.AT, step_timing.ISEAT),
-                pgd_steps=2, warmup=1, repeats=2, memory_every_variant=False, loader_batches=4, loader_workers=0,
-                train_arch="small_cnn", train_epochs=1, train_batch_size=128, train_pgd_steps=2, validation_size=100,
-                selection_samples=32, aa_samples=16, check_arch="small_cnn", check_epochs=1, check_estimate_s=40.0,
-                training_estimate_s=30.0, loader_estimate_s=10.0, device="cpu", threads=1, train_on_given_data=False,
-                budget_s=150.0,
-                first_step_estimate_s=5.0)
+SMOKE = Profile(
+    models=("small_cnn",),
+    batch_size=8,
+    variants=("fp32", "channels_last"),
+    methods=(step_timing.AT, step_timing.ISEAT),
+    pgd_steps=2,
+    warmup=1,
+    repeats=2,
+    memory_every_variant=False,
+    loader_batches=4,
+    loader_workers=0,
+    train_arch="small_cnn",
+    train_epochs=1,
+    train_batch_size=128,
+    train_pgd_steps=2,
+    validation_size=100,
+    selection_samples=32,
+    aa_samples=16,
+    check_arch="small_cnn",
+    check_epochs=1,
+    check_estimate_s=40.0,
+    training_estimate_s=30.0,
+    loader_estimate_s=10.0,
+    device="cpu",
+    threads=1,
+    train_on_given_data=False,
+    budget_s=150.0,
+    first_step_estimate_s=5.0,
+)
 
 
 class Budget:
@@ -150,6 +172,7 @@ class Report:
 
 # ----------------------------------------------------------------------------- sections
 
+
 def step_section(profile: Profile, device: str, budget: Budget, report: Report) -> None:
     """Tab. 4 step timing for every model and speed variant (iseat.benchmarks.step_timing)."""
     measured: dict[tuple, float] = {}  # (model, variant) -> seconds the measurement took
@@ -163,10 +186,19 @@ def step_section(profile: Profile, device: str, budget: Budget, report: Report) 
             start = time.monotonic()
             try:
                 result = step_timing.step_timing(
-                    arch, profile.batch_size, profile.repeats, profile.warmup, device, VARIANTS[variant],
+                    arch,
+                    profile.batch_size,
+                    profile.repeats,
+                    profile.warmup,
+                    device,
+                    VARIANTS[variant],
                     methods=profile.compile_methods if variant == "compile" else profile.methods,
-                    steps=profile.pgd_steps, threads=profile.threads,
-                    memory=profile.memory_every_variant or variant == "fp32", flops=variant == "fp32", memory_lean=variant == "fp32")
+                    steps=profile.pgd_steps,
+                    threads=profile.threads,
+                    memory=profile.memory_every_variant or variant == "fp32",
+                    flops=variant == "fp32",
+                    memory_lean=variant == "fp32",
+                )
             except Exception as err:  # one variant failing (e.g. compile) must not end the check
                 traceback.print_exc()
                 report.fail(name, err)
@@ -213,29 +245,54 @@ def loader_section(profile: Profile, data_cfg: dict, device: str, budget: Budget
     estimate = profile.loader_estimate_s
     if not budget.allows(estimate):
         return report.skip("loader", f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s left")
-    result = loader.loader_benchmark(data_cfg, profile.batch_size, profile.loader_workers, profile.loader_batches,
-                                     steps=3, method="iseat", arch=profile.train_arch, device=device,
-                                     threads=profile.threads)
+    result = loader.loader_benchmark(
+        data_cfg,
+        profile.batch_size,
+        profile.loader_workers,
+        profile.loader_batches,
+        steps=3,
+        method="iseat",
+        arch=profile.train_arch,
+        device=device,
+        threads=profile.threads,
+    )
     print(loader.format_report(result), flush=True)
     report.section("loader", result)
 
 
-def training_overrides(profile: Profile, data_cfg: dict, device: str, arch: str, epochs: int, *,
-                       deterministic: bool, checkpoint_minutes: float = 15) -> list[str]:
+def training_overrides(
+    profile: Profile,
+    data_cfg: dict,
+    device: str,
+    arch: str,
+    epochs: int,
+    *,
+    deterministic: bool,
+    checkpoint_minutes: float = 15,
+) -> list[str]:
     """`iseat train --set` values of the check's short ISEAT trainings."""
     data = [f"data.{key}={value}" for key, value in data_cfg.items() if value is not None]
-    return [*data, f"data.num_workers={profile.loader_workers}", f"model.arch={arch}", "method.name=iseat",
-            f"training.epochs={epochs}", f"training.batch_size={profile.train_batch_size}",
-            f"attack.steps={profile.train_pgd_steps}", f"evaluation.max_samples={profile.selection_samples}",
-            f"evaluation.pgd_steps={profile.train_pgd_steps}", f"runtime.device={device}",
-            f"runtime.deterministic={str(deterministic).lower()}", "runtime.progress=false",
-            f"runtime.checkpoint_minutes={checkpoint_minutes}", "seed=0",
-            # one epoch has no room for an lr decay (the config refuses a milestone before epoch 1)
-            *(["training.lr_milestones=[]"] if epochs < 2 else [])]
+    return [
+        *data,
+        f"data.num_workers={profile.loader_workers}",
+        f"model.arch={arch}",
+        "method.name=iseat",
+        f"training.epochs={epochs}",
+        f"training.batch_size={profile.train_batch_size}",
+        f"attack.steps={profile.train_pgd_steps}",
+        f"evaluation.max_samples={profile.selection_samples}",
+        f"evaluation.pgd_steps={profile.train_pgd_steps}",
+        f"runtime.device={device}",
+        f"runtime.deterministic={str(deterministic).lower()}",
+        "runtime.progress=false",
+        f"runtime.checkpoint_minutes={checkpoint_minutes}",
+        "seed=0",
+        # one epoch has no room for an lr decay (the config refuses a milestone before epoch 1)
+        *(["training.lr_milestones=[]"] if epochs < 2 else []),
+    ]
 
 
-def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report,
-                     work: Path) -> None:
+def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report, work: Path) -> None:
     """A short ISEAT training of the training model, then AutoAttack (standard) and PGD on the test images."""
     from iseat.training.config import load_config
     from iseat.evaluation import EvaluationSpec, evaluate_checkpoint
@@ -245,36 +302,59 @@ def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budg
     if not budget.allows(estimate):
         return report.skip("training", f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s left")
     run_dir = work / "training"
-    cfg = load_config(None, training_overrides(profile, data_cfg, device, profile.train_arch, profile.train_epochs,
-                                               deterministic=False))
+    cfg = load_config(
+        None,
+        training_overrides(profile, data_cfg, device, profile.train_arch, profile.train_epochs, deterministic=False),
+    )
     start = time.monotonic()
     summary = train(cfg, run_dir, say=lambda line: print(f"[gpu-check] training: {line}", flush=True))
     train_s = time.monotonic() - start
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     start = time.monotonic()
-    aa = evaluate_checkpoint(run_dir / "best.pt", run_dir / "aa.json",
-                             EvaluationSpec(attacks=("autoattack", "pgd"), n_ex=profile.aa_samples),
-                             device=device, progress=False)
-    result = {"arch": profile.train_arch, "epochs": profile.train_epochs, "seconds": train_s,
-              "epoch_seconds": [m["epoch_seconds"] for m in metrics],
-              "train_adv_acc": [m["train_adv_acc"] for m in metrics],
-              "best_selection_pgd_acc": summary["best_selection_pgd_acc"],
-              "evaluation_seconds": time.monotonic() - start, "n_examples": aa["n_examples"],
-              "autoattack_seconds": aa["wall_time_s"]["autoattack"], "pgd_seconds": aa["wall_time_s"]["pgd"],
-              "clean_accuracy": aa["clean_accuracy"], "autoattack_accuracy": aa["robust_accuracy"],
-              "autoattack_label": aa["label"], "pgd_accuracy": aa["pgd"]["robust_accuracy"],
-              "pgd_label": aa["pgd"]["label"], "chance": 1 / 10}
-    print(f"[gpu-check] training: clean {result['clean_accuracy']:.3f}, AutoAttack {result['autoattack_accuracy']:.3f}"
-          f", {result['pgd_label']} {result['pgd_accuracy']:.3f} on {result['n_examples']} test images", flush=True)
+    aa = evaluate_checkpoint(
+        run_dir / "best.pt",
+        run_dir / "aa.json",
+        EvaluationSpec(attacks=("autoattack", "pgd"), n_ex=profile.aa_samples),
+        device=device,
+        progress=False,
+    )
+    result = {
+        "arch": profile.train_arch,
+        "epochs": profile.train_epochs,
+        "seconds": train_s,
+        "epoch_seconds": [m["epoch_seconds"] for m in metrics],
+        "train_adv_acc": [m["train_adv_acc"] for m in metrics],
+        "best_selection_pgd_acc": summary["best_selection_pgd_acc"],
+        "evaluation_seconds": time.monotonic() - start,
+        "n_examples": aa["n_examples"],
+        "autoattack_seconds": aa["wall_time_s"]["autoattack"],
+        "pgd_seconds": aa["wall_time_s"]["pgd"],
+        "clean_accuracy": aa["clean_accuracy"],
+        "autoattack_accuracy": aa["robust_accuracy"],
+        "autoattack_label": aa["label"],
+        "pgd_accuracy": aa["pgd"]["robust_accuracy"],
+        "pgd_label": aa["pgd"]["label"],
+        "chance": 1 / 10,
+    }
+    print(
+        f"[gpu-check] training: clean {result['clean_accuracy']:.3f}, AutoAttack {result['autoattack_accuracy']:.3f}"
+        f", {result['pgd_label']} {result['pgd_accuracy']:.3f} on {result['n_examples']} test images",
+        flush=True,
+    )
     report.section("training", result)
 
 
-def run_training_process(settings: list[str], out: Path, kill_mid_epoch: int | None = None,
-                         threads: int | None = None) -> dict:
+def run_training_process(
+    settings: list[str], out: Path, kill_mid_epoch: int | None = None, threads: int | None = None
+) -> dict:
     """`iseat train` in its own process (deterministic settings take effect before CUDA starts); with
     `kill_mid_epoch`, SIGKILL it once its saved state is two batches into that epoch."""
-    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONUNBUFFERED": "1",
-           **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    env = {
+        **os.environ,
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "PYTHONUNBUFFERED": "1",
+        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+    }
     cmd = [sys.executable, "-m", "iseat", "train", "--out", str(out), "--set", *settings]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if kill_mid_epoch is not None:
@@ -305,27 +385,38 @@ def identical_weights(a: Path, b: Path) -> tuple[bool, float]:
     return all(torch.equal(wa[k], wb[k]) for k in wa), diff
 
 
-def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report,
-                                    work: Path) -> None:
+def determinism_and_resume_sections(
+    profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report, work: Path
+) -> None:
     """Runs A and B (identical, deterministic) must match; run C, killed in its last epoch and started
     again, must match A."""
     estimate = profile.check_estimate_s
     if not budget.allows(estimate):
         report.skip("determinism", f"estimated {estimate:.0f} s, {max(budget.left(), 0):.0f} s left")
         return report.skip("resume", "needs the determinism runs")
-    settings = training_overrides(profile, data_cfg, device, profile.check_arch, profile.check_epochs,
-                                  deterministic=True)
+    settings = training_overrides(
+        profile, data_cfg, device, profile.check_arch, profile.check_epochs, deterministic=True
+    )
     runs = {}
     start = time.monotonic()
     for name in ("a", "b"):
-        runs[name] = run_training_process(settings + ["runtime.av_log=false"], work / f"deterministic_{name}",
-                                            threads=profile.threads)
+        runs[name] = run_training_process(
+            settings + ["runtime.av_log=false"], work / f"deterministic_{name}", threads=profile.threads
+        )
         if runs[name]["returncode"] != 0:
             raise RuntimeError(f"deterministic training run {name} failed: {' / '.join(runs[name]['output_tail'])}")
     same, diff = identical_weights(work / "deterministic_a" / "last.pt", work / "deterministic_b" / "last.pt")
-    report.section("determinism", {"arch": profile.check_arch, "epochs": profile.check_epochs, "runs": runs,
-                                   "identical_weights": same, "max_abs_difference": diff,
-                                   "seconds": time.monotonic() - start})
+    report.section(
+        "determinism",
+        {
+            "arch": profile.check_arch,
+            "epochs": profile.check_epochs,
+            "runs": runs,
+            "identical_weights": same,
+            "max_abs_difference": diff,
+            "seconds": time.monotonic() - start,
+        },
+    )
     print(f"[gpu-check] determinism: two deterministic runs identical: {same} (max |diff| {diff:.3g})", flush=True)
     if not budget.allows(estimate / 2):
         return report.skip("resume", f"{max(budget.left(), 0):.0f} s of the budget left")
@@ -333,34 +424,60 @@ def determinism_and_resume_sections(profile: Profile, data_cfg: dict, device: st
     resumed = work / "killed_and_resumed"
     # resume state is saved after every batch, so the kill lands between two saved batches
     kill_settings = [s for s in settings if not s.startswith("runtime.checkpoint_minutes")] + [
-        "runtime.checkpoint_minutes=0.0001", "runtime.av_log=false"]
-    killed = run_training_process(kill_settings, resumed, kill_mid_epoch=profile.check_epochs - 1,
-                                  threads=profile.threads)
+        "runtime.checkpoint_minutes=0.0001",
+        "runtime.av_log=false",
+    ]
+    killed = run_training_process(
+        kill_settings, resumed, kill_mid_epoch=profile.check_epochs - 1, threads=profile.threads
+    )
     again = run_training_process(kill_settings, resumed, threads=profile.threads)
     if again["returncode"] != 0:
         raise RuntimeError(f"the resumed training run failed: {' / '.join(again['output_tail'])}")
     same, diff = identical_weights(work / "deterministic_a" / "last.pt", resumed / "last.pt")
-    report.section("resume", {"killed": killed, "resumed": again, "identical_to_uninterrupted": same,
-                              "max_abs_difference": diff, "seconds": time.monotonic() - start})
+    report.section(
+        "resume",
+        {
+            "killed": killed,
+            "resumed": again,
+            "identical_to_uninterrupted": same,
+            "max_abs_difference": diff,
+            "seconds": time.monotonic() - start,
+        },
+    )
     print(f"[gpu-check] resume: killed (SIGKILL) mid-epoch and resumed, identical to uninterrupted: {same}", flush=True)
 
 
 # ----------------------------------------------------------------------------- the check
 
+
 def environment(device: str) -> dict:
     from iseat.common.provenance import provenance
 
-    env = {"device": device, "provenance": provenance(device, 0), "torch": torch.__version__,
-           "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    env = {
+        "device": device,
+        "provenance": provenance(device, 0),
+        "torch": torch.__version__,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_memory_gib=props.total_memory / 2**30, cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version(), capability=f"{props.major}.{props.minor}")
+        env.update(
+            gpu=props.name,
+            gpu_memory_gib=props.total_memory / 2**30,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            capability=f"{props.major}.{props.minor}",
+        )
     return env
 
 
-def gpu_check(data: str | None, out: str | None, smoke: bool = False, budget_s: float | None = None,
-              sections=("step", "loader", "training", "determinism")) -> dict:
+def gpu_check(
+    data: str | None,
+    out: str | None,
+    smoke: bool = False,
+    budget_s: float | None = None,
+    sections=("step", "loader", "training", "determinism"),
+) -> dict:
     """Run the check (see the module docstring); returns the report and writes it to `out` if given."""
     profile = SMOKE if smoke else FULL
     device = str(resolve_device(profile.device))
@@ -376,16 +493,24 @@ def gpu_check(data: str | None, out: str | None, smoke: bool = False, budget_s: 
     work = Path(out) if out else Path.cwd() / "gpu-check"
     work.mkdir(parents=True, exist_ok=True)
     report = Report(work)
-    report.result.update(check="gpu_check", mode="smoke" if smoke else "full", profile=asdict(profile),
-                         budget_s=budget.seconds, data=data_cfg, training_data=train_data,
-                         environment=environment(device))
+    report.result.update(
+        check="gpu_check",
+        mode="smoke" if smoke else "full",
+        profile=asdict(profile),
+        budget_s=budget.seconds,
+        data=data_cfg,
+        training_data=train_data,
+        environment=environment(device),
+    )
     report.write()
     # cheap and decisive first; the WRN-34-10 step entries come last, where the guard can drop them
-    plan = [("step", lambda: step_section(replace(profile, models=profile.models[:1]), device, budget, report)),
-            ("loader", lambda: loader_section(profile, data_cfg, device, budget, report)),
-            ("training", lambda: training_section(profile, train_data, device, budget, report, work)),
-            ("determinism", lambda: determinism_and_resume_sections(profile, train_data, device, budget, report, work)),
-            ("step", lambda: step_section(replace(profile, models=profile.models[1:]), device, budget, report))]
+    plan = [
+        ("step", lambda: step_section(replace(profile, models=profile.models[:1]), device, budget, report)),
+        ("loader", lambda: loader_section(profile, data_cfg, device, budget, report)),
+        ("training", lambda: training_section(profile, train_data, device, budget, report, work)),
+        ("determinism", lambda: determinism_and_resume_sections(profile, train_data, device, budget, report, work)),
+        ("step", lambda: step_section(replace(profile, models=profile.models[1:]), device, budget, report)),
+    ]
     for name, section in plan:
         if name in sections:
             run_guarded(name, section, report)
@@ -412,34 +537,43 @@ def data_config(data: str | None, profile: Profile) -> dict:
         return {"dataset": "digits", "root": None, "validation_size": profile.validation_size}
     path = Path(data)
     if not path.is_file() or path.suffix != ".npz":
-        raise ValueError(f"--data {data}: not an .npz file (give the CIFAR-10 sample, e.g. "
-                         "../shared/data/cifar10_sample.npz)")
+        raise ValueError(
+            f"--data {data}: not an .npz file (give the CIFAR-10 sample, e.g. ../shared/data/cifar10_sample.npz)"
+        )
     return {"dataset": "npz", "root": str(path.resolve()), "validation_size": profile.validation_size}
 
 
 # ----------------------------------------------------------------------------- the report
 
+
 def format_report(result: dict) -> str:
     env = result.get("environment", {})
     sections = result.get("sections", {})
-    lines = [f"# GPU check ({result.get('mode')})", "",
-             f"Device: {env.get('gpu', env.get('device'))}; torch {env.get('torch')}; budget "
-             f"{result.get('budget_s', 0):.0f} s"
-             + (f", took {result['elapsed_s']:.0f} s" if "elapsed_s" in result else "")]
+    lines = [
+        f"# GPU check ({result.get('mode')})",
+        "",
+        f"Device: {env.get('gpu', env.get('device'))}; torch {env.get('torch')}; budget "
+        f"{result.get('budget_s', 0):.0f} s" + (f", took {result['elapsed_s']:.0f} s" if "elapsed_s" in result else ""),
+    ]
     steps = {k: v for k, v in sections.items() if k.startswith("step/")}
     if steps:
-        lines += ["", "## Training step (PGD-%d)" % next(iter(steps.values()))["pgd_steps"], "",
-                  "| model | variant | method | path | s/step | img/s | peak MiB | speed-up vs fp32 eager "
-                  "| ratio to AT |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Training step (PGD-%d)" % next(iter(steps.values()))["pgd_steps"],
+            "",
+            "| model | variant | method | path | s/step | img/s | peak MiB | speed-up vs fp32 eager | ratio to AT |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for key, r in steps.items():
             _, arch, variant = key.split("/")
             for row in r["rows"]:
                 peak = f"{row['peak_step_bytes'] / 2**20:.0f}" if "peak_step_bytes" in row else "—"
                 speedup = row.get("speedup_over_fp32_eager")
-                lines.append(f"| {arch} | {variant} | {row['method']} | {row['path']} | {row['median_s']:.4f} | "
-                             f"{row['img_per_s']:.0f} | {peak} | {f'{speedup:.2f}x' if speedup else '—'} | "
-                             f"{row['ratio_to_at']:.3f} |")
+                lines.append(
+                    f"| {arch} | {variant} | {row['method']} | {row['path']} | {row['median_s']:.4f} | "
+                    f"{row['img_per_s']:.0f} | {peak} | {f'{speedup:.2f}x' if speedup else '—'} | "
+                    f"{row['ratio_to_at']:.3f} |"
+                )
         lines.append("")
         for key, r in steps.items():
             if "iseat_over_at" in r:
@@ -449,23 +583,33 @@ def format_report(result: dict) -> str:
         ld = sections["loader"]
         lines += ["", "## Data loader", ""]
         for aug, r in ld["loader"].items():
-            lines.append(f"- {aug}: {r['img_per_s']:.0f} img/s with {ld['num_workers']} workers, "
-                         f"{ld['ratio'][aug]:.1f}x what one {ld['step']['method']} {ld['step']['arch']} step consumes "
-                         f"({ld['step']['img_per_s']:.0f} img/s)")
+            lines.append(
+                f"- {aug}: {r['img_per_s']:.0f} img/s with {ld['num_workers']} workers, "
+                f"{ld['ratio'][aug]:.1f}x what one {ld['step']['method']} {ld['step']['arch']} step consumes "
+                f"({ld['step']['img_per_s']:.0f} img/s)"
+            )
     if "training" in sections:
         t = sections["training"]
-        lines += ["", "## Short training", "",
-                  f"{t['arch']}, ISEAT, {t['epochs']} epochs in {t['seconds']:.0f} s (per epoch "
-                  + ", ".join(f"{s:.1f}" for s in t["epoch_seconds"]) + f" s); on {t['n_examples']} test images: "
-                  f"clean {t['clean_accuracy']:.3f}, {t['autoattack_label']} {t['autoattack_accuracy']:.3f}, "
-                  f"{t['pgd_label']} {t['pgd_accuracy']:.3f} (chance {t['chance']:.2f}); evaluation "
-                  f"{t['evaluation_seconds']:.0f} s"]
+        lines += [
+            "",
+            "## Short training",
+            "",
+            f"{t['arch']}, ISEAT, {t['epochs']} epochs in {t['seconds']:.0f} s (per epoch "
+            + ", ".join(f"{s:.1f}" for s in t["epoch_seconds"])
+            + f" s); on {t['n_examples']} test images: "
+            f"clean {t['clean_accuracy']:.3f}, {t['autoattack_label']} {t['autoattack_accuracy']:.3f}, "
+            f"{t['pgd_label']} {t['pgd_accuracy']:.3f} (chance {t['chance']:.2f}); evaluation "
+            f"{t['evaluation_seconds']:.0f} s",
+        ]
     for name, key in (("determinism", "identical_weights"), ("resume", "identical_to_uninterrupted")):
         if name in sections:
             s = sections[name]
-            lines += ["", f"## {name.capitalize()}", "",
-                      f"{'PASS' if s[key] else 'FAIL'}: {key.replace('_', ' ')} "
-                      f"(max |diff| {s['max_abs_difference']:.3g})"]
+            lines += [
+                "",
+                f"## {name.capitalize()}",
+                "",
+                f"{'PASS' if s[key] else 'FAIL'}: {key.replace('_', ' ')} (max |diff| {s['max_abs_difference']:.3g})",
+            ]
     if result.get("failed"):
         lines += ["", "## Failed", ""] + [f"- {k}: {v}" for k, v in result["failed"].items()]
     if result.get("skipped"):
@@ -478,9 +622,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/gpu-check", help="folder for gpu_check.json, gpu_check.md and runs")
     parser.add_argument("--smoke", action="store_true", help="the reduced CPU version (test suite)")
     parser.add_argument("--budget-s", type=float, help="global time budget in seconds (default: 570, smoke 150)")
-    parser.add_argument("--sections", nargs="+", default=["step", "loader", "training", "determinism"],
-                        choices=["step", "loader", "training", "determinism"],
-                        help="sections to run (determinism includes the kill-and-resume check)")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["step", "loader", "training", "determinism"],
+        choices=["step", "loader", "training", "determinism"],
+        help="sections to run (determinism includes the kill-and-resume check)",
+    )
 
 
 def run(args) -> int:

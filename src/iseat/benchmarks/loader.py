@@ -35,12 +35,18 @@ def loader_throughput(bundle, batch_size: int, num_workers: int, batches: int, s
         if count >= batches:
             break
     seconds = time.perf_counter() - start
-    return {"images": images, "batches": count, "seconds": seconds, "first_batch_s": first_batch_s,
-            "img_per_s": images / seconds if images else float("nan")}
+    return {
+        "images": images,
+        "batches": count,
+        "seconds": seconds,
+        "first_batch_s": first_batch_s,
+        "img_per_s": images / seconds if images else float("nan"),
+    }
 
 
-def step_consumption(bundle, batch_size: int, steps: int, method: str = "at", arch: str = "small_cnn",
-                     device: str = "cpu") -> dict:
+def step_consumption(
+    bundle, batch_size: int, steps: int, method: str = "at", arch: str = "small_cnn", device: str = "cpu"
+) -> dict:
     """img/s one training step of `method` (PGD-10, eps 8/255) consumes on `device`, on real batches of the bundle."""
     torch.manual_seed(0)
     model = build_model(arch, bundle.num_classes).to(device)
@@ -56,13 +62,28 @@ def step_consumption(bundle, batch_size: int, steps: int, method: str = "at", ar
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"method": method, "arch": arch, "device": device, "steps": len(batches) - 1, "seconds": seconds,
-            "img_per_s": images / seconds}
+    return {
+        "method": method,
+        "arch": arch,
+        "device": device,
+        "steps": len(batches) - 1,
+        "seconds": seconds,
+        "img_per_s": images / seconds,
+    }
 
 
-def loader_benchmark(data_cfg: dict | None = None, batch_size: int = 128, num_workers: int = 0, batches: int = 20,
-                     augmentations=("crop_flip", "idbh"), steps: int = 3, method: str = "at", arch: str = "small_cnn",
-                     device: str = "cpu", threads: int | None = 1) -> dict:
+def loader_benchmark(
+    data_cfg: dict | None = None,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    batches: int = 20,
+    augmentations=("crop_flip", "idbh"),
+    steps: int = 3,
+    method: str = "at",
+    arch: str = "small_cnn",
+    device: str = "cpu",
+    threads: int | None = 1,
+) -> dict:
     """Loader img/s per augmentation and the training step's img/s on the same data; `ratio` = loader / step.
 
     `threads` limits torch's intra-op threads while measuring (restored afterwards).
@@ -81,20 +102,36 @@ def measure(data_cfg, batch_size, num_workers, batches, augmentations, steps, me
     for augmentation in augmentations:
         bundle = load_data({**data_cfg, "augmentation": augmentation}, seed=0)
         loaders[augmentation] = loader_throughput(bundle, batch_size, num_workers, batches)
-    step = step_consumption(load_data({**data_cfg, "augmentation": "none"}, seed=0), batch_size, steps, method, arch, device)
-    return {"dataset": data_cfg["dataset"], "extra": data_cfg.get("extra"), "batch_size": batch_size,
-            "num_workers": num_workers, "threads": threads, "loader": loaders, "step": step,
-            "ratio": {a: r["img_per_s"] / step["img_per_s"] for a, r in loaders.items()}}
+    step = step_consumption(
+        load_data({**data_cfg, "augmentation": "none"}, seed=0), batch_size, steps, method, arch, device
+    )
+    return {
+        "dataset": data_cfg["dataset"],
+        "extra": data_cfg.get("extra"),
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "threads": threads,
+        "loader": loaders,
+        "step": step,
+        "ratio": {a: r["img_per_s"] / step["img_per_s"] for a, r in loaders.items()},
+    }
 
 
 def format_report(result: dict) -> str:
     step = result["step"]
-    lines = [f"data set {result['dataset']}" + (f" + extra {result['extra']}" if result["extra"] else "") +
-             f", batch {result['batch_size']}, {result['num_workers']} loader workers, {result['threads']} torch thread(s)"]
+    lines = [
+        f"data set {result['dataset']}"
+        + (f" + extra {result['extra']}" if result["extra"] else "")
+        + f", batch {result['batch_size']}, {result['num_workers']} loader workers, {result['threads']} torch thread(s)"
+    ]
     for augmentation, r in result["loader"].items():
-        lines.append(f"  loader {augmentation:<10} {r['img_per_s']:>9.0f} img/s   "
-                     f"({result['ratio'][augmentation]:.1f}x the training step; first batch after {r['first_batch_s']:.2f} s)")
-    lines.append(f"  step   {step['method']} {step['arch']} PGD-10 on {step['device']}: {step['img_per_s']:>9.0f} img/s")
+        lines.append(
+            f"  loader {augmentation:<10} {r['img_per_s']:>9.0f} img/s   "
+            f"({result['ratio'][augmentation]:.1f}x the training step; first batch after {r['first_batch_s']:.2f} s)"
+        )
+    lines.append(
+        f"  step   {step['method']} {step['arch']} PGD-10 on {step['device']}: {step['img_per_s']:>9.0f} img/s"
+    )
     return "\n".join(lines)
 
 
@@ -114,8 +151,17 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     data_cfg = {"dataset": args.dataset, "root": args.root, "extra": args.extra, "validation_size": 100}
-    result = loader_benchmark(data_cfg, args.batch_size, args.workers, args.batches, steps=args.steps,
-                              method=args.method, arch=args.arch, device=args.device, threads=args.threads)
+    result = loader_benchmark(
+        data_cfg,
+        args.batch_size,
+        args.workers,
+        args.batches,
+        steps=args.steps,
+        method=args.method,
+        arch=args.arch,
+        device=args.device,
+        threads=args.threads,
+    )
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 

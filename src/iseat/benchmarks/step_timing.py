@@ -47,8 +47,11 @@ from iseat.benchmarks import module_main, report
 # Tab. 4 rows: label -> (method, overrides), from the registry. Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {label: (name, {}) for name, label in method_registry.tab4_labels().items()}
 STAGE = 1
-PATHS = {"fast": training_step, "straightforward": reference_training_step,
-         "memory_lean": functools.partial(training_step, memory_lean=True)}
+PATHS = {
+    "fast": training_step,
+    "straightforward": reference_training_step,
+    "memory_lean": functools.partial(training_step, memory_lean=True),
+}
 # Methods whose step has a theta branch, the only ones the memory-lean path changes.
 THETA_BRANCH_METHODS = method_registry.theta_branch_labels()
 AT, ISEAT = method_registry.cost_row(False, False), method_registry.cost_row(True, True)
@@ -95,8 +98,12 @@ def build_setups(arch, batch_size, device, runtime, paths, methods, seed, steps=
     x = torch.rand(batch_size, 3, 32, 32, generator=generator)
     y = torch.randint(0, 10, (batch_size,), generator=generator)
     attack = PGD(8 / 255, 2 / 255, steps)
-    return [Setup(label, path, model, tab4_method(label, attack), x, y, runtime, device)
-            for path in paths for label in methods if path != "memory_lean" or label in THETA_BRANCH_METHODS]
+    return [
+        Setup(label, path, model, tab4_method(label, attack), x, y, runtime, device)
+        for path in paths
+        for label in methods
+        if path != "memory_lean" or label in THETA_BRANCH_METHODS
+    ]
 
 
 def quartiles(values):
@@ -129,15 +136,34 @@ def cuda_peak_bytes(setup: Setup) -> dict:
     torch.cuda.reset_peak_memory_stats(setup.device)
     setup.step()
     synchronize(setup.device)
-    return {"peak_step_bytes": torch.cuda.max_memory_allocated(setup.device) - before,
-            "memory_measure": "torch.cuda.max_memory_allocated during one step minus memory allocated before it"}
+    return {
+        "peak_step_bytes": torch.cuda.max_memory_allocated(setup.device) - before,
+        "memory_measure": "torch.cuda.max_memory_allocated during one step minus memory allocated before it",
+    }
 
 
 def cpu_peak_bytes(arch, batch_size, label, path, runtime, seed, steps, threads) -> dict:
     """Peak resident-set growth over the first step of `label`, measured in a fresh process."""
-    cmd = [sys.executable, "-m", "iseat.benchmarks.step_timing", "--memory-probe", "--model", arch,
-           "--batch-size", str(batch_size), "--methods", label, "--seed", str(seed), "--steps", str(steps),
-           "--runtime", json.dumps(runtime), "--probe-path", path]
+    cmd = [
+        sys.executable,
+        "-m",
+        "iseat.benchmarks.step_timing",
+        "--memory-probe",
+        "--model",
+        arch,
+        "--batch-size",
+        str(batch_size),
+        "--methods",
+        label,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--runtime",
+        json.dumps(runtime),
+        "--probe-path",
+        path,
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -184,8 +210,10 @@ def memory_probe(arch, batch_size, label, path, runtime, seed, steps) -> dict:
         before = _proc_status_kib("VmRSS")
         setup.step()
         peak = _proc_status_kib("VmHWM")
-        how = ("peak resident set during the second step (VmHWM, reset before it) minus the resident set before it, "
-               "fresh process per method")
+        how = (
+            "peak resident set during the second step (VmHWM, reset before it) minus the resident set before it, "
+            "fresh process per method"
+        )
     else:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         setup.step()
@@ -219,10 +247,22 @@ def step_flops(arch, batch_size, device, label, path, seed, steps) -> int:
     return counter.total
 
 
-def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 10, warmup: int = 2,
-                device: str = "auto", runtime: dict | None = None, straightforward: bool = False,
-                methods=tuple(TAB4_METHODS), seed: int = 0, steps: int = 10, threads: int | None = None,
-                memory: bool = True, flops: bool = True, memory_lean: bool = False) -> dict:
+def step_timing(
+    arch: str = "small_cnn",
+    batch_size: int = 128,
+    repeats: int = 10,
+    warmup: int = 2,
+    device: str = "auto",
+    runtime: dict | None = None,
+    straightforward: bool = False,
+    methods=tuple(TAB4_METHODS),
+    seed: int = 0,
+    steps: int = 10,
+    threads: int | None = None,
+    memory: bool = True,
+    flops: bool = True,
+    memory_lean: bool = False,
+) -> dict:
     """Median time of one training step per method (and path), its ratio to AT, img/s, peak memory and
     the step's FLOPs (matrix multiplications and convolutions)."""
     from iseat.common.provenance import provenance
@@ -244,7 +284,7 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
     wall = {key: [] for key in keys}
     cpu = {key: [] for key in keys}
     for r in range(repeats):
-        for setup in setups[r % len(setups):] + setups[:r % len(setups)]:
+        for setup in setups[r % len(setups) :] + setups[: r % len(setups)]:
             w, c = setup.timed_step()
             wall[(setup.label, setup.path)].append(w)
             cpu[(setup.label, setup.path)].append(c)
@@ -254,13 +294,19 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
     for setup in setups:
         key = (setup.label, setup.path)
         q1, median, q3 = quartiles(wall[key])
-        row = {"method": setup.label, "path": setup.path, "median_s": median, "q1_s": q1, "q3_s": q3,
-               "img_per_s": batch_size / median,
-               # per round, the step's time over AT's in the same round; median over the rounds
-               "ratio_to_at": statistics.median(a / b for a, b in zip(wall[key], wall[at])),
-               "ratio_of_medians": median / statistics.median(wall[at]),
-               "ratio_of_minima": min(wall[key]) / min(wall[at]),
-               "times_s": wall[key]}
+        row = {
+            "method": setup.label,
+            "path": setup.path,
+            "median_s": median,
+            "q1_s": q1,
+            "q3_s": q3,
+            "img_per_s": batch_size / median,
+            # per round, the step's time over AT's in the same round; median over the rounds
+            "ratio_to_at": statistics.median(a / b for a, b in zip(wall[key], wall[at])),
+            "ratio_of_medians": median / statistics.median(wall[at]),
+            "ratio_of_minima": min(wall[key]) / min(wall[at]),
+            "times_s": wall[key],
+        }
         if not device.startswith("cuda"):
             row["cpu_median_s"] = statistics.median(cpu[key])
             row["cpu_ratio_to_at"] = statistics.median(a / b for a, b in zip(cpu[key], cpu[at]))
@@ -282,16 +328,27 @@ def step_timing(arch: str = "small_cnn", batch_size: int = 128, repeats: int = 1
     # measured on an eager copy: saved-tensor hooks are not for compiled graphs
     probe = build_setups(arch, batch_size, device, {**runtime, "compile": False}, ["fast"], [AT], seed, steps)[0]
     kept = graph_bytes(probe.model, probe.x, probe.y, runtime, device)
-    return {"benchmark": "step_timing", "model": arch, "batch_size": batch_size, "device": device,
-            "device_name": _device_name(device), "threads": torch.get_num_threads(), "pgd_steps": steps,
-            "repeats": repeats, "warmup": warmup, "order": "interleaved, rotated every round",
-            "ratio_note": "ratio_to_at: median over rounds of (step time / AT step time in the same round); "
-                          "ratio_of_minima: fastest step over AT's fastest (least disturbed by other load); "
-                          "cpu_*: process CPU time (CPU devices), less sensitive to other processes sharing the cores",
-            "runtime": acceleration.describe(runtime), "graph_bytes": kept,
-            "graph_bytes_note": "autograd-saved bytes of one clean forward (parameters excluded), held by the fast "
-                                "path from the clean pass to the update",
-            "rows": rows, "provenance": provenance(device, seed)}
+    return {
+        "benchmark": "step_timing",
+        "model": arch,
+        "batch_size": batch_size,
+        "device": device,
+        "device_name": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "pgd_steps": steps,
+        "repeats": repeats,
+        "warmup": warmup,
+        "order": "interleaved, rotated every round",
+        "ratio_note": "ratio_to_at: median over rounds of (step time / AT step time in the same round); "
+        "ratio_of_minima: fastest step over AT's fastest (least disturbed by other load); "
+        "cpu_*: process CPU time (CPU devices), less sensitive to other processes sharing the cores",
+        "runtime": acceleration.describe(runtime),
+        "graph_bytes": kept,
+        "graph_bytes_note": "autograd-saved bytes of one clean forward (parameters excluded), held by the fast "
+        "path from the clean pass to the update",
+        "rows": rows,
+        "provenance": provenance(device, seed),
+    }
 
 
 def _device_name(device: str) -> str:
@@ -305,8 +362,11 @@ def format_table(result: dict) -> str:
     paths = list(dict.fromkeys(r["path"] for r in result["rows"]))
     by = {(r["method"], r["path"]): r for r in result["rows"]}
     methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
-    columns = [("s/step", lambda r: f"{r['median_s']:.4f}"), ("ratio to AT", lambda r: f"{r['ratio_to_at']:.3f}"),
-               ("img/s", lambda r: f"{r['img_per_s']:.1f}")]
+    columns = [
+        ("s/step", lambda r: f"{r['median_s']:.4f}"),
+        ("ratio to AT", lambda r: f"{r['ratio_to_at']:.3f}"),
+        ("img/s", lambda r: f"{r['img_per_s']:.1f}"),
+    ]
     if all("cpu_ratio_to_at" in r for r in result["rows"]):
         columns.append(("CPU-time ratio", lambda r: f"{r['cpu_ratio_to_at']:.3f}"))
     if all("flop_ratio_to_at" in r for r in result["rows"]):
@@ -315,10 +375,14 @@ def format_table(result: dict) -> str:
         columns.append(("peak MiB", lambda r: f"{r['peak_step_bytes'] / 2**20:.1f}"))
     names = [f"{name}" if len(paths) == 1 else f"{path} {name}" for path in paths for name, _ in columns]
     rt = result["runtime"]
-    lines = [f"{result['model']}, batch {result['batch_size']}, PGD-{result['pgd_steps']}, {result['device_name']}, "
-             f"precision {rt['precision']}, channels_last {rt['channels_last']}, compile {rt['compile']}; "
-             f"median of {result['repeats']} interleaved repeats after {result['warmup']} warm-up steps", "",
-             "| method | " + " | ".join(names) + " |", "|" + " --- |" * (1 + len(names))]
+    lines = [
+        f"{result['model']}, batch {result['batch_size']}, PGD-{result['pgd_steps']}, {result['device_name']}, "
+        f"precision {rt['precision']}, channels_last {rt['channels_last']}, compile {rt['compile']}; "
+        f"median of {result['repeats']} interleaved repeats after {result['warmup']} warm-up steps",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|" + " --- |" * (1 + len(names)),
+    ]
     for method in methods:
         cells = [fmt(by[(method, path)]) if (method, path) in by else "—" for path in paths for _, fmt in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -335,10 +399,14 @@ def memory_lean_lines(rows) -> list[str]:
         return []
     lines = []
     if "peak_step_bytes" in lean and at.get("peak_step_bytes"):
-        fast_part = (f" (default ISEAT: {fast['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT)"
-                     if fast and "peak_step_bytes" in fast else "")
-        lines.append(f"memory-lean ISEAT peak memory: {lean['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT"
-                     + fast_part)
+        fast_part = (
+            f" (default ISEAT: {fast['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT)"
+            if fast and "peak_step_bytes" in fast
+            else ""
+        )
+        lines.append(
+            f"memory-lean ISEAT peak memory: {lean['peak_step_bytes'] / at['peak_step_bytes']:.2f}x AT" + fast_part
+        )
     fast_part = f" (default ISEAT: {fast['ratio_to_at']:.2f}x AT)" if fast else ""
     lines.append(f"memory-lean ISEAT step time: {lean['ratio_to_at']:.2f}x AT{fast_part}")
     if "flop_ratio_to_at" in lean:
@@ -347,8 +415,12 @@ def memory_lean_lines(rows) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="small_cnn", choices=["small_cnn", "preact_resnet18", "wide_resnet"],
-                        help="architecture (wide_resnet is WRN-34-10)")
+    parser.add_argument(
+        "--model",
+        default="small_cnn",
+        choices=["small_cnn", "preact_resnet18", "wide_resnet"],
+        help="architecture (wide_resnet is WRN-34-10)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps per method (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
@@ -356,10 +428,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--methods", nargs="+", default=list(TAB4_METHODS), choices=list(TAB4_METHODS))
-    parser.add_argument("--straightforward", action="store_true",
-                        help="also time the straightforward step (iseat.methods.reference_step) as a comparison column")
-    parser.add_argument("--memory-lean", action="store_true",
-                        help="also time the memory-lean step (runtime.memory_lean) of +LSI and ISEAT")
+    parser.add_argument(
+        "--straightforward",
+        action="store_true",
+        help="also time the straightforward step (iseat.methods.reference_step) as a comparison column",
+    )
+    parser.add_argument(
+        "--memory-lean",
+        action="store_true",
+        help="also time the memory-lean step (runtime.memory_lean) of +LSI and ISEAT",
+    )
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast (opt-in)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in place")
@@ -377,13 +455,31 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.memory_probe:
         runtime = json.loads(args.runtime) if args.runtime else None
-        print(json.dumps(memory_probe(args.model, args.batch_size, args.methods[0], args.probe_path, runtime,
-                                      args.seed, args.steps)))
+        print(
+            json.dumps(
+                memory_probe(
+                    args.model, args.batch_size, args.methods[0], args.probe_path, runtime, args.seed, args.steps
+                )
+            )
+        )
         return 0
     runtime = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile}
-    result = step_timing(args.model, args.batch_size, args.repeats, args.warmup, args.device, runtime,
-                         args.straightforward, args.methods, args.seed, args.steps, args.threads, not args.no_memory,
-                         not args.no_flops, args.memory_lean)
+    result = step_timing(
+        args.model,
+        args.batch_size,
+        args.repeats,
+        args.warmup,
+        args.device,
+        runtime,
+        args.straightforward,
+        args.methods,
+        args.seed,
+        args.steps,
+        args.threads,
+        not args.no_memory,
+        not args.no_flops,
+        args.memory_lean,
+    )
     return report(result, format_table(result), args.out, markdown=True)
 
 

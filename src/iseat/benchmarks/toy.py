@@ -23,8 +23,12 @@ class TinyCNN(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, width: int = 8):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
         )
         self.classifier = nn.Linear(8 * width, num_classes)
 
@@ -45,8 +49,15 @@ def synthetic_images(n: int, protos: torch.Tensor, noise: float, generator: torc
     return x.clamp(0, 1), y
 
 
-def train_toy_model(steps: int = 100, width: int = 8, batch_size: int = 64, noise: float = 0.25,
-                    contrast: float = 0.8, seed: int = 0, n_test: int = 32):
+def train_toy_model(
+    steps: int = 100,
+    width: int = 8,
+    batch_size: int = 64,
+    noise: float = 0.25,
+    contrast: float = 0.8,
+    seed: int = 0,
+    n_test: int = 32,
+):
     """Return (model in eval mode, x_test, y_test) for a `TinyCNN` trained with plain SGD."""
     generator = torch.Generator().manual_seed(seed)
     protos = prototypes(generator, contrast)

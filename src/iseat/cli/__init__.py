@@ -58,7 +58,6 @@ def print_attempt_header(attempt: str, command: list) -> None:
     print(f"=== attempt {attempt}: iseat {' '.join(command)} on {platform.node()} at {now}", flush=True)
 
 
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="iseat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

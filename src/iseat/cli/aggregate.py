@@ -17,11 +17,19 @@ def add_arguments(parser) -> None:
     p.add_argument("--out", required=True, help="aggregated JSON, e.g. results/cifar10/iseat/aa.json")
 
     p = sub.add_parser("grid", help="select the lambda/gamma grid winner on the validation split")
-    p.add_argument("--point", nargs=3, action="append", required=True, metavar=("LAM", "GAMMA", "RUN_DIR"),
-                   help="one grid point and its fine-tuned run folder (repeat)")
+    p.add_argument(
+        "--point",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("LAM", "GAMMA", "RUN_DIR"),
+        help="one grid point and its fine-tuned run folder (repeat)",
+    )
     p.add_argument("--metric", default=GRID_METRIC, help="summary.json key to maximise")
     p.add_argument("--out", required=True, help="winner.json (winner and every point's evidence)")
-    p.add_argument("--paper-choice", nargs=2, metavar=("LAM", "GAMMA"), help="the paper's tuned pair, scored beside the winner")
+    p.add_argument(
+        "--paper-choice", nargs=2, metavar=("LAM", "GAMMA"), help="the paper's tuned pair, scored beside the winner"
+    )
     p.add_argument("--used", choices=["pinned", "grid"], help="which pair the final runs take")
 
     p = sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
@@ -31,16 +39,23 @@ def add_arguments(parser) -> None:
     p.add_argument("--out", required=True, help="YAML fragment, e.g. results/cifar10/iseat/tuned.yaml")
 
     def entries_and_labels(p):
-        p.add_argument("--entry", nargs=4, action="append", default=[], metavar=("SETTING", "METHOD", "PAPER", "DIR"),
-                       help="an aggregated result folder (holding aa.json, pgd.json) and the paper setting its "
-                            "rows compare with ('-' for none); repeat")
+        p.add_argument(
+            "--entry",
+            nargs=4,
+            action="append",
+            default=[],
+            metavar=("SETTING", "METHOD", "PAPER", "DIR"),
+            help="an aggregated result folder (holding aa.json, pgd.json) and the paper setting its "
+            "rows compare with ('-' for none); repeat",
+        )
         p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
         p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
 
     p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX, and the paired comparisons")
     entries_and_labels(p)
-    p.add_argument("--out-dir", required=True,
-                   help="folder of tab2..tab6 and all_results .md/.csv/.tex and significance.csv/.md")
+    p.add_argument(
+        "--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex and significance.csv/.md"
+    )
     p.add_argument("--step-timing", help="JSON of `iseat benchmark step --out`: Tab. 4's time column")
 
     p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
@@ -53,8 +68,14 @@ def add_arguments(parser) -> None:
     p.add_argument("--out", required=True, help="PNG file")
 
     p = sub.add_parser("figure-training", help="per-epoch curves (robustness, accuracy, loss, AV SD)")
-    p.add_argument("--run", nargs=2, action="append", required=True, metavar=("LABEL", "RUN_DIR"),
-                   help="a run folder with metrics.jsonl; runs with the same label are averaged (repeat)")
+    p.add_argument(
+        "--run",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("LABEL", "RUN_DIR"),
+        help="a run folder with metrics.jsonl; runs with the same label are averaged (repeat)",
+    )
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True, help="PNG file")
 
@@ -65,8 +86,13 @@ def add_arguments(parser) -> None:
 
     p = sub.add_parser("index", help="the results index page (Markdown) linking tables, figures and runs")
     p.add_argument("--out", required=True, help="e.g. results/README.md")
-    for name, what in (("tables", "table files"), ("figures", "figure files"), ("results", "aggregated JSON files"),
-                       ("winners", "grid winner.json files"), ("extra", "further outputs to link (analysis)")):
+    for name, what in (
+        ("tables", "table files"),
+        ("figures", "figure files"),
+        ("results", "aggregated JSON files"),
+        ("winners", "grid winner.json files"),
+        ("extra", "further outputs to link (analysis)"),
+    ):
         p.add_argument(f"--{name}", nargs="*", default=[], help=what)
     p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
     p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
@@ -90,29 +116,42 @@ def as_float(text, what) -> float:
 
 
 def run(args) -> int:
-    return {"seeds": run_seeds, "grid": run_grid, "tuned": run_tuned, "tables": run_tables,
-            "figure-results": run_figure_results, "figure-curves": run_figure_curves, "figure-training": run_figure_training,
-            "figure-grid": run_figure_grid, "index": run_index}[args.what](args)
+    return {
+        "seeds": run_seeds,
+        "grid": run_grid,
+        "tuned": run_tuned,
+        "tables": run_tables,
+        "figure-results": run_figure_results,
+        "figure-curves": run_figure_curves,
+        "figure-training": run_figure_training,
+        "figure-grid": run_figure_grid,
+        "index": run_index,
+    }[args.what](args)
 
 
 def run_seeds(args) -> int:
     from iseat.results.seeds import write_seed_summary
 
     result = write_seed_summary(args.inputs, args.out)
-    print(f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
-          f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %")
+    print(
+        f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
+        f"{100 * result['robust_accuracy']['std']:.2f} %, clean {100 * result['clean_accuracy']['mean']:.2f} %"
+    )
     return 0
 
 
 def run_grid(args) -> int:
     from iseat.results.grid import write_winner
 
-    points = [(as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir)
-              for lam, gamma, run_dir in args.point]
+    points = [
+        (as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir) for lam, gamma, run_dir in args.point
+    ]
     paper = None if args.paper_choice is None else [as_float(v, "--paper-choice") for v in args.paper_choice]
     winner = write_winner(points, args.out, args.metric, paper, args.used)
-    print(f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
-          f"({args.metric}={winner['value']:.4f}, {len(points)} points)")
+    print(
+        f"{args.out}: lambda={winner['lam']:g} gamma={winner['gamma']:g} "
+        f"({args.metric}={winner['value']:.4f}, {len(points)} points)"
+    )
     for note in winner["notes"]:
         print(f"warning: {note}")
     return 0
@@ -130,8 +169,11 @@ def entries(args):
 
     if not args.entry:
         raise UserError("--entry: give at least one aggregated result")
-    return (parse_entries(args.entry), labels(args.setting_label, "--setting-label"),
-            labels(args.method_label, "--method-label"))
+    return (
+        parse_entries(args.entry),
+        labels(args.setting_label, "--setting-label"),
+        labels(args.method_label, "--method-label"),
+    )
 
 
 def run_tables(args) -> int:
@@ -181,7 +223,15 @@ def run_figure_grid(args) -> int:
 def run_index(args) -> int:
     from iseat.results.index import write_index
 
-    write_index(args.out, args.tables, args.figures, args.results, args.winners, args.extra,
-                labels(args.setting_label, "--setting-label"), labels(args.method_label, "--method-label"))
+    write_index(
+        args.out,
+        args.tables,
+        args.figures,
+        args.results,
+        args.winners,
+        args.extra,
+        labels(args.setting_label, "--setting-label"),
+        labels(args.method_label, "--method-label"),
+    )
     print(args.out)
     return 0

@@ -10,9 +10,23 @@ from pathlib import Path
 from iseat.cli import UserError
 
 # the studies' parameters (ParameterError) and the flags that set them
-FLAGS = {"out": "--out", "split": "--split", "eps": "--eps", "step_size": "--step-size", "pgd_steps": "--pgd-steps",
-         "batch_size": "--batch-size", "n": "--n", "indices": "--indices", "margins": "--margins", "steps": "--steps",
-         "pick": "--pick", "n_examples": "--n-examples", "runs": "--runs", "evaluations": "--evals", "test_av": "--test-av"}
+FLAGS = {
+    "out": "--out",
+    "split": "--split",
+    "eps": "--eps",
+    "step_size": "--step-size",
+    "pgd_steps": "--pgd-steps",
+    "batch_size": "--batch-size",
+    "n": "--n",
+    "indices": "--indices",
+    "margins": "--margins",
+    "steps": "--steps",
+    "pick": "--pick",
+    "n_examples": "--n-examples",
+    "runs": "--runs",
+    "evaluations": "--evals",
+    "test_av": "--test-av",
+}
 
 
 def add_arguments(parser) -> None:
@@ -21,7 +35,9 @@ def add_arguments(parser) -> None:
     add_landscape_arguments(studies.add_parser("landscape", help="Eq. 8 loss landscape of chosen samples; Fig. 3"))
     fig1a = studies.add_parser("av-figure", help="Fig. 1a from an AV log")
     fig1a.add_argument("--log", type=Path, required=True, help="the run's av_log.h5")
-    fig1a.add_argument("--out", type=Path, required=True, help="image (.png, .svg or .pdf); the data goes beside as .csv")
+    fig1a.add_argument(
+        "--out", type=Path, required=True, help="image (.png, .svg or .pdf); the data goes beside as .csv"
+    )
     fig1a.add_argument("--title", default="")
     av = studies.add_parser("vulnerability", help="Eq. 3 AV of every sample of a split under the run's training PGD")
     av.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (best.pt, last.pt)")
@@ -36,13 +52,20 @@ def add_arguments(parser) -> None:
     sweep = studies.add_parser("eta-sweep", help="Fig. 4 from fine-tuning runs with different eta")
     sweep.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (config.yaml, av_log.h5)")
     sweep.add_argument("--evals", type=Path, nargs="+", required=True, help="one evaluation JSON per run, same order")
-    sweep.add_argument("--test-av", type=Path, nargs="+",
-                       help="one `analyse vulnerability` summary (test set) per run, same order")
+    sweep.add_argument(
+        "--test-av", type=Path, nargs="+", help="one `analyse vulnerability` summary (test set) per run, same order"
+    )
     sweep.add_argument("--out", type=Path, required=True, help="image; the data goes beside as .csv")
     add_evaluation_keys(sweep)
     table = studies.add_parser("table1", help="Tab. 1: AV statistics and robustness per method")
-    table.add_argument("--entry", nargs=3, action="append", required=True, metavar=("NAME", "AV", "EVAL"),
-                       help="method name, AV source (margin.json of `analyse margin`, or an av_log.h5), evaluation JSON")
+    table.add_argument(
+        "--entry",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "AV", "EVAL"),
+        help="method name, AV source (margin.json of `analyse margin`, or an av_log.h5), evaluation JSON",
+    )
     table.add_argument("--out", type=Path, required=True, help="Markdown file; the numbers go beside as .csv")
     add_evaluation_keys(table)
     index = studies.add_parser("index", help="a Markdown page linking the analysis outputs")
@@ -54,7 +77,9 @@ def add_arguments(parser) -> None:
 def add_common(parser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (best.pt, last.pt)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--split", choices=("train", "test"), default="train", help="samples to analyse (default train)")
+    parser.add_argument(
+        "--split", choices=("train", "test"), default="train", help="samples to analyse (default train)"
+    )
     parser.add_argument("--data-root", help="data folder, when it moved since training (default: the run's data.root)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--eps", default="8/255", help="l-inf budget of PGD (default 8/255)")
@@ -70,18 +95,26 @@ def add_margin_arguments(parser) -> None:
     parser.add_argument("--scan-step", type=float, default=0.1, help="scan step at small mu (default 0.1)")
     parser.add_argument("--scan-growth", type=float, default=0.05, help="relative scan step at large mu (default 0.05)")
     parser.add_argument("--tol", type=float, default=1e-3, help="bisection tolerance on mu (default 1e-3)")
-    parser.add_argument("--figure-mus", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16, 32, 50],
-                        help="mu values shown in Fig. 2")
+    parser.add_argument(
+        "--figure-mus", type=float, nargs="+", default=[0, 1, 2, 4, 8, 16, 32, 50], help="mu values shown in Fig. 2"
+    )
 
 
 def add_landscape_arguments(parser) -> None:
     add_common(parser)
     parser.add_argument("--indices", type=int, nargs="+", help="dataset indices of the samples to show")
-    parser.add_argument("--log", type=Path, help="pick the samples from this AV log instead: the --pick most "
-                                                 "and --pick least vulnerable at --epoch")
-    parser.add_argument("--margins", type=Path, help="pick the samples by margin instead (margins.npz of `iseat analyse "
-                                                     "margin`, same split): --pick disordered, the most robust and "
-                                                     "the most vulnerable, as the paper's Fig. 3")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="pick the samples from this AV log instead: the --pick most and --pick least vulnerable at --epoch",
+    )
+    parser.add_argument(
+        "--margins",
+        type=Path,
+        help="pick the samples by margin instead (margins.npz of `iseat analyse "
+        "margin`, same split): --pick disordered, the most robust and "
+        "the most vulnerable, as the paper's Fig. 3",
+    )
     parser.add_argument("--pick", type=int, default=2)
     parser.add_argument("--epoch", type=int, default=-1, help="epoch of --log (-1 = last complete)")
     parser.add_argument("--alpha-range", type=float, nargs=2, default=[-2.0, 2.0], metavar=("MIN", "MAX"))
@@ -92,14 +125,24 @@ def add_landscape_arguments(parser) -> None:
 
 
 def add_evaluation_keys(parser) -> None:
-    parser.add_argument("--accuracy-key", default="clean_accuracy", help="dotted key of the clean accuracy in the evaluation JSON")
-    parser.add_argument("--robustness-key", default="robust_accuracy", help="dotted key of the robust accuracy in the evaluation JSON")
+    parser.add_argument(
+        "--accuracy-key", default="clean_accuracy", help="dotted key of the clean accuracy in the evaluation JSON"
+    )
+    parser.add_argument(
+        "--robustness-key", default="robust_accuracy", help="dotted key of the robust accuracy in the evaluation JSON"
+    )
 
 
 def run(args) -> int:
-    return {"margin": run_margin, "landscape": run_landscape, "av-figure": run_av_figure,
-            "vulnerability": run_vulnerability, "eta-sweep": run_eta_sweep, "table1": run_table1,
-            "index": run_index}[args.study](args)
+    return {
+        "margin": run_margin,
+        "landscape": run_landscape,
+        "av-figure": run_av_figure,
+        "vulnerability": run_vulnerability,
+        "eta-sweep": run_eta_sweep,
+        "table1": run_table1,
+        "index": run_index,
+    }[args.study](args)
 
 
 def study_attack(args):
@@ -114,12 +157,23 @@ def run_margin(args) -> int:
 
     attack = study_attack(args)
     search = margin_search(args.mu_max, args.scan_step, args.scan_growth, args.tol)
-    summary = margin_study_files(args.checkpoint, args.out, attack, search, split=args.split, n=args.n,
-                                 data_root=args.data_root, device=args.device, batch_size=args.batch_size,
-                                 figure_mus=args.figure_mus)
-    print(f"margin of {summary['n_samples']} samples: {100 * summary['share_disordered']:.2f} % at mu = "
-          f"{search.mu_max:g}, median {summary['mu_quantiles']['q50']:.3f}; search "
-          f"{summary['throughput']['search_samples_per_s']:.1f} samples/s; wrote {args.out}")
+    summary = margin_study_files(
+        args.checkpoint,
+        args.out,
+        attack,
+        search,
+        split=args.split,
+        n=args.n,
+        data_root=args.data_root,
+        device=args.device,
+        batch_size=args.batch_size,
+        figure_mus=args.figure_mus,
+    )
+    print(
+        f"margin of {summary['n_samples']} samples: {100 * summary['share_disordered']:.2f} % at mu = "
+        f"{search.mu_max:g}, median {summary['mu_quantiles']['q50']:.3f}; search "
+        f"{summary['throughput']['search_samples_per_s']:.1f} samples/s; wrote {args.out}"
+    )
     return 0
 
 
@@ -129,18 +183,31 @@ def run_landscape(args) -> int:
 
     attack = study_attack(args)
     if sum(a is not None for a in (args.indices, args.log, args.margins)) != 1:
-        raise UserError("give one of --indices, --log (the most and least vulnerable samples) or --margins "
-                        "(samples chosen by margin)")
+        raise UserError(
+            "give one of --indices, --log (the most and least vulnerable samples) or --margins "
+            "(samples chosen by margin)"
+        )
     if args.indices is not None:
         samples = inputs.samples_by_index(args.indices)
     elif args.margins is not None:
         samples = inputs.samples_by_margin(args.margins, args.pick)
     else:
         samples = inputs.samples_by_av(args.log, args.epoch, args.pick)
-    summary = landscape_study_files(args.checkpoint, args.out, attack, samples, split=args.split,
-                                    data_root=args.data_root, device=args.device, alpha_range=args.alpha_range,
-                                    beta_range=args.beta_range, steps=args.steps, clip=args.clip, seed=args.seed,
-                                    batch_size=args.batch_size)
+    summary = landscape_study_files(
+        args.checkpoint,
+        args.out,
+        attack,
+        samples,
+        split=args.split,
+        data_root=args.data_root,
+        device=args.device,
+        alpha_range=args.alpha_range,
+        beta_range=args.beta_range,
+        steps=args.steps,
+        clip=args.clip,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     print(f"loss landscape of samples {summary['indices']} on a {args.steps}x{args.steps} grid; wrote {args.out}")
     return 0
 
@@ -155,11 +222,21 @@ def run_av_figure(args) -> int:
 def run_vulnerability(args) -> int:
     from iseat.analysis.vulnerability import vulnerability_study
 
-    summary = vulnerability_study(args.checkpoint, args.split, args.out, data_root=args.data_root, device=args.device,
-                                  batch_size=args.batch_size, n_examples=args.n_examples, seed=args.seed,
-                                  progress=args.progress)
-    print(f"AV of {summary['n_samples']} {args.split} samples: SD {summary['av_statistics']['av_sd']:.4f}; "
-          f"wrote {args.out}")
+    summary = vulnerability_study(
+        args.checkpoint,
+        args.split,
+        args.out,
+        data_root=args.data_root,
+        device=args.device,
+        batch_size=args.batch_size,
+        n_examples=args.n_examples,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    print(
+        f"AV of {summary['n_samples']} {args.split} samples: SD {summary['av_statistics']['av_sd']:.4f}; "
+        f"wrote {args.out}"
+    )
     return 0
 
 

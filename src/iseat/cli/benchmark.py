@@ -28,16 +28,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from iseat.benchmarks import avlog_cost, gpu_check, step_timing
 
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    step_timing.add_arguments(sub.add_parser(
-        "step", help="time one training step of AT, +LSI, +AWP and ISEAT (Tab. 4), ratios to AT, peak memory",
-        description=step_timing.__doc__.splitlines()[0]))
-    avlog_cost.add_arguments(sub.add_parser(
-        "avlog", help="cost of the per-sample AV log as a share of an epoch's step time",
-        description=avlog_cost.__doc__.splitlines()[0]))
-    gpu_check.add_arguments(sub.add_parser(
-        "gpu-check", help="everything to check on one GPU in 10 minutes: step timing per speed option, loader, "
-                          "short training with AutoAttack, determinism, kill-and-resume",
-        description=gpu_check.__doc__.splitlines()[0]))
+    step_timing.add_arguments(
+        sub.add_parser(
+            "step",
+            help="time one training step of AT, +LSI, +AWP and ISEAT (Tab. 4), ratios to AT, peak memory",
+            description=step_timing.__doc__.splitlines()[0],
+        )
+    )
+    avlog_cost.add_arguments(
+        sub.add_parser(
+            "avlog",
+            help="cost of the per-sample AV log as a share of an epoch's step time",
+            description=avlog_cost.__doc__.splitlines()[0],
+        )
+    )
+    gpu_check.add_arguments(
+        sub.add_parser(
+            "gpu-check",
+            help="everything to check on one GPU in 10 minutes: step timing per speed option, loader, "
+            "short training with AutoAttack, determinism, kill-and-resume",
+            description=gpu_check.__doc__.splitlines()[0],
+        )
+    )
     for name, (_, help_text) in FORWARDED.items():
         # every argument (options included) is handed to the module's own parser
         forwarded = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")

@@ -26,6 +26,8 @@ def run(args) -> int:
 
     written = export_robustbench(args.run, args.out, evaluation=args.evaluation, name=args.name)
     info = written["info"]
-    print(f"{info['architecture']}, clean {info['clean_acc']} %, AutoAttack {info['autoattack_acc']} % -> "
-          f"{written['model_info']}, {written['state_dict']}")
+    print(
+        f"{info['architecture']}, clean {info['clean_acc']} %, AutoAttack {info['autoattack_acc']} % -> "
+        f"{written['model_info']}, {written['state_dict']}"
+    )
     return 0

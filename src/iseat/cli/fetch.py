@@ -21,17 +21,35 @@ def add_arguments(parser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("name", choices=FETCHED, help="data set to fetch")
     parser.add_argument("--root", required=True, help="data root; the set goes to ROOT/NAME")
-    parser.add_argument("--from", dest="source", metavar="PATH",
-                        help="stage a copy made by hand: the archive/file, or a folder holding it or its extracted files")
-    parser.add_argument("--url", help="download from this URL instead (a mirror; for svhn a base URL; for ti500k the pickle)")
-    parser.add_argument("--limit", type=int, metavar="K", help="ti500k: keep only the first K samples (small test sets)")
-    parser.add_argument("--expect-count", type=int, metavar="N",
-                        help="ti500k: samples the pickle must hold (default 500000, the published set; 0 accepts any)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="stage a copy made by hand: the archive/file, or a folder holding it or its extracted files",
+    )
+    parser.add_argument(
+        "--url", help="download from this URL instead (a mirror; for svhn a base URL; for ti500k the pickle)"
+    )
+    parser.add_argument(
+        "--limit", type=int, metavar="K", help="ti500k: keep only the first K samples (small test sets)"
+    )
+    parser.add_argument(
+        "--expect-count",
+        type=int,
+        metavar="N",
+        help="ti500k: samples the pickle must hold (default 500000, the published set; 0 accepts any)",
+    )
     parser.add_argument("--sha256", help="ti500k: expected sha256 of the pickle, if known")
 
 
 # the fetch's parameters (ParameterError) and the flags that set them
-FLAGS = {"source": "--from", "url": "--url", "limit": "--limit", "sha256": "--sha256", "expected_count": "--expect-count"}
+FLAGS = {
+    "source": "--from",
+    "url": "--url",
+    "limit": "--limit",
+    "sha256": "--sha256",
+    "expected_count": "--expect-count",
+}
 
 
 def run(args) -> int:

@@ -28,16 +28,21 @@ def add_arguments(parser) -> None:
     trajectory.add_argument("--index", type=int, required=True, help="dataset index of the sample")
     trajectory.add_argument("--csv", type=Path, help="also write the table to this CSV file")
     export = views.add_parser("export", help="write the log as CSV files")
-    export.add_argument("--out", type=Path, required=True,
-                        help="a folder (summary.csv and one samples x epochs CSV per quantity) or, with "
-                             "--epoch, one .csv file of that epoch's per-sample values")
+    export.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="a folder (summary.csv and one samples x epochs CSV per quantity) or, with "
+        "--epoch, one .csv file of that epoch's per-sample values",
+    )
     export.add_argument("--epoch", type=int, help="export only this epoch (-1 = last complete) to one CSV file")
 
 
 def run(args) -> int:
     with AVLog(args.log) as log:
-        return {"summary": show_summary, "top": show_top, "trajectory": show_trajectory,
-                "export": export}[args.view](log, args)
+        return {"summary": show_summary, "top": show_top, "trajectory": show_trajectory, "export": export}[args.view](
+            log, args
+        )
 
 
 def emit(table: dict, args, title: str | None = None) -> int:

@@ -17,18 +17,42 @@ from iseat.cli import UserError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="all", help="the workflow target to cost (default: all)")
-    parser.add_argument("--configfile", nargs="+", default=[], help="config file(s), as for snakemake "
-                        "(default: the workflow's config/config.yaml)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="config file(s), as for snakemake (default: the workflow's config/config.yaml)",
+    )
     parser.add_argument("--gpu-check", help="a gpu-check report (gpu_check.json) with the measured step times")
-    parser.add_argument("--step-time", action="append", default=[], metavar="MODEL[:METHOD]=SECONDS",
-                        help="seconds of one training step at batch 128 (PGD-10, fp32), per model or per model and "
-                             "method (AT, +LSI, +AWP, ISEAT); overrides the report; repeatable")
-    parser.add_argument("--aa-s-per-image", action="append", default=[], metavar="MODEL=SECONDS",
-                        help="AutoAttack seconds per test image of a model; repeatable")
-    parser.add_argument("--gpus-per-run", type=int, default=1, metavar="N",
-                        help="each training data-parallel on N GPUs (torchrun): its GPU-hours and wall-clock")
-    parser.add_argument("--scaling-efficiency", type=float, default=1.0, metavar="E",
-                        help="speed-up of N GPUs over one as a fraction of N (default 1: ideal; measure it)")
+    parser.add_argument(
+        "--step-time",
+        action="append",
+        default=[],
+        metavar="MODEL[:METHOD]=SECONDS",
+        help="seconds of one training step at batch 128 (PGD-10, fp32), per model or per model and "
+        "method (AT, +LSI, +AWP, ISEAT); overrides the report; repeatable",
+    )
+    parser.add_argument(
+        "--aa-s-per-image",
+        action="append",
+        default=[],
+        metavar="MODEL=SECONDS",
+        help="AutoAttack seconds per test image of a model; repeatable",
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=int,
+        default=1,
+        metavar="N",
+        help="each training data-parallel on N GPUs (torchrun): its GPU-hours and wall-clock",
+    )
+    parser.add_argument(
+        "--scaling-efficiency",
+        type=float,
+        default=1.0,
+        metavar="E",
+        help="speed-up of N GPUs over one as a fraction of N (default 1: ideal; measure it)",
+    )
     parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
     parser.add_argument("--json", help="also write the plan here as JSON")
 

@@ -18,8 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
     parser.add_argument("results", help="the workflow's results folder (results_dir), e.g. results/demo")
-    parser.add_argument("--configfile", nargs="+", default=[], help="config file(s), as for snakemake "
-                        "(default: the workflow's config/config.yaml)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="config file(s), as for snakemake (default: the workflow's config/config.yaml)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings that run at once, for the time to the end")
     parser.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until interrupted")
 

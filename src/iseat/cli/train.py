@@ -8,11 +8,20 @@ from iseat.cli import UserError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="YAML config (missing keys take the defaults of iseat.training.config.DEFAULTS)")
+    parser.add_argument(
+        "--config", help="YAML config (missing keys take the defaults of iseat.training.config.DEFAULTS)"
+    )
     parser.add_argument("--out", help="run folder: checkpoints, metrics, AV log; rerun to resume")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set training.epochs=10 method.lam=[0,0.1]; may be "
-                        "given more than once (all apply, later ones win)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set training.epochs=10 method.lam=[0,0.1]; may be "
+        "given more than once (all apply, later ones win)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

@@ -17,8 +17,10 @@ import torch
 from iseat.common.errors import UserError
 
 CHOICES = "auto, cpu, cuda or cuda:N"
-FIX = ("run the job on a node with a working GPU (SLURM: resources gpu=1 / sbatch --gpus=1), "
-       "or set runtime.device: cpu (evaluate/analyse: --device cpu) to run on the CPU on purpose")
+FIX = (
+    "run the job on a node with a working GPU (SLURM: resources gpu=1 / sbatch --gpus=1), "
+    "or set runtime.device: cpu (evaluate/analyse: --device cpu) to run on the CPU on purpose"
+)
 
 
 class DeviceUnavailable(UserError, RuntimeError):

@@ -105,7 +105,7 @@ def local_part(global_values: torch.Tensor, n_local: int) -> torch.Tensor:
     if not active():
         return global_values
     edges = [0, *torch.tensor(_sizes(n_local, global_values.device)).cumsum(0).tolist()]
-    return global_values[edges[rank()]: edges[rank() + 1]]
+    return global_values[edges[rank()] : edges[rank() + 1]]
 
 
 def on_global_batch(fn, values: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def draw_like(x: torch.Tensor, fill) -> torch.Tensor:
     sizes = _sizes(len(x), x.device)
     full = fill(x.new_empty((sum(sizes), *x.shape[1:])))
     start = sum(sizes[: rank()])
-    return full[start: start + len(x)].contiguous()
+    return full[start : start + len(x)].contiguous()
 
 
 def sum_over_processes(value: torch.Tensor) -> torch.Tensor:
@@ -206,6 +206,7 @@ def global_value(loss_part: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- the training loop's collectives
 
+
 def is_writer() -> bool:
     """Rank 0 writes the run folder (AV log, metrics, checkpoints, state, lock); the others only compute."""
     return rank() == 0
@@ -244,8 +245,14 @@ def gather_result(result):
         return result
     from dataclasses import replace
 
-    return replace(result, clean_loss=gather(result.clean_loss), adv_loss=gather(result.adv_loss), av=gather(result.av),
-                   clean_correct=gather(result.clean_correct), adv_correct=gather(result.adv_correct))
+    return replace(
+        result,
+        clean_loss=gather(result.clean_loss),
+        adv_loss=gather(result.adv_loss),
+        av=gather(result.av),
+        clean_correct=gather(result.clean_correct),
+        adv_correct=gather(result.adv_correct),
+    )
 
 
 def sharded_accuracy(accuracy, model, loader, attack, device, max_samples=None) -> tuple[float, float]:

@@ -16,8 +16,9 @@ def parse_fraction(value, parameter: str = "value") -> float:
             return float(num) / float(den)
         return float(value)
     except (TypeError, ValueError, ZeroDivisionError):
-        raise ParameterError(f"{{0}} {literal(repr(value))} is not a number or a fraction such as 8/255",
-                             parameter) from None
+        raise ParameterError(
+            f"{{0}} {literal(repr(value))} is not a number or a fraction such as 8/255", parameter
+        ) from None
 
 
 def budget(value, parameter: str, positive: bool = False) -> float:
@@ -25,6 +26,9 @@ def budget(value, parameter: str, positive: bool = False) -> float:
     number = parse_fraction(value, parameter)
     if not (0 < number if positive else 0 <= number) or number > MAX_BUDGET:
         low = "(0" if positive else "[0"
-        raise ParameterError(f"{{0}} {literal(repr(value))} = {number:.4g} is outside the accepted range {low}, "
-                             f"{MAX_BUDGET}] ([0, 1] pixel units, e.g. 8/255; a larger value looks like pixels)", parameter)
+        raise ParameterError(
+            f"{{0}} {literal(repr(value))} = {number:.4g} is outside the accepted range {low}, "
+            f"{MAX_BUDGET}] ([0, 1] pixel units, e.g. 8/255; a larger value looks like pixels)",
+            parameter,
+        )
     return number

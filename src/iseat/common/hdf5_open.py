@@ -131,4 +131,3 @@ def read_shape(name, obj) -> None:
     """Touches each dataset's metadata; returns None so that `visititems` goes on."""
     if isinstance(obj, h5py.Dataset):
         obj.shape
-

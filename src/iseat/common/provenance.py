@@ -8,8 +8,18 @@ from importlib import metadata
 from pathlib import Path
 
 # The packages whose versions a result depends on (the full environment: requirements.lock).
-PACKAGES = ("iseat", "torch", "torchvision", "numpy", "h5py", "pyautoattack", "scikit-learn", "PyYAML", "jsonschema",
-            "matplotlib")
+PACKAGES = (
+    "iseat",
+    "torch",
+    "torchvision",
+    "numpy",
+    "h5py",
+    "pyautoattack",
+    "scikit-learn",
+    "PyYAML",
+    "jsonschema",
+    "matplotlib",
+)
 
 
 def package_versions() -> dict:
@@ -28,8 +38,9 @@ def package_versions() -> dict:
 def git_commit() -> str | None:
     """The commit of the source tree this package is imported from (None outside a git checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

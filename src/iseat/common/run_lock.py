@@ -27,8 +27,11 @@ from iseat.common.errors import OutputLocked
 
 
 def holder_record() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def describe_holder(fd: int) -> str:
@@ -50,8 +53,10 @@ def acquire(lock_path: Path, what: str) -> int | None:
             os.close(fd)
             if holder is None:
                 return None
-            raise OutputLocked(f"{what} is in use by another iseat process ({holder}); wait for it to end or "
-                               f"stop it, or choose another output") from None
+            raise OutputLocked(
+                f"{what} is in use by another iseat process ({holder}); wait for it to end or "
+                f"stop it, or choose another output"
+            ) from None
         try:
             current = os.stat(lock_path).st_ino
         except FileNotFoundError:
@@ -78,8 +83,10 @@ def hold(lock_path, what: str, say=print):
     lock_path = Path(lock_path)
     fd = acquire(lock_path, what)
     if fd is None:
-        say(f"warning: the file system of {lock_path.parent} does not support file locks; "
-            f"{what} is not protected against a second writer")
+        say(
+            f"warning: the file system of {lock_path.parent} does not support file locks; "
+            f"{what} is not protected against a second writer"
+        )
     try:
         yield
     finally:

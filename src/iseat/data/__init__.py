@@ -7,8 +7,13 @@ on first use, so reading the registry needs no torch.
 
 from importlib import import_module
 
-_HOMES = {"DataBundle": "bundle", "load_data": "bundle", "DataError": "errors", "FetchError": "errors",
-          "ArrayDataset": "loaders"}
+_HOMES = {
+    "DataBundle": "bundle",
+    "load_data": "bundle",
+    "DataError": "errors",
+    "FetchError": "errors",
+    "ArrayDataset": "loaders",
+}
 
 __all__ = ["ArrayDataset", "DataBundle", "DataError", "FetchError", "load_data"]
 

@@ -36,14 +36,24 @@ AUGMENTATIONS = ("none", "crop_flip", "idbh")
 
 # (probability, operation, low, high): magnitudes uniform in [low, high], rotation integers low..high
 COLOUR_BIASED = (
-    (0.125, "saturation", 0.1, 1.9), (0.125, "brightness", 0.5, 1.9), (0.125, "contrast", 0.5, 1.9),
-    (0.125, "sharpness", 0.1, 1.9), (0.125, "autocontrast", None, None), (0.125, "equalize", None, None),
-    (0.125, "shear", 0.05, 0.15), (0.125, "rotate", 1, 10),
+    (0.125, "saturation", 0.1, 1.9),
+    (0.125, "brightness", 0.5, 1.9),
+    (0.125, "contrast", 0.5, 1.9),
+    (0.125, "sharpness", 0.1, 1.9),
+    (0.125, "autocontrast", None, None),
+    (0.125, "equalize", None, None),
+    (0.125, "shear", 0.05, 0.15),
+    (0.125, "rotate", 1, 10),
 )
 SHAPE_BIASED = (
-    (0.08, "saturation", 0.1, 1.9), (0.08, "brightness", 0.5, 1.9), (0.04, "contrast", 0.5, 1.9),
-    (0.08, "sharpness", 0.1, 1.9), (0.04, "autocontrast", None, None), (0.08, "equalize", None, None),
-    (0.3, "shear", 0.05, 0.35), (0.3, "rotate", 1, 30),
+    (0.08, "saturation", 0.1, 1.9),
+    (0.08, "brightness", 0.5, 1.9),
+    (0.04, "contrast", 0.5, 1.9),
+    (0.08, "sharpness", 0.1, 1.9),
+    (0.04, "autocontrast", None, None),
+    (0.08, "equalize", None, None),
+    (0.3, "shear", 0.05, 0.35),
+    (0.3, "rotate", 1, 30),
 )
 IDBH_VARIANTS = {
     "weak": dict(cropshift=(0, 10), space=COLOUR_BIASED, erasing_p=0.5, erasing_scale=(0.02, 0.33)),
@@ -116,22 +126,28 @@ class ColourShapeOp:
             return F.autocontrast(img)
         if name == "equalize":
             return F.equalize(img)
-        adjust = {"saturation": F.adjust_saturation, "brightness": F.adjust_brightness,
-                  "contrast": F.adjust_contrast, "sharpness": F.adjust_sharpness}[name]
+        adjust = {
+            "saturation": F.adjust_saturation,
+            "brightness": F.adjust_brightness,
+            "contrast": F.adjust_contrast,
+            "sharpness": F.adjust_sharpness,
+        }[name]
         return adjust(img, uniform(low, high))
 
 
 def idbh(variant: str = "weak"):
     """The IDBH pipeline of `variant` (weak, strong, svhn): uint8 HWC array -> uint8 CHW tensor."""
     spec = IDBH_VARIANTS[variant]
-    return v2.Compose([
-        Image.fromarray,
-        v2.RandomHorizontalFlip(p=0.5),
-        CropShift(*spec["cropshift"]),
-        ColourShapeOp(spec["space"]),
-        v2.PILToTensor(),
-        v2.RandomErasing(p=spec["erasing_p"], scale=spec["erasing_scale"], ratio=(0.3, 3.3), value=0),
-    ])
+    return v2.Compose(
+        [
+            Image.fromarray,
+            v2.RandomHorizontalFlip(p=0.5),
+            CropShift(*spec["cropshift"]),
+            ColourShapeOp(spec["space"]),
+            v2.PILToTensor(),
+            v2.RandomErasing(p=spec["erasing_p"], scale=spec["erasing_scale"], ratio=(0.3, 3.3), value=0),
+        ]
+    )
 
 
 class CropFlip:

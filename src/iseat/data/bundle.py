@@ -42,8 +42,9 @@ class DataBundle:
         self._augmentation = build_augmentation(self.augmentation, self.name)
 
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> TrainBatches:
-        return TrainBatches(self.train, batch_size, epoch, seed, self._augmentation, self.extra, self.extra_offset,
-                            self.extra_ratio)
+        return TrainBatches(
+            self.train, batch_size, epoch, seed, self._augmentation, self.extra, self.extra_offset, self.extra_ratio
+        )
 
     def train_loader(self, batch_size: int, epoch: int, seed: int, num_workers: int = 0, pin_memory: bool = False):
         """Epoch `epoch`'s batches of (x, y, index): batch_size labelled (+ round(extra_ratio * batch_size) extra)."""
@@ -57,15 +58,17 @@ class DataBundle:
 def load_extra(path, num_classes: int) -> PseudoLabelledSet:
     extra = PseudoLabelledSet(path)
     if extra.manifest["num_classes"] > num_classes:
-        raise DataError(f"data.extra: labels 0..{extra.manifest['num_classes'] - 1} do not fit a "
-                        f"{num_classes}-class data set")
+        raise DataError(
+            f"data.extra: labels 0..{extra.manifest['num_classes'] - 1} do not fit a {num_classes}-class data set"
+        )
     return extra
 
 
 def make_bundle(arrays: LabelledArrays, data_cfg: dict, seed: int, dataset: str) -> DataBundle:
     n_train = len(arrays.y_train)
-    train_rows, split = make_split(n_train, data_cfg.get("selection", "validation"),
-                                   data_cfg.get("validation_size", 1000), seed)
+    train_rows, split = make_split(
+        n_train, data_cfg.get("selection", "validation"), data_cfg.get("validation_size", 1000), seed
+    )
     split["dataset"] = dataset
     validation = np.asarray(split["validation_indices"], dtype=np.int64)
     train = ArrayDataset(arrays.x_train, arrays.y_train, train_rows)
@@ -73,11 +76,25 @@ def make_bundle(arrays: LabelledArrays, data_cfg: dict, seed: int, dataset: str)
     selection = test if split["selection"] == "test" else ArrayDataset(arrays.x_train, arrays.y_train, validation)
     extra = load_extra(data_cfg["extra"], arrays.num_classes) if data_cfg.get("extra") else None
     if extra is not None:
-        split["extra"] = {"folder": str(extra.folder), "count": len(extra), "index_offset": n_train,
-                          "source_sha256": extra.manifest["source"].get("sha256")}
+        split["extra"] = {
+            "folder": str(extra.folder),
+            "count": len(extra),
+            "index_offset": n_train,
+            "source_sha256": extra.manifest["source"].get("sha256"),
+        }
     augmentation = resolve_augmentation(data_cfg.get("augmentation", "auto"), dataset)
-    return DataBundle(dataset, arrays.num_classes, train, selection, test, split, augmentation, extra,
-                      float(data_cfg.get("extra_ratio", 1.0)), n_train)
+    return DataBundle(
+        dataset,
+        arrays.num_classes,
+        train,
+        selection,
+        test,
+        split,
+        augmentation,
+        extra,
+        float(data_cfg.get("extra_ratio", 1.0)),
+        n_train,
+    )
 
 
 def load_data(data_cfg: dict, seed: int) -> DataBundle:

@@ -66,7 +66,9 @@ def cifar_spec(name: str, tv) -> DatasetSpec:
 
 
 def svhn_spec() -> DatasetSpec:
-    remotes = tuple(Remote(SVHN.split_list[s][1], SVHN.split_list[s][0], SVHN.split_list[s][2]) for s in ("train", "test"))
+    remotes = tuple(
+        Remote(SVHN.split_list[s][1], SVHN.split_list[s][0], SVHN.split_list[s][2]) for s in ("train", "test")
+    )
     return DatasetSpec("svhn", {r.filename: r.md5 for r in remotes}, remotes=remotes)
 
 
@@ -101,8 +103,10 @@ def digest_matches(path: Path, md5: str) -> bool:
 
 
 def offline_hint(name: str, root: Path, remote: Remote, staged_from: str) -> str:
-    return (f"get {remote.filename} from {remote.url} (md5 {remote.md5}) on a machine with internet access, "
-            f"copy it here and run: iseat fetch {name} --root {root} --from {staged_from}")
+    return (
+        f"get {remote.filename} from {remote.url} (md5 {remote.md5}) on a machine with internet access, "
+        f"copy it here and run: iseat fetch {name} --root {root} --from {staged_from}"
+    )
 
 
 def download(url: str, path: Path, algorithm: str, expected: str | None, hint: str) -> tuple[str, int]:
@@ -111,8 +115,13 @@ def download(url: str, path: Path, algorithm: str, expected: str | None, hint: s
 
     digest, size = hashlib.new(algorithm), 0
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "iseat-fetch"}),
-                                    timeout=TIMEOUT_S) as response, atomic_path(path) as tmp, open(tmp, "wb") as out:
+        with (
+            urllib.request.urlopen(
+                urllib.request.Request(url, headers={"User-Agent": "iseat-fetch"}), timeout=TIMEOUT_S
+            ) as response,
+            atomic_path(path) as tmp,
+            open(tmp, "wb") as out,
+        ):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, disable=None, leave=False) as bar:
                 while chunk := response.read(1 << 20):
@@ -122,8 +131,10 @@ def download(url: str, path: Path, algorithm: str, expected: str | None, hint: s
                     bar.update(len(chunk))
             out.flush()
             if expected and digest.hexdigest() != expected:
-                raise FetchError(f"{url}: {algorithm} {digest.hexdigest()} of the {size} bytes received, expected "
-                                 f"{expected} (corrupted or truncated download, removed); try again or {hint}")
+                raise FetchError(
+                    f"{url}: {algorithm} {digest.hexdigest()} of the {size} bytes received, expected "
+                    f"{expected} (corrupted or truncated download, removed); try again or {hint}"
+                )
     except FetchError:
         raise
     except (urllib.error.URLError, socket.timeout, OSError, http.client.HTTPException, ValueError) as err:
@@ -164,8 +175,9 @@ def extract_verified(archive: Path, spec: DatasetSpec, dest: Path, staging: Path
                     shutil.copyfileobj(member, f, 1 << 20)
                 check_digest(out, md5, f"{archive}:{rel}", "nothing was replaced")
     except (tarfile.TarError, KeyError, EOFError, OSError) as err:
-        raise FetchError(f"{archive}: not a complete {spec.archive.filename} ({type(err).__name__}: {err}); "
-                         f"nothing was replaced") from None
+        raise FetchError(
+            f"{archive}: not a complete {spec.archive.filename} ({type(err).__name__}: {err}); nothing was replaced"
+        ) from None
     install(spec, staging, dest)
 
 
@@ -188,7 +200,9 @@ def staged_file(source: Path, rel: str) -> Path | None:
 # CIFAR-10/100 and SVHN
 
 
-def fetch_archive_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | None, url: str | None, staging: Path) -> str:
+def fetch_archive_set(
+    spec: DatasetSpec, root: Path, dest: Path, source: Path | None, url: str | None, staging: Path
+) -> str:
     """CIFAR: stage from an archive, a folder of extracted files or a folder holding the archive; else download."""
     archive = spec.archive
     if source is not None:
@@ -198,9 +212,11 @@ def fetch_archive_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | 
             found = {rel: staged_file(source, rel) for rel in spec.files}
             missing = [rel for rel, path in found.items() if path is None]
             if missing:
-                raise DataInputError(f"{{0}} {literal(source)}: holds neither {archive.filename} nor the extracted "
-                                     f"files (missing {missing[0]}); give the archive or the folder it extracts to",
-                                     "source")
+                raise DataInputError(
+                    f"{{0}} {literal(source)}: holds neither {archive.filename} nor the extracted "
+                    f"files (missing {missing[0]}); give the archive or the folder it extracts to",
+                    "source",
+                )
             for rel, path in found.items():  # verify every copy before replacing anything
                 copy_verified(path, staging / rel, spec.files[rel])
             install(spec, staging, dest)
@@ -210,8 +226,13 @@ def fetch_archive_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | 
         return f"staged from {source}"
     url = url or archive.url
     local = staging / archive.filename
-    download(url, local, "md5", archive.md5, offline_hint(spec.name, root, Remote(archive.filename, url, archive.md5),
-                                                          f"/path/to/{archive.filename}"))
+    download(
+        url,
+        local,
+        "md5",
+        archive.md5,
+        offline_hint(spec.name, root, Remote(archive.filename, url, archive.md5), f"/path/to/{archive.filename}"),
+    )
     extract_verified(local, spec, dest, staging)
     return f"downloaded from {url}"
 
@@ -236,7 +257,9 @@ def fetch_file_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | Non
             to_download.append(rel)
     for rel in to_download:
         file_url = f"{url.rstrip('/')}/{rel}" if url else spec.remote(rel).url
-        hint = offline_hint(spec.name, root, Remote(rel, file_url, spec.files[rel]), "/path/to/folder-with-the-.mat-files")
+        hint = offline_hint(
+            spec.name, root, Remote(rel, file_url, spec.files[rel]), "/path/to/folder-with-the-.mat-files"
+        )
         download(file_url, dest / rel, "md5", spec.files[rel], hint)
         done.append(f"{rel} downloaded from {file_url}")
     return "; ".join(done)
@@ -244,8 +267,15 @@ def fetch_file_set(spec: DatasetSpec, root: Path, dest: Path, source: Path | Non
 
 def write_data_manifest(spec: DatasetSpec, dest: Path, how: str) -> dict:
     files = {rel: {"md5": md5, "size": (dest / rel).stat().st_size} for rel, md5 in spec.files.items()}
-    manifest = {"format": FORMAT, "name": spec.name, "layout": "torchvision", "files": files, "source": how,
-                "torchvision": torchvision.__version__, "created": now()}
+    manifest = {
+        "format": FORMAT,
+        "name": spec.name,
+        "layout": "torchvision",
+        "files": files,
+        "source": how,
+        "torchvision": torchvision.__version__,
+        "created": now(),
+    }
     write_json_atomic(dest / MANIFEST, manifest)
     return manifest
 
@@ -277,25 +307,38 @@ def fetch_torchvision_set(name: str, root, source=None, url: str | None = None) 
 # ---------------------------------------------------------------------------------------------
 # the pseudo-labelled 80M-TinyImages set
 
-TI500K_HINT = (f"{pseudo_labels.PICKLE_NAME} is published behind a manual download link (see "
-               "https://github.com/yaircarmon/semisup-adv, 'Unlabeled data'); download it, copy it here and run: "
-               "iseat fetch ti500k --root {root} --from /path/to/" + pseudo_labels.PICKLE_NAME)
+TI500K_HINT = (
+    f"{pseudo_labels.PICKLE_NAME} is published behind a manual download link (see "
+    "https://github.com/yaircarmon/semisup-adv, 'Unlabeled data'); download it, copy it here and run: "
+    "iseat fetch ti500k --root {root} --from /path/to/" + pseudo_labels.PICKLE_NAME
+)
 
 
 def already_converted(dest: Path, source_record: dict, limit, expected_key: str) -> bool:
     manifest = pseudo_labels.read_manifest(dest)
-    return (manifest is not None and manifest.get("limit") == limit and pseudo_labels.outputs_intact(dest, manifest)
-            and manifest["source"].get(expected_key) == source_record.get(expected_key))
+    return (
+        manifest is not None
+        and manifest.get("limit") == limit
+        and pseudo_labels.outputs_intact(dest, manifest)
+        and manifest["source"].get(expected_key) == source_record.get(expected_key)
+    )
 
 
-def fetch_pseudo_labelled(root, source=None, url: str | None = None, limit: int | None = None,
-                          expected_count: int | None = pseudo_labels.PUBLISHED_COUNT, sha256: str | None = None) -> str:
+def fetch_pseudo_labelled(
+    root,
+    source=None,
+    url: str | None = None,
+    limit: int | None = None,
+    expected_count: int | None = pseudo_labels.PUBLISHED_COUNT,
+    sha256: str | None = None,
+) -> str:
     """Convert the staged or downloaded pseudo-label pickle into DATA_ROOT/ti500k (see `pseudo_labels`)."""
     root = Path(root)
     dest = root / "ti500k"
     if source is None and url is None:
-        raise DataInputError("ti500k needs {0} PATH or {1} URL; " + literal(TI500K_HINT.format(root=root)),
-                             "source", "url")
+        raise DataInputError(
+            "ti500k needs {0} PATH or {1} URL; " + literal(TI500K_HINT.format(root=root)), "source", "url"
+        )
     if limit is not None and limit < 1:
         raise DataInputError(f"{{0}}: {limit} must be at least 1", "limit")
     expected_count = expected_count or None
@@ -309,8 +352,12 @@ def fetch_pseudo_labelled(root, source=None, url: str | None = None, limit: int 
             local = staging / pseudo_labels.PICKLE_NAME
             hint = TI500K_HINT.format(root=root)
             digest, size = download(url, local, "sha256", sha256, hint)
-            record = {"file": Path(urllib.parse.urlparse(url).path).name or pseudo_labels.PICKLE_NAME, "url": url,
-                      "sha256": digest, "size": size}
+            record = {
+                "file": Path(urllib.parse.urlparse(url).path).name or pseudo_labels.PICKLE_NAME,
+                "url": url,
+                "sha256": digest,
+                "size": size,
+            }
             manifest = pseudo_labels.convert(local, dest, record, limit, expected_count)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -321,12 +368,15 @@ def convert_staged(source: Path, root: Path, dest: Path, limit, expected_count, 
     if source.is_dir():
         source = source / pseudo_labels.PICKLE_NAME
     if not source.is_file():
-        raise DataInputError(f"{{0}} {literal(source)}: no such file; " + literal(TI500K_HINT.format(root=root)),
-                             "source")
+        raise DataInputError(
+            f"{{0}} {literal(source)}: no such file; " + literal(TI500K_HINT.format(root=root)), "source"
+        )
     digest, size = file_digest(source, "sha256", progress=True)
     if sha256 and digest != sha256.lower():
-        raise FetchError(f"{source}: sha256 {digest}, expected {sha256} (corrupted, truncated or the wrong file); "
-                         f"the staged file was left untouched")
+        raise FetchError(
+            f"{source}: sha256 {digest}, expected {sha256} (corrupted, truncated or the wrong file); "
+            f"the staged file was left untouched"
+        )
     record = {"file": source.name, "path": str(source.resolve()), "sha256": digest, "size": size}
     if already_converted(dest, record, limit, "sha256"):
         return f"ti500k: converted copy of {source.name} (sha256 {digest[:12]}...) already in {dest} (nothing done)"
@@ -346,19 +396,35 @@ def fetch_digits(root) -> str:
 
     dest = Path(root) / "digits"
     arrays = load_digits()
-    digests = {k: hashlib.sha256(getattr(arrays, k).tobytes()).hexdigest() for k in ("x_train", "y_train", "x_test", "y_test")}
+    digests = {
+        k: hashlib.sha256(getattr(arrays, k).tobytes()).hexdigest() for k in ("x_train", "y_train", "x_test", "y_test")
+    }
     manifest_path = dest / MANIFEST
     if manifest_path.is_file() and read_json(manifest_path).get("arrays") == digests:
         return f"digits: manifest already in {dest} (nothing done)"
-    manifest = {"format": FORMAT, "name": "digits", "layout": "built-in",
-                "source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__}), upscaled to 32x32x3",
-                "num_train": len(arrays.y_train), "num_test": len(arrays.y_test), "arrays": digests, "created": now()}
+    manifest = {
+        "format": FORMAT,
+        "name": "digits",
+        "layout": "built-in",
+        "source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__}), upscaled to 32x32x3",
+        "num_train": len(arrays.y_train),
+        "num_test": len(arrays.y_test),
+        "arrays": digests,
+        "created": now(),
+    }
     write_json_atomic(manifest_path, manifest)
     return f"digits: manifest written to {manifest_path} ({manifest['num_train']} train / {manifest['num_test']} test)"
 
 
-def fetch(name: str, root, source=None, url: str | None = None, limit: int | None = None,
-          expected_count: int | None = pseudo_labels.PUBLISHED_COUNT, sha256: str | None = None) -> str:
+def fetch(
+    name: str,
+    root,
+    source=None,
+    url: str | None = None,
+    limit: int | None = None,
+    expected_count: int | None = pseudo_labels.PUBLISHED_COUNT,
+    sha256: str | None = None,
+) -> str:
     """Fetch or stage one data set by name (`registry.FETCHED`); returns a summary line."""
     if name not in NAMES:
         raise FetchError(f"unknown data set {name!r}; choose one of {list(NAMES)}")

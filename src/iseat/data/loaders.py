@@ -101,8 +101,17 @@ def batch_sizes(num_labelled: int, batch_size: int) -> list[int]:
 class TrainBatches(Dataset):
     """Batch b of epoch `epoch` as item b: labelled samples, then extra samples, augmented."""
 
-    def __init__(self, labelled: ArrayDataset, batch_size: int, epoch: int, seed: int, augmentation=None,
-                 extra=None, extra_offset: int = 0, extra_ratio: float = 1.0):
+    def __init__(
+        self,
+        labelled: ArrayDataset,
+        batch_size: int,
+        epoch: int,
+        seed: int,
+        augmentation=None,
+        extra=None,
+        extra_offset: int = 0,
+        extra_ratio: float = 1.0,
+    ):
         if epoch < 0 or seed < 0:
             raise ValueError(f"epoch ({epoch}) and seed ({seed}) must be non-negative")
         self.labelled, self.augmentation, self.epoch, self.seed = labelled, augmentation, epoch, seed
@@ -110,7 +119,9 @@ class TrainBatches(Dataset):
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.order = np.random.default_rng(stream_seed(seed, LABELLED_STREAM, epoch)).permutation(len(labelled))
         self.extra, self.extra_offset = extra, extra_offset
-        self.extra_sizes = [int(round(extra_ratio * n)) for n in self.sizes] if extra is not None else [0] * len(self.sizes)
+        self.extra_sizes = (
+            [int(round(extra_ratio * n)) for n in self.sizes] if extra is not None else [0] * len(self.sizes)
+        )
         self.extra_starts = np.concatenate([[0], np.cumsum(self.extra_sizes)]).astype(np.int64)
         self.extra_stream = ExtraStream(len(extra), seed) if extra is not None else None
 
@@ -125,7 +136,7 @@ class TrainBatches(Dataset):
     def __getitem__(self, b: int):
         if not 0 <= b < len(self):
             raise IndexError(b)
-        positions = self.order[self.starts[b]:self.starts[b + 1]]
+        positions = self.order[self.starts[b] : self.starts[b + 1]]
         rows = self.labelled.rows[positions]
         images = [self.labelled.images[rows]]
         labels = [self.labelled.labels[rows]]
@@ -144,5 +155,12 @@ class TrainBatches(Dataset):
 def make_train_loader(batches: TrainBatches, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over whole batches, in order; its own generator keeps the caller's RNG untouched."""
     generator = torch.Generator().manual_seed(stream_seed(batches.seed, LOADER_STREAM, batches.epoch))
-    return DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
-                      generator=generator, prefetch_factor=4 if num_workers else None)
+    return DataLoader(
+        batches,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=generator,
+        prefetch_factor=4 if num_workers else None,
+    )

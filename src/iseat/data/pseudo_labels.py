@@ -34,8 +34,17 @@ def file_digest(path, algorithm: str = "sha256", progress: bool = False) -> tupl
 
     digest, size = hashlib.new(algorithm), 0
     total = os.path.getsize(path)
-    with open(path, "rb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=f"{algorithm} {Path(path).name}",
-                                     disable=None if progress else True, leave=False) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=f"{algorithm} {Path(path).name}",
+            disable=None if progress else True,
+            leave=False,
+        ) as bar,
+    ):
         while chunk := f.read(4 << 20):
             digest.update(chunk)
             size += len(chunk)
@@ -54,14 +63,18 @@ def check_schema(obj, what: str, expected_count: int | None = None) -> tuple[np.
         raise DataError(f"{what}: 'data' must be a uint8 array N x 32 x 32 x 3, found {found}")
     targets = np.asarray(obj["extrapolated_targets"])
     if targets.ndim != 1 or targets.dtype.kind not in "iu" or len(targets) != len(data):
-        raise DataError(f"{what}: 'extrapolated_targets' must be {len(data)} integer labels, found "
-                        f"{targets.dtype} {targets.shape}")
+        raise DataError(
+            f"{what}: 'extrapolated_targets' must be {len(data)} integer labels, found {targets.dtype} {targets.shape}"
+        )
     if len(data) == 0 or targets.min() < 0 or targets.max() >= NUM_CLASSES:
         bad = "no samples" if len(data) == 0 else f"labels {targets.min()}..{targets.max()}"
         raise DataError(f"{what}: labels must be 0..{NUM_CLASSES - 1} and the set non-empty, found {bad}")
     if expected_count and len(data) != expected_count:
-        raise DataInputError(f"{literal(what)}: holds {len(data)} samples, expected {expected_count}; pass {{0}} "
-                             f"{len(data)} (or 0) if this is the set you mean", "expected_count")
+        raise DataInputError(
+            f"{literal(what)}: holds {len(data)} samples, expected {expected_count}; pass {{0}} "
+            f"{len(data)} (or 0) if this is the set you mean",
+            "expected_count",
+        )
     return data, targets.astype(np.int64)
 
 
@@ -93,12 +106,22 @@ def convert(source, dest, source_record: dict, limit: int | None = None, expecte
         data, targets = data[:limit], targets[:limit]
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MANIFEST).unlink(missing_ok=True)
-    files = {DATA_FILE: save_npy_atomic(dest / DATA_FILE, np.ascontiguousarray(data)),
-             TARGETS_FILE: save_npy_atomic(dest / TARGETS_FILE, targets)}
-    manifest = {"format": FORMAT, "name": "ti500k", "source": source_record, "count": int(len(data)),
-                "limit": limit, "shape": list(data.shape), "num_classes": NUM_CLASSES,
-                "label_counts": np.bincount(targets, minlength=NUM_CLASSES).tolist(), "files": files,
-                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    files = {
+        DATA_FILE: save_npy_atomic(dest / DATA_FILE, np.ascontiguousarray(data)),
+        TARGETS_FILE: save_npy_atomic(dest / TARGETS_FILE, targets),
+    }
+    manifest = {
+        "format": FORMAT,
+        "name": "ti500k",
+        "source": source_record,
+        "count": int(len(data)),
+        "limit": limit,
+        "shape": list(data.shape),
+        "num_classes": NUM_CLASSES,
+        "label_counts": np.bincount(targets, minlength=NUM_CLASSES).tolist(),
+        "files": files,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
     write_json_atomic(dest / MANIFEST, manifest)
     return manifest
 
@@ -116,8 +139,10 @@ def read_manifest(folder) -> dict | None:
 
 def outputs_intact(folder, manifest: dict) -> bool:
     """The converted files exist with the sizes the manifest records (cheap; no hashing)."""
-    return all((Path(folder) / name).is_file() and (Path(folder) / name).stat().st_size == info["size"]
-               for name, info in manifest["files"].items())
+    return all(
+        (Path(folder) / name).is_file() and (Path(folder) / name).stat().st_size == info["size"]
+        for name, info in manifest["files"].items()
+    )
 
 
 class PseudoLabelledSet:
@@ -129,16 +154,22 @@ class PseudoLabelledSet:
         self.targets = np.load(self.folder / TARGETS_FILE, allow_pickle=False).astype(np.int64)
         self._data = None
         if len(self.targets) != self.manifest["count"] or self.data.shape != tuple(self.manifest["shape"]):
-            raise DataError(f"data.extra: {self.folder} does not match its manifest; convert it again with iseat fetch ti500k")
+            raise DataError(
+                f"data.extra: {self.folder} does not match its manifest; convert it again with iseat fetch ti500k"
+            )
 
     def checked_manifest(self) -> dict:
         if self.folder.is_file():
-            raise DataError(f"data.extra: {self.folder} is a file; convert it first (iseat fetch ti500k --root DATA_ROOT "
-                            f"--from {self.folder}) and set data.extra to DATA_ROOT/ti500k")
+            raise DataError(
+                f"data.extra: {self.folder} is a file; convert it first (iseat fetch ti500k --root DATA_ROOT "
+                f"--from {self.folder}) and set data.extra to DATA_ROOT/ti500k"
+            )
         manifest = read_manifest(self.folder)
         if manifest is None or not outputs_intact(self.folder, manifest):
-            raise DataError(f"data.extra: {self.folder} holds no complete converted set; run "
-                            f"iseat fetch ti500k --root DATA_ROOT --from {PICKLE_NAME}")
+            raise DataError(
+                f"data.extra: {self.folder} holds no complete converted set; run "
+                f"iseat fetch ti500k --root DATA_ROOT --from {PICKLE_NAME}"
+            )
         return manifest
 
     @property

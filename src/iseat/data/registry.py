@@ -31,18 +31,55 @@ class DataSet:
     robustbench: bool = False  # RobustBench keeps an l-inf leaderboard for it
 
 
-DATASETS = {d.name: d for d in (
-    DataSet("digits", reader="digits", fetched=True, needs_root=False, augmentation="none", num_classes=10,
-            sizes=(1497, 300), class_names=DIGIT_CLASSES),
-    DataSet("npz", reader="npz", fetched=False),
-    DataSet("cifar10", reader="cifar", fetched=True, num_classes=10, sizes=(50000, 10000), class_names=CIFAR10_CLASSES,
-            torchvision="CIFAR10", label_key="labels", robustbench=True),
-    DataSet("cifar100", reader="cifar", fetched=True, num_classes=100, sizes=(50000, 10000), torchvision="CIFAR100",
-            label_key="fine_labels", robustbench=True),
-    DataSet("svhn", reader="svhn", fetched=True, augmentation="none", idbh_variant="svhn", num_classes=10,
-            sizes=(73257, 26032), class_names=DIGIT_CLASSES, torchvision="SVHN"),
-    DataSet("ti500k", reader=None, fetched=True, sizes=(500000, 0), extends="cifar10"),
-)}
+DATASETS = {
+    d.name: d
+    for d in (
+        DataSet(
+            "digits",
+            reader="digits",
+            fetched=True,
+            needs_root=False,
+            augmentation="none",
+            num_classes=10,
+            sizes=(1497, 300),
+            class_names=DIGIT_CLASSES,
+        ),
+        DataSet("npz", reader="npz", fetched=False),
+        DataSet(
+            "cifar10",
+            reader="cifar",
+            fetched=True,
+            num_classes=10,
+            sizes=(50000, 10000),
+            class_names=CIFAR10_CLASSES,
+            torchvision="CIFAR10",
+            label_key="labels",
+            robustbench=True,
+        ),
+        DataSet(
+            "cifar100",
+            reader="cifar",
+            fetched=True,
+            num_classes=100,
+            sizes=(50000, 10000),
+            torchvision="CIFAR100",
+            label_key="fine_labels",
+            robustbench=True,
+        ),
+        DataSet(
+            "svhn",
+            reader="svhn",
+            fetched=True,
+            augmentation="none",
+            idbh_variant="svhn",
+            num_classes=10,
+            sizes=(73257, 26032),
+            class_names=DIGIT_CLASSES,
+            torchvision="SVHN",
+        ),
+        DataSet("ti500k", reader=None, fetched=True, sizes=(500000, 0), extends="cifar10"),
+    )
+}
 
 TRAINING_SETS = tuple(n for n, d in DATASETS.items() if d.reader is not None)  # values of `data.dataset`
 FETCHED = tuple(n for n, d in DATASETS.items() if d.fetched)  # names of `iseat fetch`

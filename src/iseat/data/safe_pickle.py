@@ -66,6 +66,8 @@ def restricted_load(file, what: str, encoding: str = "ASCII"):
     try:
         return RestrictedUnpickler(file, encoding=encoding).load()
     except Refused as err:
-        raise DataError(f"{what}: {err}; only numpy arrays and plain containers are accepted, the file was not loaded") from None
+        raise DataError(
+            f"{what}: {err}; only numpy arrays and plain containers are accepted, the file was not loaded"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise DataError(f"{what}: not a readable pickle ({type(err).__name__}: {err}); it may be truncated") from None

@@ -40,7 +40,9 @@ def load_source(dataset: str, root: str | None) -> LabelledArrays:
     """Read the `data.dataset` named set from `data.root`, with the reader its registry entry names."""
     entry = registry.DATASETS.get(dataset)
     if entry is None or entry.reader is None:
-        raise DataError(f"data.dataset: unknown data set {dataset!r}; choose one of {', '.join(registry.TRAINING_SETS)}")
+        raise DataError(
+            f"data.dataset: unknown data set {dataset!r}; choose one of {', '.join(registry.TRAINING_SETS)}"
+        )
     if entry.needs_root and root is None:
         raise DataError(f"data.root: required for dataset {dataset!r}")
     if entry.reader == "digits":
@@ -86,8 +88,10 @@ def check_images(x: np.ndarray, what: str) -> np.ndarray:
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
         raise DataError(f"{what}: expected uint8 images N x H x W x 3, got {x.dtype} {x.shape}")
     if x.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{what}: images are {x.shape[1]} x {x.shape[2]}, but the models take "
-                        f"{IMAGE_SIZE} x {IMAGE_SIZE}; resize or pad them first")
+        raise DataError(
+            f"{what}: images are {x.shape[1]} x {x.shape[2]}, but the models take "
+            f"{IMAGE_SIZE} x {IMAGE_SIZE}; resize or pad them first"
+        )
     return x
 
 
@@ -107,10 +111,14 @@ def check_classes(y_train: np.ndarray, y_test: np.ndarray, path) -> int:
         raise DataError(f"{path}:y_train: label {num_classes - 1} found; labels must be 0..K-1 with K <= {MAX_CLASSES}")
     missing = np.setdiff1d(np.arange(num_classes), y_train)
     if missing.size:
-        raise DataError(f"{path}:y_train: labels must be 0..K-1 with every class present; no training image has "
-                        f"label {int(missing[0])} (K = {num_classes})")
+        raise DataError(
+            f"{path}:y_train: labels must be 0..K-1 with every class present; no training image has "
+            f"label {int(missing[0])} (K = {num_classes})"
+        )
     if y_test.size and y_test.max() >= num_classes:
-        raise DataError(f"{path}:y_test: label {int(y_test.max())} is not among the training labels 0..{num_classes - 1}")
+        raise DataError(
+            f"{path}:y_test: label {int(y_test.max())} is not among the training labels 0..{num_classes - 1}"
+        )
     return num_classes
 
 
@@ -144,14 +152,17 @@ def load_npz(path) -> LabelledArrays:
 # ---------------------------------------------------------------------------------------------
 # torchvision-format folders (the layout `iseat fetch` writes)
 
+
 def layout_folder(root: Path, marker: str, dataset: str) -> Path:
     """The folder holding `marker`: `root` itself, or `root` as the inner folder (e.g. cifar-10-batches-py)."""
     if (root / marker).exists():
         return root
     if root.name == marker and root.exists():
         return root.parent
-    raise DataError(f"data.root: {root} has no {marker}; fetch or stage it with "
-                    f"`iseat fetch {dataset} --root DATA_ROOT` and set data.root to DATA_ROOT/{dataset}")
+    raise DataError(
+        f"data.root: {root} has no {marker}; fetch or stage it with "
+        f"`iseat fetch {dataset} --root DATA_ROOT` and set data.root to DATA_ROOT/{dataset}"
+    )
 
 
 def check_manifest_sizes(folder: Path, dataset: str) -> None:
@@ -162,12 +173,16 @@ def check_manifest_sizes(folder: Path, dataset: str) -> None:
     try:
         files = json.loads(manifest.read_text()).get("files", {})
     except ValueError:
-        raise DataError(f"{manifest}: not valid JSON; run `iseat fetch {dataset} --root {folder.parent}` again") from None
+        raise DataError(
+            f"{manifest}: not valid JSON; run `iseat fetch {dataset} --root {folder.parent}` again"
+        ) from None
     for rel, info in files.items():
         path = folder / rel
         if not path.is_file() or path.stat().st_size != info["size"]:
-            raise DataError(f"{path}: missing or changed since it was verified; run "
-                            f"`iseat fetch {dataset} --root {folder.parent}` again")
+            raise DataError(
+                f"{path}: missing or changed since it was verified; run "
+                f"`iseat fetch {dataset} --root {folder.parent}` again"
+            )
 
 
 def read_cifar_batches(folder: Path, names: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,10 @@ SPLIT_STREAM = 11  # keeps the split's random stream apart from the loaders' str
 def validation_split(num_train: int, validation_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, validation indices), both sorted int64; a pure function of the three numbers."""
     if not 0 < validation_size < num_train:
-        raise DataError(f"data.validation_size: {validation_size} must be between 1 and {num_train - 1} "
-                        f"for a training set of {num_train} images")
+        raise DataError(
+            f"data.validation_size: {validation_size} must be between 1 and {num_train - 1} "
+            f"for a training set of {num_train} images"
+        )
     order = np.random.default_rng([seed, SPLIT_STREAM]).permutation(num_train)
     return np.sort(order[validation_size:]).astype(np.int64), np.sort(order[:validation_size]).astype(np.int64)
 
@@ -34,6 +36,12 @@ def make_split(num_train: int, selection: str, validation_size: int, seed: int) 
         note = "model selection on the test set (the paper's protocol); no validation hold-out"
     else:
         raise DataError(f"data.selection: {selection!r} is not one of {list(SELECTION_MODES)}")
-    record = {"selection": selection, "seed": int(seed), "num_train": int(len(train)),
-              "validation_size": int(len(validation)), "validation_indices": validation.tolist(), "note": note}
+    record = {
+        "selection": selection,
+        "seed": int(seed),
+        "num_train": int(len(train)),
+        "validation_size": int(len(validation)),
+        "validation_indices": validation.tolist(),
+        "note": note,
+    }
     return train, record

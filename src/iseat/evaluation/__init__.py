@@ -13,6 +13,25 @@ from iseat.evaluation.chunks import IndexedTensors, partial_path
 from iseat.evaluation.report import per_sample_path, validate
 from iseat.evaluation.spec import EvaluationError, EvaluationInputError, EvaluationSpec, PGDSettings, attack_choices
 
-__all__ = ["APGD_PAIR", "ATTACKS", "Attack", "AttackOutcome", "EvaluationError", "EvaluationInputError", "EvaluationSpec", "IndexedTensors", "PGDSettings", "PROTOCOLS",
-           "Protocol", "STANDARD", "TORCHATTACKS", "attack_choices", "evaluate_checkpoint", "evaluate_model",
-           "partial_path", "per_sample_path", "register", "validate"]
+__all__ = [
+    "APGD_PAIR",
+    "ATTACKS",
+    "Attack",
+    "AttackOutcome",
+    "EvaluationError",
+    "EvaluationInputError",
+    "EvaluationSpec",
+    "IndexedTensors",
+    "PGDSettings",
+    "PROTOCOLS",
+    "Protocol",
+    "STANDARD",
+    "TORCHATTACKS",
+    "attack_choices",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "partial_path",
+    "per_sample_path",
+    "register",
+    "validate",
+]

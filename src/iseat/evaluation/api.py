@@ -28,10 +28,14 @@ def check_out_path(out) -> Path:
     """Every file the evaluation will write (report, per-sample CSV, partial results) can be written."""
     out = Path(out)
     if out.suffix != ".json":
-        raise EvaluationInputError(f"{{0}} {literal(out)} must be a .json file (the per-sample CSV goes beside it)", "out")
+        raise EvaluationInputError(
+            f"{{0}} {literal(out)} must be a .json file (the per-sample CSV goes beside it)", "out"
+        )
     for path in (out, per_sample_path(out), partial_path(out)):
         if path.is_dir():
-            raise EvaluationInputError(f"{{0}} {literal(out)}: {literal(path)} is a folder; choose another {{0}}", "out")
+            raise EvaluationInputError(
+                f"{{0}} {literal(out)}: {literal(path)} is a folder; choose another {{0}}", "out"
+            )
     try:
         check_writable_folder(out.parent, str(out))
     except EvaluationError as err:
@@ -51,8 +55,9 @@ def check_writable_folder(folder: Path, what: str) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise EvaluationError(f"{what}: cannot write in {existing} ({err.strerror}); make it writable or "
-                              f"choose another location") from None
+        raise EvaluationError(
+            f"{what}: cannot write in {existing} ({err.strerror}); make it writable or choose another location"
+        ) from None
 
 
 def sample_count(spec: EvaluationSpec, available: int) -> int:
@@ -71,9 +76,20 @@ def check_output_width(model, dataset, num_classes: int, device, name: str) -> N
         raise CheckpointError(f"{name} outputs {width} classes but the data set has {num_classes}")
 
 
-def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: int, device="cpu",
-                   source: dict | None = None, data: dict | None = None, progress: bool = True,
-                   shard: Shard | None = None, gather_from: list | None = None) -> dict:
+def evaluate_model(
+    model,
+    dataset,
+    out,
+    spec: EvaluationSpec,
+    *,
+    num_classes: int,
+    device="cpu",
+    source: dict | None = None,
+    data: dict | None = None,
+    progress: bool = True,
+    shard: Shard | None = None,
+    gather_from: list | None = None,
+) -> dict:
     """Evaluate `model` on the first `spec.n_ex` samples of `dataset`; returns the written report.
 
     The model is moved to `device` and put in eval mode (and left so).
@@ -84,8 +100,9 @@ def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: in
     """
     out = check_out_path(out)
     if shard is not None and gather_from is not None:
-        raise EvaluationInputError("{0} and {1} exclude each other: evaluate a shard or gather the shards", "shard",
-                                   "gather")
+        raise EvaluationInputError(
+            "{0} and {1} exclude each other: evaluate a shard or gather the shards", "shard", "gather"
+        )
     device = resolve_device(str(device))
     n = sample_count(spec, len(dataset))
     model = model.to(device).eval()
@@ -104,14 +121,30 @@ def evaluate_model(model, dataset, out, spec: EvaluationSpec, *, num_classes: in
         if shard is not None:
             write_shard(out, shard, fingerprint, {str(i): c for i, c in zip(only, chunks)}, runs, where)
             partial.unlink(missing_ok=True)
-            return {"shard": str(shard), "chunks": list(only), "n_examples": sum(len(c["index"]) for c in chunks),
-                    "warnings": [w for c in chunks for w in c.get("warnings", [])]}
-        data = {"dataset": None, "split": "test", **(data or {}), "test_set_size": len(dataset),
-                "subset": f"first {n} samples"}
-        report = build_report(chunks, spec, attacks, device=where,
-                              source=source or {"checkpoint": None, "training_config": None}, data=data,
-                              provenance=provenance(device, spec.seed), runs=runs,
-                              per_sample_file=per_sample_path(out).name)
+            return {
+                "shard": str(shard),
+                "chunks": list(only),
+                "n_examples": sum(len(c["index"]) for c in chunks),
+                "warnings": [w for c in chunks for w in c.get("warnings", [])],
+            }
+        data = {
+            "dataset": None,
+            "split": "test",
+            **(data or {}),
+            "test_set_size": len(dataset),
+            "subset": f"first {n} samples",
+        }
+        report = build_report(
+            chunks,
+            spec,
+            attacks,
+            device=where,
+            source=source or {"checkpoint": None, "training_config": None},
+            data=data,
+            provenance=provenance(device, spec.seed),
+            runs=runs,
+            per_sample_file=per_sample_path(out).name,
+        )
         write_outputs(out, report, chunks)
         partial.unlink(missing_ok=True)
         return report
@@ -151,15 +184,32 @@ def load_evaluated(checkpoint, *, data_root=None, dataset=None, expect_arch: str
     test, num_classes = load_test_set(data_cfg, int(cfg.get("seed", 0)))
     model = model_from_checkpoint(ckpt, path, device, expect_num_classes=num_classes, expect_arch=expect_arch)
     check_output_width(model, test, num_classes, device, str(path))
-    source = {"checkpoint": {"path": str(path), "sha256": sha256_of(path), "format": ckpt["format"],
-                             "epoch": ckpt.get("epoch"), "architecture": ckpt["architecture"]},
-              "training_config": cfg}
+    source = {
+        "checkpoint": {
+            "path": str(path),
+            "sha256": sha256_of(path),
+            "format": ckpt["format"],
+            "epoch": ckpt.get("epoch"),
+            "architecture": ckpt["architecture"],
+        },
+        "training_config": cfg,
+    }
     return model, test, num_classes, source, {"dataset": data_cfg.get("dataset"), "root": data_cfg.get("root")}
 
 
-def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, data_root=None, dataset=None,
-                        expect_arch: str | None = None, device="auto", progress: bool = True,
-                        shard: Shard | None = None, gather_from: list | None = None) -> dict:
+def evaluate_checkpoint(
+    checkpoint,
+    out,
+    spec: EvaluationSpec | None = None,
+    *,
+    data_root=None,
+    dataset=None,
+    expect_arch: str | None = None,
+    device="auto",
+    progress: bool = True,
+    shard: Shard | None = None,
+    gather_from: list | None = None,
+) -> dict:
     """Evaluate a checkpoint on its training data set's test split (or `dataset`'s); returns the written report
     (`shard`, `gather_from`: as `evaluate_model`).
 
@@ -168,8 +218,20 @@ def evaluate_checkpoint(checkpoint, out, spec: EvaluationSpec | None = None, *, 
     spec = spec or EvaluationSpec()
     out = check_out_path(out)
     device = resolve_device(str(device))
-    model, test, num_classes, source, data = load_evaluated(checkpoint, data_root=data_root, dataset=dataset,
-                                                            expect_arch=expect_arch, device=device)
+    model, test, num_classes, source, data = load_evaluated(
+        checkpoint, data_root=data_root, dataset=dataset, expect_arch=expect_arch, device=device
+    )
     sample_count(spec, len(test))
-    return evaluate_model(model, test, out, spec, num_classes=num_classes, device=device, source=source, data=data,
-                          progress=progress, shard=shard, gather_from=gather_from)
+    return evaluate_model(
+        model,
+        test,
+        out,
+        spec,
+        num_classes=num_classes,
+        device=device,
+        source=source,
+        data=data,
+        progress=progress,
+        shard=shard,
+        gather_from=gather_from,
+    )

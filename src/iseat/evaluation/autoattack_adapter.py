@@ -39,21 +39,41 @@ class Protocol:
         return num_classes - 1 if self.n_target_classes is None else self.n_target_classes
 
 
-STANDARD = Protocol("autoattack-standard", "AutoAttack (standard)", True, n_iter=100, n_target_classes=9,
-                    square_queries=5000, square_rescale_schedule=False)
+STANDARD = Protocol(
+    "autoattack-standard",
+    "AutoAttack (standard)",
+    True,
+    n_iter=100,
+    n_target_classes=9,
+    square_queries=5000,
+    square_rescale_schedule=False,
+)
 # torchattacks 3.5.1 AutoAttack(version='standard', n_classes=C), as the ISEAT reference code calls it
 # (C = the data set's classes, seed 0): APGD(steps=10), APGDT(steps=10, n_classes=C), FAB(steps=10,
 # multi_targeted=True, n_classes=C), Square(n_queries=5000, resc_schedule=True), one restart each;
 # targeted attacks use the C - 1 other classes. Only this budget is reproduced: the attacks are still
 # pyautoattack's code, so the numbers can differ slightly from torchattacks' own implementation.
-TORCHATTACKS = Protocol("autoattack-torchattacks-protocol",
-                        "AutoAttack, torchattacks protocol (10 it., non-standard)", False, n_iter=10,
-                        n_target_classes=None, square_queries=5000, square_rescale_schedule=True)
+TORCHATTACKS = Protocol(
+    "autoattack-torchattacks-protocol",
+    "AutoAttack, torchattacks protocol (10 it., non-standard)",
+    False,
+    n_iter=10,
+    n_target_classes=None,
+    square_queries=5000,
+    square_rescale_schedule=True,
+)
 # AutoAttack's two gradient attacks with a small budget, for CPU-scale runs (the demo): robust models keep
 # most points through Square's 5000 queries, which costs seconds per point on a CPU even for a small CNN.
-APGD_PAIR = Protocol("autoattack-apgd-pair", "AutoAttack's APGD-CE + APGD-T (20 it., 3 targets; non-standard)",
-                     False, n_iter=20, n_target_classes=3, square_queries=5000, square_rescale_schedule=False,
-                     attacks=("apgd-ce", "apgd-t"))
+APGD_PAIR = Protocol(
+    "autoattack-apgd-pair",
+    "AutoAttack's APGD-CE + APGD-T (20 it., 3 targets; non-standard)",
+    False,
+    n_iter=20,
+    n_target_classes=3,
+    square_queries=5000,
+    square_rescale_schedule=False,
+    attacks=("apgd-ce", "apgd-t"),
+)
 PROTOCOLS = {"autoattack": STANDARD, "autoattack-paper-protocol": TORCHATTACKS, "autoattack-apgd": APGD_PAIR}
 
 
@@ -74,8 +94,18 @@ def build(model, protocol: Protocol, eps: float, num_classes: int, device, seed:
 def apply_budget(aa: AutoAttack, protocol: Protocol, num_classes: int) -> None:
     """Give the APGD attacks, FAB-T and Square a non-standard protocol's budget (APGD derives its schedule at init)."""
     targets = protocol.target_classes(num_classes)
-    common = dict(norm=aa.norm, eps=aa.epsilon, seed=aa.seed, device=aa.device, logger=aa.logger, n_iter=protocol.n_iter,
-                  n_restarts=1, eot_iter=1, rho=0.75, verbose=False)
+    common = dict(
+        norm=aa.norm,
+        eps=aa.epsilon,
+        seed=aa.seed,
+        device=aa.device,
+        logger=aa.logger,
+        n_iter=protocol.n_iter,
+        n_restarts=1,
+        eot_iter=1,
+        rho=0.75,
+        verbose=False,
+    )
     aa.apgd = APGDAttack(aa.model, **common)
     aa.apgd_targeted = APGDAttack_targeted(aa.model, n_target_classes=targets, **common)
     aa.fab.n_iter, aa.fab.n_target_classes, aa.fab.n_restarts = protocol.n_iter, targets, 1
@@ -87,14 +117,32 @@ def apply_budget(aa: AutoAttack, protocol: Protocol, num_classes: int) -> None:
 def settings_of(aa: AutoAttack) -> dict:
     """The budget the pyautoattack objects will actually run with (read from them, not from our constants)."""
     return {
-        "attacks": list(aa.attacks_to_run), "norm": aa.norm, "eps": float(aa.epsilon), "version": aa.version,
-        "apgd-ce": {"n_iter": aa.apgd.n_iter, "n_restarts": aa.apgd.n_restarts, "eot_iter": aa.apgd.eot_iter,
-                    "rho": aa.apgd.thr_decr},
-        "apgd-t": {"n_iter": aa.apgd_targeted.n_iter, "n_restarts": aa.apgd_targeted.n_restarts,
-                   "n_target_classes": aa.apgd_targeted.n_target_classes},
-        "fab-t": {"n_iter": aa.fab.n_iter, "n_restarts": aa.fab.n_restarts, "n_target_classes": aa.fab.n_target_classes},
-        "square": {"n_queries": aa.square.n_queries, "n_restarts": aa.square.n_restarts, "p_init": aa.square.p_init,
-                   "rescale_schedule": aa.square.rescale_schedule},
+        "attacks": list(aa.attacks_to_run),
+        "norm": aa.norm,
+        "eps": float(aa.epsilon),
+        "version": aa.version,
+        "apgd-ce": {
+            "n_iter": aa.apgd.n_iter,
+            "n_restarts": aa.apgd.n_restarts,
+            "eot_iter": aa.apgd.eot_iter,
+            "rho": aa.apgd.thr_decr,
+        },
+        "apgd-t": {
+            "n_iter": aa.apgd_targeted.n_iter,
+            "n_restarts": aa.apgd_targeted.n_restarts,
+            "n_target_classes": aa.apgd_targeted.n_target_classes,
+        },
+        "fab-t": {
+            "n_iter": aa.fab.n_iter,
+            "n_restarts": aa.fab.n_restarts,
+            "n_target_classes": aa.fab.n_target_classes,
+        },
+        "square": {
+            "n_queries": aa.square.n_queries,
+            "n_restarts": aa.square.n_restarts,
+            "p_init": aa.square.p_init,
+            "rescale_schedule": aa.square.rescale_schedule,
+        },
     }
 
 
@@ -104,8 +152,12 @@ def expected_settings(protocol: Protocol, num_classes: int) -> dict:
         "apgd-ce": {"n_iter": protocol.n_iter, "n_restarts": 1, "eot_iter": 1, "rho": 0.75},
         "apgd-t": {"n_iter": protocol.n_iter, "n_restarts": 1, "n_target_classes": targets},
         "fab-t": {"n_iter": protocol.n_iter, "n_restarts": 1, "n_target_classes": targets},
-        "square": {"n_queries": protocol.square_queries, "n_restarts": 1, "p_init": 0.8,
-                   "rescale_schedule": protocol.square_rescale_schedule},
+        "square": {
+            "n_queries": protocol.square_queries,
+            "n_restarts": 1,
+            "p_init": 0.8,
+            "rescale_schedule": protocol.square_rescale_schedule,
+        },
     }
     return {"attacks": list(protocol.attacks), "norm": "Linf", **{a: budgets[a] for a in protocol.attacks}}
 
@@ -115,12 +167,13 @@ def check_settings(aa: AutoAttack, protocol: Protocol, num_classes: int) -> None
     actual = settings_of(aa)
     for key, want in expected_settings(protocol, num_classes).items():
         got = actual[key]
-        for sub, value in (want.items() if isinstance(want, dict) else [(None, want)]):
+        for sub, value in want.items() if isinstance(want, dict) else [(None, want)]:
             have = got if sub is None else got.get(sub)
             if have != value:
                 name = key if sub is None else f"{key}.{sub}"
-                raise AutoAttackSettingsError(f"pyautoattack's AutoAttack has {name} = {have!r}; the "
-                                              f"{protocol.name} protocol needs {value!r}")
+                raise AutoAttackSettingsError(
+                    f"pyautoattack's AutoAttack has {name} = {have!r}; the {protocol.name} protocol needs {value!r}"
+                )
 
 
 @dataclass
@@ -137,7 +190,7 @@ def run(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Au
         for attack in aa.attacks_to_run:
             remaining = robust.nonzero().flatten()
             for start in range(0, len(remaining), batch_size):
-                points = remaining[start:start + batch_size]
+                points = remaining[start : start + batch_size]
                 fooled = attack_batch(aa, attack, x[points], y[points])
                 robust[points[fooled]] = False
                 for i in points[fooled].tolist():
@@ -148,8 +201,8 @@ def run(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Au
 def clean_correct(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
     correct = torch.zeros(len(x), dtype=torch.bool)
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size].to(aa.device), y[start:start + batch_size].to(aa.device)
-        correct[start:start + batch_size] = (aa.get_logits(xb).argmax(1) == yb).cpu()
+        xb, yb = x[start : start + batch_size].to(aa.device), y[start : start + batch_size].to(aa.device)
+        correct[start : start + batch_size] = (aa.get_logits(xb).argmax(1) == yb).cpu()
     return correct
 
 
@@ -185,8 +238,9 @@ def model_checks(aa: AutoAttack, x: torch.Tensor, y: torch.Tensor, batch_size: i
     checks.check_randomized(aa.get_logits, xb, yb, bs=batch_size, logger=aa.logger)
     n_classes = checks.check_range_output(aa.get_logits, xb, logger=aa.logger)
     checks.check_dynamic(aa.model, xb, False, logger=aa.logger)
-    checks.check_n_classes(n_classes, aa.attacks_to_run, aa.apgd_targeted.n_target_classes, aa.fab.n_target_classes,
-                           logger=aa.logger)
+    checks.check_n_classes(
+        n_classes, aa.attacks_to_run, aa.apgd_targeted.n_target_classes, aa.fab.n_target_classes, logger=aa.logger
+    )
 
 
 def square_warnings(accuracy_after: dict) -> list[str]:

@@ -89,12 +89,15 @@ def read_partial(path: Path, fingerprint: dict) -> dict:
     except (OSError, ValueError, KeyError, TypeError):
         raise EvaluationError(f"partial results {path} are unreadable; delete the file to start over") from None
     if state.get("format") != PARTIAL_FORMAT:
-        raise EvaluationError(f"partial results {path} are of an older format ({state.get('format')}); delete the "
-                              f"file to start over")
+        raise EvaluationError(
+            f"partial results {path} are of an older format ({state.get('format')}); delete the file to start over"
+        )
     for key in fingerprint:
         if saved.get(key) != fingerprint[key]:
-            raise EvaluationError(f"partial results {path} were made with another {key}; delete the file or "
-                                  f"evaluate with the same settings")
+            raise EvaluationError(
+                f"partial results {path} were made with another {key}; delete the file or "
+                f"evaluate with the same settings"
+            )
     return state
 
 
@@ -123,13 +126,25 @@ def evaluate_chunk(model, x, y, spec: EvaluationSpec, attacks: list[Attack], dev
 def running_totals(chunks, attacks: list[Attack]) -> str:
     """Progress-bar text: correct points so far, clean and under each attack that ran."""
     chunks = list(chunks)
-    counts = [f"{name} {sum(sum(c[key]) for c in chunks)}"
-              for key, name in [("clean_correct", "clean"), *((a.column, a.name) for a in attacks)]]
+    counts = [
+        f"{name} {sum(sum(c[key]) for c in chunks)}"
+        for key, name in [("clean_correct", "clean"), *((a.column, a.name) for a in attacks)]
+    ]
     return f"of {sum(len(c['index']) for c in chunks)}: " + ", ".join(counts)
 
 
-def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attack], device, partial: Path,
-               fingerprint: dict, progress: bool = True, only: range | None = None) -> tuple[list[dict], int]:
+def run_chunks(
+    model,
+    dataset,
+    n: int,
+    spec: EvaluationSpec,
+    attacks: list[Attack],
+    device,
+    partial: Path,
+    fingerprint: dict,
+    progress: bool = True,
+    only: range | None = None,
+) -> tuple[list[dict], int]:
     """Evaluate the first `n` samples chunk by chunk with `attacks` (built from `spec`), resuming from `partial`;
     returns (chunk results, runs). `only`: these chunk numbers (a shard), each as in a whole run."""
     state = read_partial(partial, fingerprint)
@@ -137,16 +152,26 @@ def run_chunks(model, dataset, n: int, spec: EvaluationSpec, attacks: list[Attac
     bounds = chunk_bounds(n, spec.chunk_size)
     only = range(len(bounds)) if only is None else only
     todo = [i for i in only if str(i) not in state["chunks"]]
-    with tqdm(total=len(only), initial=len(only) - len(todo), disable=not progress, unit="chunk",
-              desc=f"evaluate {sum(bounds[i][1] - bounds[i][0] for i in only)} samples") as bar:
+    with tqdm(
+        total=len(only),
+        initial=len(only) - len(todo),
+        disable=not progress,
+        unit="chunk",
+        desc=f"evaluate {sum(bounds[i][1] - bounds[i][0] for i in only)} samples",
+    ) as bar:
         for i in todo:
             start, end = bounds[i]
             x, y, index = load_samples(dataset, start, end)
             torch.manual_seed(chunk_seed(spec.seed, i))
             with recorded_modes(model) as modes:
                 result = evaluate_chunk(model, x, y, spec, attacks, device, first=i == 0)
-            state["chunks"][str(i)] = {"index": index.tolist(), "label": y.tolist(),
-                                       "data_sha256": samples_digest(x, y), "model_modes": sorted(modes), **result}
+            state["chunks"][str(i)] = {
+                "index": index.tolist(),
+                "label": y.tolist(),
+                "data_sha256": samples_digest(x, y),
+                "model_modes": sorted(modes),
+                **result,
+            }
             write_json_atomic(partial, state, indent=None)
             bar.update(1)
             bar.set_postfix_str(running_totals(state["chunks"].values(), attacks))

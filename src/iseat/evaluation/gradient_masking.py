@@ -28,30 +28,50 @@ LARGE_EPS_ACCURACY = 0.05  # at most 5 % robust there
 
 # flag -> (a fragment of the pyautoattack 0.2.0 warning that raises it, or None; what it means)
 FLAGS = {
-    "randomised": ("it seems to be a randomized defense", "identical forward passes disagree: a randomised "
-                   "defence (needs AutoAttack's rand version and expectation over transformation)"),
-    "non_logit_output": ("the output is a probability distribution", "the model outputs probabilities, not "
-                         "logits: the margin losses of the attacks are flattened"),
+    "randomised": (
+        "it seems to be a randomized defense",
+        "identical forward passes disagree: a randomised "
+        "defence (needs AutoAttack's rand version and expectation over transformation)",
+    ),
+    "non_logit_output": (
+        "the output is a probability distribution",
+        "the model outputs probabilities, not logits: the margin losses of the attacks are flattened",
+    ),
     "dynamic": ("it seems to be a dynamic defense", "the forward pass runs an attack itself: a dynamic defence"),
     "zero_gradients": ("points with zero gradient", "some points have exactly zero input gradient"),
-    "square_beats_white_box": ("Square Attack has decreased the robust accuracy", "the black-box Square attack "
-                               "broke points the gradient attacks missed"),
-    "pgd_above_autoattack": (None, f"PGD-k robust accuracy exceeds AutoAttack's by more than {100 * PGD_GAP:.0f} "
-                             "points: PGD is misled by the gradients"),
-    "pgd_below_autoattack": (None, f"PGD-k robust accuracy is below AutoAttack's by more than "
-                             f"{100 * AUTOATTACK_GAP:.0f} points: the stronger attack found less, so AutoAttack's number "
-                             "is in doubt"),
-    "sweep_not_monotone": (None, f"robust accuracy rises with eps over the eps sweep by more than "
-                           f"{100 * SWEEP_TOLERANCE:.0f} points: the attack is misled at the smaller budget"),
-    "large_eps_robust": (None, f"robust accuracy above {100 * LARGE_EPS_ACCURACY:.0f} % at eps >= "
-                         f"{255 * LARGE_EPS:.0f}/255, where an attack that reaches its budget breaks every point"),
+    "square_beats_white_box": (
+        "Square Attack has decreased the robust accuracy",
+        "the black-box Square attack broke points the gradient attacks missed",
+    ),
+    "pgd_above_autoattack": (
+        None,
+        f"PGD-k robust accuracy exceeds AutoAttack's by more than {100 * PGD_GAP:.0f} "
+        "points: PGD is misled by the gradients",
+    ),
+    "pgd_below_autoattack": (
+        None,
+        f"PGD-k robust accuracy is below AutoAttack's by more than "
+        f"{100 * AUTOATTACK_GAP:.0f} points: the stronger attack found less, so AutoAttack's number "
+        "is in doubt",
+    ),
+    "sweep_not_monotone": (
+        None,
+        f"robust accuracy rises with eps over the eps sweep by more than "
+        f"{100 * SWEEP_TOLERANCE:.0f} points: the attack is misled at the smaller budget",
+    ),
+    "large_eps_robust": (
+        None,
+        f"robust accuracy above {100 * LARGE_EPS_ACCURACY:.0f} % at eps >= "
+        f"{255 * LARGE_EPS:.0f}/255, where an attack that reaches its budget breaks every point",
+    ),
 }
 
 
 def flags_from_warnings(warnings) -> list[str]:
     """The flags the pyautoattack warnings among `warnings` raise, in `FLAGS` order."""
-    return [name for name, (fragment, _) in FLAGS.items()
-            if fragment is not None and any(fragment in w for w in warnings)]
+    return [
+        name for name, (fragment, _) in FLAGS.items() if fragment is not None and any(fragment in w for w in warnings)
+    ]
 
 
 def pgd_gap(pgd_accuracy: float | None, autoattack_accuracy: float | None) -> list[str]:
@@ -84,5 +104,7 @@ def ordered(flags) -> list[str]:
 
 
 def footnote() -> str:
-    return (f"{MARK} = gradient-masking flag (the number may overstate robustness; README: how to read a flag): "
-            + "; ".join(f"{name}: {meaning}" for name, (_, meaning) in FLAGS.items()))
+    return (
+        f"{MARK} = gradient-masking flag (the number may overstate robustness; README: how to read a flag): "
+        + "; ".join(f"{name}: {meaning}" for name, (_, meaning) in FLAGS.items())
+    )

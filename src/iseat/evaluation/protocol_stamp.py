@@ -54,8 +54,13 @@ def checkpoint_stamp(checkpoint: dict | None, training_config: dict | None) -> d
         return None
     stem = checkpoint["path"].replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".pt")
     split = ((training_config or {}).get("data") or {}).get("selection", "validation")
-    return {"file": f"{stem}.pt", "sha256": checkpoint["sha256"], "epoch": checkpoint.get("epoch"),
-            "selected_by": SELECTED_BY.get(stem, "given file"), "selection_split": split}
+    return {
+        "file": f"{stem}.pt",
+        "sha256": checkpoint["sha256"],
+        "epoch": checkpoint.get("epoch"),
+        "selected_by": SELECTED_BY.get(stem, "given file"),
+        "selection_split": split,
+    }
 
 
 @contextmanager
@@ -64,7 +69,8 @@ def recorded_modes(model):
     pass inside the block: BatchNorm in train mode during an attack changes its numbers."""
     modes: set[str] = set()
     hook = model.register_forward_pre_hook(
-        lambda module, args: modes.add("train" if any(m.training for m in module.modules()) else "eval"))
+        lambda module, args: modes.add("train" if any(m.training for m in module.modules()) else "eval")
+    )
     try:
         yield modes
     finally:
@@ -76,15 +82,32 @@ def mode_name(chunks: list[dict]) -> str:
     return " and ".join(sorted({mode for chunk in chunks for mode in chunk["model_modes"]}))
 
 
-def protocol_stamp(*, norm: str, eps: float, attack_settings: dict, seed: int, indices, chunk_digests: list[str],
-                   model_mode: str, source: dict, dataset: str | None, versions: dict) -> dict:
+def protocol_stamp(
+    *,
+    norm: str,
+    eps: float,
+    attack_settings: dict,
+    seed: int,
+    indices,
+    chunk_digests: list[str],
+    model_mode: str,
+    source: dict,
+    dataset: str | None,
+    versions: dict,
+) -> dict:
     """The stamp of one evaluation (JSON-able)."""
-    return {"version": STAMP_VERSION, "threat_model": {"norm": norm, "eps": eps}, "attacks": attack_settings,
-            "seed": seed, "test_indices": indices_digest(indices), "model_mode": model_mode,
-            "input_normalisation": INPUT_NORMALISATION,
-            "checkpoint": checkpoint_stamp(source.get("checkpoint"), source.get("training_config")),
-            "data": {"dataset": dataset, "sha256": data_digest(chunk_digests)},
-            "versions": {name: versions.get(name) for name in VERSIONED}}
+    return {
+        "version": STAMP_VERSION,
+        "threat_model": {"norm": norm, "eps": eps},
+        "attacks": attack_settings,
+        "seed": seed,
+        "test_indices": indices_digest(indices),
+        "model_mode": model_mode,
+        "input_normalisation": INPUT_NORMALISATION,
+        "checkpoint": checkpoint_stamp(source.get("checkpoint"), source.get("training_config")),
+        "data": {"dataset": dataset, "sha256": data_digest(chunk_digests)},
+        "versions": {name: versions.get(name) for name in VERSIONED},
+    }
 
 
 def flatten(value, prefix: str = "") -> dict:

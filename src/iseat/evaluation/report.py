@@ -70,15 +70,35 @@ def headline(ran: list[tuple[Attack, dict]]) -> dict:
     """The report's robust accuracy: the highest-ranked attack's (AutoAttack's when it ran), named by it so
     tables cannot mislabel it; None with clean accuracy only."""
     if not ran:
-        return {"protocol": "none", "label": "clean accuracy only", "standard": False, "robust_accuracy": None,
-                "n_robust": None}
+        return {
+            "protocol": "none",
+            "label": "clean accuracy only",
+            "standard": False,
+            "robust_accuracy": None,
+            "n_robust": None,
+        }
     attack, record = max(ran, key=lambda pair: pair[0].rank)
-    return {"protocol": attack.protocol, "label": attack.label, "standard": attack.standard,
-            "robust_accuracy": record["robust_accuracy"], "n_robust": record["n_robust"]}
+    return {
+        "protocol": attack.protocol,
+        "label": attack.label,
+        "standard": attack.standard,
+        "robust_accuracy": record["robust_accuracy"],
+        "n_robust": record["n_robust"],
+    }
 
 
-def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *, device: str, source: dict,
-                 data: dict, provenance: dict, runs: int, per_sample_file: str) -> dict:
+def build_report(
+    chunks: list[dict],
+    spec: EvaluationSpec,
+    run: list[Attack],
+    *,
+    device: str,
+    source: dict,
+    data: dict,
+    provenance: dict,
+    runs: int,
+    per_sample_file: str,
+) -> dict:
     """aa.json: clean accuracy, the headline, one section per registered attack (None when not run), audit data."""
     samples = merge_chunks(chunks)
     n = len(samples["index"])
@@ -90,19 +110,42 @@ def build_report(chunks: list[dict], spec: EvaluationSpec, run: list[Attack], *,
     warnings += [w for attack, record in ran for w in attack.final_warnings(record)]
     warnings = list(dict.fromkeys(warnings))
     accuracy = lambda section: (sections.get(section) or {}).get("robust_accuracy")
-    flags = masking.ordered(masking.flags_from_warnings(warnings) + masking.pgd_gap(accuracy("pgd"),
-                                                                                     accuracy("autoattack")))
-    stamp = protocol_stamp(norm=NORM, eps=spec.eps, attack_settings={a.name: a.settings() for a in run},
-                           seed=spec.seed, indices=samples["index"], chunk_digests=[c["data_sha256"] for c in chunks],
-                           model_mode=mode_name(chunks), source=source, dataset=data.get("dataset"),
-                           versions=provenance["versions"])
-    return {"format": FORMAT, "stamp": stamp, "clean_accuracy": n_clean / n, **headline(ran),
-            "n_examples": n, "n_clean_correct": n_clean, "norm": NORM, "eps": spec.eps, **sections,
-            "per_sample": {"file": per_sample_file, "columns": columns(), "sha256": None},
-            "wall_time_s": times, "device": device, **source, "data": data,
-            "resume": {"chunk_size": spec.chunk_size, "chunks": len(chunks), "runs": runs},
-            "warnings": warnings, "masking_flags": flags, "provenance": provenance,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    flags = masking.ordered(
+        masking.flags_from_warnings(warnings) + masking.pgd_gap(accuracy("pgd"), accuracy("autoattack"))
+    )
+    stamp = protocol_stamp(
+        norm=NORM,
+        eps=spec.eps,
+        attack_settings={a.name: a.settings() for a in run},
+        seed=spec.seed,
+        indices=samples["index"],
+        chunk_digests=[c["data_sha256"] for c in chunks],
+        model_mode=mode_name(chunks),
+        source=source,
+        dataset=data.get("dataset"),
+        versions=provenance["versions"],
+    )
+    return {
+        "format": FORMAT,
+        "stamp": stamp,
+        "clean_accuracy": n_clean / n,
+        **headline(ran),
+        "n_examples": n,
+        "n_clean_correct": n_clean,
+        "norm": NORM,
+        "eps": spec.eps,
+        **sections,
+        "per_sample": {"file": per_sample_file, "columns": columns(), "sha256": None},
+        "wall_time_s": times,
+        "device": device,
+        **source,
+        "data": data,
+        "resume": {"chunk_size": spec.chunk_size, "chunks": len(chunks), "runs": runs},
+        "warnings": warnings,
+        "masking_flags": flags,
+        "provenance": provenance,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def schema(name: str = "aa") -> dict:

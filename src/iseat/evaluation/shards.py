@@ -46,8 +46,11 @@ class Shard:
     def chunks(self, n_chunks: int) -> range:
         """The chunk numbers of this shard: K contiguous runs of near-equal length (the first ones longer)."""
         if self.count > n_chunks:
-            raise EvaluationInputError(f"{{0}} {self} splits {n_chunks} chunks into more shards than chunks; "
-                                       f"use at most {n_chunks} shards or a smaller chunk_size", "shard")
+            raise EvaluationInputError(
+                f"{{0}} {self} splits {n_chunks} chunks into more shards than chunks; "
+                f"use at most {n_chunks} shards or a smaller chunk_size",
+                "shard",
+            )
         size, extra = divmod(n_chunks, self.count)
         start = self.index * size + min(self.index, extra)
         return range(start, start + size + (self.index < extra))
@@ -55,9 +58,19 @@ class Shard:
 
 def write_shard(path, shard: Shard, fingerprint: dict, chunks: dict, runs: int, device: str) -> None:
     """A finished shard: its chunks {number: result}, the fingerprint they were made with, where they ran."""
-    write_json_atomic(path, {"format": SHARD_FORMAT, "shard": shard.index, "shards": shard.count,
-                             "fingerprint": fingerprint, "runs": runs, "device": device, "chunks": chunks},
-                      indent=None)
+    write_json_atomic(
+        path,
+        {
+            "format": SHARD_FORMAT,
+            "shard": shard.index,
+            "shards": shard.count,
+            "fingerprint": fingerprint,
+            "runs": runs,
+            "device": device,
+            "chunks": chunks,
+        },
+        indent=None,
+    )
 
 
 def read_shard(path: Path, shard: Shard, fingerprint: dict, bounds: list[tuple[int, int]]) -> dict:
@@ -73,8 +86,10 @@ def read_shard(path: Path, shard: Shard, fingerprint: dict, bounds: list[tuple[i
     except (OSError, ValueError, KeyError, TypeError):
         raise EvaluationError(damaged) from None
     if own != (SHARD_FORMAT, shard.index, shard.count):
-        raise EvaluationError(f"{name} is not shard {shard} of this evaluation ({own[0]}, shard index {own[1]} of "
-                              f"{own[2]}); give the shards in order")
+        raise EvaluationError(
+            f"{name} is not shard {shard} of this evaluation ({own[0]}, shard index {own[1]} of "
+            f"{own[2]}); give the shards in order"
+        )
     for key in fingerprint:
         if saved.get(key) != fingerprint[key]:
             raise EvaluationError(f"{name} was made with another {key}; delete it and run that shard again")

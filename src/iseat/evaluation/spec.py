@@ -43,7 +43,9 @@ class PGDSettings:
         if self.restarts < 1:
             raise EvaluationInputError(f"{{0}} {self.restarts} must be at least 1", "pgd_restarts")
         if self.restarts > 1 and not self.random_start:
-            raise EvaluationInputError("{0} > 1 repeats the same attack without {1}", "pgd_restarts", "pgd_random_start")
+            raise EvaluationInputError(
+                "{0} > 1 repeats the same attack without {1}", "pgd_restarts", "pgd_random_start"
+            )
         positive_budget(self.step_size, "pgd_step_size")
 
     @property
@@ -100,8 +102,9 @@ def normalise_attacks(attacks) -> tuple[str, ...]:
     attacks = tuple(dict.fromkeys(attacks))
     unknown = [a for a in attacks if a not in attack_choices()]
     if unknown:
-        raise EvaluationInputError(f"{{0}} {literal(repr(unknown[0]))} is unknown; choose from {', '.join(attack_choices())}",
-                                   "attack")
+        raise EvaluationInputError(
+            f"{{0}} {literal(repr(unknown[0]))} is unknown; choose from {', '.join(attack_choices())}", "attack"
+        )
     if NONE in attacks:
         if len(attacks) > 1:
             raise EvaluationInputError("{0} none (clean accuracy only) cannot be combined with attacks", "attack")

@@ -25,9 +25,12 @@ from iseat.results import ResultsError
 from iseat.results.protocols import stamp_of
 
 DATASETS = tuple(n for n, d in registry.DATASETS.items() if d.robustbench)  # its l-inf leaderboards for 32x32 images
-ISEAT_PAPER = {"link": "https://arxiv.org/abs/2303.14077",
-               "name": "Improved Adversarial Training Through Adaptive Instance-wise Loss Smoothing",
-               "authors": "Lin Li, Michael Spratling", "venue": "arXiv, Mar 2023"}
+ISEAT_PAPER = {
+    "link": "https://arxiv.org/abs/2303.14077",
+    "name": "Improved Adversarial Training Through Adaptive Instance-wise Loss Smoothing",
+    "authors": "Lin Li, Michael Spratling",
+    "venue": "arXiv, Mar 2023",
+}
 
 
 class ExportError(UserError, ValueError):
@@ -59,12 +62,18 @@ def robustbench_architecture(architecture: dict) -> dict:
         raise ExportError(f"RobustBench's architectures use ReLU; this model uses {architecture['activation']}")
     if arch == "wide_resnet":
         depth, width = architecture["depth"], architecture["width"]
-        return {"name": f"WideResNet-{depth}-{width}", "module": "wide_resnet",
-                "constructor": f"WideResNet(depth={depth}, num_classes={classes}, widen_factor={width})"}
+        return {
+            "name": f"WideResNet-{depth}-{width}",
+            "module": "wide_resnet",
+            "constructor": f"WideResNet(depth={depth}, num_classes={classes}, widen_factor={width})",
+        }
     if arch == "preact_resnet18":
-        return {"name": "PreActResNet-18", "module": "resnet",
-                "constructor": f"PreActResNet(PreActBlock, [2, 2, 2, 2], num_classes={classes}, "
-                               "bn_before_fc=True, out_shortcut=True)"}
+        return {
+            "name": "PreActResNet-18",
+            "module": "resnet",
+            "constructor": f"PreActResNet(PreActBlock, [2, 2, 2, 2], num_classes={classes}, "
+            "bn_before_fc=True, out_shortcut=True)",
+        }
     raise ExportError(f"RobustBench has no architecture for {arch!r}; export wide_resnet or preact_resnet18")
 
 
@@ -92,17 +101,32 @@ def model_info(report: dict, architecture_name: str, paper: dict) -> dict:
     dataset = report["data"]["dataset"]
     config = report.get("training_config") or {}
     robust = f"{100 * report['robust_accuracy']:.2f}"
-    return {"link": paper["link"], "name": paper["name"], "authors": paper["authors"],
-            "additional_data": bool((config.get("data") or {}).get("extra")), "number_forward_passes": 1,
-            "dataset": dataset, "venue": paper["venue"], "architecture": architecture_name,
-            "eps": eps_fraction(report["eps"]), "clean_acc": f"{100 * report['clean_accuracy']:.2f}",
-            "reported": robust, "autoattack_acc": robust, "threat_model": report["norm"],
-            "evaluation": {"protocol": report["protocol"], "label": report["label"],
-                           "n_examples": report["n_examples"], "test_set_size": report["data"]["test_set_size"],
-                           "settings": report["autoattack"]["settings"],
-                           "versions": report["provenance"]["versions"],
-                           "checkpoint_sha256": report["checkpoint"]["sha256"],
-                           "method": (config.get("method") or {}).get("name"), "stamp": report["stamp"]}}
+    return {
+        "link": paper["link"],
+        "name": paper["name"],
+        "authors": paper["authors"],
+        "additional_data": bool((config.get("data") or {}).get("extra")),
+        "number_forward_passes": 1,
+        "dataset": dataset,
+        "venue": paper["venue"],
+        "architecture": architecture_name,
+        "eps": eps_fraction(report["eps"]),
+        "clean_acc": f"{100 * report['clean_accuracy']:.2f}",
+        "reported": robust,
+        "autoattack_acc": robust,
+        "threat_model": report["norm"],
+        "evaluation": {
+            "protocol": report["protocol"],
+            "label": report["label"],
+            "n_examples": report["n_examples"],
+            "test_set_size": report["data"]["test_set_size"],
+            "settings": report["autoattack"]["settings"],
+            "versions": report["provenance"]["versions"],
+            "checkpoint_sha256": report["checkpoint"]["sha256"],
+            "method": (config.get("method") or {}).get("name"),
+            "stamp": report["stamp"],
+        },
+    }
 
 
 def check_report(report: dict, path: Path) -> None:
@@ -113,11 +137,15 @@ def check_report(report: dict, path: Path) -> None:
     if report.get("format") is None:
         raise ExportError(f"{path} is not an iseat evaluation report (no format); evaluate the run with iseat evaluate")
     if not report.get("standard") or report.get("protocol") != "autoattack-standard":
-        raise ExportError(f"{path} is not a standard AutoAttack evaluation ({report.get('label')}); "
-                          "RobustBench lists standard AutoAttack only")
+        raise ExportError(
+            f"{path} is not a standard AutoAttack evaluation ({report.get('label')}); "
+            "RobustBench lists standard AutoAttack only"
+        )
     if report["data"]["dataset"] not in DATASETS:
-        raise ExportError(f"{path}: RobustBench has no l-inf leaderboard for {report['data']['dataset']!r} "
-                          f"(only {', '.join(DATASETS)})")
+        raise ExportError(
+            f"{path}: RobustBench has no l-inf leaderboard for {report['data']['dataset']!r} "
+            f"(only {', '.join(DATASETS)})"
+        )
     if report.get("checkpoint") is None:
         raise ExportError(f"{path} evaluated a bare model, not a checkpoint")
 
@@ -132,15 +160,18 @@ def evaluated_checkpoint(run: Path, report: dict, path: Path) -> Path:
     return checkpoint
 
 
-def export_robustbench(run, out=None, *, evaluation: str = "aa.json", name: str | None = None,
-                       paper: dict | None = None) -> dict:
+def export_robustbench(
+    run, out=None, *, evaluation: str = "aa.json", name: str | None = None, paper: dict | None = None
+) -> dict:
     """Write `<name>.json` (model info) and `<name>.pt` (state dict) for RobustBench into `out`
     (default RUN/robustbench); returns their paths and the model info. Raises ExportError (one line)
     before writing anything when the run cannot be exported."""
     run = Path(run)
     if Path(evaluation).name != evaluation or evaluation in ("", ".", ".."):
-        raise ExportError(f"{evaluation}: name the evaluation report by its file name in the run folder {run} (e.g. "
-                          f"aa.json), not by a path: the run's checkpoint is looked up beside it")
+        raise ExportError(
+            f"{evaluation}: name the evaluation report by its file name in the run folder {run} (e.g. "
+            f"aa.json), not by a path: the run's checkpoint is looked up beside it"
+        )
     path = run / evaluation
     out = Path(out) if out is not None else run / "robustbench"
     if out.exists() and not out.is_dir():

@@ -20,7 +20,9 @@ def make_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"model.activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"model.activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+        ) from None
 
 
 class SmallCNN(nn.Module):
@@ -36,9 +38,13 @@ class SmallCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), make_activation(activation)]
 
         self.features = nn.Sequential(
-            *block(3, width), nn.MaxPool2d(2),
-            *block(width, 2 * width), nn.MaxPool2d(2),
-            *block(2 * width, 4 * width), *block(4 * width, 4 * width), nn.AdaptiveAvgPool2d(1),
+            *block(3, width),
+            nn.MaxPool2d(2),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *block(2 * width, 4 * width),
+            *block(4 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * width, num_classes))
 

@@ -37,8 +37,10 @@ def load(entry_point):
     try:
         return entry_point.load()
     except Exception as err:  # any failure of a third-party import: name the entry point, never a traceback
-        raise MethodPluginError(f"entry point {GROUP}:{entry_point.name} ({entry_point.value}) does not load: "
-                                f"{type(err).__name__}: {first_line(err)}; fix or uninstall its package") from None
+        raise MethodPluginError(
+            f"entry point {GROUP}:{entry_point.name} ({entry_point.value}) does not load: "
+            f"{type(err).__name__}: {first_line(err)}; fix or uninstall its package"
+        ) from None
 
 
 def options_schema(method) -> dict:
@@ -60,7 +62,9 @@ class PluginSchedule:
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise ValueError(f"method.{unknown[0]}: not an option of {cfg['name']}; its options are {known}")
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(options_schema(method)).iter_errors(options))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(options_schema(method)).iter_errors(options)
+        )
         if error is not None:
             raise ValueError(f"method.{'.'.join(map(str, error.absolute_path))}: {error.message}")
         return cls(method, tuple(sorted(options.items())))

@@ -17,9 +17,20 @@ from iseat.common import distributed
 from iseat.methods import registry as method_registry
 from iseat.methods.training_attack import PGD
 from iseat.methods.regularizer import LogitSmoothing, logit_stability_penalty
+
 # StepResult, parameters_frozen and stage_value stay importable from here (the library's public names).
-from iseat.methods.step_parts import StepResult, apply_update_at_perturbed_weights, as_float, parameters_frozen, stage_value
-from iseat.methods.weight_perturbation import AdversarialWeightPerturbation, forward_keeping_statistics, perturbed_parameters
+from iseat.methods.step_parts import (
+    StepResult,
+    apply_update_at_perturbed_weights,
+    as_float,
+    parameters_frozen,
+    stage_value,
+)
+from iseat.methods.weight_perturbation import (
+    AdversarialWeightPerturbation,
+    forward_keeping_statistics,
+    perturbed_parameters,
+)
 
 
 @dataclass(frozen=True)
@@ -43,15 +54,27 @@ class Method:
         return replace(self, lam=0.0, gamma=0.0)
 
 
-def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  method, memory_lean: bool = False) -> StepResult:
+def training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method,
+    memory_lean: bool = False,
+) -> StepResult:
     """Run exactly one training step of `method` (any `iseat.methods.step_parts.TrainingMethod`: a preset's
     `Method`, a baseline's step, a user's method) on a batch and update the model through `optimizer`."""
     return method.step(model, optimizer, x, y, memory_lean)
 
 
-def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                         method: Method, memory_lean: bool = False) -> StepResult:
+def preset_training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    method: Method,
+    memory_lean: bool = False,
+) -> StepResult:
     """One training step of a preset's `method` (AT, AT-AWP, ISEAT and its ablations, Eq. 9).
 
     Nothing is computed twice. The clean forward pass is done once: its input gradient is PGD's
@@ -107,8 +130,10 @@ def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimize
     computed = {("adv", "perturbed"): adv_logits, ("clean", "base"): clean_logits}
     if v is None:
         computed.update({("adv", "base"): adv_logits, ("clean", "perturbed"): clean_logits})
-    forward = {("adv", "base"): lambda: as_float(model(x_adv)),
-               ("clean", "perturbed"): lambda: as_float(functional_call(model, params, (x,)))}
+    forward = {
+        ("adv", "base"): lambda: as_float(model(x_adv)),
+        ("clean", "perturbed"): lambda: as_float(functional_call(model, params, (x,))),
+    }
 
     def view(key):
         if key not in computed:
@@ -132,13 +157,18 @@ def preset_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimize
     loss = distributed.part_of_mean(loss, len(y))  # several processes: this slice's part, gradients summed
     loss.backward(inputs=trainable)
     if recompute_theta_branch:
-        backward_theta_branch(model, x, method, {key: view(key) for key in views}, clean_views, av, eq9,
-                              trainable)
+        backward_theta_branch(model, x, method, {key: view(key) for key in views}, clean_views, av, eq9, trainable)
     distributed.reduce_parameter_gradients(model)
     apply_update_at_perturbed_weights(model, optimizer, v)
 
-    return StepResult(clean_loss.detach(), adv_loss.detach(), av, clean_logits.detach().argmax(1) == y,
-                      adv_logits.detach().argmax(1) == y, distributed.global_value(loss))
+    return StepResult(
+        clean_loss.detach(),
+        adv_loss.detach(),
+        av,
+        clean_logits.detach().argmax(1) == y,
+        adv_logits.detach().argmax(1) == y,
+        distributed.global_value(loss),
+    )
 
 
 def backward_theta_branch(model, x, method: Method, view_logits: dict, clean_views, av, eq9, inputs) -> None:
@@ -190,8 +220,9 @@ class MethodSchedule:
             return method_registry.schedule(cfg)
         merged = {**cls.defaults(name), **{k: v for k, v in cfg.items() if k != "name"}}
         as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,)
-        smoothing = LogitSmoothing(merged.get("target", "lsiw"), merged.get("distance", "sq_l2"),
-                                   merged.get("weighting", "linear"))
+        smoothing = LogitSmoothing(
+            merged.get("target", "lsiw"), merged.get("distance", "sq_l2"), merged.get("weighting", "linear")
+        )
         return cls(name, as_tuple(merged["gamma"]), as_tuple(merged["lam"]), as_tuple(merged["eta"]), smoothing)
 
     def cost_parts(self, stage: int, epoch: int) -> tuple[bool, float]:
@@ -200,8 +231,13 @@ class MethodSchedule:
         return stage_value(self.lam, stage) != 0 or stage_value(self.eta, stage) != 0, stage_value(self.gamma, stage)
 
     def at_stage(self, stage: int, attack: PGD, epoch: int = 0, epochs: int = 1) -> Method:
-        return Method(attack=attack, gamma=stage_value(self.gamma, stage), lam=stage_value(self.lam, stage),
-                      smoothing=self.smoothing, eta=stage_value(self.eta, stage))
+        return Method(
+            attack=attack,
+            gamma=stage_value(self.gamma, stage),
+            lam=stage_value(self.lam, stage),
+            smoothing=self.smoothing,
+            eta=stage_value(self.eta, stage),
+        )
 
 
 def warm_start(method):

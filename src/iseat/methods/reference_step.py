@@ -41,8 +41,9 @@ def awp_by_gradient_buffers(model: torch.nn.Module, x_adv: torch.Tensor, y: torc
     return v
 
 
-def reference_training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                            y: torch.Tensor, method: Method) -> StepResult:
+def reference_training_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, method: Method
+) -> StepResult:
     """One training step of `method`, computed the straightforward way (see the module docstring)."""
     model.train()
     attack = method.attack
@@ -91,7 +92,9 @@ def reference_training_step(model: torch.nn.Module, optimizer: torch.optim.Optim
             loss_value += float(term.detach())
     if method.eta != 0:  # Eq. 9 at theta, ranked by the AV of Eq. 3, from fresh forward passes
         clean_fresh, adv_fresh = _float(model(x)), _float(model(x_adv))
-        av_eq3 = (F.cross_entropy(adv_fresh, y, reduction="none") - F.cross_entropy(clean_fresh, y, reduction="none")).detach()
+        av_eq3 = (
+            F.cross_entropy(adv_fresh, y, reduction="none") - F.cross_entropy(clean_fresh, y, reduction="none")
+        ).detach()
         term = logit_stability_penalty(adv_fresh, clean_fresh, av_eq3, method.eta)
         loss_base = loss_base + term
         loss_value += float(term.detach())
@@ -106,8 +109,14 @@ def reference_training_step(model: torch.nn.Module, optimizer: torch.optim.Optim
         shift_parameters(model, v, -1)
     _model_changed()
 
-    return StepResult(clean_loss_const, adv_loss.detach(), av, clean_logits_const.argmax(1) == y,
-                      adv_logits.detach().argmax(1) == y, loss_value)
+    return StepResult(
+        clean_loss_const,
+        adv_loss.detach(),
+        av,
+        clean_logits_const.argmax(1) == y,
+        adv_logits.detach().argmax(1) == y,
+        loss_value,
+    )
 
 
 def _pick(views, with_graph: dict, constants: dict):

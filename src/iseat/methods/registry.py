@@ -46,24 +46,32 @@ class MethodSpec:
 
 PRESET = "iseat.methods.presets:MethodSchedule"
 BASELINE = "iseat.methods.baselines:BaselineSchedule"
-METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    MethodSpec("at", "AT", "Madry et al. 2018; the ISEAT reference code's AT", PRESET, "AT"),
-    MethodSpec("at_awp", "AT-AWP", "Wu et al. 2020 (csdongxian/AWP); ISEAT Eq. 13-14", PRESET, "+AWP"),
-    MethodSpec("at_lsi", "+ input smoothing (LSI)", "ISEAT Tab. 4", PRESET, "+LSI"),
-    MethodSpec("iseat", "ISEAT", "Li & Spratling, Eq. 15-21", PRESET, "ISEAT"),
-    MethodSpec("at_eq9", "AT + Eq. 9", "ISEAT Section 3, Eq. 9", PRESET),
-    MethodSpec("trades", "TRADES", "Zhang et al. 2019, yaodongyu/TRADES", BASELINE),
-    MethodSpec("mart", "MART", "Wang et al. 2020, YisenWang/MART", BASELINE),
-    MethodSpec("trades_awp", "TRADES-AWP", "Wu et al. 2020, csdongxian/AWP trades_AWP", BASELINE),
-    MethodSpec("mart_awp", "MART-AWP", "Wu et al. 2020 (no released code: TRADES-AWP's settings)", BASELINE),
-    MethodSpec("rwp", "RWP", "Yu et al. 2022, ChaojianYu/Robust-Weight-Perturbation AT_AWP_RWP", BASELINE),
-    MethodSpec("trades_rwp", "TRADES-RWP", "Yu et al. 2022, ChaojianYu/Robust-Weight-Perturbation trades_AWP_RWP",
-               BASELINE),
-    MethodSpec("gairat", "GAIRAT", "Zhang et al. 2021, zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training",
-               BASELINE),
-    MethodSpec("gair_trades", "GAIR-TRADES", "Zhang et al. 2021, the same repository's GAIR_RST", BASELINE),
-    MethodSpec("fat", "FAT", "Zhang et al. 2020, zjfheart/Friendly-Adversarial-Training", BASELINE),
-)}
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("at", "AT", "Madry et al. 2018; the ISEAT reference code's AT", PRESET, "AT"),
+        MethodSpec("at_awp", "AT-AWP", "Wu et al. 2020 (csdongxian/AWP); ISEAT Eq. 13-14", PRESET, "+AWP"),
+        MethodSpec("at_lsi", "+ input smoothing (LSI)", "ISEAT Tab. 4", PRESET, "+LSI"),
+        MethodSpec("iseat", "ISEAT", "Li & Spratling, Eq. 15-21", PRESET, "ISEAT"),
+        MethodSpec("at_eq9", "AT + Eq. 9", "ISEAT Section 3, Eq. 9", PRESET),
+        MethodSpec("trades", "TRADES", "Zhang et al. 2019, yaodongyu/TRADES", BASELINE),
+        MethodSpec("mart", "MART", "Wang et al. 2020, YisenWang/MART", BASELINE),
+        MethodSpec("trades_awp", "TRADES-AWP", "Wu et al. 2020, csdongxian/AWP trades_AWP", BASELINE),
+        MethodSpec("mart_awp", "MART-AWP", "Wu et al. 2020 (no released code: TRADES-AWP's settings)", BASELINE),
+        MethodSpec("rwp", "RWP", "Yu et al. 2022, ChaojianYu/Robust-Weight-Perturbation AT_AWP_RWP", BASELINE),
+        MethodSpec(
+            "trades_rwp", "TRADES-RWP", "Yu et al. 2022, ChaojianYu/Robust-Weight-Perturbation trades_AWP_RWP", BASELINE
+        ),
+        MethodSpec(
+            "gairat",
+            "GAIRAT",
+            "Zhang et al. 2021, zjfheart/Geometry-aware-Instance-reweighted-Adversarial-Training",
+            BASELINE,
+        ),
+        MethodSpec("gair_trades", "GAIR-TRADES", "Zhang et al. 2021, the same repository's GAIR_RST", BASELINE),
+        MethodSpec("fat", "FAT", "Zhang et al. 2020, zjfheart/Friendly-Adversarial-Training", BASELINE),
+    )
+}
 # Tab. 4's rows by the parts a step has: (a smoothing-like clean-graph term, a weight perturbation).
 COST_ROWS = {(False, False): "at", (True, False): "at_lsi", (False, True): "at_awp", (True, True): "iseat"}
 
@@ -74,7 +82,8 @@ def methods() -> dict[str, MethodSpec]:
     for name, method in method_plugins.installed().items():
         if name in out:
             raise method_plugins.MethodPluginError(
-                f"entry point {method_plugins.GROUP}:{name}: a built-in method has that name; rename it")
+                f"entry point {method_plugins.GROUP}:{name}: a built-in method has that name; rename it"
+            )
         out[name] = MethodSpec(name, method.label, getattr(method, "source", method.__module__), "", plugin=method)
     return out
 

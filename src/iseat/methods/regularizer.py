@@ -57,11 +57,14 @@ class LogitSmoothing:
         return lam * (weights * logit_distance(adv_logits, clean_logits, self.distance)).sum() / av.numel()
 
 
-def logit_stability_penalty(adv_logits: torch.Tensor, clean_logits: torch.Tensor, av: torch.Tensor, eta: float,
-                            fraction: float = 0.1) -> torch.Tensor:
+def logit_stability_penalty(
+    adv_logits: torch.Tensor, clean_logits: torch.Tensor, av: torch.Tensor, eta: float, fraction: float = 0.1
+) -> torch.Tensor:
     """Eq. 9's second term: eta * E_i[ ||f(x_i + d_i) - f(x_i)||_2^2 * 1(x_i, d_i) ], the mean over the
     whole batch, where the indicator selects the `fraction` of the batch with the highest AV (Eq. 3).
     Gradients flow through both logits; the indicator is a constant."""
-    top = distributed.on_global_batch(lambda a: rank_descending(a) < top_fraction_count(a.numel(), fraction), av.detach())
+    top = distributed.on_global_batch(
+        lambda a: rank_descending(a) < top_fraction_count(a.numel(), fraction), av.detach()
+    )
     indicator = top.to(adv_logits.dtype)
     return eta * (indicator * logit_distance(adv_logits, clean_logits, "sq_l2")).mean()

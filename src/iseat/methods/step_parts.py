@@ -43,8 +43,14 @@ class TrainingMethod(Protocol):
     lam: float
     eta: float
 
-    def step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-             memory_lean: bool = False) -> StepResult:
+    def step(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        memory_lean: bool = False,
+    ) -> StepResult:
         """Exactly one update of the model through `optimizer` on the batch (x, y)."""
 
     def warm_start(self) -> "TrainingMethod":

@@ -25,7 +25,9 @@ class PGD:
     random_start: bool = False
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
 
-    def perturb(self, model, x: torch.Tensor, y: torch.Tensor, clean_input_grad: torch.Tensor | None = None) -> torch.Tensor:
+    def perturb(
+        self, model, x: torch.Tensor, y: torch.Tensor, clean_input_grad: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Return x' = clip_[0,1](x + delta) with ||delta||_inf <= eps. The model's mode is left as it is."""
         if self.steps == 0 or self.eps == 0:
             return x.detach().clone()
@@ -62,10 +64,12 @@ def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(1) == y)
+    return logits.argmax(1) == y
 
 
-def clean_and_robust_accuracy(model, loader, attack: PGD, device, max_samples: int | None = None) -> tuple[float, float]:
+def clean_and_robust_accuracy(
+    model, loader, attack: PGD, device, max_samples: int | None = None
+) -> tuple[float, float]:
     """Clean and PGD accuracy in eval mode over `loader` batches of (x, y, index); the model's mode is restored."""
     was_training = model.training
     model.eval()

@@ -50,10 +50,7 @@ class AdversarialWeightPerturbation:
 def layerwise_scaled(params: dict[str, torch.Tensor], grads, gamma: float) -> dict[str, torch.Tensor]:
     """v_n = gamma * ||theta_n|| * g_n / ||g_n|| (a zero gradient gives a zero perturbation)."""
     tiny = torch.finfo(next(iter(params.values())).dtype).tiny
-    return {
-        name: gamma * p.norm() * g / (g.norm() + tiny)
-        for (name, p), g in zip(params.items(), grads)
-    }
+    return {name: gamma * p.norm() * g / (g.norm() + tiny) for (name, p), g in zip(params.items(), grads)}
 
 
 def perturbed_parameters(model: torch.nn.Module, v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

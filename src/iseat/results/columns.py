@@ -64,14 +64,27 @@ def accuracy_columns(key: str, name: str, csv_name: str, delta: str) -> list[Col
     """Ours, the paper's and their difference for one accuracy ("clean" or "rob" cells)."""
     paper = f"{key}_paper"
     return [
-        Column(f"{name} (ours)", lambda r: fmt_pm(r.cells[key]),
-               ((f"{csv_name}_mean", lambda r: num(mean_of(r.cells[key]))),
-                (f"{csv_name}_std", lambda r: num(std_of(r.cells[key]))))),
-        Column(f"{name} (paper)", lambda r: fmt_pm(r.cells[paper]),
-               ((f"{csv_name}_paper_mean", lambda r: num(mean_of(r.cells[paper]))),
-                (f"{csv_name}_paper_std", lambda r: num(std_of(r.cells[paper]))))),
-        Column(delta, lambda r: fmt_diff(r.cells[key], r.cells[paper]),
-               ((f"{csv_name}_diff", lambda r: num(diff_of(r.cells[key], r.cells[paper]))),)),
+        Column(
+            f"{name} (ours)",
+            lambda r: fmt_pm(r.cells[key]),
+            (
+                (f"{csv_name}_mean", lambda r: num(mean_of(r.cells[key]))),
+                (f"{csv_name}_std", lambda r: num(std_of(r.cells[key]))),
+            ),
+        ),
+        Column(
+            f"{name} (paper)",
+            lambda r: fmt_pm(r.cells[paper]),
+            (
+                (f"{csv_name}_paper_mean", lambda r: num(mean_of(r.cells[paper]))),
+                (f"{csv_name}_paper_std", lambda r: num(std_of(r.cells[paper]))),
+            ),
+        ),
+        Column(
+            delta,
+            lambda r: fmt_diff(r.cells[key], r.cells[paper]),
+            ((f"{csv_name}_diff", lambda r: num(diff_of(r.cells[key], r.cells[paper]))),),
+        ),
     ]
 
 
@@ -82,30 +95,58 @@ def comparison_field(key: str, text=num):
 COLUMNS = (
     Column(None, fields=(("table", lambda r: r.table),)),
     Column("Setting / method", lambda r: r.label, (("label", lambda r: r.label),)),
-    Column(None, fields=(("paper_setting", lambda r: r.paper_setting or ""),
-                         ("setting", lambda r: r.entry.setting if r.ran else ""),
-                         ("method", lambda r: r.entry.method if r.entry else ""),
-                         ("n_examples", lambda r: r.cells["n_examples"] or ""))),
+    Column(
+        None,
+        fields=(
+            ("paper_setting", lambda r: r.paper_setting or ""),
+            ("setting", lambda r: r.entry.setting if r.ran else ""),
+            ("method", lambda r: r.entry.method if r.entry else ""),
+            ("n_examples", lambda r: r.cells["n_examples"] or ""),
+        ),
+    ),
     *accuracy_columns("clean", "Clean", "clean", "Δ clean"),
     *accuracy_columns("rob", "AA", "aa", "Δ AA"),
-    Column("PGD (ours)", lambda r: fmt_pm(r.cells["pgd"]),
-           (("pgd_mean", lambda r: num(mean_of(r.cells["pgd"]))), ("pgd_std", lambda r: num(std_of(r.cells["pgd"]))))),
-    Column("AA − AT (paired)", lambda r: mark(r.vs_at),
-           (("aa_vs_at_diff", comparison_field("difference")), ("aa_vs_at_low", comparison_field("low")),
-            ("aa_vs_at_high", comparison_field("high")), ("aa_vs_at_p_max", comparison_field("p_max", csv_cell)),
+    Column(
+        "PGD (ours)",
+        lambda r: fmt_pm(r.cells["pgd"]),
+        (("pgd_mean", lambda r: num(mean_of(r.cells["pgd"]))), ("pgd_std", lambda r: num(std_of(r.cells["pgd"])))),
+    ),
+    Column(
+        "AA − AT (paired)",
+        lambda r: mark(r.vs_at),
+        (
+            ("aa_vs_at_diff", comparison_field("difference")),
+            ("aa_vs_at_low", comparison_field("low")),
+            ("aa_vs_at_high", comparison_field("high")),
+            ("aa_vs_at_p_max", comparison_field("p_max", csv_cell)),
             ("aa_vs_at_significant", comparison_field("significant", lambda v: str(int(v)))),
             ("aa_vs_at_p_holm", comparison_field("p_holm", csv_cell)),
-            ("aa_vs_at_significant_holm", comparison_field("significant_holm", lambda v: str(int(v)))))),
+            ("aa_vs_at_significant_holm", comparison_field("significant_holm", lambda v: str(int(v)))),
+        ),
+    ),
     Column("masking", lambda r: masking.MARK if r.flags else "", (("masking_flags", lambda r: " ".join(r.flags)),)),
     Column("seeds", lambda r: str(r.cells["n_seeds"]), (("n_seeds", lambda r: r.cells["n_seeds"]),)),
-    Column("ours from", lambda r: r.source, (("result_dir", lambda r: r.entry.result_dir if r.ran else ""),),
-           latex=False),
-    Column("time / AT (ours)", lambda r: fmt_ratio(r.time_ratio), (("time_ratio", lambda r: num(r.time_ratio)),),
-           only=("tab4",)),
-    Column("time / AT (paper)", lambda r: fmt_ratio(r.paper_time and r.paper_time[1]),
-           (("time_ratio_paper", lambda r: num(r.paper_time and r.paper_time[1])),), only=("tab4",)),
-    Column("s/batch (paper)", lambda r: fmt_ratio(r.paper_time and r.paper_time[0]),
-           (("seconds_per_batch_paper", lambda r: num(r.paper_time and r.paper_time[0])),), only=("tab4",)),
+    Column(
+        "ours from", lambda r: r.source, (("result_dir", lambda r: r.entry.result_dir if r.ran else ""),), latex=False
+    ),
+    Column(
+        "time / AT (ours)",
+        lambda r: fmt_ratio(r.time_ratio),
+        (("time_ratio", lambda r: num(r.time_ratio)),),
+        only=("tab4",),
+    ),
+    Column(
+        "time / AT (paper)",
+        lambda r: fmt_ratio(r.paper_time and r.paper_time[1]),
+        (("time_ratio_paper", lambda r: num(r.paper_time and r.paper_time[1])),),
+        only=("tab4",),
+    ),
+    Column(
+        "s/batch (paper)",
+        lambda r: fmt_ratio(r.paper_time and r.paper_time[0]),
+        (("seconds_per_batch_paper", lambda r: num(r.paper_time and r.paper_time[0])),),
+        only=("tab4",),
+    ),
 )
 
 

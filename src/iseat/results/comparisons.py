@@ -21,10 +21,12 @@ from iseat.results import ResultsError
 CORRECT_COLUMN = {"aa": "robust_correct", "pgd": "pgd_correct"}
 MARK = "*"
 HOLM_MARK = "†"
-RULE = (f"{MARK} = significant: McNemar's exact p < {ALPHA:g} on every seed and, with two or more seeds, the "
-        f"{100 * CONFIDENCE:.0f} % t-interval of the seed-wise difference excludes 0 (paired, same test images), "
-        f"unadjusted; {HOLM_MARK} = still so with the largest per-seed p Holm-Bonferroni adjusted over the "
-        f"table's comparisons")
+RULE = (
+    f"{MARK} = significant: McNemar's exact p < {ALPHA:g} on every seed and, with two or more seeds, the "
+    f"{100 * CONFIDENCE:.0f} % t-interval of the seed-wise difference excludes 0 (paired, same test images), "
+    f"unadjusted; {HOLM_MARK} = still so with the largest per-seed p Holm-Bonferroni adjusted over the "
+    f"table's comparisons"
+)
 
 
 def is_baseline(method: str) -> bool:
@@ -67,31 +69,47 @@ def compare(aggregated_a: dict | None, aggregated_b: dict | None, evaluation: st
     if not shared:
         return None
     try:
-        record = compare_per_sample({s: a[s] for s in shared}, {s: b[s] for s in shared},
-                                    column=CORRECT_COLUMN[evaluation], alpha=ALPHA, confidence=CONFIDENCE)
+        record = compare_per_sample(
+            {s: a[s] for s in shared},
+            {s: b[s] for s in shared},
+            column=CORRECT_COLUMN[evaluation],
+            alpha=ALPHA,
+            confidence=CONFIDENCE,
+        )
     except SignificanceError as err:
         raise ResultsError(str(err)) from None
     interval = record["difference"]
     p_values = [s["p_value"] for s in record["per_seed"]]
     every_seed = all(p < ALPHA for p in p_values)
     pp = lambda v: None if v is None else 100 * v
-    return {"evaluation": evaluation, "seeds": shared,
-            "n_examples": sorted({s["n_examples"] for s in record["per_seed"]}),
-            "accuracy_a": 100 * sum(s["accuracy_a"] for s in record["per_seed"]) / len(shared),
-            "accuracy_b": 100 * sum(s["accuracy_b"] for s in record["per_seed"]) / len(shared),
-            "difference": pp(interval["mean"]), "low": pp(interval["low"]), "high": pp(interval["high"]),
-            "p_values": p_values, "p_max": max(p_values),
-            "n_ab": sum(s["n_ab"] for s in record["per_seed"]), "n_ba": sum(s["n_ba"] for s in record["per_seed"]),
-            "interval_excludes_zero": record["interval_excludes_zero"],
-            "significant": every_seed and record["interval_excludes_zero"] is not False}
+    return {
+        "evaluation": evaluation,
+        "seeds": shared,
+        "n_examples": sorted({s["n_examples"] for s in record["per_seed"]}),
+        "accuracy_a": 100 * sum(s["accuracy_a"] for s in record["per_seed"]) / len(shared),
+        "accuracy_b": 100 * sum(s["accuracy_b"] for s in record["per_seed"]) / len(shared),
+        "difference": pp(interval["mean"]),
+        "low": pp(interval["low"]),
+        "high": pp(interval["high"]),
+        "p_values": p_values,
+        "p_max": max(p_values),
+        "n_ab": sum(s["n_ab"] for s in record["per_seed"]),
+        "n_ba": sum(s["n_ba"] for s in record["per_seed"]),
+        "interval_excludes_zero": record["interval_excludes_zero"],
+        "significant": every_seed and record["interval_excludes_zero"] is not False,
+    }
 
 
 def adjust(family: list) -> list:
     """The comparisons of one table (None: not made) with `p_holm`, their largest per-seed p Holm-adjusted
     over the family, and `significant_holm` (p_holm < alpha and the interval, if any, excluding 0)."""
     adjusted = holm([None if c is None else c["p_max"] for c in family])
-    return [None if c is None else {**c, "p_holm": p, "significant_holm": p < ALPHA and c["interval_excludes_zero"]
-                                    is not False} for c, p in zip(family, adjusted)]
+    return [
+        None
+        if c is None
+        else {**c, "p_holm": p, "significant_holm": p < ALPHA and c["interval_excludes_zero"] is not False}
+        for c, p in zip(family, adjusted)
+    ]
 
 
 def compare_all(aggregated: dict, evaluation: str = "aa") -> dict:

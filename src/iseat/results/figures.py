@@ -13,6 +13,7 @@ from iseat.results import ResultsError
 from iseat.results.tables import Entry, result_rows
 from iseat.results.writers import save_figure
 
+
 def figure_results(out, entries: list[Entry], setting_labels: dict, method_labels: dict) -> None:
     """Clean and AutoAttack accuracy per (setting, method): ours (mean ± std) beside the paper's."""
     rows = [r for r in result_rows(entries, setting_labels, method_labels) if r.aa]
@@ -29,8 +30,12 @@ def figure_results(out, entries: list[Entry], setting_labels: dict, method_label
         if px:
             ax.bar(px, [p[0] for p in paper if p], 0.4, yerr=[p[1] or 0 for p in paper if p], capsize=3, label="paper")
         ax.set_xticks(x)
-        ax.set_xticklabels([f"{r.entry.setting}\n{method_labels.get(r.entry.method, r.entry.method)}" for r in rows],
-                           rotation=45, ha="right", fontsize=7)
+        ax.set_xticklabels(
+            [f"{r.entry.setting}\n{method_labels.get(r.entry.method, r.entry.method)}" for r in rows],
+            rotation=45,
+            ha="right",
+            fontsize=7,
+        )
         ax.set_title(title)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
@@ -40,8 +45,12 @@ def figure_results(out, entries: list[Entry], setting_labels: dict, method_label
     save_figure(fig, out, dpi=120)
 
 
-TRAINING_PANELS = (("selection_pgd_acc", "selection PGD accuracy"), ("selection_clean_acc", "selection clean accuracy"),
-                   ("train_loss", "training loss"), ("av_sd", "AV SD (Eq. 6)"))
+TRAINING_PANELS = (
+    ("selection_pgd_acc", "selection PGD accuracy"),
+    ("selection_clean_acc", "selection clean accuracy"),
+    ("train_loss", "training loss"),
+    ("av_sd", "AV SD (Eq. 6)"),
+)
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -104,8 +113,9 @@ def figure_grid(out, winner: dict, title: str = "") -> None:
     wi, wj = lams.index(winner["lam"]), gammas.index(winner["gamma"])
     ax.add_patch(Rectangle((wj - 0.5, wi - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     fig.colorbar(image, ax=ax, label=f"{winner['metric']} (%)")
-    ax.set_title((title + ": " if title else "") + f"grid winner lambda={winner['lam']:g}, gamma={winner['gamma']:g}",
-                 fontsize=9)
+    ax.set_title(
+        (title + ": " if title else "") + f"grid winner lambda={winner['lam']:g}, gamma={winner['gamma']:g}", fontsize=9
+    )
     fig.tight_layout()
     save_figure(fig, out, dpi=120)
 
@@ -123,13 +133,25 @@ def figure_curves(out, entries: list[Entry], method_labels: dict, title: str = "
             continue
         label = method_labels.get(entry.method, entry.method)
         eps = [255 * p["eps"] for p in sweep["curve"]]
-        line = ax.errorbar(eps, [100 * p["robust_accuracy"]["mean"] for p in sweep["curve"]],
-                           yerr=[100 * p["robust_accuracy"]["std"] for p in sweep["curve"]], marker="o", capsize=3,
-                           label=f"{label} ({sweep.get('label')})")
+        line = ax.errorbar(
+            eps,
+            [100 * p["robust_accuracy"]["mean"] for p in sweep["curve"]],
+            yerr=[100 * p["robust_accuracy"]["std"] for p in sweep["curve"]],
+            marker="o",
+            capsize=3,
+            label=f"{label} ({sweep.get('label')})",
+        )
         threat = ((aa or {}).get("stamp") or {}).get("threat_model") or {}
         if aa and threat.get("eps") is not None:
-            ax.plot([255 * threat["eps"]], [100 * aa["robust_accuracy"]["mean"]], marker="*", markersize=12,
-                    linestyle="none", color=line[0].get_color(), label=f"{label} ({aa.get('label') or 'AutoAttack'})")
+            ax.plot(
+                [255 * threat["eps"]],
+                [100 * aa["robust_accuracy"]["mean"]],
+                marker="*",
+                markersize=12,
+                linestyle="none",
+                color=line[0].get_color(),
+                label=f"{label} ({aa.get('label') or 'AutoAttack'})",
+            )
     ax.set_xscale("symlog", linthresh=16)  # 0..16/255 linear, the very large budgets compressed
     budgets = sorted({round(255 * p["eps"], 6) for _, sweep, _ in curves if sweep for p in sweep.get("curve", [])})
     ax.set_xticks(budgets, [f"{b:g}" for b in budgets])

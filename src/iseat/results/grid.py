@@ -36,15 +36,24 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
             raise ResultsError(f"{run / 'summary.json'}: no {metric!r}; keys: {sorted(summary)}")
         for key in (metric, "best_selection_clean_acc"):
             if not (is_accuracy(summary.get(key)) or (key != metric and summary.get(key) is None)):
-                raise ResultsError(f"{run / 'summary.json'}: {key} is {summary.get(key)!r}, not an accuracy in "
-                                   f"[0, 1]; train the run again or restore its summary.json")
+                raise ResultsError(
+                    f"{run / 'summary.json'}: {key} is {summary.get(key)!r}, not an accuracy in "
+                    f"[0, 1]; train the run again or restore its summary.json"
+                )
         selection = None
         if (run / "config.yaml").is_file():
             selection = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data", {}).get("selection")
-        evidence.append({"lam": float(lam), "gamma": float(gamma), "run_dir": str(run),
-                         metric: float(summary[metric]),
-                         "best_selection_clean_acc": summary.get("best_selection_clean_acc"),
-                         "best_epoch": summary.get("best_epoch"), "selection": selection})
+        evidence.append(
+            {
+                "lam": float(lam),
+                "gamma": float(gamma),
+                "run_dir": str(run),
+                metric: float(summary[metric]),
+                "best_selection_clean_acc": summary.get("best_selection_clean_acc"),
+                "best_epoch": summary.get("best_epoch"),
+                "selection": selection,
+            }
+        )
     keys = [(p["lam"], p["gamma"]) for p in evidence]
     if len(set(keys)) != len(keys):
         raise ResultsError("a (lambda, gamma) point is given twice")
@@ -59,8 +68,12 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
     if paper_choice is not None:
         lam, gamma = map(float, paper_choice)
         point = next((p for p in evidence if (p["lam"], p["gamma"]) == (lam, gamma)), None)
-        paper = {"lam": lam, "gamma": gamma, "value": point[metric] if point else None,
-                 "best_selection_clean_acc": point["best_selection_clean_acc"] if point else None}
+        paper = {
+            "lam": lam,
+            "gamma": gamma,
+            "value": point[metric] if point else None,
+            "best_selection_clean_acc": point["best_selection_clean_acc"] if point else None,
+        }
     return {
         "format": GRID_FORMAT,
         "paper_choice": paper,
@@ -69,7 +82,7 @@ def select_grid(points, metric: str = GRID_METRIC, paper_choice=None, used: str 
         "gamma": winner["gamma"],
         "run_dir": winner["run_dir"],
         "criterion": f"highest {metric} (robust accuracy under the training's PGD on the selection split, "
-                     "best epoch); ties: higher best_selection_clean_acc, then smaller lambda, then smaller gamma",
+        "best epoch); ties: higher best_selection_clean_acc, then smaller lambda, then smaller gamma",
         "metric": metric,
         "value": winner[metric],
         "lam_values": sorted({p["lam"] for p in evidence}),
@@ -90,8 +103,9 @@ def check_winner(winner, path) -> dict:
     for key in ("lam", "gamma"):
         value = winner.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
-            raise ResultsError(f"{path}: {key} is {value!r}, not a finite number >= 0; write it with iseat "
-                               f"aggregate grid")
+            raise ResultsError(
+                f"{path}: {key} is {value!r}, not a finite number >= 0; write it with iseat aggregate grid"
+            )
     return winner
 
 
@@ -114,5 +128,7 @@ def write_winner(points, out, metric: str = GRID_METRIC, paper_choice=None, used
 def write_tuned(winner_path, keys, lam_warmup: bool, out) -> dict:
     """The winner at `winner_path` as a train-config fragment (`tuned_values`), written as YAML at `out`."""
     fragment = tuned_values(check_winner(read_json(winner_path), winner_path), keys, lam_warmup)
-    write_text_atomic(out, f"# from {winner_path}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None))
+    write_text_atomic(
+        out, f"# from {winner_path}\n" + yaml.safe_dump(fragment, sort_keys=False, default_flow_style=None)
+    )
     return fragment

@@ -17,8 +17,10 @@ def stamp_of(report: dict, path) -> dict | None:
     """The protocol stamp of an evaluation report; None for a file that is not an `iseat evaluate` report."""
     fmt = report.get("format")
     if fmt in UNSTAMPED_FORMATS:
-        raise ResultsError(f"{path} was written before reports carried a protocol stamp ({fmt}); rerun its "
-                           f"evaluation (delete it and its per-sample CSV, then run the workflow again)")
+        raise ResultsError(
+            f"{path} was written before reports carried a protocol stamp ({fmt}); rerun its "
+            f"evaluation (delete it and its per-sample CSV, then run the workflow again)"
+        )
     if fmt is None:
         return None
     if fmt not in STAMPED_FORMATS or not isinstance(report.get("stamp"), dict):
@@ -46,5 +48,7 @@ def check_side_by_side(named: dict, what: str) -> None:
         for other, reference in (stamped[0], first_of[dataset]):
             diff = difference(reference, stamp, same_dataset=reference["data"]["dataset"] == dataset)
             if diff is not None:
-                raise ResultsError(f"{what}: {other} and {name} were evaluated under different protocols "
-                                   f"({diff}); evaluate both the same way")
+                raise ResultsError(
+                    f"{what}: {other} and {name} were evaluated under different protocols "
+                    f"({diff}); evaluate both the same way"
+                )

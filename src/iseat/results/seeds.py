@@ -32,8 +32,13 @@ def mean_std(values) -> dict:
     n = len(values)
     mean = sum(values) / n if n else math.nan
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "min": min(values, default=math.nan), "max": max(values, default=math.nan),
-            "values": values}
+    return {
+        "mean": mean,
+        "std": std,
+        "min": min(values, default=math.nan),
+        "max": max(values, default=math.nan),
+        "values": values,
+    }
 
 
 def seed_of(path) -> int | None:
@@ -56,15 +61,22 @@ def aggregate_seeds(paths) -> dict:
         seed = seed_of(path)
         stamp = protocol_of(stamp_of(result, path))
         per_sample = (result.get("per_sample") or {}).get("file")  # the evaluation's per-sample CSV, beside it
-        per_seed.append({"seed": seed if seed is not None else i, "source": str(path),
-                         "run_dir": str(Path(path).parent), "attack": attack_name(result),
-                         "label": result.get("label"),
-                         "clean_accuracy": float(result["clean_accuracy"]),
-                         "robust_accuracy": float(result["robust_accuracy"]),
-                         "n_examples": result.get("n_examples"),
-                         "per_sample": str(Path(path).parent / per_sample) if per_sample else None,
-                         "speed_options": run_speed_options(Path(path).parent), "stamp": stamp,
-                         "masking_flags": list(result.get("masking_flags", []))})
+        per_seed.append(
+            {
+                "seed": seed if seed is not None else i,
+                "source": str(path),
+                "run_dir": str(Path(path).parent),
+                "attack": attack_name(result),
+                "label": result.get("label"),
+                "clean_accuracy": float(result["clean_accuracy"]),
+                "robust_accuracy": float(result["robust_accuracy"]),
+                "n_examples": result.get("n_examples"),
+                "per_sample": str(Path(path).parent / per_sample) if per_sample else None,
+                "speed_options": run_speed_options(Path(path).parent),
+                "stamp": stamp,
+                "masking_flags": list(result.get("masking_flags", [])),
+            }
+        )
     attacks = sorted({str(s["attack"]) for s in per_seed})
     if len(attacks) > 1:
         raise ResultsError(f"the files mix attacks {attacks}; aggregate one attack at a time")
@@ -97,8 +109,12 @@ def mean_curve(results: list[dict]) -> dict:
     if not all(isinstance(r.get("curve"), list) for r in results):
         return {}
     budgets = [p["eps"] for p in results[0]["curve"]]
-    return {"curve": [{"eps": eps, "robust_accuracy": mean_std(r["curve"][i]["robust_accuracy"] for r in results)}
-                      for i, eps in enumerate(budgets)]}
+    return {
+        "curve": [
+            {"eps": eps, "robust_accuracy": mean_std(r["curve"][i]["robust_accuracy"] for r in results)}
+            for i, eps in enumerate(budgets)
+        ]
+    }
 
 
 def write_seed_summary(paths, out) -> dict:

@@ -44,7 +44,7 @@ def mcnemar_exact(correct_a, correct_b) -> McNemar:
         raise SignificanceError(f"paired results need two 1-d arrays of one length, got {a.shape} and {b.shape}")
     n_ab, n_ba = int((a & ~b).sum()), int((~a & b).sum())
     n, k = n_ab + n_ba, min(n_ab, n_ba)
-    tail = Fraction(sum(math.comb(n, i) for i in range(k + 1)), 2 ** n)  # exact: no underflow for large n
+    tail = Fraction(sum(math.comb(n, i) for i in range(k + 1)), 2**n)  # exact: no underflow for large n
     return McNemar(n_ab, n_ba, float(min(Fraction(1), 2 * tail)))
 
 
@@ -103,9 +103,11 @@ def check_covers(path, n_examples: int) -> None:
     `n_examples` images, indices 0 .. n_examples - 1), each once."""
     indices = [row["index"] for row in per_sample_rows(path, "index")]
     if sorted(indices, key=lambda i: int(i) if i.isdigit() else -1) != [str(i) for i in range(n_examples)]:
-        raise SignificanceError(f"{path}: holds {len(indices)} rows ({len(set(indices))} distinct indices), not one "
-                                f"for each of the {n_examples} test images (indices 0..{n_examples - 1}) its "
-                                f"evaluation names; evaluate again or restore the file")
+        raise SignificanceError(
+            f"{path}: holds {len(indices)} rows ({len(set(indices))} distinct indices), not one "
+            f"for each of the {n_examples} test images (indices 0..{n_examples - 1}) its "
+            f"evaluation names; evaluate again or restore the file"
+        )
 
 
 def read_per_sample(path, column: str) -> dict[int, bool]:
@@ -124,9 +126,14 @@ def paired(path_a, path_b, column: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([a[i] for i in order]), np.array([b[i] for i in order])
 
 
-def compare_per_sample(runs_a: Mapping[int, str | Path], runs_b: Mapping[int, str | Path], *,
-                       column: str = "robust_correct", alpha: float = ALPHA,
-                       confidence: float = CONFIDENCE) -> dict:
+def compare_per_sample(
+    runs_a: Mapping[int, str | Path],
+    runs_b: Mapping[int, str | Path],
+    *,
+    column: str = "robust_correct",
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+) -> dict:
     """Method A against method B from their per-seed per-sample CSVs ({seed: path}, the same seeds).
 
     Returns a JSON-able record: per seed, both accuracies, the difference A - B and McNemar's test; over
@@ -139,11 +146,25 @@ def compare_per_sample(runs_a: Mapping[int, str | Path], runs_b: Mapping[int, st
     for seed in sorted(runs_a):
         a, b = paired(runs_a[seed], runs_b[seed], column)
         test = mcnemar_exact(a, b)
-        per_seed.append({"seed": seed, "n_examples": len(a), "accuracy_a": float(a.mean()),
-                         "accuracy_b": float(b.mean()), "difference": float(a.mean() - b.mean()),
-                         **asdict(test), "significant": test.p_value < alpha})
+        per_seed.append(
+            {
+                "seed": seed,
+                "n_examples": len(a),
+                "accuracy_a": float(a.mean()),
+                "accuracy_b": float(b.mean()),
+                "difference": float(a.mean() - b.mean()),
+                **asdict(test),
+                "significant": test.p_value < alpha,
+            }
+        )
     interval = t_interval([s["difference"] for s in per_seed], confidence)
     excludes = interval.excludes_zero()
-    return {"column": column, "alpha": alpha, "seeds": sorted(runs_a), "per_seed": per_seed,
-            "difference": asdict(interval), "interval_excludes_zero": excludes,
-            "significant": excludes if excludes is not None else per_seed[0]["significant"]}
+    return {
+        "column": column,
+        "alpha": alpha,
+        "seeds": sorted(runs_a),
+        "per_seed": per_seed,
+        "difference": asdict(interval),
+        "interval_excludes_zero": excludes,
+        "significant": excludes if excludes is not None else per_seed[0]["significant"],
+    }

@@ -28,11 +28,23 @@ import contextlib
 
 import torch
 
-DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False, "tf32": False, "pin_memory": False,
-            "memory_lean": False}
+DEFAULTS = {
+    "precision": "fp32",
+    "channels_last": False,
+    "compile": False,
+    "tf32": False,
+    "pin_memory": False,
+    "memory_lean": False,
+}
 # How the results tables name each option when a run used it.
-OPTION_NAMES = {"precision": "bf16 autocast", "channels_last": "channels_last", "compile": "torch.compile",
-                "tf32": "TF32", "pin_memory": "pinned memory", "memory_lean": "memory-lean"}
+OPTION_NAMES = {
+    "precision": "bf16 autocast",
+    "channels_last": "channels_last",
+    "compile": "torch.compile",
+    "tf32": "TF32",
+    "pin_memory": "pinned memory",
+    "memory_lean": "memory-lean",
+}
 
 
 def options(runtime_cfg: dict | None) -> dict:
@@ -98,13 +110,15 @@ def describe(runtime_cfg: dict | None) -> dict:
     """The speed options in force, for a run's provenance."""
     opts = options(runtime_cfg)
     changed = ["bf16"] * (opts["precision"] == "bf16") + ["tf32"] * bool(opts["tf32"])
-    return {**opts, "autocast_dtype": "bfloat16" if opts["precision"] == "bf16" else None,
-            "compile_scope": "whole model, in place (nn.Module.compile)" if opts["compile"] else None,
-            "numerics": f"changed ({', '.join(changed)})" if changed else "fp32"}
+    return {
+        **opts,
+        "autocast_dtype": "bfloat16" if opts["precision"] == "bf16" else None,
+        "compile_scope": "whole model, in place (nn.Module.compile)" if opts["compile"] else None,
+        "numerics": f"changed ({', '.join(changed)})" if changed else "fp32",
+    }
 
 
 def used_options(description: dict | None) -> list[str]:
     """Names of the opt-in options a run used, from its recorded `describe` (summary.json's `acceleration`)."""
     description = description or {}
-    return [name for key, name in OPTION_NAMES.items()
-            if key in description and description[key] != DEFAULTS[key]]
+    return [name for key, name in OPTION_NAMES.items() if key in description and description[key] != DEFAULTS[key]]

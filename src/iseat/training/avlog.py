@@ -47,9 +47,15 @@ def av_statistics(av: np.ndarray) -> dict:
         return {name: math.nan for name in STATISTICS} | {"n_samples": 0}
     k = max(1, math.ceil(0.1 * n))
     ordered = np.sort(av)
-    return {"av_mean": float(av.mean()), "av_sd": float(av.std()), "av_top10_mean": float(ordered[-k:].mean()),
-            "av_bottom10_mean": float(ordered[:k].mean()), "share_av_ge_1": float((av >= 1).mean()),
-            "share_av_le_0": float((av <= 0).mean()), "n_samples": n}
+    return {
+        "av_mean": float(av.mean()),
+        "av_sd": float(av.std()),
+        "av_top10_mean": float(ordered[-k:].mean()),
+        "av_bottom10_mean": float(ordered[:k].mean()),
+        "share_av_ge_1": float((av >= 1).mean()),
+        "share_av_le_0": float((av <= 0).mean()),
+        "n_samples": n,
+    }
 
 
 class EpochBuffer:
@@ -63,9 +69,15 @@ class EpochBuffer:
 
     def reset(self):
         n = len(self.indices)
-        self.values = {name: torch.full((n,), math.nan if kind == "f4" else -1,
-                                        dtype=torch.float32 if kind == "f4" else torch.int8, device=self.device)
-                       for name, kind in PER_SAMPLE.items()}
+        self.values = {
+            name: torch.full(
+                (n,),
+                math.nan if kind == "f4" else -1,
+                dtype=torch.float32 if kind == "f4" else torch.int8,
+                device=self.device,
+            )
+            for name, kind in PER_SAMPLE.items()
+        }
 
     def columns(self, dataset_index: torch.Tensor) -> torch.Tensor:
         idx = dataset_index.to("cpu", torch.int64)
@@ -108,9 +120,17 @@ class AVLogWriter:
         f.create_dataset("index", data=indices)
         chunk = (1, min(self.n, CHUNK_COLUMNS))
         for name, kind in PER_SAMPLE.items():
-            f.create_dataset(name, shape=(0, self.n), maxshape=(None, self.n), dtype=kind, chunks=chunk,
-                             compression="gzip", compression_opts=4, shuffle=True,
-                             fillvalue=np.nan if kind == "f4" else -1)
+            f.create_dataset(
+                name,
+                shape=(0, self.n),
+                maxshape=(None, self.n),
+                dtype=kind,
+                chunks=chunk,
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
+                fillvalue=np.nan if kind == "f4" else -1,
+            )
         f.create_dataset("epoch", shape=(0,), maxshape=(None,), dtype="i4", chunks=(256,))
         f.create_dataset("weight_perturbed", shape=(0,), maxshape=(None,), dtype=bool, chunks=(256,))
         for name in STATISTICS:
@@ -148,8 +168,10 @@ class AVLogWriter:
     def _truncate(f, keep: int):
         have = f["epoch"].shape[0]
         if have < keep:
-            raise AVLogError(f"AV log {f.filename} holds {have} epochs but the run has completed {keep}; restore "
-                             f"a good copy, or delete state.pt beside it to restart the run from its first epoch")
+            raise AVLogError(
+                f"AV log {f.filename} holds {have} epochs but the run has completed {keep}; restore "
+                f"a good copy, or delete state.pt beside it to restart the run from its first epoch"
+            )
         for name in [*PER_SAMPLE, "epoch", "weight_perturbed", *(f"summary/{s}" for s in STATISTICS)]:
             f[name].resize(keep, axis=0)
 
@@ -189,8 +211,10 @@ def check_resumable(path: Path) -> None:
     try:
         open_swmr_reader(path).close()
     except DamagedFile as err:
-        raise AVLogError(f"AV log {path} is damaged ({err}); the run cannot resume with it: restore a good "
-                         f"copy, or move it away and delete state.pt beside it to restart the run") from None
+        raise AVLogError(
+            f"AV log {path} is damaged ({err}); the run cannot resume with it: restore a good "
+            f"copy, or move it away and delete state.pt beside it to restart the run"
+        ) from None
 
 
 class AVLog:

@@ -30,13 +30,24 @@ def save_atomic(obj, path) -> None:
 
 def architecture_of(cfg: dict, num_classes: int) -> dict:
     m = cfg["model"]
-    return {"arch": m["arch"], "num_classes": num_classes, "activation": m["activation"],
-            "depth": m["depth"], "width": m["width"]}
+    return {
+        "arch": m["arch"],
+        "num_classes": num_classes,
+        "activation": m["activation"],
+        "depth": m["depth"],
+        "width": m["width"],
+    }
 
 
 def model_checkpoint(model, architecture: dict, epoch: int, metrics: dict, config: dict) -> dict:
-    return {"format": FORMAT, "model": model.state_dict(), "architecture": architecture, "epoch": epoch,
-            "metrics": metrics, "config": config}
+    return {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "architecture": architecture,
+        "epoch": epoch,
+        "metrics": metrics,
+        "config": config,
+    }
 
 
 class CheckpointError(UserError, ValueError):
@@ -64,8 +75,9 @@ def load_model(path, device="cpu", expect_num_classes: int | None = None, expect
     return model_from_checkpoint(ckpt, path, device, expect_num_classes, expect_arch), ckpt
 
 
-def model_from_checkpoint(ckpt: dict, path, device="cpu", expect_num_classes: int | None = None,
-                          expect_arch: str | None = None):
+def model_from_checkpoint(
+    ckpt: dict, path, device="cpu", expect_num_classes: int | None = None, expect_arch: str | None = None
+):
     """The model (eval mode) of a checkpoint already read by `read_checkpoint`; `path` names it in errors."""
     arch = ckpt.get("architecture")
     if not isinstance(arch, dict) or "arch" not in arch or "num_classes" not in arch:

@@ -22,18 +22,46 @@ from iseat.training.trackers import schema_definitions as tracker_definitions
 
 DEFAULTS: dict = {
     "seed": 0,
-    "data": {"dataset": "digits", "root": None, "augmentation": "auto", "extra": None, "extra_ratio": 1.0,
-             "selection": "validation", "validation_size": 1000, "num_workers": 2},
+    "data": {
+        "dataset": "digits",
+        "root": None,
+        "augmentation": "auto",
+        "extra": None,
+        "extra_ratio": 1.0,
+        "selection": "validation",
+        "validation_size": 1000,
+        "num_workers": 2,
+    },
     "model": {"arch": "small_cnn", "depth": 34, "width": 10, "activation": "relu"},
     "method": {"name": "iseat"},
     "attack": {"eps": "8/255", "step_size": "2/255", "steps": 10, "random_start": False, "ramp_epochs": 0},
-    "training": {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                 "lr_milestones": [0.5, 0.75], "finetune_from": None, "finetune_checkpoint": "best",
-                 "swa": {"enabled": False, "start_epoch": 0, "decay": 0.001}},
+    "training": {
+        "epochs": 200,
+        "batch_size": 128,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "lr_milestones": [0.5, 0.75],
+        "finetune_from": None,
+        "finetune_checkpoint": "best",
+        "swa": {"enabled": False, "start_epoch": 0, "decay": 0.001},
+    },
     "evaluation": {"pgd_steps": 10, "pgd_step_size": None, "max_samples": None, "batch_size": 256},
-    "runtime": {"device": "auto", "deterministic": False, "av_log": True, "precision": "fp32",
-                "channels_last": False, "compile": False, "tf32": False, "pin_memory": False, "memory_lean": False,
-                "batch_norm_statistics": "global", "progress": True, "checkpoint_minutes": 15, "loggers": []},
+    "runtime": {
+        "device": "auto",
+        "deterministic": False,
+        "av_log": True,
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+        "tf32": False,
+        "pin_memory": False,
+        "memory_lean": False,
+        "batch_norm_statistics": "global",
+        "progress": True,
+        "checkpoint_minutes": 15,
+        "loggers": [],
+    },
 }
 
 
@@ -80,8 +108,10 @@ def apply_override(cfg: dict, assignment: str) -> None:
     try:
         node[keys[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{dotted}: {raw!r} is not a valid YAML value ({str(err).splitlines()[0]}); "
-                          "write it as YAML, e.g. 10, 0.1, [0, 0.1] or a quoted string") from None
+        raise ConfigError(
+            f"{dotted}: {raw!r} is not a valid YAML value ({str(err).splitlines()[0]}); "
+            "write it as YAML, e.g. 10, 0.1, [0, 0.1] or a quoted string"
+        ) from None
 
 
 def key_path(error: jsonschema.ValidationError) -> str:
@@ -101,7 +131,9 @@ def validate(cfg: dict) -> None:
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         where = key_path(error)
         prefix = "" if where == "(top level)" else where + "."
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; valid keys here are {sorted(error.schema['properties'])}")
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key; valid keys here are {sorted(error.schema['properties'])}"
+        )
     if error.validator == "oneOf" and error.context:
         # report the branch that matches the value's type (e.g. the negative item of a list)
         error = min(error.context, key=lambda e: (e.validator == "type", -len(e.absolute_path)))
@@ -165,8 +197,10 @@ def check_milestones(training: dict) -> None:
     epochs = training["epochs"]
     for i, fraction in enumerate(training["lr_milestones"]):
         if round(fraction * epochs) < 1:
-            raise ConfigError(f"training.lr_milestones[{i}]: {fraction} x {epochs} epochs decays the lr before "
-                              f"the first epoch; accepted: fractions in ({0.5 / epochs:.3g}, 1), or [] for no decay")
+            raise ConfigError(
+                f"training.lr_milestones[{i}]: {fraction} x {epochs} epochs decays the lr before "
+                f"the first epoch; accepted: fractions in ({0.5 / epochs:.3g}, 1), or [] for no decay"
+            )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict:

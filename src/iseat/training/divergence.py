@@ -50,9 +50,17 @@ def step_counts(model: torch.nn.Module, result) -> tuple[int, int, bool, bool]:
 
 def check_step(loss: float, grads_ok: bool, weights_ok: bool, epoch: int, step: int, steps: int) -> None:
     """TrainingDiverged naming the epoch, the step (both 1-indexed) and the first non-finite quantity."""
-    bad = next((name for name, ok in (("loss", math.isfinite(loss)), ("gradient", grads_ok),
-                                      ("weight", weights_ok)) if not ok), None)
+    bad = next(
+        (
+            name
+            for name, ok in (("loss", math.isfinite(loss)), ("gradient", grads_ok), ("weight", weights_ok))
+            if not ok
+        ),
+        None,
+    )
     if bad is not None:
-        raise TrainingDiverged(f"training diverged: non-finite {bad} at epoch {epoch + 1}, step {step + 1} of "
-                               f"{steps} (loss {loss}); saved states and checkpoints are left as they were; lower the "
-                               f"lr or the method's strengths and start afresh")
+        raise TrainingDiverged(
+            f"training diverged: non-finite {bad} at epoch {epoch + 1}, step {step + 1} of "
+            f"{steps} (loss {loss}); saved states and checkpoints are left as they were; lower the "
+            f"lr or the method's strengths and start afresh"
+        )

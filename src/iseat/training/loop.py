@@ -40,8 +40,15 @@ from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.methods.presets import training_step, warm_start
 from iseat.methods.models import build_model
 from iseat.common.provenance import provenance
-from iseat.training.resume_state import (RunShape, check_belongs_to, check_fits, read_state, restore_rng_states, rng_states,
-                           save_state)
+from iseat.training.resume_state import (
+    RunShape,
+    check_belongs_to,
+    check_fits,
+    read_state,
+    restore_rng_states,
+    rng_states,
+    save_state,
+)
 from iseat.methods.swa import WeightAverage
 
 STATE = "state.pt"
@@ -54,6 +61,7 @@ class RunConflict(RunFolderError):
 
 
 # ----------------------------------------------------------------------------- set-up helpers
+
 
 def set_determinism(enabled: bool) -> None:
     if enabled:
@@ -120,6 +128,7 @@ class StopRequest:
 
 # ----------------------------------------------------------------------------- the run
 
+
 @dataclass
 class Progress:
     """Everything besides tensors that a resumed run needs."""
@@ -141,8 +150,9 @@ class TrainingRun:
 
     # -- public
     def run(self) -> dict:
-        distributed.init_from_environment("cuda" if self.runtime["device"] != "cpu" and torch.cuda.is_available()
-                                          else "cpu")
+        distributed.init_from_environment(
+            "cuda" if self.runtime["device"] != "cpu" and torch.cuda.is_available() else "cpu"
+        )
         if not distributed.is_writer():
             self.say = lambda *args, **kwargs: None  # rank 0 speaks for a data-parallel run
         finished = self._finished()  # the common case, without loading the data
@@ -212,8 +222,10 @@ class TrainingRun:
         if not path.exists():
             return None
         if not (self.out / "config.yaml").exists():
-            raise RunFolderError(f"{path} exists without {self.out / 'config.yaml'}: not an intact iseat run; "
-                                 f"restore config.yaml, or delete {path} to start afresh, or choose another --out")
+            raise RunFolderError(
+                f"{path} exists without {self.out / 'config.yaml'}: not an intact iseat run; "
+                f"restore config.yaml, or delete {path} to start afresh, or choose another --out"
+            )
         if not self._check_same_config(finished=False):
             self.say(f"config differs from the unfinished run in {self.out}: discarding its state and starting afresh")
             path.unlink()
@@ -221,12 +233,16 @@ class TrainingRun:
         state = read_state(path)
         check_belongs_to(state, path, self.cfg)
         progress = state["progress"] if isinstance(state["progress"], dict) else {}
-        needed = {"metrics.jsonl": progress.get("epoch", 0),
-                  "av_log.h5": progress.get("av_log_epochs", 0) if self.runtime["av_log"] else 0}
+        needed = {
+            "metrics.jsonl": progress.get("epoch", 0),
+            "av_log.h5": progress.get("av_log_epochs", 0) if self.runtime["av_log"] else 0,
+        }
         for name, epochs in needed.items():
             if epochs and not (self.out / name).exists():
-                raise RunFolderError(f"{self.out / name} is missing but {path} has {epochs} completed epochs; "
-                                     f"restore it, or delete {path} to restart the run from its first epoch")
+                raise RunFolderError(
+                    f"{self.out / name} is missing but {path} has {epochs} completed epochs; "
+                    f"restore it, or delete {path} to restart the run from its first epoch"
+                )
         if needed["av_log.h5"]:
             check_resumable(self.out / "av_log.h5")
         return state
@@ -250,8 +266,9 @@ class TrainingRun:
         self.step_model = acceleration.prepare_model(self.model, self.runtime, self.device)
         self.memory_lean = acceleration.options(self.runtime)["memory_lean"]
         t = cfg["training"]
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t["lr"], momentum=t["momentum"],
-                                         weight_decay=t["weight_decay"])
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"]
+        )
         self.milestones = milestone_epochs(cfg)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, self.milestones, 0.1)
         self.schedule = method_registry.schedule(cfg["method"])
@@ -265,14 +282,18 @@ class TrainingRun:
             self._resume(state)
         if self.runtime["av_log"] and distributed.is_writer():
             attrs = {"config": cfg, "provenance": provenance(self.device, cfg["seed"]), "seed": cfg["seed"]}
-            self.av_writer = AVLogWriter(self.out / "av_log.h5", self.data.log_indices, attrs,
-                                         resume_epochs=self.progress.av_log_epochs)
+            self.av_writer = AVLogWriter(
+                self.out / "av_log.h5", self.data.log_indices, attrs, resume_epochs=self.progress.av_log_epochs
+            )
         self.buffer = EpochBuffer(self.data.log_indices, self.device)
         if state is not None and "buffer" in state:
             for name, values in state["buffer"].items():
                 self.buffer.values[name].copy_(values)
-        self.trackers = (trackers.for_training(cfg, self.out, self.device, self.progress.epoch, self.say)
-                         if distributed.is_writer() else trackers.Trackers([], self.out, self.say))
+        self.trackers = (
+            trackers.for_training(cfg, self.out, self.device, self.progress.epoch, self.say)
+            if distributed.is_writer()
+            else trackers.Trackers([], self.out, self.say)
+        )
 
     def _maybe_finetune(self):
         src = finetune_source(self.cfg)
@@ -281,8 +302,9 @@ class TrainingRun:
         expect = self.architecture
         model, ckpt = load_model(src, "cpu", expect_num_classes=expect["num_classes"], expect_arch=expect["arch"])
         self.model.load_state_dict(model.state_dict())
-        self.say(f"fine-tuning from {src} ({self.cfg['training']['finetune_checkpoint']} checkpoint, "
-                 f"epoch {ckpt['epoch']})")
+        self.say(
+            f"fine-tuning from {src} ({self.cfg['training']['finetune_checkpoint']} checkpoint, epoch {ckpt['epoch']})"
+        )
 
     def _resume(self, state: dict):
         check_fits(state, self.out / STATE, self._run_shape())
@@ -295,23 +317,36 @@ class TrainingRun:
             self.progress = Progress(**state["progress"])
             restore_rng_states(state["rng"])
         except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ResumeStateError(f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
-                                   f"{first_line(err)}); delete it to restart the run from its first epoch") from None
+            raise ResumeStateError(
+                f"{self.out / STATE} does not fit this run ({type(err).__name__}: "
+                f"{first_line(err)}); delete it to restart the run from its first epoch"
+            ) from None
         self.say(f"resuming from {self.out / STATE}: epoch {self.progress.epoch}, batch {self.progress.batch}")
 
     def _run_shape(self) -> RunShape:
         t = self.cfg["training"]
-        return RunShape(t["epochs"], len(self.data.train_batches(t["batch_size"], 0, self.cfg["seed"])),
-                        self.model.state_dict(), [p.shape for p in self.model.parameters()],
-                        self.swa.state_dict() if self.swa else None, len(self.data.log_indices),
-                        tuple(Progress.__dataclass_fields__))
+        return RunShape(
+            t["epochs"],
+            len(self.data.train_batches(t["batch_size"], 0, self.cfg["seed"])),
+            self.model.state_dict(),
+            [p.shape for p in self.model.parameters()],
+            self.swa.state_dict() if self.swa else None,
+            len(self.data.log_indices),
+            tuple(Progress.__dataclass_fields__),
+        )
 
     def _save_state(self):
         if not distributed.is_writer():
             return
-        parts = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "swa": self.swa.state_dict() if self.swa else None,
-                 "progress": vars(self.progress), "rng": rng_states(), "config": self.cfg}
+        parts = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "swa": self.swa.state_dict() if self.swa else None,
+            "progress": vars(self.progress),
+            "rng": rng_states(),
+            "config": self.cfg,
+        }
         if self.progress.batch:
             parts["buffer"] = {k: v.cpu() for k, v in self.buffer.values.items()}
         save_state(self.out / STATE, **parts)
@@ -326,8 +361,10 @@ class TrainingRun:
             if not finished_epoch:
                 self._save_state()
                 signum = stop.signum or signal.SIGTERM  # a process of a data-parallel run stopped by another's signal
-                self.say(f"received signal {signum}: state saved at epoch {self.progress.epoch}, batch "
-                         f"{self.progress.batch}; run the same command again to resume")
+                self.say(
+                    f"received signal {signum}: state saved at epoch {self.progress.epoch}, batch "
+                    f"{self.progress.batch}; run the same command again to resume"
+                )
                 distributed.barrier()  # the state is saved before any process exits
                 raise SystemExit(128 + signum)
             last_save = time.monotonic()
@@ -336,15 +373,26 @@ class TrainingRun:
     def _train_epoch(self, stop, last_save) -> bool:
         cfg, p = self.cfg, self.progress
         epoch = p.epoch
-        loader = self.data.train_loader(cfg["training"]["batch_size"], epoch, cfg["seed"],
-                                        self.data_workers(), acceleration.pin_memory(self.runtime, self.device))
+        loader = self.data.train_loader(
+            cfg["training"]["batch_size"],
+            epoch,
+            cfg["seed"],
+            self.data_workers(),
+            acceleration.pin_memory(self.runtime, self.device),
+        )
         n_batches = len(loader)
         stage = lr_stage(epoch, self.milestones)
         if p.batch == 0:
             self.buffer.reset()
             p.sums = {"loss": 0.0, "n": 0, "clean_correct": 0, "adv_correct": 0}
-        bar = tqdm(total=n_batches, initial=p.batch, desc=f"epoch {epoch + 1}/{cfg['training']['epochs']}",
-                   disable=not self.runtime["progress"], mininterval=1 if os.isatty(2) else 30, leave=False)
+        bar = tqdm(
+            total=n_batches,
+            initial=p.batch,
+            desc=f"epoch {epoch + 1}/{cfg['training']['epochs']}",
+            disable=not self.runtime["progress"],
+            mininterval=1 if os.isatty(2) else 30,
+            leave=False,
+        )
         start = time.monotonic()
         for i, (x, y, index) in enumerate(loader):
             if i < p.batch:  # already done before the interruption
@@ -355,7 +403,8 @@ class TrainingRun:
             x, y = acceleration.to_device(x, self.runtime, self.device), y.to(self.device, non_blocking=True)
             with acceleration.autocast(self.runtime, self.device):
                 result = distributed.gather_result(
-                    training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean))
+                    training_step(self.step_model, self.optimizer, x, y, method, self.memory_lean)
+                )
             clean_correct, adv_correct, grads_ok, weights_ok = step_counts(self.model, result)
             check_step(result.loss, grads_ok, weights_ok, epoch, i, n_batches)  # before anything is kept
             self.buffer.record(index, result)
@@ -371,15 +420,18 @@ class TrainingRun:
                 self._save_state()
                 last_save = time.monotonic()
         bar.close()
-        self._end_epoch(epoch, stage, self._method(stage, (epoch + 1) * n_batches - 1, n_batches),
-                        time.monotonic() - start)
+        self._end_epoch(
+            epoch, stage, self._method(stage, (epoch + 1) * n_batches - 1, n_batches), time.monotonic() - start
+        )
         return True
 
     def _method(self, stage, iteration, n_batches):
         eps, step = attack_budget(self.cfg, iteration, n_batches)
         attack = PGD(eps, step, self.cfg["attack"]["steps"], self.cfg["attack"]["random_start"])
         epoch, epochs = iteration // n_batches, self.cfg["training"]["epochs"]
-        method = self.schedule.at_stage(stage, attack, epoch=epoch, epochs=epochs)  # baselines' schedules need the epoch
+        method = self.schedule.at_stage(
+            stage, attack, epoch=epoch, epochs=epochs
+        )  # baselines' schedules need the epoch
         in_ramp = epoch < self.cfg["attack"]["ramp_epochs"]
         return warm_start(method) if in_ramp else method
 
@@ -399,32 +451,49 @@ class TrainingRun:
         self.scheduler.step()
         values = self.buffer.to_numpy()
         weight_perturbed = method.gamma > 0
-        stats = (self.av_writer.write_epoch(epoch, values, weight_perturbed) if self.av_writer
-                 else av_statistics(values["av"]))
+        stats = (
+            self.av_writer.write_epoch(epoch, values, weight_perturbed)
+            if self.av_writer
+            else av_statistics(values["av"])
+        )
         p.av_log_epochs = self.av_writer.epochs_written if self.av_writer else 0
-        row = {"epoch": epoch, "lr": lr, "stage": stage, "lam": method.lam, "gamma": method.gamma, "eta": method.eta,
-               "eps": method.attack.eps, "train_loss": p.sums["loss"] / p.sums["n"],
-               "train_clean_acc": p.sums["clean_correct"] / p.sums["n"],
-               "train_adv_acc": p.sums["adv_correct"] / p.sums["n"], "epoch_seconds": seconds,
-               **{k: stats[k] for k in ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean",
-                                        "share_av_ge_1", "share_av_le_0")}}
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "stage": stage,
+            "lam": method.lam,
+            "gamma": method.gamma,
+            "eta": method.eta,
+            "eps": method.attack.eps,
+            "train_loss": p.sums["loss"] / p.sums["n"],
+            "train_clean_acc": p.sums["clean_correct"] / p.sums["n"],
+            "train_adv_acc": p.sums["adv_correct"] / p.sums["n"],
+            "epoch_seconds": seconds,
+            **{
+                k: stats[k]
+                for k in ("av_mean", "av_sd", "av_top10_mean", "av_bottom10_mean", "share_av_ge_1", "share_av_le_0")
+            },
+        }
         row.update(self._select(epoch, row))
         if distributed.is_writer():
             self._append_metrics(row)
         self.trackers.log_epoch(row, values["av"])
         p.epoch, p.batch = epoch + 1, 0
         self._save_state()
-        self.say(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  selection clean {row['selection_clean_acc']:.4f}"
-                 f"  PGD-{cfg['evaluation']['pgd_steps']} {row['selection_pgd_acc']:.4f}  AV SD {row['av_sd']:.4f}"
-                 f"  ({seconds:.0f} s)")
+        self.say(
+            f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  selection clean {row['selection_clean_acc']:.4f}"
+            f"  PGD-{cfg['evaluation']['pgd_steps']} {row['selection_pgd_acc']:.4f}  AV SD {row['av_sd']:.4f}"
+            f"  ({seconds:.0f} s)"
+        )
 
     def _select(self, epoch, row) -> dict:
         """Clean and PGD accuracy on the selection set; keep best and last checkpoints (and SWA's)."""
         cfg, p = self.cfg, self.progress
         loader = self.data.eval_loader(self.data.selection, cfg["evaluation"]["batch_size"])
         attack, limit = selection_attack(cfg), cfg["evaluation"]["max_samples"]
-        clean, robust = distributed.sharded_accuracy(clean_and_robust_accuracy, self.model, loader, attack,
-                                                     self.device, limit)
+        clean, robust = distributed.sharded_accuracy(
+            clean_and_robust_accuracy, self.model, loader, attack, self.device, limit
+        )
         out = {"selection_clean_acc": clean, "selection_pgd_acc": robust}
         metrics = {**row, **out}
         writer = distributed.is_writer()
@@ -440,9 +509,12 @@ class TrainingRun:
 
     def _select_swa(self, epoch, loader, attack, limit, metrics) -> dict:
         p = self.progress
-        averaged = self.swa.averaged_model(self.data.train_loader(self.cfg["training"]["batch_size"], p.epoch,
-                                                                  self.cfg["seed"] + 1, self.data_workers()),
-                                           self.device)
+        averaged = self.swa.averaged_model(
+            self.data.train_loader(
+                self.cfg["training"]["batch_size"], p.epoch, self.cfg["seed"] + 1, self.data_workers()
+            ),
+            self.device,
+        )
         clean, robust = clean_and_robust_accuracy(averaged, loader, attack, self.device, limit)
         out = {"swa_selection_clean_acc": clean, "swa_selection_pgd_acc": robust}
         ckpt = model_checkpoint(averaged, self.architecture, epoch, {**metrics, **out}, self.cfg)
@@ -465,27 +537,35 @@ class TrainingRun:
             return json.loads((self.out / SUMMARY).read_text())
         p = self.progress
         rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
-        summary = {"epochs": self.cfg["training"]["epochs"], "best_epoch": p.best_epoch,
-                   "best_selection_pgd_acc": p.best_pgd,
-                   "best_selection_clean_acc": rows[p.best_epoch - rows[0]["epoch"]]["selection_clean_acc"],
-                   "final": rows[-1], "selection": self.cfg["data"]["selection"],
-                   "provenance": provenance(self.device, self.cfg["seed"]),
-                   "acceleration": acceleration.describe(self.runtime)}
+        summary = {
+            "epochs": self.cfg["training"]["epochs"],
+            "best_epoch": p.best_epoch,
+            "best_selection_pgd_acc": p.best_pgd,
+            "best_selection_clean_acc": rows[p.best_epoch - rows[0]["epoch"]]["selection_clean_acc"],
+            "final": rows[-1],
+            "selection": self.cfg["data"]["selection"],
+            "provenance": provenance(self.device, self.cfg["seed"]),
+            "acceleration": acceleration.describe(self.runtime),
+        }
         if self.swa is not None:
             summary.update(swa_best_epoch=p.swa_best_epoch, swa_best_selection_pgd_acc=p.swa_best_pgd)
         write_json_atomic(self.out / SUMMARY, summary)
         self.trackers.finish(trackers.summary_values(summary), p.epoch - 1)
         (self.out / STATE).unlink(missing_ok=True)
         distributed.barrier()
-        self.say(f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}")
+        self.say(
+            f"done: best epoch {p.best_epoch + 1} (selection PGD accuracy {p.best_pgd:.4f}); outputs in {self.out}"
+        )
         return summary
 
 
 def check_data_parallel(cfg: dict) -> None:
     """What several processes cannot yet compute with the numbers of one: refused, naming the key."""
     if cfg["training"]["swa"]["enabled"]:
-        raise ConfigError("training.swa.enabled: SWA is not supported on several processes yet; "
-                          "train on one process or set training.swa.enabled: false")
+        raise ConfigError(
+            "training.swa.enabled: SWA is not supported on several processes yet; "
+            "train on one process or set training.swa.enabled: false"
+        )
     if cfg["method"].get("name") == "fat":  # its per-step noise is drawn per running sample
         raise ConfigError("method.name: fat is not supported on several processes yet; train it on one process")
 

@@ -32,10 +32,17 @@ def rng_states() -> dict:
     """Python, NumPy, torch (and CUDA) RNG states as plain values and tensors."""
     version, internal, gauss = random.getstate()
     name, key, pos, has_gauss, cached = np.random.get_state()
-    states = {"python": [version, list(internal), gauss],
-              "numpy": {"bit_generator": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-              "torch": torch.get_rng_state()}
+    states = {
+        "python": [version, list(internal), gauss],
+        "numpy": {
+            "bit_generator": name,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -45,8 +52,9 @@ def restore_rng_states(states: dict) -> None:
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     n = states["numpy"]
-    np.random.set_state((n["bit_generator"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["bit_generator"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -70,8 +78,9 @@ def read_state(path) -> dict:
             reason = "it holds objects other than tensors and plain values, which could run code"
         else:
             reason = first_line(err) if str(err).strip() else "empty or truncated"
-        raise ResumeStateError(f"{path} is not a loadable resume state ({type(err).__name__}: {reason}); "
-                               f"{advice}") from None
+        raise ResumeStateError(
+            f"{path} is not a loadable resume state ({type(err).__name__}: {reason}); {advice}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ResumeStateError(f"{path} is not an iseat resume state (expected format {FORMAT}); {advice}")
     missing = [key for key in REQUIRED if key not in state]
@@ -83,11 +92,14 @@ def read_state(path) -> dict:
 def check_belongs_to(state: dict, path, config: dict) -> None:
     """A state saved by another run (another config) is refused rather than adopted."""
     if state["config"] != config:
-        raise ResumeStateError(f"{path} was saved by a run with another config than its folder's config.yaml; "
-                               f"delete {path} to restart the run, or restore the matching config.yaml")
+        raise ResumeStateError(
+            f"{path} was saved by a run with another config than its folder's config.yaml; "
+            f"delete {path} to restart the run, or restore the matching config.yaml"
+        )
 
 
 # ----------------------------------------------------------------------------- does the state fit the run?
+
 
 @dataclass(frozen=True)
 class RunShape:
@@ -104,13 +116,26 @@ class RunShape:
 
 def check_fits(state: dict, path, run: RunShape) -> None:
     """ResumeStateError naming the first field of `state` that does not fit `run`, before any of it is used."""
-    problem = next((p for p in (fit_progress(state["progress"], run), fit_tensors(state["model"], run.model, "model"),
-                                fit_optimizer(state["optimizer"], run.params), fit_scheduler(state, run),
-                                fit_swa(state["swa"], run.swa), fit_rng(state["rng"]), fit_buffer(state, run))
-                    if p), None)
+    problem = next(
+        (
+            p
+            for p in (
+                fit_progress(state["progress"], run),
+                fit_tensors(state["model"], run.model, "model"),
+                fit_optimizer(state["optimizer"], run.params),
+                fit_scheduler(state, run),
+                fit_swa(state["swa"], run.swa),
+                fit_rng(state["rng"]),
+                fit_buffer(state, run),
+            )
+            if p
+        ),
+        None,
+    )
     if problem:
-        raise ResumeStateError(f"{path}: {problem}; delete {path} to restart the run from its first epoch, or "
-                               f"restore a good copy")
+        raise ResumeStateError(
+            f"{path}: {problem}; delete {path} to restart the run from its first epoch, or restore a good copy"
+        )
 
 
 def is_int(value) -> bool:
@@ -123,8 +148,10 @@ def is_number(value) -> bool:
 
 def fit_progress(progress, run: RunShape) -> str | None:
     if not isinstance(progress, dict) or set(progress) != set(run.progress_fields):
-        return f"progress holds {sorted(progress) if isinstance(progress, dict) else type(progress).__name__}, " \
-               f"not the fields {sorted(run.progress_fields)}"
+        return (
+            f"progress holds {sorted(progress) if isinstance(progress, dict) else type(progress).__name__}, "
+            f"not the fields {sorted(run.progress_fields)}"
+        )
     epoch, batch = progress["epoch"], progress["batch"]
     if not is_int(epoch) or not 0 <= epoch <= run.epochs:
         return f"progress.epoch {epoch!r} is outside 0..{run.epochs} (training.epochs)"
@@ -164,10 +191,15 @@ def fit_tensors(found, expected: dict, field: str) -> str | None:
 
 
 def fit_optimizer(optimizer, params: list) -> str | None:
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) \
-            or not isinstance(optimizer.get("state"), dict):
+    if (
+        not isinstance(optimizer, dict)
+        or not isinstance(optimizer.get("param_groups"), list)
+        or not isinstance(optimizer.get("state"), dict)
+    ):
         return "optimizer is not an SGD state (state, param_groups)"
-    ids = [i for group in optimizer["param_groups"] for i in (group.get("params", []) if isinstance(group, dict) else [])]
+    ids = [
+        i for group in optimizer["param_groups"] for i in (group.get("params", []) if isinstance(group, dict) else [])
+    ]
     if sorted(ids) != list(range(len(params))):
         return f"optimizer.param_groups name {len(ids)} parameters, not the model's {len(params)}"
     for i, entry in optimizer["state"].items():
@@ -175,8 +207,10 @@ def fit_optimizer(optimizer, params: list) -> str | None:
             return f"optimizer.state[{i!r}] names no parameter"
         buf = entry.get("momentum_buffer") if isinstance(entry, dict) else None
         if buf is not None and (not isinstance(buf, torch.Tensor) or buf.shape != params[i]):
-            return f"optimizer.state[{i}].momentum_buffer has shape {getattr(buf, 'shape', type(buf).__name__)}, " \
-                   f"not its parameter's {tuple(params[i])}"
+            return (
+                f"optimizer.state[{i}].momentum_buffer has shape {getattr(buf, 'shape', type(buf).__name__)}, "
+                f"not its parameter's {tuple(params[i])}"
+            )
         if buf is not None and not bool(torch.isfinite(buf).all()):
             return f"optimizer.state[{i}].momentum_buffer holds non-finite values"
     return None
@@ -202,17 +236,29 @@ def fit_rng(rng) -> str | None:
     if not isinstance(rng, dict) or not {"python", "numpy", "torch"} <= set(rng):
         return "rng lacks the python, numpy and torch states"
     python, numpy = rng["python"], rng["numpy"]
-    if not (isinstance(python, list) and len(python) == 3 and isinstance(python[1], list)
-            and len(python[1]) == RNG_SIZES["python"] and all(map(is_int, python[1]))):
+    if not (
+        isinstance(python, list)
+        and len(python) == 3
+        and isinstance(python[1], list)
+        and len(python[1]) == RNG_SIZES["python"]
+        and all(map(is_int, python[1]))
+    ):
         return f"rng.python is not Python's state (a key of {RNG_SIZES['python']} integers)"
     key = numpy.get("key") if isinstance(numpy, dict) else None
     if not isinstance(key, torch.Tensor) or key.shape != (RNG_SIZES["numpy"],) or key.is_floating_point():
         return f"rng.numpy.key has shape {getattr(key, 'shape', type(key).__name__)}, not ({RNG_SIZES['numpy']},)"
-    if numpy.get("bit_generator") != "MT19937" or not is_int(numpy.get("pos")) \
-            or not 0 <= numpy["pos"] <= RNG_SIZES["numpy"]:
+    if (
+        numpy.get("bit_generator") != "MT19937"
+        or not is_int(numpy.get("pos"))
+        or not 0 <= numpy["pos"] <= RNG_SIZES["numpy"]
+    ):
         return f"rng.numpy is not an MT19937 state with pos in 0..{RNG_SIZES['numpy']}"
     want = torch.get_rng_state()
-    if not isinstance(rng["torch"], torch.Tensor) or rng["torch"].shape != want.shape or rng["torch"].dtype != want.dtype:
+    if (
+        not isinstance(rng["torch"], torch.Tensor)
+        or rng["torch"].shape != want.shape
+        or rng["torch"].dtype != want.dtype
+    ):
         return f"rng.torch is not torch's {tuple(want.shape)} {want.dtype} state"
     return None
 

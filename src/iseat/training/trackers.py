@@ -94,11 +94,18 @@ class WandbTracker(Tracker):
         import wandb
 
         ident = self.identity
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", ident.project), group=ident.group,
-                              name=ident.name, id=self.run_id, resume="allow" if self.run_id else None,
-                              dir=os.environ.get("WANDB_DIR", str(self.folder)),
-                              mode=os.environ.get("WANDB_MODE", "offline"), config=params, reinit="create_new",
-                              settings=wandb.Settings(console="off", silent=True))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", ident.project),
+            group=ident.group,
+            name=ident.name,
+            id=self.run_id,
+            resume="allow" if self.run_id else None,
+            dir=os.environ.get("WANDB_DIR", str(self.folder)),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            config=params,
+            reinit="create_new",
+            settings=wandb.Settings(console="off", silent=True),
+        )
         return self.run.id
 
     def log(self, metrics, step, histograms=None):
@@ -126,8 +133,7 @@ class MLflowTracker(Tracker):
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", self.identity.project)
         experiment = self.client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-        run = self.client.create_run(experiment_id, run_name=self.identity.name,
-                                     tags={"group": self.identity.group})
+        run = self.client.create_run(experiment_id, run_name=self.identity.name, tags={"group": self.identity.group})
         self.run_id = run.info.run_id
         for key, value in params.items():
             self.client.log_param(self.run_id, key, str(value)[:6000])  # MLflow's limit on a value
@@ -167,8 +173,10 @@ class Trackers:
                 call(tracker)
             except Exception as err:  # noqa: BLE001 - a tracker must never stop the training
                 hint = f"; {INSTALL_HINT}" if isinstance(err, ImportError) else ""
-                self.say(f"warning: tracker {tracker.name} failed to {action} ({type(err).__name__}: "
-                         f"{first_line(err)}){hint}; continuing without it")
+                self.say(
+                    f"warning: tracker {tracker.name} failed to {action} ({type(err).__name__}: "
+                    f"{first_line(err)}){hint}; continuing without it"
+                )
                 self.trackers.remove(tracker)
 
     def start(self, params: dict) -> None:
@@ -185,8 +193,10 @@ class Trackers:
             try:
                 write_json_atomic(self.folder / IDS_FILE, {**known, **ids})
             except OSError as err:  # the trackers go on; a resumed training would open new tracker runs
-                self.say(f"warning: cannot record the tracker run ids in {self.folder / IDS_FILE} "
-                         f"({first_line(err)}); a resumed training will start new tracker runs")
+                self.say(
+                    f"warning: cannot record the tracker run ids in {self.folder / IDS_FILE} "
+                    f"({first_line(err)}); a resumed training will start new tracker runs"
+                )
 
     def log_epoch(self, row: dict, av: np.ndarray | None = None) -> None:
         histograms = {"av": np.asarray(av, dtype=np.float64)} if av is not None and len(av) else {}
@@ -237,8 +247,13 @@ def for_training(cfg: dict, folder, device, step: int, say=print) -> Trackers:
 
 def summary_values(summary: dict) -> dict:
     """A training summary's headline numbers, under `summary/`."""
-    keys = ("best_epoch", "best_selection_pgd_acc", "best_selection_clean_acc", "swa_best_epoch",
-            "swa_best_selection_pgd_acc")
+    keys = (
+        "best_epoch",
+        "best_selection_pgd_acc",
+        "best_selection_clean_acc",
+        "swa_best_epoch",
+        "swa_best_selection_pgd_acc",
+    )
     return {f"summary/{k}": float(summary[k]) for k in keys if isinstance(summary.get(k), (int, float))}
 
 
@@ -257,8 +272,9 @@ def log_evaluation(run_folder, report: dict, name: str, say=print) -> None:
     if not names:
         return
     step = int((cfg.get("training") or {}).get("epochs", 0))
-    values = {f"{name}/{k}": float(v) for k, v in report.items()
-              if k.endswith("accuracy") and isinstance(v, (int, float))}
+    values = {
+        f"{name}/{k}": float(v) for k, v in report.items() if k.endswith("accuracy") and isinstance(v, (int, float))
+    }
     for attack, section in report.items():  # each attack's section (pgd, autoattack, cw)
         if isinstance(section, dict) and isinstance(section.get("robust_accuracy"), (int, float)):
             values[f"{name}/{attack}_robust_accuracy"] = float(section["robust_accuracy"])

@@ -89,8 +89,9 @@ class StepTimes:
         try:
             report = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise PlanInputError(f"{{0}} {literal(path)}: not a readable gpu-check report ({literal(err)})",
-                                 "gpu_check") from None
+            raise PlanInputError(
+                f"{{0}} {literal(path)}: not a readable gpu-check report ({literal(err)})", "gpu_check"
+            ) from None
         check_gpu_check(report, path)
         times = cls(source=f"gpu-check report {path} ({report.get('environment', {}).get('gpu', 'unknown device')})")
         for key, section in report.get("sections", {}).items():
@@ -115,9 +116,9 @@ class StepTimes:
             if not 0 < seconds < math.inf:
                 raise ValueError(seconds)
         except ValueError:
-            raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS, "
-                                 f"SECONDS > 0",
-                                 "step_time") from None
+            raise PlanInputError(
+                f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS or MODEL:METHOD=SECONDS, SECONDS > 0", "step_time"
+            ) from None
         if method and method not in METHOD_ROWS:
             raise PlanInputError(f"{{0}} {literal(repr(spec))}: method must be one of {list(METHOD_ROWS)}", "step_time")
         for row in [method] if method else METHOD_ROWS:
@@ -126,28 +127,47 @@ class StepTimes:
     def step(self, arch: str, runtime: dict, method: str) -> float:
         """Seconds of one step at batch 128 for a run with these speed options."""
         variant = speed_variant(runtime)
-        path = "memory_lean" if runtime.get("memory_lean") and method in method_registry.theta_branch_labels() else "fast"
+        path = (
+            "memory_lean" if runtime.get("memory_lean") and method in method_registry.theta_branch_labels() else "fast"
+        )
         for candidate in (variant, "fp32"):
             for p in (path, "fast"):
                 if (arch, candidate, method, p) in self.steps:
                     return self.steps[(arch, candidate, method, p)]
-        raise PlanInputError(f"no step time for model {arch!r}, method {method}: give {{0}} {arch}:{method}=SECONDS "
-                             f"or a {{1}} report that measured it", "step_time", "gpu_check")
+        raise PlanInputError(
+            f"no step time for model {arch!r}, method {method}: give {{0}} {arch}:{method}=SECONDS "
+            f"or a {{1}} report that measured it",
+            "step_time",
+            "gpu_check",
+        )
 
 
 def speed_variant(runtime: dict) -> str:
-    wanted = {"compile": runtime.get("compile"), "bf16": runtime.get("precision") == "bf16",
-              "channels_last": runtime.get("channels_last"), "tf32": runtime.get("tf32")}
+    wanted = {
+        "compile": runtime.get("compile"),
+        "bf16": runtime.get("precision") == "bf16",
+        "channels_last": runtime.get("channels_last"),
+        "tf32": runtime.get("tf32"),
+    }
     return next((v for v in SPEED_VARIANT_ORDER[:-1] if wanted[v]), "fp32")
 
 
 # ----------------------------------------------------------------------------- the jobs
 
-def dry_run(target: str, configfiles=(), snakemake: str = "snakemake", forceall: bool = False,
-            cwd=None) -> str:
+
+def dry_run(target: str, configfiles=(), snakemake: str = "snakemake", forceall: bool = False, cwd=None) -> str:
     """The text of `snakemake -n -p TARGET` (every job with its shell command)."""
-    cmd = [snakemake, "-n", "-p", "--nolock", "--workflow-profile", "none", *(["--forceall"] if forceall else []),
-           target, *(["--configfile", *configfiles] if configfiles else [])]
+    cmd = [
+        snakemake,
+        "-n",
+        "-p",
+        "--nolock",
+        "--workflow-profile",
+        "none",
+        *(["--forceall"] if forceall else []),
+        target,
+        *(["--configfile", *configfiles] if configfiles else []),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     except FileNotFoundError:
@@ -175,7 +195,7 @@ def parse_jobs(text: str) -> list[Job]:
         elif line.strip().startswith("resources:"):
             job.gpu = re.search(r"\bgpu=([1-9]\d*)", line) is not None
         elif line.startswith("Shell command: ") and not job.command:
-            job.command = line[len("Shell command: "):].strip()
+            job.command = line[len("Shell command: ") :].strip()
     return jobs
 
 
@@ -218,6 +238,7 @@ def option(command: str, name: str, default=None):
 
 # ----------------------------------------------------------------------------- the cost model
 
+
 def model_key(cfg: dict) -> tuple[str, float]:
     """The measured model a run's model is timed as, and the scale on its time."""
     model = cfg["model"]
@@ -232,8 +253,10 @@ def stage_rows(cfg: dict) -> list[str]:
 
     schedule = method_registry.schedule(cfg["method"])
     milestones = milestone_epochs(cfg)
-    return [method_registry.cost_row(*schedule.cost_parts(lr_stage(epoch, milestones), epoch))
-            for epoch in range(cfg["training"]["epochs"])]
+    return [
+        method_registry.cost_row(*schedule.cost_parts(lr_stage(epoch, milestones), epoch))
+        for epoch in range(cfg["training"]["epochs"])
+    ]
 
 
 def dataset_sizes(data: dict) -> tuple[int, int]:
@@ -262,8 +285,7 @@ def training_seconds(cfg: dict, times: StepTimes) -> float:
         n_train -= cfg["data"]["validation_size"]
     extra = 1 + float(cfg["data"].get("extra_ratio", 1.0)) if cfg["data"].get("extra") else 1
     images = n_train * extra
-    seconds = sum(images / REFERENCE_BATCH * times.step(arch, cfg["runtime"], row) * scale
-                  for row in stage_rows(cfg))
+    seconds = sum(images / REFERENCE_BATCH * times.step(arch, cfg["runtime"], row) * scale for row in stage_rows(cfg))
     n_sel = cfg["data"]["validation_size"] if validation else n_test
     if cfg["evaluation"]["max_samples"]:
         n_sel = min(n_sel, cfg["evaluation"]["max_samples"])
@@ -281,8 +303,8 @@ def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | Non
     fraction = 1 / int(shard.split("/")[1]) if shard else 1.0
     args = iseat_args(command)
     if "--eps-sweep" in args:  # one PGD pass per positive budget (eps 0 is clean accuracy)
-        budgets = args[args.index("--eps-sweep") + 1:]
-        budgets = budgets[:next((i for i, a in enumerate(budgets) if a.startswith("--")), len(budgets))]
+        budgets = args[args.index("--eps-sweep") + 1 :]
+        budgets = budgets[: next((i for i, a in enumerate(budgets) if a.startswith("--")), len(budgets))]
         passes = sum(parse_fraction(b) > 0 for b in budgets)
         return passes * pgd_cost(n, int(option(command, "--pgd-steps", 10)), cfg, times)
     if option(command, "--attack") == "pgd":
@@ -294,6 +316,7 @@ def evaluation_seconds(command: str, cfg: dict, times: StepTimes) -> float | Non
 
 # ----------------------------------------------------------------------------- the plan
 
+
 def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: float = 1.0) -> dict:
     """Per setting: jobs (all, and GPU jobs), GPU-hours of trainings and evaluations; the totals. Each
     training on `gpus_per_run` GPUs (data-parallel) at `efficiency` (its speed-up is N x efficiency):
@@ -303,8 +326,9 @@ def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: f
     per_setting: dict[str, dict] = {}
     longest = 0.0  # one GPU's hours of the longest training
     for job in jobs:
-        row = per_setting.setdefault(job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0,
-                                                 "evaluate_hours": 0.0, "not_estimated": 0})
+        row = per_setting.setdefault(
+            job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "not_estimated": 0}
+        )
         row["jobs"] += 1
         row["gpu_jobs"] += job.gpu
         seconds = None
@@ -323,19 +347,30 @@ def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: f
         row["gpu_hours"] = row["train_hours"] + row["evaluate_hours"]
     last = {"analysis": 1, "(shared)": 2}
     per_setting = dict(sorted(per_setting.items(), key=lambda item: (last.get(item[0], 0), item[0])))
-    total = {key: sum(r[key] for r in per_setting.values())
-             for key in ("jobs", "gpu_jobs", "train_hours", "evaluate_hours", "gpu_hours", "not_estimated")}
-    return {"per_setting": per_setting, "total": total, "step_times": times.source,
-            "aa_s_per_image": times.aa_s_per_image,
-            "data_parallel": data_parallel(total["train_hours"], longest, gpus_per_run, efficiency)}
+    total = {
+        key: sum(r[key] for r in per_setting.values())
+        for key in ("jobs", "gpu_jobs", "train_hours", "evaluate_hours", "gpu_hours", "not_estimated")
+    }
+    return {
+        "per_setting": per_setting,
+        "total": total,
+        "step_times": times.source,
+        "aa_s_per_image": times.aa_s_per_image,
+        "data_parallel": data_parallel(total["train_hours"], longest, gpus_per_run, efficiency),
+    }
 
 
 def data_parallel(train_hours: float, longest: float, gpus: int, efficiency: float) -> dict:
     """The trainings on `gpus` GPUs each, `efficiency` of ideal scaling: their GPU-hours, the
     wall-clock of the longest one and of all of them one after another."""
     speed_up = gpus * efficiency
-    return {"gpus_per_run": gpus, "efficiency": efficiency, "train_gpu_hours": train_hours * gpus / speed_up,
-            "longest_train_wall_hours": longest / speed_up, "serial_train_wall_hours": train_hours / speed_up}
+    return {
+        "gpus_per_run": gpus,
+        "efficiency": efficiency,
+        "train_gpu_hours": train_hours * gpus / speed_up,
+        "longest_train_wall_hours": longest / speed_up,
+        "serial_train_wall_hours": train_hours / speed_up,
+    }
 
 
 def saved_config(run_dir: str) -> dict | None:
@@ -345,22 +380,33 @@ def saved_config(run_dir: str) -> dict | None:
 
 
 def format_plan(result: dict) -> str:
-    lines = [f"Step times: {result['step_times']}", "",
-             "| setting | jobs | GPU jobs | training GPU-h | evaluation GPU-h | GPU-hours |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Step times: {result['step_times']}",
+        "",
+        "| setting | jobs | GPU jobs | training GPU-h | evaluation GPU-h | GPU-hours |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     rows = list(result["per_setting"].items()) + [("**total**", result["total"])]
     for name, r in rows:
-        lines.append(f"| {name} | {r['jobs']} | {r['gpu_jobs']} | {r['train_hours']:.1f} | {r['evaluate_hours']:.1f} "
-                     f"| {r['gpu_hours']:.1f} |")
+        lines.append(
+            f"| {name} | {r['jobs']} | {r['gpu_jobs']} | {r['train_hours']:.1f} | {r['evaluate_hours']:.1f} "
+            f"| {r['gpu_hours']:.1f} |"
+        )
     dp = result.get("data_parallel")
     if dp and dp["gpus_per_run"] > 1:
-        lines += ["", f"Trainings on {dp['gpus_per_run']} GPUs each (scaling efficiency {dp['efficiency']:g}, assumed): "
-                      f"{dp['train_gpu_hours']:.1f} training GPU-hours; wall-clock {dp['longest_train_wall_hours']:.1f} h "
-                      f"for the longest training, {dp['serial_train_wall_hours']:.1f} h for all of them one after another."]
+        lines += [
+            "",
+            f"Trainings on {dp['gpus_per_run']} GPUs each (scaling efficiency {dp['efficiency']:g}, assumed): "
+            f"{dp['train_gpu_hours']:.1f} training GPU-hours; wall-clock {dp['longest_train_wall_hours']:.1f} h "
+            f"for the longest training, {dp['serial_train_wall_hours']:.1f} h for all of them one after another.",
+        ]
     if result["total"]["not_estimated"]:
-        lines += ["", f"{result['total']['not_estimated']} GPU jobs are not in the GPU-hours: AutoAttack evaluations "
-                      "without seconds per test image for their model (--aa-s-per-image MODEL=SECONDS, or a gpu-check "
-                      "report) and GPU analysis jobs other than trainings and evaluations."]
+        lines += [
+            "",
+            f"{result['total']['not_estimated']} GPU jobs are not in the GPU-hours: AutoAttack evaluations "
+            "without seconds per test image for their model (--aa-s-per-image MODEL=SECONDS, or a gpu-check "
+            "report) and GPU analysis jobs other than trainings and evaluations.",
+        ]
     return "\n".join(lines)
 
 
@@ -371,8 +417,9 @@ def parse_aa_rate(spec: str) -> tuple[str, float]:
             raise ValueError(seconds)
         return arch, float(seconds)
     except ValueError:
-        raise PlanInputError(f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS, SECONDS >= 0",
-                             "aa_s_per_image") from None
+        raise PlanInputError(
+            f"{{0}} {literal(repr(spec))}: expected MODEL=SECONDS, SECONDS >= 0", "aa_s_per_image"
+        ) from None
 
 
 def check_gpu_check(report, path) -> None:
@@ -381,8 +428,11 @@ def check_gpu_check(report, path) -> None:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(report))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PlanInputError(f"{{0}} {literal(path)}: field {literal(where)}: {literal(error.message[:160])}; "
-                             f"write it with iseat benchmark gpu-check", "gpu_check")
+        raise PlanInputError(
+            f"{{0}} {literal(path)}: field {literal(where)}: {literal(error.message[:160])}; "
+            f"write it with iseat benchmark gpu-check",
+            "gpu_check",
+        )
 
 
 def measured_step_times(gpu_check=None, step_times=(), aa_rates=()) -> StepTimes:

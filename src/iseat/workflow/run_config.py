@@ -104,7 +104,9 @@ class RunConfigs:
         fast on a node without a usable one), else the CPU. A config's own runtime.device (its `train`
         blocks) wins, for evaluations and analyses too."""
         train = deep_merge(self.config.get("train"), self.settings[setting].get("train") if setting else None)
-        return train.get("runtime", {}).get("device") or ("cuda" if self.job_resources(kind, setting)["gpu"] > 0 else "cpu")
+        return train.get("runtime", {}).get("device") or (
+            "cuda" if self.job_resources(kind, setting)["gpu"] > 0 else "cpu"
+        )
 
     def step_timing_options(self) -> str:
         """`iseat benchmark step` options of the config's `step_timing` (Tab. 4's time column): the model of
@@ -113,8 +115,10 @@ class RunConfigs:
         if not timing:
             return ""
         model = deep_merge(DEFAULTS, self.config.get("train"), self.settings[timing["setting"]].get("train"))["model"]
-        return (f"--model {model['arch']} --batch-size {timing.get('batch_size', 128)} "
-                f"--repeats {timing.get('repeats', 10)} --warmup {timing.get('warmup', 2)}")
+        return (
+            f"--model {model['arch']} --batch-size {timing.get('batch_size', 128)} "
+            f"--repeats {timing.get('repeats', 10)} --warmup {timing.get('warmup', 2)}"
+        )
 
     def device_layer(self, kind: str, setting: str | None = None) -> dict:
         return {"runtime": {"device": self.job_device(kind, setting)}}
@@ -151,8 +155,12 @@ class RunConfigs:
 
     def start_layer(self, setting: str, base: str, seed, which: str) -> dict:
         """A fine-tune's start: checkpoint `which` (best, last) of the `base` run of the same seed."""
-        return {"training": {"finetune_from": f"{self.run_dir(setting, base, seed)}/{which}.pt",
-                             "finetune_checkpoint": which}}
+        return {
+            "training": {
+                "finetune_from": f"{self.run_dir(setting, base, seed)}/{which}.pt",
+                "finetune_checkpoint": which,
+            }
+        }
 
     def run_overrides(self, setting: str, method: str, seed) -> dict:
         """Every train-config value of one run of `method` in `setting`."""

@@ -20,7 +20,7 @@ PACKAGE_URI = "iseat:"
 def _retrieve(uri: str) -> Resource:
     """The package's schemas by `iseat:` name; other relative `$ref`s are files beside the schema."""
     if uri.startswith(PACKAGE_URI):
-        name = uri[len(PACKAGE_URI):]
+        name = uri[len(PACKAGE_URI) :]
         if name != "train.schema.yaml":
             raise jsonschema.exceptions.RefResolutionError(f"the iseat package has no schema {name!r}")
         return Resource.from_contents(train_schema())

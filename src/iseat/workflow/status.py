@@ -101,7 +101,7 @@ def failure_line(log: Path | None) -> str:
     except OSError:
         return ""
     starts = [i for i, line in enumerate(lines) if line.startswith("=== attempt ")]
-    last = lines[starts[-1] + 1:] if starts else lines
+    last = lines[starts[-1] + 1 :] if starts else lines
     errors = [line.strip() for line in last if ERROR_LINE.search(line)]
     if not errors:
         return ""
@@ -110,7 +110,9 @@ def failure_line(log: Path | None) -> str:
 
 
 def run_status(results: Path, setting: str, folder: Path, epochs: int) -> RunStatus:
-    below = folder.relative_to(results / setting).as_posix() if folder.is_relative_to(results / setting) else str(folder)
+    below = (
+        folder.relative_to(results / setting).as_posix() if folder.is_relative_to(results / setting) else str(folder)
+    )
     status = RunStatus(setting, below, folder, epochs)
     rows = read_rows(folder / "metrics.jsonl")
     if rows:
@@ -143,8 +145,7 @@ def autoattacked(jobs: list[Job]) -> set[Path]:
 def workflow_status(results, jobs: list[Job]) -> list[RunStatus]:
     """The status of every training of the dry run's jobs whose run folder lies in `results`."""
     results, evaluated = Path(results), autoattacked(jobs)
-    runs = [run_status(results, s, Path(f), n) for s, f, n in trainings(jobs)
-            if Path(f).is_relative_to(results)]
+    runs = [run_status(results, s, Path(f), n) for s, f, n in trainings(jobs) if Path(f).is_relative_to(results)]
     for r in runs:
         r.evaluated = r.folder in evaluated
     per_setting: dict[str, list[float]] = {}
@@ -161,7 +162,9 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def percent(x) -> str:
@@ -188,14 +191,20 @@ def row_text(r: RunStatus) -> list[str]:
 
 def format_status(runs: list[RunStatus], jobs: int = 1) -> str:
     """A Markdown table of the runs, then the totals per state and the time to the end."""
-    lines = ["| setting | run | state | progress | time per epoch | to its end |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| setting | run | state | progress | time per epoch | to its end |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     lines += ["| " + " | ".join(row_text(r)) + " |" for r in runs]
     counts = {s: sum(r.state == s for r in runs) for s in STATES}
     remaining = [r.remaining_seconds for r in runs if r.state in ("running", "not started")]
     known = [s for s in remaining if s is not None]
     total = sum(known) / max(jobs, 1)
     unknown = len(remaining) - len(known)
-    lines += ["", f"{len(runs)} trainings: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
-              f"time to the end of the trainings: {duration(total)} at {jobs} at once"
-              + (f" (+ {unknown} runs without a measured epoch yet)" if unknown else "")]
+    lines += [
+        "",
+        f"{len(runs)} trainings: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
+        f"time to the end of the trainings: {duration(total)} at {jobs} at once"
+        + (f" (+ {unknown} runs without a measured epoch yet)" if unknown else ""),
+    ]
     return "\n".join(lines)

@@ -14,8 +14,9 @@ from iseat.evaluation.attacks.base import Attack, AttackOutcome, attack_in_batch
 from iseat.evaluation.attacks.cw import CWInfAttack, cw_margin_loss
 from iseat.evaluation.attacks.pgd import PGDAttack
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (PGDAttack, AutoAttackStandard, AutoAttackPaperProtocol,
-                                                               AutoAttackAPGDPair, CWInfAttack)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (PGDAttack, AutoAttackStandard, AutoAttackPaperProtocol, AutoAttackAPGDPair, CWInfAttack)
+}
 
 
 def register(cls: type[Attack]) -> type[Attack]:
@@ -36,5 +37,18 @@ def columns() -> list[str]:
     return list(dict.fromkeys(c for cls in ATTACKS.values() for c in (cls.column, *cls.extra_columns)))
 
 
-__all__ = ["ATTACKS", "Attack", "AttackOutcome", "AutoAttackAPGDPair", "AutoAttackPaperProtocol", "AutoAttackStandard", "CWInfAttack",
-           "PGDAttack", "attack_in_batches", "columns", "cw_margin_loss", "register", "sections"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackOutcome",
+    "AutoAttackAPGDPair",
+    "AutoAttackPaperProtocol",
+    "AutoAttackStandard",
+    "CWInfAttack",
+    "PGDAttack",
+    "attack_in_batches",
+    "columns",
+    "cw_margin_loss",
+    "register",
+    "sections",
+]

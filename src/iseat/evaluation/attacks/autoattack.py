@@ -57,10 +57,21 @@ class AutoAttackStandard(Attack):
         for attack in settings["attacks"]:
             remaining -= broken[attack]
             after[attack] = remaining / n
-        return {"protocol": self.protocol, "label": self.label, "standard": self.standard,
-                "implementation": "pyautoattack", "version": settings["version"], "settings": settings,
-                "seed": self.seed, "batch_size": self.batch_size, "robust_accuracy": n_robust / n,
-                "n_robust": n_robust, "broken_by": broken, "robust_accuracy_after": after, "wall_time_s": seconds}
+        return {
+            "protocol": self.protocol,
+            "label": self.label,
+            "standard": self.standard,
+            "implementation": "pyautoattack",
+            "version": settings["version"],
+            "settings": settings,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "robust_accuracy": n_robust / n,
+            "n_robust": n_robust,
+            "broken_by": broken,
+            "robust_accuracy_after": after,
+            "wall_time_s": seconds,
+        }
 
     def final_warnings(self, record):
         return adapter.square_warnings(record["robust_accuracy_after"])

@@ -67,17 +67,24 @@ class Attack(ABC):
     def record(self, samples: dict, seconds: float) -> dict:
         """This attack's aa.json section from the merged per-sample columns."""
         n_robust = sum(samples[self.column])
-        return {"label": self.label, "protocol": self.protocol, "standard": self.standard,
-                "settings": self.settings(), "robust_accuracy": n_robust / len(samples["index"]),
-                "n_robust": n_robust, "wall_time_s": seconds}
+        return {
+            "label": self.label,
+            "protocol": self.protocol,
+            "standard": self.standard,
+            "settings": self.settings(),
+            "robust_accuracy": n_robust / len(samples["index"]),
+            "n_robust": n_robust,
+            "wall_time_s": seconds,
+        }
 
     def final_warnings(self, record: dict) -> list[str]:
         """Warnings that need the whole evaluation (e.g. AutoAttack's Square-success check)."""
         return []
 
 
-def attack_in_batches(perturb, model, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, batch_size: int,
-                      device, restarts: int = 1) -> torch.Tensor:
+def attack_in_batches(
+    perturb, model, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, batch_size: int, device, restarts: int = 1
+) -> torch.Tensor:
     """Bool per point: clean-correct and still correct after each of `restarts` runs of `perturb(model, x, y)`.
 
     Only points not yet broken are attacked again, in batches of `batch_size`.
@@ -86,7 +93,7 @@ def attack_in_batches(perturb, model, x: torch.Tensor, y: torch.Tensor, clean: t
     for _ in range(restarts):
         remaining = robust.nonzero().flatten()
         for start in range(0, len(remaining), batch_size):
-            points = remaining[start:start + batch_size]
+            points = remaining[start : start + batch_size]
             xb, yb = x[points].to(device), y[points].to(device)
             x_adv = perturb(model, xb, yb)
             with torch.no_grad():

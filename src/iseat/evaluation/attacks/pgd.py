@@ -21,8 +21,9 @@ class PGDAttack(Attack):
 
     def __init__(self, eps: float, budget: PGDSettings, batch_size: int, device):
         self.budget, self.batch_size, self.device = budget, batch_size, device
-        self.pgd = PGD(eps=eps, step_size=budget.step_size, steps=budget.steps, random_start=budget.random_start,
-                       loss=self.loss)
+        self.pgd = PGD(
+            eps=eps, step_size=budget.step_size, steps=budget.steps, random_start=budget.random_start, loss=self.loss
+        )
 
     @classmethod
     def build(cls, spec, model, *, num_classes, device):
@@ -38,11 +39,17 @@ class PGDAttack(Attack):
     def __call__(self, model, x, y, clean):
         """Uses torch's global RNG for random starts (the runner seeds it per chunk)."""
         model.eval()
-        return AttackOutcome(attack_in_batches(self.pgd.perturb, model, x, y, clean, self.batch_size, self.device,
-                                               self.budget.restarts))
+        return AttackOutcome(
+            attack_in_batches(self.pgd.perturb, model, x, y, clean, self.batch_size, self.device, self.budget.restarts)
+        )
 
     def record(self, samples, seconds):
         """The aa.json `pgd` section as it always was: budget fields at the top level."""
         n_robust = sum(samples[self.column])
-        return {"label": self.label, **self.settings(), "robust_accuracy": n_robust / len(samples["index"]),
-                "n_robust": n_robust, "wall_time_s": seconds}
+        return {
+            "label": self.label,
+            **self.settings(),
+            "robust_accuracy": n_robust / len(samples["index"]),
+            "n_robust": n_robust,
+            "wall_time_s": seconds,
+        }

@@ -18,8 +18,14 @@ from functools import partial
 import torch.nn.functional as F
 
 from iseat.methods.baselines import fat, gair_trades, gairat, mart, rwp, trades
-from iseat.methods.baselines.authors_attacks import (CWAttack, EarlyStoppedPGD, GaussianStartPGD, GeometryAwarePGD, KLAttack,
-                      UniformStartPGD)
+from iseat.methods.baselines.authors_attacks import (
+    CWAttack,
+    EarlyStoppedPGD,
+    GaussianStartPGD,
+    GeometryAwarePGD,
+    KLAttack,
+    UniformStartPGD,
+)
 from iseat.methods.step_parts import stage_value
 from iseat.methods.baselines.step import BaselineStep
 
@@ -58,20 +64,41 @@ BASELINES: dict[str, Baseline] = {
     "trades_awp": Baseline("kl", "trades", "awp", defaults=dict(beta=trades.BETA, **AWP_DEFAULTS, **AWP_TRADES_PASSES)),
     "mart_awp": Baseline("gaussian_pgd", "mart", "awp", defaults=dict(beta=mart.BETA, **AWP_DEFAULTS, **MART_PASSES)),
     "rwp": Baseline("uniform_pgd", "ce", "rwp", defaults=dict(RWP_DEFAULTS, **modes("train", "adv"))),
-    "trades_rwp": Baseline("kl", "trades", "rwp",
-                           defaults=dict(beta=trades.BETA, **TRADES_RWP_DEFAULTS, **AWP_TRADES_PASSES)),
-    "gairat": Baseline("geometry_pgd", "ce", weighting="gair",
-                       defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN, **modes("eval", "adv"))),
-    "gair_trades": Baseline("kl", "trades", weighting="gair_trades", counter_attack="cw",
-                            defaults=dict(beta=trades.BETA, gair_lambda=gair_trades.LAMBDA, gair_begin=gair_trades.BEGIN,
-                                          **modes("eval", "adv", "counter", "clean"))),
-    "fat": Baseline("early_stopped_pgd", "ce",
-                    defaults=dict(tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA,
-                                  **modes("eval", "adv"))),
+    "trades_rwp": Baseline(
+        "kl", "trades", "rwp", defaults=dict(beta=trades.BETA, **TRADES_RWP_DEFAULTS, **AWP_TRADES_PASSES)
+    ),
+    "gairat": Baseline(
+        "geometry_pgd",
+        "ce",
+        weighting="gair",
+        defaults=dict(gair_lambda=gairat.LAMBDA, gair_begin=gairat.BEGIN, **modes("eval", "adv")),
+    ),
+    "gair_trades": Baseline(
+        "kl",
+        "trades",
+        weighting="gair_trades",
+        counter_attack="cw",
+        defaults=dict(
+            beta=trades.BETA,
+            gair_lambda=gair_trades.LAMBDA,
+            gair_begin=gair_trades.BEGIN,
+            **modes("eval", "adv", "counter", "clean"),
+        ),
+    ),
+    "fat": Baseline(
+        "early_stopped_pgd",
+        "ce",
+        defaults=dict(
+            tau=list(fat.TAUS), tau_milestones=list(fat.TAU_MILESTONES), omega=fat.OMEGA, **modes("eval", "adv")
+        ),
+    ),
 }
 BASELINE_OPTIONS = sorted({key for spec in BASELINES.values() for key in spec.defaults} - {"gamma"})
-LOSSES = {"ce": (adversarial_cross_entropy, False), "trades": (trades.trades_per_sample, True),
-          "mart": (mart.mart_per_sample, True)}
+LOSSES = {
+    "ce": (adversarial_cross_entropy, False),
+    "trades": (trades.trades_per_sample, True),
+    "mart": (mart.mart_per_sample, True),
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +121,9 @@ class BaselineSchedule:
         if unknown:
             raise ValueError(f"method.{unknown[0]}: not an option of {name}; its options are {sorted(spec.defaults)}")
         merged = {**spec.defaults, **{k: v for k, v in cfg.items() if k != "name"}}
-        inputs = {"adv"} | ({"clean"} if LOSSES[spec.loss][1] else set()) | ({"counter"} if spec.counter_attack else set())
+        inputs = (
+            {"adv"} | ({"clean"} if LOSSES[spec.loss][1] else set()) | ({"counter"} if spec.counter_attack else set())
+        )
         stray = [p for p in merged["statistics_passes"] if p not in inputs]
         if stray:
             raise ValueError(f"method.statistics_passes: {name} has no {stray[0]!r} pass; use some of {sorted(inputs)}")
@@ -118,11 +147,23 @@ class BaselineSchedule:
         spec, o = BASELINES[self.name], dict(self.options)
         gamma = self.gamma_at(stage, epoch)
         weights = self._weights(spec, o, attack, epoch, epochs)
-        counter = CWAttack(attack.eps, attack.step_size, attack.steps) \
-            if spec.counter_attack == "cw" and weights is not None else None
-        return BaselineStep(self._attack(spec, o, attack, epoch, epochs), self._loss(spec, o), LOSSES[spec.loss][1],
-                            spec.perturbation, gamma, dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
-                            weights, counter, o["attack_mode"], tuple(o["statistics_passes"]))
+        counter = (
+            CWAttack(attack.eps, attack.step_size, attack.steps)
+            if spec.counter_attack == "cw" and weights is not None
+            else None
+        )
+        return BaselineStep(
+            self._attack(spec, o, attack, epoch, epochs),
+            self._loss(spec, o),
+            LOSSES[spec.loss][1],
+            spec.perturbation,
+            gamma,
+            dict(threshold=o.get("threshold"), steps=o.get("rwp_steps")),
+            weights,
+            counter,
+            o["attack_mode"],
+            tuple(o["statistics_passes"]),
+        )
 
     @staticmethod
     def _loss(spec, o):
@@ -135,14 +176,22 @@ class BaselineSchedule:
         if spec.attack == "early_stopped_pgd":
             tau = fat.fat_tau(epoch, epochs, o["tau"], o["tau_milestones"])
             return EarlyStoppedPGD(**budget, tau=tau, omega=float(o["omega"]))
-        return {"kl": KLAttack, "gaussian_pgd": GaussianStartPGD, "uniform_pgd": UniformStartPGD,
-                "geometry_pgd": GeometryAwarePGD}[spec.attack](**budget)
+        return {
+            "kl": KLAttack,
+            "gaussian_pgd": GaussianStartPGD,
+            "uniform_pgd": UniformStartPGD,
+            "geometry_pgd": GeometryAwarePGD,
+        }[spec.attack](**budget)
 
     @staticmethod
     def _weights(spec, o, pgd, epoch, epochs):
         if spec.weighting == "gair_trades":
             lam = gair_trades.gair_trades_lambda(epoch, epochs, float(o["gair_lambda"]), float(o["gair_begin"]))
-            return partial(gair_trades.gair_trades_weights, steps=pgd.steps, lam=lam) if gair_trades.reweights(lam) else None
+            return (
+                partial(gair_trades.gair_trades_weights, steps=pgd.steps, lam=lam)
+                if gair_trades.reweights(lam)
+                else None
+            )
         if spec.weighting != "gair":
             return None
         lam = gairat.gair_lambda(epoch, epochs, float(o["gair_lambda"]), float(o["gair_begin"]))
@@ -167,7 +216,8 @@ def method_warnings(cfg: dict) -> list[str]:
     """Valid but probably unintended option values of a train config (one line each)."""
     name = cfg["method"].get("name", "iseat")
     if name in BASELINES and BASELINES[name].attack == "early_stopped_pgd":
-        warning = fat.plain_pgd_warning(dict(BaselineSchedule.from_config(cfg["method"]).options)["tau"],
-                                        cfg["attack"]["steps"])
+        warning = fat.plain_pgd_warning(
+            dict(BaselineSchedule.from_config(cfg["method"]).options)["tau"], cfg["attack"]["steps"]
+        )
         return [warning] if warning else []
     return []

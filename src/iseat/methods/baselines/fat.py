@@ -29,6 +29,8 @@ def plain_pgd_warning(taus, steps: int) -> str | None:
     refusal: short-attack runs (K = 1 or 2 in smoke tests and demos) are legitimate, only no longer FAT."""
     plain = [int(t) for t in taus if int(t) >= steps]
     if plain:
-        return (f"method.tau: tau {plain} >= attack.steps = {steps} never stops the attack early; those epochs "
-                f"train as PGD-AT, not FAT (give tau < attack.steps)")
+        return (
+            f"method.tau: tau {plain} >= attack.steps = {steps} never stops the attack early; those epochs "
+            f"train as PGD-AT, not FAT (give tau < attack.steps)"
+        )
     return None

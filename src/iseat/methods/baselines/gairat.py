@@ -45,8 +45,12 @@ def gair_lambda(epoch: int, epochs: int, lam: float = LAMBDA, begin: float = BEG
 def check_options(lam: float, steps: int) -> None:
     """ValueError naming the option with which the weights are undefined (0/0, a division by K/2 = 0)."""
     if not lam >= LAMBDA_MIN:  # NaN too
-        raise ValueError(f"method.gair_lambda: {lam} makes every weight of a batch 0 (their normalisation 0/0); "
-                         f"accepted: finite values >= {LAMBDA_MIN} (GAIRAT's own: -1)")
+        raise ValueError(
+            f"method.gair_lambda: {lam} makes every weight of a batch 0 (their normalisation 0/0); "
+            f"accepted: finite values >= {LAMBDA_MIN} (GAIRAT's own: -1)"
+        )
     if steps < 2:
-        raise ValueError(f"attack.steps: GAIRAT's weights divide by int(K/2), 0 for K = {steps}; accepted: "
-                         f"attack.steps >= 2 (GAIRAT's own: 10)")
+        raise ValueError(
+            f"attack.steps: GAIRAT's weights divide by int(K/2), 0 for K = {steps}; accepted: "
+            f"attack.steps >= 2 (GAIRAT's own: 10)"
+        )

@@ -45,8 +45,9 @@ def below_threshold_mean(per_sample_loss: torch.Tensor, threshold: float) -> tor
     return (per_sample_loss * (per_sample_loss < threshold).to(per_sample_loss.dtype)).mean()
 
 
-def robust_weight_perturbation(weights: dict[str, torch.Tensor], per_sample_loss_at, gamma: float,
-                               threshold: float = THRESHOLD, steps: int = STEPS) -> dict[str, torch.Tensor]:
+def robust_weight_perturbation(
+    weights: dict[str, torch.Tensor], per_sample_loss_at, gamma: float, threshold: float = THRESHOLD, steps: int = STEPS
+) -> dict[str, torch.Tensor]:
     """v for the weights `weights` (conv/linear); `per_sample_loss_at(v)` is the per-sample loss at theta + v."""
     total = {n: torch.zeros_like(w) for n, w in weights.items()}
     scaled = {n: torch.zeros_like(w) for n, w in weights.items()}

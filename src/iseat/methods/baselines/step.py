@@ -58,8 +58,9 @@ class BaselineStep:
         """Clean and adversarial logits, the per-sample loss, and the per-sample loss at the counter
         adversary (None without one); with `track_statistics` the running statistics are updated by
         the passes `statistics_passes` names, in its order."""
-        logits = self.logits(model, {"adv": x_adv, "clean": x if self.needs_clean else None, "counter": x_counter},
-                             v, track_statistics)
+        logits = self.logits(
+            model, {"adv": x_adv, "clean": x if self.needs_clean else None, "counter": x_counter}, v, track_statistics
+        )
         clean_logits, adv_logits, counter_logits = logits.get("clean"), logits["adv"], logits.get("counter")
         counter = self.per_sample_loss(clean_logits, counter_logits, y) if x_counter is not None else None
         return clean_logits, adv_logits, self.per_sample_loss(clean_logits, adv_logits, y), counter
@@ -95,12 +96,18 @@ class BaselineStep:
             return None
         weights = perturbable_parameters(model)
         if self.perturbation == "awp":  # one ascent step on the method's loss (AWP authors' TradesAWP)
-            loss = distributed.part_of_mean(self.loss_terms(model, x, x_adv, y, track_statistics=False)[2].mean(), len(y))
+            loss = distributed.part_of_mean(
+                self.loss_terms(model, x, x_adv, y, track_statistics=False)[2].mean(), len(y)
+            )
             grads = distributed.all_reduce_gradients(torch.autograd.grad(loss, list(weights.values())))
             return layerwise_scaled(weights, grads, self.gamma)
         return robust_weight_perturbation(
-            weights, lambda v: self.loss_terms(model, x, x_adv, y, v, track_statistics=False)[2],
-            self.gamma, self.rwp["threshold"], self.rwp["steps"])
+            weights,
+            lambda v: self.loss_terms(model, x, x_adv, y, v, track_statistics=False)[2],
+            self.gamma,
+            self.rwp["threshold"],
+            self.rwp["steps"],
+        )
 
 
 def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepResult:
@@ -117,8 +124,9 @@ def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepRe
     loss = distributed.part_of_mean(step.loss(per_sample, weights, counter), len(y))
 
     with torch.no_grad():
-        clean_at_theta = clean_logits if clean_logits is not None and v is None else \
-            forward_at(model, x, track_statistics=False)
+        clean_at_theta = (
+            clean_logits if clean_logits is not None and v is None else forward_at(model, x, track_statistics=False)
+        )
         clean_loss = F.cross_entropy(clean_at_theta, y, reduction="none")
         adv_loss = F.cross_entropy(adv_logits, y, reduction="none")
 
@@ -126,5 +134,11 @@ def baseline_training_step(model, optimizer, x, y, step: BaselineStep) -> StepRe
     loss.backward(inputs=[p for p in model.parameters() if p.requires_grad])
     distributed.reduce_parameter_gradients(model)
     apply_update_at_perturbed_weights(model, optimizer, v)
-    return StepResult(clean_loss, adv_loss, (adv_loss - clean_loss), clean_at_theta.argmax(1) == y,
-                      adv_logits.detach().argmax(1) == y, distributed.global_value(loss))
+    return StepResult(
+        clean_loss,
+        adv_loss,
+        (adv_loss - clean_loss),
+        clean_at_theta.argmax(1) == y,
+        adv_logits.detach().argmax(1) == y,
+        distributed.global_value(loss),
+    )
