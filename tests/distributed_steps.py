@@ -8,9 +8,9 @@ import torch
 import torch.distributed as dist
 
 from iseat.common import distributed
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import MethodSchedule
 from iseat.methods.models import SmallCNN
+from iseat.methods.presets import MethodSchedule
+from iseat.methods.training_attack import PGD
 
 # (method section, lr stage, epoch of 200): ISEAT's smoothing is on from stage 1, GAIRAT reweights late.
 METHODS = {

@@ -14,8 +14,8 @@ def serve(conn) -> None:
     import torch
 
     import iseat.data
-    from iseat.training.config import load_config
     from iseat.common.errors import OutputLocked
+    from iseat.training.config import load_config
     from iseat.training.loop import LOCK, SUMMARY, train
 
     torch.set_num_threads(1)

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from iseat.training import acceleration
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import MethodSchedule, training_step
 from iseat.methods.models import SmallCNN
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.training_attack import PGD
+from iseat.training import acceleration
 
 ISEAT = MethodSchedule.from_config({"name": "iseat"}).at_stage(1, PGD(8 / 255, 2 / 255, 2))
 

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from iseat import results
+from iseat.cli import main
 from iseat.results import figures as result_figures
 from iseat.results import grid as result_grid
 from iseat.results import index as result_index
 from iseat.results import seeds as seed_stats
 from iseat.results import tables as result_tables
-from iseat.cli import main
 
 
 def stamp(n=100, eps=8 / 255, attacks=("autoattack",)):

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
+from iseat.cli import main
+from iseat.methods.models import build_model
 from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 from iseat.training.checkpoint import model_checkpoint, save_atomic
-from iseat.cli import main
 from iseat.training.config import DEFAULTS
-from iseat.methods.models import build_model
 
 OFFSET = 1000  # dataset index = OFFSET + position
 

@@ -2,7 +2,6 @@
 
 import pytest
 import yaml
-
 from workflow_run import SNAKEMAKE, scratch_workdir, snakemake
 
 pytestmark = [pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"), pytest.mark.slow]

@@ -4,15 +4,14 @@ running statistics follow the authors' code: the model's mode in each pass and w
 passes update them, in their order (`Paper.count`)."""
 
 import copy
-import math
 
 import pytest
 import torch
 from torch.func import functional_call
 
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import MethodSchedule, training_step
 from iseat.methods.models import SmallCNN
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.training_attack import PGD
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 3
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from data_fakes import md5_of, tar_folder, write_cifar10_folder, write_svhn_folder
+
 from iseat.cli import main as cli_main
 from iseat.data import FetchError, load_data
 from iseat.data import fetch as fetch_module

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from data_fakes import pseudo_label_pickle
+
 from iseat.data import DataError, load_data
 from iseat.data.fetch import fetch
 from iseat.data.loaders import ExtraStream, batch_sizes

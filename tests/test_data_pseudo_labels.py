@@ -8,8 +8,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from data_fakes import evil_bytes, images, load_stock, pseudo_label_pickle
+
 from iseat.cli import main as cli_main
 from iseat.data import DataError, FetchError, load_data
 from iseat.data.fetch import fetch

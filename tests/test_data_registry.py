@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from iseat.cli import main as cli_main
-from iseat.training.config import DEFAULTS, ConfigError, validate
 from iseat.data import registry
+from iseat.training.config import DEFAULTS, ConfigError, validate
 from iseat.workflow.schema import validate as validate_workflow
 
 ROOT = Path(__file__).resolve().parents[1]

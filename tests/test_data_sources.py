@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from data_fakes import WritesAFile, write_cifar10_folder, write_cifar100_folder, write_svhn_folder
+
 from iseat.data import DataError, load_data
 from iseat.data.sources import load_cifar, load_digits, load_npz, load_svhn, read_svhn_split
 

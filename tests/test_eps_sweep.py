@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation import IndexedTensors
+from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation.sweep import SweepSpec, sweep_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,13 +9,13 @@ import jsonschema
 import pytest
 import torch
 import torch.nn.functional as F
-
 from data_fakes import write_cifar100_folder
-from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic, sha256_of
+
 from iseat.cli import main
-from iseat.training.config import DEFAULTS
 from iseat.data import load_data
 from iseat.methods.models import build_model
+from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic, sha256_of
+from iseat.training.config import DEFAULTS
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "src/iseat/schemas/aa.schema.json").read_text())
 

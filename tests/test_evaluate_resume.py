@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from data_fakes import self_labelled_linear
 
 from iseat.evaluation import EvaluationError, EvaluationSpec, PGDSettings, evaluate_model, partial_path, per_sample_path
 from iseat.evaluation import chunks as chunks_module
-from data_fakes import self_labelled_linear
 
 SPEC = EvaluationSpec(
     attacks=("autoattack", "pgd"), pgd=PGDSettings(steps=5, restarts=2, random_start=True), batch_size=8, chunk_size=16

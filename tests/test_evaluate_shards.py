@@ -6,15 +6,21 @@ import json
 
 import pytest
 import torch
+from data_fakes import self_labelled_linear
 
-from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
 from iseat.cli import main
-from iseat.training.config import DEFAULTS
-from iseat.evaluation import EvaluationError, EvaluationSpec, PGDSettings, evaluate_model
-from iseat.evaluation import EvaluationInputError, per_sample_path
+from iseat.evaluation import (
+    EvaluationError,
+    EvaluationInputError,
+    EvaluationSpec,
+    PGDSettings,
+    evaluate_model,
+    per_sample_path,
+)
 from iseat.evaluation.shards import Shard
 from iseat.methods.models import build_model
-from data_fakes import self_labelled_linear
+from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
+from iseat.training.config import DEFAULTS
 
 # AutoAttack and PGD with random starts: both draw random numbers, which must line up across shards
 SPEC = EvaluationSpec(

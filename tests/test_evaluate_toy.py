@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import torch
 
 from iseat.benchmarks import autoattack_overhead
 from iseat.benchmarks.toy import train_toy_model

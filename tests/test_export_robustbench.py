@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from iseat.training.checkpoint import model_checkpoint, save_atomic, sha256_of
 from iseat.cli import main
-from iseat.training.config import DEFAULTS
 from iseat.evaluation import EvaluationSpec, IndexedTensors, evaluate_model
 from iseat.methods.models import build_model
+from iseat.training.checkpoint import model_checkpoint, save_atomic, sha256_of
+from iseat.training.config import DEFAULTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

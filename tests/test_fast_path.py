@@ -16,10 +16,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import MethodSchedule, training_step
 from iseat.methods.models import SmallCNN, WideResNet
+from iseat.methods.presets import MethodSchedule, training_step
 from iseat.methods.reference_step import reference_training_step
+from iseat.methods.training_attack import PGD
 
 TOL = 1e-8
 

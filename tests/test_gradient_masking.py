@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation import EvaluationSpec, IndexedTensors, PGDSettings, evaluate_model, validate
+from iseat.evaluation import gradient_masking as masking
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_hostile_inputs import TINY, assert_one_line_error, iseat
 
-from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
-from iseat.training.config import load_config
 from iseat.methods.models import build_model
 from iseat.results.seeds import aggregate_seeds
-from test_hostile_inputs import TINY, assert_one_line_error, iseat
+from iseat.training.checkpoint import architecture_of, model_checkpoint, save_atomic
+from iseat.training.config import load_config
 
 N = 20  # test images per evaluation
 

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 from iseat.cli import main
+from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 
 N, EPOCHS = 50, 4
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import Method, training_step
 from iseat.methods.models import SmallCNN
+from iseat.methods.presets import Method, training_step
 from iseat.methods.regularizer import LogitSmoothing
+from iseat.methods.training_attack import PGD
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 3
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4

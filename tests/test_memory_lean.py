@@ -12,10 +12,10 @@ import copy
 
 import pytest
 import torch
-
-from iseat.methods.presets import training_step
-from iseat.methods.models import SmallCNN, WideResNet
 from test_fast_path import VARIANTS, batches
+
+from iseat.methods.models import SmallCNN, WideResNet
+from iseat.methods.presets import training_step
 
 TOL = 1e-10
 

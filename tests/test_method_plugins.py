@@ -173,9 +173,9 @@ def test_a_broken_or_clashing_plugin_is_one_line(monkeypatch):
     """An entry point that does not import, or takes a built-in's name, is a one-line user error."""
     from importlib.metadata import EntryPoint
 
+    from iseat.common.errors import UserError
     from iseat.methods import plugins as method_plugins
     from iseat.methods import registry as method_registry
-    from iseat.common.errors import UserError
 
     broken = EntryPoint(name="mine", value="no_such_module_here:Mine", group=method_plugins.GROUP)
     with pytest.raises(

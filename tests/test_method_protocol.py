@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 
 from iseat.methods import registry as method_registry
-from iseat.methods.training_attack import PGD
 from iseat.methods.presets import Method
 from iseat.methods.step_parts import TrainingMethod
+from iseat.methods.training_attack import PGD
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "iseat"
 

@@ -8,13 +8,12 @@ from importlib import metadata
 import numpy as np
 import pytest
 import torch
+from data_fakes import self_labelled_linear
 
-from iseat.evaluation import protocol_stamp
 from iseat.cli import main
-from iseat.evaluation import EvaluationSpec, PGDSettings, evaluate_model, validate
+from iseat.evaluation import EvaluationSpec, PGDSettings, evaluate_model, protocol_stamp, validate
 from iseat.results import ResultsError
 from iseat.results import seeds as seed_stats
-from data_fakes import self_labelled_linear
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

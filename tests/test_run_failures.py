@@ -8,17 +8,13 @@ import math
 import multiprocessing
 import random
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import h5py
 import pytest
 import torch
-
 from run_race import serve
-from iseat.training.divergence import TrainingDiverged, check_step, step_counts
-from iseat.methods.presets import StepResult
 from test_hostile_inputs import (
     TINY,
     assert_one_line_error,
@@ -28,6 +24,9 @@ from test_hostile_inputs import (
     train_args,
     write_npz,
 )
+
+from iseat.methods.presets import StepResult
+from iseat.training.divergence import TrainingDiverged, check_step, step_counts
 
 EXIT_DIVERGED = 3  # iseat.training.divergence.EXIT_DIVERGED, written out: the documented status
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from iseat.training.config import load_config
 from iseat.methods.swa import WeightAverage
+from iseat.training.config import load_config
 from iseat.training.loop import train
 
 

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import yaml
-
 from slurm_cluster import rule_of, run_snakemake_on_slurm, slurm_cluster, workflow_jobs  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -2,9 +2,9 @@
 
 import torch
 
-from iseat.methods.training_attack import PGD
-from iseat.methods.presets import Method, training_step
 from iseat.methods.models import PreActResNet18, SmallCNN
+from iseat.methods.presets import Method, training_step
+from iseat.methods.training_attack import PGD
 from iseat.methods.weight_perturbation import AdversarialWeightPerturbation
 
 

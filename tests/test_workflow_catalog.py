@@ -4,11 +4,9 @@ train config schema read through the installed iseat package, never through the 
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_run import ENV_BIN, ROOT, SNAKEMAKE
 
 SNAKEFMT = shutil.which("snakefmt", path=ENV_BIN) or shutil.which("snakefmt")

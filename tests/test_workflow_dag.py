@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from workflow_run import ROOT, SNAKEMAKE, scratch_workdir, snakemake
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")

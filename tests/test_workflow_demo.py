@@ -9,7 +9,6 @@ import time
 
 import pytest
 import yaml
-
 from test_workflow_dag import job_counts
 from workflow_run import ROOT, SNAKEMAKE, scratch_workdir
 from workflow_run import snakemake as run_workflow

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.training.avlog import PER_SAMPLE, AVLog
 from iseat.common.errors import AVLogError, ParameterError, literal
 from iseat.common.io import atomic_path
 from iseat.results.writers import write_csv
+from iseat.training.avlog import PER_SAMPLE, AVLog
 
 SUMMARY_COLUMNS = (
     "epoch",

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iseat.methods.training_attack import PGD
 from iseat.analysis.margin import ANALYSIS_ATTACK, adversarial_direction, evaluation_mode
+from iseat.methods.training_attack import PGD
 
 
 @dataclass

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from iseat.analysis.inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 from iseat.common.errors import ParameterError, UserError, literal
 from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.results.index import relpath
-from iseat.analysis.inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 
 CAPTIONS = {
     "fig1a": "Fig. 1a: AV statistics of the training set per epoch",
@@ -41,9 +41,6 @@ def margin_study_files(
 ) -> dict:
     """Eq. 7 margin of the first `n` samples of `split` (all: None): margins.npz, fig1b, fig2 and margin.json
     (written last, returned) in the folder `out`."""
-    from iseat.training.avlog import av_statistics
-    from iseat.common.device import resolve_device
-    from iseat.common.provenance import provenance
     from iseat.analysis import figures
     from iseat.analysis.margin import (
         adversarial_direction,
@@ -53,6 +50,9 @@ def margin_study_files(
         margin_summary,
         perturbation_grid,
     )
+    from iseat.common.device import resolve_device
+    from iseat.common.provenance import provenance
+    from iseat.training.avlog import av_statistics
 
     check_out_folder(out)
     if n is not None and n < 1:
@@ -118,10 +118,10 @@ def landscape_study_files(
 ) -> dict:
     """Eq. 8 loss landscape of the chosen samples ((dataset indices, panel titles)): fig3 (+ fig3.npz) and
     landscape.json (written last, returned) in the folder `out`."""
-    from iseat.common.device import resolve_device
-    from iseat.common.provenance import provenance
     from iseat.analysis import figures
     from iseat.analysis.landscape import loss_landscape
+    from iseat.common.device import resolve_device
+    from iseat.common.provenance import provenance
 
     check_out_folder(out)
     if steps < 2:
@@ -163,8 +163,8 @@ def check_image(out: Path) -> None:
 
 def av_figure(log_path: Path, out: Path, title: str = "") -> int:
     """Fig. 1a from an AV log; the number of epochs shown."""
-    from iseat.training.avlog import AVLog
     from iseat.analysis.figures import figure1a_av_statistics
+    from iseat.training.avlog import AVLog
 
     check_image(out)
     with AVLog(log_path) as log:

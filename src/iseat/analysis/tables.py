@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from iseat.analysis.av_statistics import resolve_epoch
-from iseat.training.avlog import AVLog, av_statistics
 from iseat.common.io import write_text_atomic
 from iseat.results import paper_numbers
 from iseat.results.writers import write_csv
+from iseat.training.avlog import AVLog, av_statistics
 
 AV_COLUMNS = (
     ("av_sd", "AV SD"),

@@ -15,9 +15,9 @@ import time
 import torch
 from pyautoattack import AutoAttack
 
+from iseat.benchmarks.toy import NUM_CLASSES, train_toy_model
 from iseat.evaluation import EvaluationSpec
 from iseat.evaluation.attacks import AutoAttackStandard
-from iseat.benchmarks.toy import NUM_CLASSES, train_toy_model
 
 
 def direct_run(model, x, y, eps: float, batch_size: int, seed: int, device) -> torch.Tensor:

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iseat.training import acceleration
-from iseat.training.avlog import AVLogWriter, EpochBuffer
-from iseat.common.device import resolve_device
-from iseat.methods.presets import StepResult
 from iseat.benchmarks import module_main, report
 from iseat.benchmarks.step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
+from iseat.common.device import resolve_device
+from iseat.methods.presets import StepResult
+from iseat.training import acceleration
+from iseat.training.avlog import AVLogWriter, EpochBuffer
 
 
 def random_result(batch_size: int, device, generator: torch.Generator) -> StepResult:

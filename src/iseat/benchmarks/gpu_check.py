@@ -40,11 +40,11 @@ from pathlib import Path
 
 import torch
 
+from iseat.benchmarks import module_main, step_timing
 from iseat.common.device import resolve_device
 from iseat.common.errors import UserError
 from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.training.resume_state import ResumeStateError, read_state
-from iseat.benchmarks import module_main, step_timing
 
 # Speed variants of the step section: name -> runtime options (fp32 eager is the baseline).
 VARIANTS = {
@@ -294,8 +294,8 @@ def training_overrides(
 
 def training_section(profile: Profile, data_cfg: dict, device: str, budget: Budget, report: Report, work: Path) -> None:
     """A short ISEAT training of the training model, then AutoAttack (standard) and PGD on the test images."""
-    from iseat.training.config import load_config
     from iseat.evaluation import EvaluationSpec, evaluate_checkpoint
+    from iseat.training.config import load_config
     from iseat.training.loop import train
 
     estimate = profile.training_estimate_s

@@ -13,12 +13,12 @@ import time
 
 import torch
 
-from iseat.methods.training_attack import PGD
-from iseat.training.config import DEFAULTS
 from iseat.data import load_data
 from iseat.data.registry import TRAINING_SETS
-from iseat.methods.presets import MethodSchedule, training_step
 from iseat.methods.models import build_model
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.training_attack import PGD
+from iseat.training.config import DEFAULTS
 
 
 def loader_throughput(bundle, batch_size: int, num_workers: int, batches: int, seed: int = 0) -> dict:

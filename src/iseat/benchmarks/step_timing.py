@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from iseat.training import acceleration
-from iseat.methods.training_attack import PGD
-from iseat.methods import registry as method_registry
-from iseat.common.device import resolve_device
-from iseat.methods.presets import MethodSchedule, training_step
-from iseat.methods.models import build_model
-from iseat.methods.reference_step import reference_training_step
 from iseat.benchmarks import module_main, report
+from iseat.common.device import resolve_device
+from iseat.methods import registry as method_registry
+from iseat.methods.models import build_model
+from iseat.methods.presets import MethodSchedule, training_step
+from iseat.methods.reference_step import reference_training_step
+from iseat.methods.training_attack import PGD
+from iseat.training import acceleration
 
 # Tab. 4 rows: label -> (method, overrides), from the registry. Stage 1 is the lr stage where lambda is switched on.
 TAB4_METHODS = {label: (name, {}) for name, label in method_registry.tab4_labels().items()}

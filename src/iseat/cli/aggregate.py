@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iseat.results.grid import GRID_METRIC
 from iseat.cli import UserError
+from iseat.results.grid import GRID_METRIC
 
 
 def add_arguments(parser) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 DEFAULT_ATTACKS = ["autoattack", "pgd"]
 
 
@@ -97,8 +96,8 @@ FLAGS = {
 
 
 def spec_from_args(args):
-    from iseat.evaluation import EvaluationSpec, PGDSettings
     from iseat.common.fraction import budget
+    from iseat.evaluation import EvaluationSpec, PGDSettings
 
     pgd = PGDSettings(
         steps=args.pgd_steps,
@@ -127,8 +126,8 @@ def summary_line(report: dict) -> str:
 
 
 def sweep_spec_from_args(args):
-    from iseat.evaluation.sweep import SweepSpec
     from iseat.common.fraction import budget
+    from iseat.evaluation.sweep import SweepSpec
 
     return SweepSpec(
         eps=tuple(args.eps_sweep),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from iseat.data.registry import FETCHED
 from iseat.cli import UserError
+from iseat.data.registry import FETCHED
 
 EXAMPLES = """examples:
   iseat fetch cifar10 --root data                                   # download (md5-checked)

@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import json
 import shutil
-import socket
 import tarfile
 import tempfile
 import urllib.error
@@ -26,9 +25,9 @@ from pathlib import Path
 import torchvision
 from torchvision.datasets import SVHN
 
+from iseat.common.errors import literal
 from iseat.common.io import atomic_path, folder_kept_on_success, write_json_atomic
 from iseat.data import pseudo_labels, registry
-from iseat.common.errors import literal
 from iseat.data.errors import DataInputError, FetchError
 from iseat.data.pseudo_labels import file_digest
 
@@ -84,7 +83,7 @@ NAMES = registry.FETCHED
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def read_json(path: Path) -> dict:
@@ -137,7 +136,7 @@ def download(url: str, path: Path, algorithm: str, expected: str | None, hint: s
                 )
     except FetchError:
         raise
-    except (urllib.error.URLError, socket.timeout, OSError, http.client.HTTPException, ValueError) as err:
+    except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise FetchError(f"cannot download {url} ({reason}); {hint}") from None
     return digest.hexdigest(), size

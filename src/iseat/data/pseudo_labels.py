@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.common.io import atomic_path, write_json_atomic
 from iseat.common.errors import literal
+from iseat.common.io import atomic_path, write_json_atomic
 from iseat.data.errors import DataError, DataInputError
 from iseat.data.safe_pickle import restricted_load
 
@@ -120,7 +120,7 @@ def convert(source, dest, source_record: dict, limit: int | None = None, expecte
         "num_classes": NUM_CLASSES,
         "label_counts": np.bincount(targets, minlength=NUM_CLASSES).tolist(),
         "files": files,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     write_json_atomic(dest / MANIFEST, manifest)
     return manifest

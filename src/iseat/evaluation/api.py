@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from iseat.common import run_lock
-from iseat.training.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
 from iseat.common.device import resolve_device
 from iseat.common.errors import literal
 from iseat.common.provenance import device_description, provenance
@@ -22,6 +21,7 @@ from iseat.evaluation.chunks import chunk_bounds, model_digest, partial_path, ru
 from iseat.evaluation.report import build_report, per_sample_path, write_outputs
 from iseat.evaluation.shards import Shard, gather, write_shard
 from iseat.evaluation.spec import EvaluationError, EvaluationInputError, EvaluationSpec
+from iseat.training.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of
 
 
 def check_out_path(out) -> Path:

@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from iseat.common.io import write_json_atomic
-from iseat.evaluation.protocol_stamp import recorded_modes, samples_digest
 from iseat.evaluation.attacks import Attack
+from iseat.evaluation.protocol_stamp import recorded_modes, samples_digest
 from iseat.evaluation.robustness import clean_correct
 from iseat.evaluation.spec import EvaluationError, EvaluationSpec
 

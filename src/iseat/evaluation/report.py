@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
 
-from iseat.evaluation import gradient_masking as masking
 from iseat.common.io import write_json_atomic, write_text_atomic
 from iseat.evaluation import attacks
+from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation.attacks import Attack
-from iseat.evaluation.spec import NORM, EvaluationSpec
 from iseat.evaluation.protocol_stamp import mode_name, protocol_stamp
+from iseat.evaluation.spec import NORM, EvaluationSpec
 
 FORMAT = "iseat-robustness-v2"  # v2: the protocol stamp (`stamp`)
 SAMPLE_COLUMNS = ("index", "label", "clean_correct")
@@ -144,7 +144,7 @@ def build_report(
         "warnings": warnings,
         "masking_flags": flags,
         "provenance": provenance,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -32,7 +32,7 @@ class Shard:
             raise EvaluationInputError(f"{{0}} {self.index + 1}/{self.count} must be i/K with 1 <= i <= K", "shard")
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """'i/K' (1-based, as on the command line)."""
         try:
             i, k = (int(part) for part in str(text).split("/"))

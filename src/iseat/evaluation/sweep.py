@@ -12,24 +12,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 
-from iseat.evaluation import gradient_masking as masking
-from iseat.methods.training_attack import PGD
 from iseat.common.device import resolve_device
 from iseat.common.errors import ParameterError
 from iseat.common.fraction import parse_fraction
 from iseat.common.io import write_json_atomic
-from iseat.evaluation.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
 from iseat.common.provenance import device_description, provenance
+from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation.api import check_out_path, load_evaluated, sample_count
 from iseat.evaluation.attacks.base import attack_in_batches
 from iseat.evaluation.chunks import load_samples
+from iseat.evaluation.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
 from iseat.evaluation.report import validate
 from iseat.evaluation.robustness import clean_correct
 from iseat.evaluation.spec import NORM, EvaluationError, EvaluationInputError
+from iseat.methods.training_attack import PGD
 
 FORMAT = "iseat-eps-sweep-v1"
 STEP_FACTOR = 2.5  # step size = 2.5 eps / steps
@@ -153,7 +153,7 @@ def sweep_model(
         **source,
         "data": data,
         "provenance": record,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     validate(report, "sweep")
     write_json_atomic(out, report)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from iseat.training.checkpoint import CheckpointError, read_checkpoint, sha256_of
-from iseat.data import registry
 from iseat.common.errors import UserError
 from iseat.common.io import atomic_path, write_json_atomic
+from iseat.data import registry
 from iseat.results import ResultsError
 from iseat.results.protocols import stamp_of
+from iseat.training.checkpoint import CheckpointError, read_checkpoint, sha256_of
 
 DATASETS = tuple(n for n, d in registry.DATASETS.items() if d.robustbench)  # its l-inf leaderboards for 32x32 images
 ISEAT_PAPER = {

@@ -13,7 +13,7 @@ with class attributes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 
 import jsonschema
@@ -27,7 +27,7 @@ class MethodPluginError(UserError, ValueError):
     """An installed method that cannot be used (does not load, or takes a built-in's name); one line."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def installed() -> dict:
     """{name: class} of every installed entry point of the group."""
     return {ep.name: load(ep) for ep in entry_points(group=GROUP)}
@@ -55,7 +55,7 @@ class PluginSchedule:
     options: tuple  # sorted (key, value) pairs
 
     @classmethod
-    def from_config(cls, method, cfg: dict) -> "PluginSchedule":
+    def from_config(cls, method, cfg: dict) -> PluginSchedule:
         """ValueError naming the first option that its schema refuses."""
         options = {k: v for k, v in cfg.items() if k != "name"}
         known = sorted(method.options_schema)

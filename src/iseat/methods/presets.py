@@ -15,7 +15,6 @@ from torch.func import functional_call
 
 from iseat.common import distributed
 from iseat.methods import registry as method_registry
-from iseat.methods.training_attack import PGD
 from iseat.methods.regularizer import LogitSmoothing, logit_stability_penalty
 
 # StepResult, parameters_frozen and stage_value stay importable from here (the library's public names).
@@ -26,6 +25,7 @@ from iseat.methods.step_parts import (
     parameters_frozen,
     stage_value,
 )
+from iseat.methods.training_attack import PGD
 from iseat.methods.weight_perturbation import (
     AdversarialWeightPerturbation,
     forward_keeping_statistics,
@@ -50,7 +50,7 @@ class Method:
     def step(self, model, optimizer, x, y, memory_lean: bool = False) -> StepResult:
         return preset_training_step(model, optimizer, x, y, self, memory_lean)
 
-    def warm_start(self) -> "Method":
+    def warm_start(self) -> Method:
         return replace(self, lam=0.0, gamma=0.0)
 
 
@@ -213,7 +213,7 @@ class MethodSchedule:
         return {"eta": [0.0], **PRESETS[name]}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "MethodSchedule":
+    def from_config(cls, cfg: dict) -> MethodSchedule:
         """`cfg` is the config's `method` section: a preset name plus optional overrides."""
         name = cfg.get("name", "iseat")
         if name not in PRESETS:  # another kind of method: the registry knows its schedule

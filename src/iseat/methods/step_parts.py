@@ -53,7 +53,7 @@ class TrainingMethod(Protocol):
     ) -> StepResult:
         """Exactly one update of the model through `optimizer` on the batch (x, y)."""
 
-    def warm_start(self) -> "TrainingMethod":
+    def warm_start(self) -> TrainingMethod:
         """The method during the reference's warm start (the SVHN eps ramp): no smoothing term and
         no weight perturbation."""
 

@@ -3,8 +3,8 @@ its CSV fields. `tables` renders Markdown, CSV and LaTeX from this one list."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from iseat.evaluation import gradient_masking as masking
 from iseat.results.comparisons import mark

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iseat.results.significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample, holm
 from iseat.results import ResultsError
+from iseat.results.significance import ALPHA, CONFIDENCE, SignificanceError, check_covers, compare_per_sample, holm
 
 # The per-sample column that holds each evaluation's robust correctness
 CORRECT_COLUMN = {"aa": "robust_correct", "pgd": "pgd_correct"}

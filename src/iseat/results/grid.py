@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from iseat.common.io import write_json_atomic, write_text_atomic
-from iseat.workflow.run_config import tuned_method
 from iseat.results import ResultsError
 from iseat.results.seeds import read_json
+from iseat.workflow.run_config import tuned_method
 
 GRID_FORMAT = "iseat-grid-v1"
 GRID_METRIC = "best_selection_pgd_acc"

@@ -4,11 +4,11 @@ result with links to its per-seed runs, and the Section 3 analysis."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from iseat.evaluation import gradient_masking as masking
 from iseat.common.io import write_text_atomic
+from iseat.evaluation import gradient_masking as masking
 from iseat.results.columns import fmt_pm
 from iseat.results.seeds import percent, read_json
 
@@ -31,7 +31,7 @@ def write_index(
     base = out.parent
     setting_labels, method_labels = setting_labels or {}, method_labels or {}
     link = lambda path, text=None: f"[{text or Path(path).name}]({relpath(path, base)})"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Results",
         "",

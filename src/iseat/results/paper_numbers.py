@@ -5,7 +5,7 @@ numbers beside the paper's takes them from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import yaml
@@ -22,7 +22,7 @@ class Number:
     std: float | None = None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load() -> tuple[dict, tuple[Number, ...]]:
     """(paper settings {name: row-label prefix}, every number) from the packaged YAML file."""
     data = yaml.safe_load(resources.files(__package__).joinpath("paper_numbers.yaml").read_text())
@@ -42,7 +42,7 @@ def numbers(table: str | None = None) -> tuple[Number, ...]:
     return tuple(n for n in load()[1] if table is None or n.table == table)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _by_row_column() -> dict:
     return {(n.row, n.column): n for n in load()[1] if n.table not in ("tab1", "fig1b")}
 

@@ -8,8 +8,8 @@ import math
 import re
 from pathlib import Path
 
-from iseat.evaluation import gradient_masking as masking
 from iseat.common.io import write_json_atomic
+from iseat.evaluation import gradient_masking as masking
 from iseat.results import ResultsError
 from iseat.results.protocols import check_side_by_side, protocol_of, stamp_of
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from iseat.common.io import write_text_atomic
 from iseat.evaluation import gradient_masking as masking
 from iseat.methods import registry as method_registry
-from iseat.common.io import write_text_atomic
 from iseat.results import ResultsError, comparisons, paper_numbers
 from iseat.results.columns import columns_of
 from iseat.results.protocols import check_side_by_side

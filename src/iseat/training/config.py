@@ -14,10 +14,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from iseat.methods import registry as method_registry
-from iseat.data.registry import dataset, schema_definitions
 from iseat.common.errors import ParameterError, UserError
 from iseat.common.fraction import budget
+from iseat.data.registry import dataset, schema_definitions
+from iseat.methods import registry as method_registry
 from iseat.training.trackers import schema_definitions as tracker_definitions
 
 DEFAULTS: dict = {

@@ -22,24 +22,23 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from iseat.training import acceleration
-from iseat.common import distributed
-from iseat.methods import registry as method_registry
-from iseat.common import run_lock
-from iseat.training import trackers
-from iseat.methods.training_attack import PGD, clean_and_robust_accuracy
-from iseat.methods.baselines import method_warnings
-from iseat.training.avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
-from iseat.training.config import ConfigError
-from iseat.training.checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
-from iseat.common.fraction import parse_fraction
+from iseat.common import distributed, run_lock
 from iseat.common.device import resolve_device
-from iseat.training.divergence import check_step, step_counts
 from iseat.common.errors import ResumeStateError, RunFolderError, RunFolderInputError, first_line, literal
+from iseat.common.fraction import parse_fraction
 from iseat.common.io import write_json_atomic, write_text_atomic
-from iseat.methods.presets import training_step, warm_start
-from iseat.methods.models import build_model
 from iseat.common.provenance import provenance
+from iseat.methods import registry as method_registry
+from iseat.methods.baselines import method_warnings
+from iseat.methods.models import build_model
+from iseat.methods.presets import training_step, warm_start
+from iseat.methods.swa import WeightAverage
+from iseat.methods.training_attack import PGD, clean_and_robust_accuracy
+from iseat.training import acceleration, trackers
+from iseat.training.avlog import AVLogWriter, EpochBuffer, av_statistics, check_resumable
+from iseat.training.checkpoint import architecture_of, load_model, model_checkpoint, save_atomic
+from iseat.training.config import ConfigError
+from iseat.training.divergence import check_step, step_counts
 from iseat.training.resume_state import (
     RunShape,
     check_belongs_to,
@@ -49,7 +48,6 @@ from iseat.training.resume_state import (
     rng_states,
     save_state,
 )
-from iseat.methods.swa import WeightAverage
 
 STATE = "state.pt"
 SUMMARY = "summary.json"

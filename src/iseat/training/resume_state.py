@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iseat.common.errors import ResumeStateError, first_line
 from iseat.training.avlog import PER_SAMPLE
 from iseat.training.checkpoint import save_atomic
-from iseat.common.errors import ResumeStateError, first_line
 
 FORMAT = "iseat-resume-state-v1"
 REQUIRED = ("format", "model", "optimizer", "scheduler", "swa", "progress", "rng", "config")

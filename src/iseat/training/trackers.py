@@ -39,7 +39,7 @@ class RunIdentity:
     project: str = "iseat"
 
     @classmethod
-    def of_folder(cls, folder: Path) -> "RunIdentity":
+    def of_folder(cls, folder: Path) -> RunIdentity:
         parts = Path(folder).resolve().parts[-3:]
         return cls("/".join(parts), "/".join(parts[:-1]) or parts[-1])
 

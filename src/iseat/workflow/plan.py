@@ -34,11 +34,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from iseat.methods import registry as method_registry
-from iseat.training.config import DEFAULTS, apply_override, deep_merge
-from iseat.data.registry import DATASETS
 from iseat.common.errors import ParameterError, UserError, literal
 from iseat.common.fraction import parse_fraction
+from iseat.data.registry import DATASETS
+from iseat.methods import registry as method_registry
+from iseat.training.config import DEFAULTS, apply_override, deep_merge
 
 METHOD_ROWS = tuple(method_registry.tab4_labels().values())
 AT_ROW = method_registry.cost_row(False, False)
@@ -85,7 +85,7 @@ class StepTimes:
     source: str = "command line"
 
     @classmethod
-    def from_gpu_check(cls, path) -> "StepTimes":
+    def from_gpu_check(cls, path) -> StepTimes:
         try:
             report = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:

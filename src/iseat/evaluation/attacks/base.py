@@ -39,7 +39,7 @@ class Attack(ABC):
 
     @classmethod
     @abstractmethod
-    def build(cls, spec, model, *, num_classes: int, device) -> "Attack":
+    def build(cls, spec, model, *, num_classes: int, device) -> Attack:
         """The attack with the budget of `spec` (an EvaluationSpec), ready to call on `model`."""
 
     @property

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from iseat.methods.training_attack import cw_margin
 from iseat.evaluation.attacks.base import Attack
 from iseat.evaluation.attacks.pgd import PGDAttack
+from iseat.methods.training_attack import cw_margin
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

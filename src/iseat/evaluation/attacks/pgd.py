@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 
-from iseat.methods.training_attack import PGD
 from iseat.evaluation.attacks.base import Attack, AttackOutcome, attack_in_batches
+from iseat.methods.training_attack import PGD
 
 if TYPE_CHECKING:
     from iseat.evaluation.spec import PGDSettings

@@ -26,8 +26,8 @@ from iseat.methods.baselines.authors_attacks import (
     KLAttack,
     UniformStartPGD,
 )
-from iseat.methods.step_parts import stage_value
 from iseat.methods.baselines.step import BaselineStep
+from iseat.methods.step_parts import stage_value
 
 
 def adversarial_cross_entropy(clean_logits, adv_logits, y):
@@ -114,7 +114,7 @@ class BaselineSchedule:
         return dict(BASELINES[name].defaults)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "BaselineSchedule":
+    def from_config(cls, cfg: dict) -> BaselineSchedule:
         name = cfg["name"]
         spec = BASELINES[name]
         unknown = sorted(set(cfg) - {"name"} - set(spec.defaults))

@@ -14,17 +14,17 @@ models, they leave the running statistics alone.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from iseat.common import distributed
-from iseat.methods.step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
-from iseat.methods.weight_perturbation import layerwise_scaled, perturbable_parameters
 from iseat.methods.baselines.authors_attacks import evaluating
 from iseat.methods.baselines.rwp import robust_weight_perturbation
+from iseat.methods.step_parts import StepResult, apply_update_at_perturbed_weights, forward_at, parameters_frozen
+from iseat.methods.weight_perturbation import layerwise_scaled, perturbable_parameters
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class BaselineStep:
         `memory_lean` changes nothing."""
         return baseline_training_step(model, optimizer, x, y, self)
 
-    def warm_start(self) -> "BaselineStep":
+    def warm_start(self) -> BaselineStep:
         return replace(self, gamma=0.0)
 
     def loss_terms(self, model, x, x_adv, y, v=None, track_statistics=True, x_counter=None):
