@@ -23,7 +23,7 @@ def serve(conn) -> None:
     while (message := conn.recv()) is not None:
         overrides, out, start_at, wait_for = message
 
-        def held_load_data(*args, **kwargs):
+        def held_load_data(*args, wait_for=wait_for, **kwargs):
             while wait_for and (not (wait_for / SUMMARY).exists() or (wait_for / LOCK).exists()):
                 time.sleep(0.005)
             return load_data(*args, **kwargs)

@@ -181,7 +181,7 @@ def fat_attack(paper, x, y, seed, tau, omega):
     idx, control = list(range(len(y))), [tau] * len(y)
     out = x_iter.clone()
     for _ in range(STEPS):
-        logits, g = paper.input_grad(lambda logits: ce(logits, y[idx]).mean(), x_iter)
+        logits, g = paper.input_grad(lambda logits, idx=idx: ce(logits, y[idx]).mean(), x_iter)
         keep = []
         for j, i in enumerate(idx):
             if logits[j].argmax() != y[i] and control[i] == 0:

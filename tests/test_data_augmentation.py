@@ -81,14 +81,19 @@ def test_crop_flip_is_a_shifted_possibly_mirrored_window_of_the_padded_image():
     for _ in range(40):
         out = crop_flip(image).permute(1, 2, 0).numpy()
         matches = [
-            (t, l, f)
-            for t in range(9)
-            for l in range(9)
+            (top, left, f)
+            for top in range(9)
+            for left in range(9)
             for f in (0, 1)
             if np.array_equal(
-                out, (padded[t : t + 32, l : l + 32, :][:, ::-1] if f else padded[t : t + 32, l : l + 32, :])
+                out,
+                (
+                    padded[top : top + 32, left : left + 32, :][:, ::-1]
+                    if f
+                    else padded[top : top + 32, left : left + 32, :]
+                ),
             )
         ]
         assert matches, "not a window of the padded image"
         seen.update(matches)
-    assert {f for *_, f in seen} == {0, 1} and len({(t, l) for t, l, _ in seen}) > 10
+    assert {f for *_, f in seen} == {0, 1} and len({(top, left) for top, left, _ in seen}) > 10

@@ -41,6 +41,7 @@ def test_driver_too_old_names_the_driver(monkeypatch):
             "CUDA initialization: The NVIDIA driver on your system is too old (found version 11040). "
             "Please update your GPU driver",
             UserWarning,
+            stacklevel=2,
         )
         return False
 

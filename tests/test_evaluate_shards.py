@@ -133,8 +133,8 @@ def swapped(paths):
 def test_a_bad_shard_fails_the_gather_naming_it(problem, shards, tmp_path, case, message):
     copies = [tmp_path / "shards" / p.name for p in shards]
     copies[0].parent.mkdir()
-    for source, copy in zip(shards, copies):
-        copy.write_text(source.read_text())
+    for source, target in zip(shards, copies):
+        target.write_text(source.read_text())
     {
         "missing": lambda: copies[1].unlink(),
         "damaged": lambda: damaged(copies),

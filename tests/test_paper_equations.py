@@ -52,8 +52,8 @@ def ce(logits, y):
 def pgd(p, x, y, record):
     """l-inf PGD without random start, step STEP, STEPS steps, projected onto the eps-ball and [0, 1]."""
     delta = torch.zeros_like(x)
-    for k in range(STEPS):
-        forward(p, x + delta, record)  # the step's forward pass (k = 0: the clean pass)
+    for _ in range(STEPS):
+        forward(p, x + delta, record)  # the step's forward pass (the first: the clean pass)
         g = grad(lambda d: ce(forward(p, x + d), y).mean())(delta)
         delta = (delta + STEP * g.sign()).clamp(-EPS, EPS)
         delta = (x + delta).clamp(0, 1) - x

@@ -164,7 +164,7 @@ def test_tab4_time_column_beside_the_papers(tmp_path):
         ("+ weight smoothing", "1.080", "1.095", "0.277"),
         ("+ both (ISEAT)", "1.200", "1.178", "0.298"),
     ):
-        line = next(l for l in text.splitlines() if f"/ {label} |" in l)
+        line = next(row for row in text.splitlines() if f"/ {label} |" in row)
         assert line.endswith(f"| {ours} | {paper_ratio} | {seconds} |"), line
     assert "time / AT" not in (tmp_path / "tab5.md").read_text()
 

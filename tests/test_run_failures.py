@@ -172,7 +172,7 @@ def racers():
         pipes.append(mine)
         processes.append(process)
     yield pipes
-    for pipe, process in zip(pipes, processes):
+    for pipe in pipes:
         pipe.send(None)
     for process in processes:
         process.join(timeout=2)

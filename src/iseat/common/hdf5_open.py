@@ -130,4 +130,4 @@ def open_swmr_reader(path) -> h5py.File:
 def read_shape(name, obj) -> None:
     """Touches each dataset's metadata; returns None so that `visititems` goes on."""
     if isinstance(obj, h5py.Dataset):
-        obj.shape
+        _ = obj.shape

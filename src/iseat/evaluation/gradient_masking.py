@@ -8,7 +8,8 @@ built for it) and becomes a named flag. One more compares two attacks on the sam
 be much weaker than AutoAttack on an honest model (AutoAttack's APGD-CE is PGD with a better step-size
 schedule), so PGD-k robust accuracy above AutoAttack's by more than `PGD_GAP` says PGD is misled by the
 gradients; and AutoAttack, the stronger attack, may not leave more points robust than PGD-k (by more than
-`AUTOATTACK_GAP`): if it does, AutoAttack was misconfigured or misled and its number is the one in doubt. Two more read an eps sweep (`evaluation.sweep`, PGD-k at growing budgets on the same images):
+`AUTOATTACK_GAP`): if it does, AutoAttack was misconfigured or misled and its number is the one in doubt.
+Two more read an eps sweep (`evaluation.sweep`, PGD-k at growing budgets on the same images):
 robust accuracy must not grow with eps (beyond `SWEEP_TOLERANCE`, PGD's own noise from one budget to the
 next), and at a very large eps (`LARGE_EPS` or more) an unbounded attack must reach ~0 % (at most
 `LARGE_EPS_ACCURACY`). A flag is never silent: it goes into aa.json (`masking_flags`), the tables (`MARK` with a

@@ -128,6 +128,6 @@ def difference(a: dict, b: dict, same_dataset: bool = True) -> str | None:
         if key in MODEL_FIELDS or (not same_dataset and key.startswith(PER_DATASET)):
             continue
         if flat_a.get(key, ABSENT) != flat_b.get(key, ABSENT):
-            shown = lambda flat: repr(flat[key]) if key in flat else ABSENT
-            return f"{key}: {shown(flat_a)} vs {shown(flat_b)}"
+            shown_a, shown_b = (repr(flat[key]) if key in flat else ABSENT for flat in (flat_a, flat_b))
+            return f"{key}: {shown_a} vs {shown_b}"
     return None

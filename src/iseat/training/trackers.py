@@ -9,7 +9,8 @@ and later the evaluation's accuracies (`log_evaluation`, called by `iseat evalua
 Where they write: TensorBoard event files in RUN/tensorboard; W&B in $WANDB_DIR (default RUN), offline
 unless $WANDB_MODE says otherwise (`wandb sync` uploads later), project $WANDB_PROJECT (default iseat);
 MLflow in $MLFLOW_TRACKING_URI (default the file store RUN/mlruns; a file store on a shared file system
-also lines the runs up, where SQLite's locking would not), experiment $MLFLOW_EXPERIMENT_NAME (default iseat). Each tracker's run id is kept in RUN/trackers.json, so a resumed training and its
+also lines the runs up, where SQLite's locking would not), experiment $MLFLOW_EXPERIMENT_NAME (default iseat).
+Each tracker's run id is kept in RUN/trackers.json, so a resumed training and its
 evaluation continue the same tracker run. A tracker that fails (missing package, full disk, bad
 credentials) warns once and is dropped: training never stops for it.
 """

@@ -57,7 +57,7 @@ def robust_weight_perturbation(
         per_sample = per_sample_loss_at(at)
         loss = distributed.part_of_mean(below_threshold_mean(per_sample, threshold), len(per_sample))
         grads = distributed.all_reduce_gradients(torch.autograd.grad(loss, list(weights.values()), allow_unused=True))
-        for (n, w), g in zip(weights.items(), grads):
+        for n, g in zip(weights, grads):
             if g is not None:
                 total[n] = total[n] + g.detach()
         total_norm = torch.cat([t.reshape(-1) for t in total.values()]).norm()
