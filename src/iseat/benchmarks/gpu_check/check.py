@@ -49,7 +49,7 @@ def gpu_check(
     budget_s: float | None = None,
     sections=("step", "loader", "training", "determinism"),
 ) -> dict:
-    """Run the check (see the module docstring); returns the report and writes it to `out` if given."""
+    """Run the check (see the package docstring); returns the report and writes it to `out` if given."""
     profile = SMOKE if smoke else FULL
     device = str(resolve_device(profile.device))
     if not smoke and not device.startswith("cuda"):
