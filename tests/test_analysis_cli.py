@@ -4,7 +4,6 @@ bad input fails with one line and writes nothing."""
 
 import copy
 import json
-import sys
 import types
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from iseat.analysis import inputs as study_inputs
 from iseat.cli import main
 from iseat.methods.models import build_model
 from iseat.training.avlog import PER_SAMPLE, AVLogWriter
@@ -48,11 +48,14 @@ def fake_bundle(with_train=True):
 
 @pytest.fixture
 def data(monkeypatch):
-    """Stand-in for `iseat.data` with the contract's DataBundle; returns the list of load_data calls."""
+    """Stand-in for `iseat.data.load_data` with the contract's DataBundle; returns the list of its calls."""
     calls, state = [], {"train": True}
-    module = types.ModuleType("iseat.data")
-    module.load_data = lambda cfg, seed: calls.append((cfg, seed)) or fake_bundle(state["train"])
-    monkeypatch.setitem(sys.modules, "iseat.data", module)
+
+    def fake_load_data(cfg, seed):
+        calls.append((cfg, seed))
+        return fake_bundle(state["train"])
+
+    monkeypatch.setattr(study_inputs, "load_data", fake_load_data)
     return types.SimpleNamespace(calls=calls, state=state)
 
 

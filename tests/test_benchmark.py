@@ -9,8 +9,10 @@ import re
 import pytest
 import torch
 
-from iseat.benchmarks import avlog_cost, step_timing
+from iseat.benchmarks import avlog_cost, step_flops, step_memory
 from iseat.cli import main
+from iseat.methods.models import build_model
+from iseat.training import acceleration
 
 
 @pytest.fixture(autouse=True)
@@ -63,23 +65,23 @@ def test_step_benchmark_writes_json_and_table(tmp_path, capsys):
 
 
 def test_peak_memory_of_a_step():
-    runtime = step_timing.acceleration.options(None)
+    runtime = acceleration.options(None)
     torch.set_num_threads(1)
-    at = step_timing.memory_probe("small_cnn", 32, "AT", "fast", runtime, 0, 1)
-    iseat = step_timing.memory_probe("small_cnn", 32, "ISEAT", "fast", runtime, 0, 1)
+    at = step_memory.memory_probe("small_cnn", 32, "AT", "fast", runtime, 0, 1)
+    iseat = step_memory.memory_probe("small_cnn", 32, "ISEAT", "fast", runtime, 0, 1)
     assert at["peak_step_bytes"] > 0 and "memory_measure" in at
     # ISEAT keeps the clean pass's graph while the theta+v graph is built: more memory than AT
     assert iseat["peak_step_bytes"] > at["peak_step_bytes"]
-    in_fresh_process = step_timing.cpu_peak_bytes("small_cnn", 8, "AT", "fast", runtime, 0, 1, 1)
+    in_fresh_process = step_memory.cpu_peak_bytes("small_cnn", 8, "AT", "fast", runtime, 0, 1, 1)
     assert in_fresh_process["peak_step_bytes"] > 0
 
 
 @pytest.mark.slow
 def test_memory_lean_step_keeps_no_clean_graph_and_is_reported(tmp_path, capsys):
-    runtime = step_timing.acceleration.options(None)
+    runtime = acceleration.options(None)
     torch.set_num_threads(1)
-    fast = step_timing.memory_probe("small_cnn", 64, "ISEAT", "fast", runtime, 0, 1)
-    lean = step_timing.memory_probe("small_cnn", 64, "ISEAT", "memory_lean", runtime, 0, 1)
+    fast = step_memory.memory_probe("small_cnn", 64, "ISEAT", "fast", runtime, 0, 1)
+    lean = step_memory.memory_probe("small_cnn", 64, "ISEAT", "memory_lean", runtime, 0, 1)
     assert 0 < lean["peak_step_bytes"] < fast["peak_step_bytes"]
 
     out = tmp_path / "step.json"
@@ -124,9 +126,9 @@ def test_memory_lean_step_keeps_no_clean_graph_and_is_reported(tmp_path, capsys)
 
 def test_graph_bytes_grow_with_the_batch():
     torch.manual_seed(0)
-    model = step_timing.build_model("small_cnn", 10)
-    small = step_timing.graph_bytes(model, torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))
-    large = step_timing.graph_bytes(model, torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
+    model = build_model("small_cnn", 10)
+    small = step_memory.graph_bytes(model, torch.rand(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))
+    large = step_memory.graph_bytes(model, torch.rand(8, 3, 32, 32), torch.zeros(8, dtype=torch.long))
     assert large == pytest.approx(2 * small, rel=0.05)
 
 
@@ -175,13 +177,13 @@ def test_fast_path_does_each_pass_once():
     (the separate pass for the AV) and two more for ISEAT (that one and the fresh pass of the theta branch)."""
     torch.set_num_threads(1)
     flops = {
-        (label, path): step_timing.step_flops("small_cnn", 4, "cpu", label, path, 0, 2)
+        (label, path): step_flops.step_flops("small_cnn", 4, "cpu", label, path, 0, 2)
         for label in ("AT", "ISEAT")
         for path in ("fast", "straightforward")
     }
     torch.manual_seed(0)
-    model = step_timing.build_model("small_cnn", 10)
-    with step_timing.FlopCount() as forward, torch.no_grad():
+    model = build_model("small_cnn", 10)
+    with step_flops.FlopCount() as forward, torch.no_grad():
         model(torch.rand(4, 3, 32, 32))
     assert forward.total > 0
     assert flops[("AT", "straightforward")] - flops[("AT", "fast")] == forward.total

@@ -39,7 +39,7 @@ def test_every_registered_method_builds_and_every_defined_one_is_registered():
 
 
 def test_planner_benchmark_and_tables_take_the_registry_labels():
-    from iseat.benchmarks.step_timing import TAB4_METHODS, THETA_BRANCH_METHODS
+    from iseat.benchmarks.tab4_setups import TAB4_METHODS, THETA_BRANCH_METHODS
     from iseat.results.tables import STEP_TIMING_LABELS, TABLES
 
     labels = method_registry.tab4_labels()
@@ -50,11 +50,7 @@ def test_planner_benchmark_and_tables_take_the_registry_labels():
     rows = {row for spec in TABLES for _, row, label in spec.rows if "not run" not in label}
     for row in rows:  # each table row that is run is a catalog entry whose method is registered
         assert catalog[row]["train"]["method"]["name"] in method_registry.names(), row
-    for path in (
-        "workflow/plan.py",
-        "benchmarks/step_timing.py",
-        "benchmarks/gpu_check.py",
-        "benchmarks/avlog_cost.py",
-    ):
-        text = (SRC / path).read_text()
+    benchmarks = sorted((SRC / "benchmarks").rglob("*.py"))
+    for path in [SRC / "workflow/plan.py", *benchmarks]:
+        text = path.read_text()
         assert not any(f'"{label}"' in text for label in labels.values()), path  # written nowhere else

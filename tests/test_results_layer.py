@@ -4,6 +4,8 @@ significance marks agree with scipy's exact binomial test and Student-t interval
 import csv
 import json
 import re
+import subprocess
+import sys
 from importlib import resources
 
 import numpy as np
@@ -204,3 +206,15 @@ def test_the_aa_footnote_names_a_non_standard_protocol():
     assert aa_meaning([standard, cheap]) == (
         "AA = robust accuracy (Linf, 8/255) under APGD pair (non-standard): not standard AutoAttack"
     )
+
+
+def test_the_results_layer_and_the_analysis_index_import_without_torch():
+    """`iseat aggregate` tables, figures and index, and `iseat analyse index`, run without importing torch."""
+    code = (
+        "import importlib, pkgutil, sys, iseat.results as layer\n"
+        "for m in pkgutil.iter_modules(layer.__path__): importlib.import_module(f'iseat.results.{m.name}')\n"
+        "import iseat.analysis.index_page, iseat.cli.aggregate, iseat.cli.analyse\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,9 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from iseat.analysis.av_statistics import most_vulnerable, resolve_epoch
+from iseat.analysis.margin import MarginSearch, figure3_picks
 from iseat.common.errors import ParameterError, UserError, first_line, literal
 from iseat.common.fraction import budget
+from iseat.data.bundle import load_data
+from iseat.evaluation.api import evaluation_data_config
+from iseat.methods.training_attack import PGD
+from iseat.training.avlog import AVLog
+from iseat.training.checkpoint import model_from_checkpoint, read_checkpoint, sha256_of
 
 
 @dataclass
@@ -27,8 +35,6 @@ class StudyInputs:
 
 def study_attack(eps, step_size, steps: int, batch_size: int):
     """The PGD of a study (no random start: the adversarial direction is a function of the model)."""
-    from iseat.methods.training_attack import PGD
-
     for name, value in (("pgd_steps", steps), ("batch_size", batch_size)):
         if value < 1:
             raise ParameterError(f"{{0}} must be at least 1, got {value}", name)
@@ -36,8 +42,6 @@ def study_attack(eps, step_size, steps: int, batch_size: int):
 
 
 def margin_search(mu_max: float, step: float, growth: float, tol: float):
-    from iseat.analysis.margin import MarginSearch
-
     try:
         return MarginSearch(mu_max=mu_max, step=step, growth=growth, tol=tol)
     except ValueError as err:
@@ -52,8 +56,6 @@ def check_out_folder(out: Path) -> None:
 def study_data_config(config: dict, split: str, data_root: str | None) -> dict:
     """The run's data section for a study of `split`, without its extra data: the test set alone, or the
     labelled training images the run trained on (its validation part kept out, as in training)."""
-    from iseat.evaluation.api import evaluation_data_config
-
     data_cfg = evaluation_data_config(config, data_root, None)
     if split == "train":
         data_cfg["selection"] = config["data"].get("selection", data_cfg["selection"])
@@ -63,10 +65,6 @@ def study_data_config(config: dict, split: str, data_root: str | None) -> dict:
 def load_bundle(config: dict, split: str, data_root: str | None):
     """The data of a run's config for a study of `split` (`study_data_config`), from `data_root` when the
     data moved since training."""
-    try:
-        from iseat.data import load_data
-    except ImportError as err:
-        raise UserError(f"the data module is not available ({err})") from None
     try:
         return load_data(study_data_config(config, split, data_root), config.get("seed", 0))
     except (ValueError, OSError) as err:  # DataError is a ValueError
@@ -86,8 +84,6 @@ def split_dataset(bundle, split: str):
 
 def load_inputs(checkpoint: Path, split: str, data_root: str | None, device) -> StudyInputs:
     """The checkpoint (read once), its data for `split` and its model in eval mode."""
-    from iseat.training.checkpoint import model_from_checkpoint, read_checkpoint
-
     ckpt = read_checkpoint(checkpoint)
     bundle = load_bundle(ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}, split, data_root)
     dataset = split_dataset(bundle, split)
@@ -97,8 +93,6 @@ def load_inputs(checkpoint: Path, split: str, data_root: str | None, device) -> 
 
 def stack_samples(dataset, positions):
     """(x, y, index) tensors of the samples at these positions of `dataset`."""
-    import torch
-
     items = [dataset[int(p)] for p in positions]
     return (
         torch.stack([torch.as_tensor(x) for x, _, _ in items]),
@@ -108,8 +102,6 @@ def stack_samples(dataset, positions):
 
 
 def checkpoint_facts(path: Path, ckpt: dict) -> dict:
-    from iseat.training.checkpoint import sha256_of
-
     return {
         "path": str(path),
         "sha256": sha256_of(path),
@@ -147,8 +139,6 @@ def samples_by_index(indices) -> tuple[list[int], list[str]]:
 
 def samples_by_margin(margins: Path, pick: int) -> tuple[list[int], list[str]]:
     """`pick` disordered samples, the most robust and the most vulnerable (margins.npz), as the paper's Fig. 3."""
-    from iseat.analysis.margin import figure3_picks
-
     check_pick(pick)
     try:
         with np.load(margins) as arrays:
@@ -159,9 +149,6 @@ def samples_by_margin(margins: Path, pick: int) -> tuple[list[int], list[str]]:
 
 def samples_by_av(log_path: Path, epoch: int, pick: int) -> tuple[list[int], list[str]]:
     """The `pick` most and `pick` least vulnerable samples of an AV log at `epoch` (-1: the last complete)."""
-    from iseat.analysis.av_statistics import most_vulnerable, resolve_epoch
-    from iseat.training.avlog import AVLog
-
     check_pick(pick)
     with AVLog(log_path) as log:
         epoch = resolve_epoch(log.epochs, epoch, log_path)
@@ -170,3 +157,21 @@ def samples_by_av(log_path: Path, epoch: int, pick: int) -> tuple[list[int], lis
     titles = [f"#{i} AV {a:.2f} (most)" for i, a in zip(most["index"], most["av"])]
     titles += [f"#{i} AV {a:.2f} (least)" for i, a in zip(least["index"], least["av"])]
     return [int(i) for i in most["index"]] + [int(i) for i in least["index"]], titles
+
+
+def landscape_samples(
+    indices=None, log_path: Path | None = None, margins: Path | None = None, epoch: int = -1, pick: int = 2
+) -> tuple[list[int], list[str]]:
+    """The samples a Fig. 3 shows, chosen one way: by dataset index, by AV (`log_path` at `epoch`) or by margin."""
+    if sum(a is not None for a in (indices, log_path, margins)) != 1:
+        raise ParameterError(
+            "give one of {0}, {1} (the most and least vulnerable samples) or {2} (samples chosen by margin)",
+            "indices",
+            "log",
+            "margins",
+        )
+    if indices is not None:
+        return samples_by_index(indices)
+    if margins is not None:
+        return samples_by_margin(margins, pick)
+    return samples_by_av(log_path, epoch, pick)

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from iseat.benchmarks import module_main, report
-from iseat.benchmarks.step_timing import ISEAT, TAB4_METHODS, build_setups, synchronize
+from iseat.benchmarks.tab4_setups import ISEAT, TAB4_METHODS, build_setups, synchronize
 from iseat.common.device import resolve_device
+from iseat.common.provenance import device_description, provenance
 from iseat.methods.presets import StepResult
 from iseat.training import acceleration
 from iseat.training.avlog import AVLogWriter, EpochBuffer
@@ -61,8 +62,6 @@ def avlog_cost(
     threads: int | None = None,
     seed: int = 0,
 ) -> dict:
-    from iseat.common.provenance import provenance
-
     if threads:
         torch.set_num_threads(threads)
     device = str(resolve_device(device))
@@ -107,7 +106,7 @@ def avlog_cost(
         "batch_size": batch_size,
         "samples": samples,
         "device": device,
-        "device_name": _device_name(device),
+        "device_name": device_description(device),
         "threads": torch.get_num_threads(),
         "runtime": acceleration.describe(runtime),
         "step_s": step_s,
@@ -121,12 +120,6 @@ def avlog_cost(
         "within_target": log_s / epoch_step_s <= 0.01,
         "provenance": provenance(device, seed),
     }
-
-
-def _device_name(device: str) -> str:
-    from iseat.common.provenance import device_description
-
-    return device_description(device)
 
 
 def format_report(result: dict) -> str:

@@ -6,8 +6,10 @@ flags, `FLAGS` (parameter -> flag): a `ParameterError` is reported with those fl
 from __future__ import annotations
 
 import argparse
+import datetime
 import errno
 import importlib
+import platform
 import sys
 
 from iseat.common.errors import ParameterError, RunFailed, UserError
@@ -51,9 +53,6 @@ def os_error_line(err: OSError) -> str:
 def print_attempt_header(attempt: str, command: list) -> None:
     """`iseat --attempt N COMMAND ...`: one line opening this attempt's part of a job log that every
     attempt appends to (the workflow's GPU rules), so earlier attempts' reasons stay readable."""
-    import datetime
-    import platform
-
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"=== attempt {attempt}: iseat {' '.join(command)} on {platform.node()} at {now}", flush=True)
 

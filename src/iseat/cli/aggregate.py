@@ -6,17 +6,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from iseat.cli import UserError
-from iseat.results.grid import GRID_METRIC
+from iseat.results.grid import GRID_METRIC, write_tuned, write_winner
+from iseat.results.seeds import read_json, write_seed_summary
+
+# The tables, figures and index are imported by the subcommand that writes them: they need scipy or
+# matplotlib, seconds to import, and `seeds` runs once per result of the workflow.
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    add_seeds_arguments(sub.add_parser("seeds", help="mean, std and per-seed values of one (setting, method)"))
+    add_grid_arguments(sub.add_parser("grid", help="select the lambda/gamma grid winner on the validation split"))
+    add_tuned_arguments(
+        sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
+    )
+    add_tables_arguments(
+        sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX, and the paired comparisons")
+    )
+    add_figure_arguments(sub)
+    add_index_arguments(
+        sub.add_parser("index", help="the results index page (Markdown) linking tables, figures and runs")
+    )
 
-    p = sub.add_parser("seeds", help="mean, std and per-seed values of one (setting, method)")
+
+def add_seeds_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="EVAL_JSON", help="aa.json or pgd.json of each seed's run")
     p.add_argument("--out", required=True, help="aggregated JSON, e.g. results/cifar10/iseat/aa.json")
 
-    p = sub.add_parser("grid", help="select the lambda/gamma grid winner on the validation split")
+
+def add_grid_arguments(p) -> None:
     p.add_argument(
         "--point",
         nargs=3,
@@ -32,38 +50,47 @@ def add_arguments(parser) -> None:
     )
     p.add_argument("--used", choices=["pinned", "grid"], help="which pair the final runs take")
 
-    p = sub.add_parser("tuned", help="the grid winner as a train-config fragment for `iseat train --config`")
+
+def add_tuned_arguments(p) -> None:
     p.add_argument("--winner", required=True, help="winner.json of `iseat aggregate grid`")
     p.add_argument("--keys", nargs="+", choices=["lam", "gamma"], required=True, help="values the method takes")
     p.add_argument("--lam-warmup", action="store_true", help="lambda = 0 in the first lr stage, then the winner")
     p.add_argument("--out", required=True, help="YAML fragment, e.g. results/cifar10/iseat/tuned.yaml")
 
-    def entries_and_labels(p):
-        p.add_argument(
-            "--entry",
-            nargs=4,
-            action="append",
-            default=[],
-            metavar=("SETTING", "METHOD", "PAPER", "DIR"),
-            help="an aggregated result folder (holding aa.json, pgd.json) and the paper setting its "
-            "rows compare with ('-' for none); repeat",
-        )
-        p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
-        p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
 
-    p = sub.add_parser("tables", help="Tab. 2-6 and all results as Markdown, CSV and LaTeX, and the paired comparisons")
-    entries_and_labels(p)
+def add_label_arguments(p) -> None:
+    p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
+    p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
+
+
+def add_entry_arguments(p) -> None:
+    p.add_argument(
+        "--entry",
+        nargs=4,
+        action="append",
+        default=[],
+        metavar=("SETTING", "METHOD", "PAPER", "DIR"),
+        help="an aggregated result folder (holding aa.json, pgd.json) and the paper setting its "
+        "rows compare with ('-' for none); repeat",
+    )
+    add_label_arguments(p)
+
+
+def add_tables_arguments(p) -> None:
+    add_entry_arguments(p)
     p.add_argument(
         "--out-dir", required=True, help="folder of tab2..tab6 and all_results .md/.csv/.tex and significance.csv/.md"
     )
     p.add_argument("--step-timing", help="JSON of `iseat benchmark step --out`: Tab. 4's time column")
 
+
+def add_figure_arguments(sub) -> None:
     p = sub.add_parser("figure-results", help="bar chart: ours beside the paper's numbers")
-    entries_and_labels(p)
+    add_entry_arguments(p)
     p.add_argument("--out", required=True, help="PNG file")
 
     p = sub.add_parser("figure-curves", help="robustness curves of one setting: accuracy against eps per method")
-    entries_and_labels(p)
+    add_entry_arguments(p)
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True, help="PNG file")
 
@@ -84,7 +111,8 @@ def add_arguments(parser) -> None:
     p.add_argument("--title", default="")
     p.add_argument("--out", required=True, help="PNG file")
 
-    p = sub.add_parser("index", help="the results index page (Markdown) linking tables, figures and runs")
+
+def add_index_arguments(p) -> None:
     p.add_argument("--out", required=True, help="e.g. results/README.md")
     for name, what in (
         ("tables", "table files"),
@@ -94,8 +122,7 @@ def add_arguments(parser) -> None:
         ("extra", "further outputs to link (analysis)"),
     ):
         p.add_argument(f"--{name}", nargs="*", default=[], help=what)
-    p.add_argument("--setting-label", action="append", default=[], metavar="SETTING=LABEL")
-    p.add_argument("--method-label", action="append", default=[], metavar="METHOD=LABEL")
+    add_label_arguments(p)
 
 
 def labels(pairs, flag) -> dict:
@@ -130,8 +157,6 @@ def run(args) -> int:
 
 
 def run_seeds(args) -> int:
-    from iseat.results.seeds import write_seed_summary
-
     result = write_seed_summary(args.inputs, args.out)
     print(
         f"{args.out}: {result['n_seeds']} seeds, robust {100 * result['robust_accuracy']['mean']:.2f} ± "
@@ -141,8 +166,6 @@ def run_seeds(args) -> int:
 
 
 def run_grid(args) -> int:
-    from iseat.results.grid import write_winner
-
     points = [
         (as_float(lam, "--point LAM"), as_float(gamma, "--point GAMMA"), run_dir) for lam, gamma, run_dir in args.point
     ]
@@ -158,8 +181,6 @@ def run_grid(args) -> int:
 
 
 def run_tuned(args) -> int:
-    from iseat.results.grid import write_tuned
-
     print(f"{args.out}: {write_tuned(args.winner, args.keys, args.lam_warmup, args.out)}")
     return 0
 
@@ -177,7 +198,6 @@ def entries(args):
 
 
 def run_tables(args) -> int:
-    from iseat.results.seeds import read_json
     from iseat.results.tables import write_tables
 
     timing = read_json(args.step_timing) if args.step_timing else None
@@ -213,7 +233,6 @@ def run_figure_training(args) -> int:
 
 def run_figure_grid(args) -> int:
     from iseat.results.figures import figure_grid
-    from iseat.results.seeds import read_json
 
     figure_grid(args.out, read_json(args.winner), args.title)
     print(args.out)

@@ -1,4 +1,4 @@
-"""`iseat analyse STUDY`: the paper's Section 3 studies as files (`iseat.analysis.studies`): margin (Eq. 7,
+"""`iseat analyse STUDY`: the paper's Section 3 studies as files (`iseat.analysis`): margin (Eq. 7,
 Fig. 1b, Fig. 2), loss landscape (Eq. 8, Fig. 3), AV statistics per epoch (Fig. 1a), the AV (Eq. 3) of every
 sample of a split, the Eq. 9 eta sweep (Fig. 4), Tab. 1, and an index page linking them. Every figure is saved
 with the arrays it plots."""
@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iseat.cli import UserError
+from iseat.analysis.index_page import index_page
+
+# The studies import torch: each is imported by the subcommand that runs it, so that `iseat analyse index`
+# and `--help` stay light.
 
 # the studies' parameters (ParameterError) and the flags that set them
 FLAGS = {
@@ -19,6 +22,7 @@ FLAGS = {
     "batch_size": "--batch-size",
     "n": "--n",
     "indices": "--indices",
+    "log": "--log",
     "margins": "--margins",
     "steps": "--steps",
     "pick": "--pick",
@@ -33,32 +37,50 @@ def add_arguments(parser) -> None:
     studies = parser.add_subparsers(dest="study", required=True, metavar="STUDY")
     add_margin_arguments(studies.add_parser("margin", help="Eq. 7 margin of every sample; Fig. 1b and Fig. 2"))
     add_landscape_arguments(studies.add_parser("landscape", help="Eq. 8 loss landscape of chosen samples; Fig. 3"))
-    fig1a = studies.add_parser("av-figure", help="Fig. 1a from an AV log")
-    fig1a.add_argument("--log", type=Path, required=True, help="the run's av_log.h5")
-    fig1a.add_argument(
+    add_av_figure_arguments(studies.add_parser("av-figure", help="Fig. 1a from an AV log"))
+    add_vulnerability_arguments(
+        studies.add_parser("vulnerability", help="Eq. 3 AV of every sample of a split under the run's training PGD")
+    )
+    add_eta_sweep_arguments(studies.add_parser("eta-sweep", help="Fig. 4 from fine-tuning runs with different eta"))
+    add_table1_arguments(studies.add_parser("table1", help="Tab. 1: AV statistics and robustness per method"))
+    index = studies.add_parser("index", help="a Markdown page linking the analysis outputs")
+    index.add_argument("--out", type=Path, required=True)
+    index.add_argument("--title", default="Section 3 analyses")
+    index.add_argument("files", type=Path, nargs="+")
+
+
+def add_av_figure_arguments(parser) -> None:
+    parser.add_argument("--log", type=Path, required=True, help="the run's av_log.h5")
+    parser.add_argument(
         "--out", type=Path, required=True, help="image (.png, .svg or .pdf); the data goes beside as .csv"
     )
-    fig1a.add_argument("--title", default="")
-    av = studies.add_parser("vulnerability", help="Eq. 3 AV of every sample of a split under the run's training PGD")
-    av.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (best.pt, last.pt)")
-    av.add_argument("--out", type=Path, required=True, help="summary (.json); the per-sample CSV goes beside it")
-    av.add_argument("--split", default="test", help="train or test (default test)")
-    av.add_argument("--n-examples", type=int, help="only the first N samples of the split (default all)")
-    av.add_argument("--data-root", help="data folder, when it moved since training (default: the run's data.root)")
-    av.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    av.add_argument("--batch-size", type=int, default=256)
-    av.add_argument("--seed", type=int, default=0, help="seed of PGD's random start, if the run uses one")
-    av.add_argument("--no-progress", dest="progress", action="store_false")
-    sweep = studies.add_parser("eta-sweep", help="Fig. 4 from fine-tuning runs with different eta")
-    sweep.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (config.yaml, av_log.h5)")
-    sweep.add_argument("--evals", type=Path, nargs="+", required=True, help="one evaluation JSON per run, same order")
-    sweep.add_argument(
+    parser.add_argument("--title", default="")
+
+
+def add_vulnerability_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (best.pt, last.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="summary (.json); the per-sample CSV goes beside it")
+    parser.add_argument("--split", default="test", help="train or test (default test)")
+    parser.add_argument("--n-examples", type=int, help="only the first N samples of the split (default all)")
+    parser.add_argument("--data-root", help="data folder, when it moved since training (default: the run's data.root)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0, help="seed of PGD's random start, if the run uses one")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def add_eta_sweep_arguments(parser) -> None:
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (config.yaml, av_log.h5)")
+    parser.add_argument("--evals", type=Path, nargs="+", required=True, help="one evaluation JSON per run, same order")
+    parser.add_argument(
         "--test-av", type=Path, nargs="+", help="one `analyse vulnerability` summary (test set) per run, same order"
     )
-    sweep.add_argument("--out", type=Path, required=True, help="image; the data goes beside as .csv")
-    add_evaluation_keys(sweep)
-    table = studies.add_parser("table1", help="Tab. 1: AV statistics and robustness per method")
-    table.add_argument(
+    parser.add_argument("--out", type=Path, required=True, help="image; the data goes beside as .csv")
+    add_evaluation_keys(parser)
+
+
+def add_table1_arguments(parser) -> None:
+    parser.add_argument(
         "--entry",
         nargs=3,
         action="append",
@@ -66,12 +88,8 @@ def add_arguments(parser) -> None:
         metavar=("NAME", "AV", "EVAL"),
         help="method name, AV source (margin.json of `analyse margin`, or an av_log.h5), evaluation JSON",
     )
-    table.add_argument("--out", type=Path, required=True, help="Markdown file; the numbers go beside as .csv")
-    add_evaluation_keys(table)
-    index = studies.add_parser("index", help="a Markdown page linking the analysis outputs")
-    index.add_argument("--out", type=Path, required=True)
-    index.add_argument("--title", default="Section 3 analyses")
-    index.add_argument("files", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown file; the numbers go beside as .csv")
+    add_evaluation_keys(parser)
 
 
 def add_common(parser) -> None:
@@ -153,7 +171,7 @@ def study_attack(args):
 
 def run_margin(args) -> int:
     from iseat.analysis.inputs import margin_search
-    from iseat.analysis.studies import margin_study_files
+    from iseat.analysis.sample_studies import margin_study_files
 
     attack = study_attack(args)
     search = margin_search(args.mu_max, args.scan_step, args.scan_growth, args.tol)
@@ -178,21 +196,11 @@ def run_margin(args) -> int:
 
 
 def run_landscape(args) -> int:
-    from iseat.analysis import inputs
-    from iseat.analysis.studies import landscape_study_files
+    from iseat.analysis.inputs import landscape_samples
+    from iseat.analysis.sample_studies import landscape_study_files
 
     attack = study_attack(args)
-    if sum(a is not None for a in (args.indices, args.log, args.margins)) != 1:
-        raise UserError(
-            "give one of --indices, --log (the most and least vulnerable samples) or --margins "
-            "(samples chosen by margin)"
-        )
-    if args.indices is not None:
-        samples = inputs.samples_by_index(args.indices)
-    elif args.margins is not None:
-        samples = inputs.samples_by_margin(args.margins, args.pick)
-    else:
-        samples = inputs.samples_by_av(args.log, args.epoch, args.pick)
+    samples = landscape_samples(args.indices, args.log, args.margins, args.epoch, args.pick)
     summary = landscape_study_files(
         args.checkpoint,
         args.out,
@@ -257,7 +265,5 @@ def run_table1(args) -> int:
 
 
 def run_index(args) -> int:
-    from iseat.analysis.studies import index_page
-
     index_page(args.files, args.out, args.title)
     return 0

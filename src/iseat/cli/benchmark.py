@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from iseat.benchmarks import avlog_cost, gpu_check, step_timing
 from iseat.cli import UserError
 
-# benchmarks whose module has its own argument parser: name -> (module, help)
+# benchmarks whose module has its own argument parser: name -> (module, help); imported when run, and a
+# missing one is reported as unavailable
 FORWARDED = {
     "loader": ("iseat.benchmarks.loader", "training-loader throughput next to the training step's consumption"),
     "autoattack": ("iseat.benchmarks.autoattack_overhead", "AutoAttack adapter overhead against direct pyautoattack"),
@@ -25,8 +27,6 @@ FORWARDED = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from iseat.benchmarks import avlog_cost, gpu_check, step_timing
-
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     step_timing.add_arguments(
         sub.add_parser(
@@ -58,16 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.benchmark == "step":
-        from iseat.benchmarks import step_timing
-
         return step_timing.run(args)
     if args.benchmark == "avlog":
-        from iseat.benchmarks import avlog_cost
-
         return avlog_cost.run(args)
     if args.benchmark == "gpu-check":
-        from iseat.benchmarks import gpu_check
-
         return gpu_check.run(args)
     module_name = FORWARDED[args.benchmark][0]
     try:

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from iseat.common.fraction import budget
+from iseat.evaluation import ATTACKS, EvaluationSpec, PGDSettings, evaluate_checkpoint
+from iseat.evaluation.attacks import sections
+from iseat.evaluation.shards import Shard
+from iseat.evaluation.sweep import SweepSpec, sweep_checkpoint
+from iseat.training.trackers import log_evaluation
 
 DEFAULT_ATTACKS = ["autoattack", "pgd"]
 
 
 def attack_help() -> str:
-    from iseat.evaluation import ATTACKS
-
     listed = "; ".join(f"{name}: {cls.description}" for name, cls in ATTACKS.items())
     return f"any of: {listed}; none: clean accuracy only. Default: {' '.join(DEFAULT_ATTACKS)}"
 
@@ -52,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of AutoAttack and PGD random starts")
     parser.add_argument("--no-progress", action="store_true", help="no per-chunk progress bar")
+    add_mode_arguments(parser)
+
+
+def add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """One evaluation (default), one shard of it, the report from its shards, or a robustness curve."""
     sharding = parser.add_mutually_exclusive_group()
     sharding.add_argument(
         "--shard",
@@ -96,9 +107,6 @@ FLAGS = {
 
 
 def spec_from_args(args):
-    from iseat.common.fraction import budget
-    from iseat.evaluation import EvaluationSpec, PGDSettings
-
     pgd = PGDSettings(
         steps=args.pgd_steps,
         step_size=budget(args.pgd_step_size, "pgd_step_size", positive=True),
@@ -117,8 +125,6 @@ def spec_from_args(args):
 
 
 def summary_line(report: dict) -> str:
-    from iseat.evaluation.attacks import sections
-
     line = f"{report['n_examples']} samples: clean {100 * report['clean_accuracy']:.2f}%"
     for record in (report[section] for section in sections() if report.get(section) is not None):
         line += f", {record['label']} {100 * record['robust_accuracy']:.2f}%"
@@ -126,9 +132,6 @@ def summary_line(report: dict) -> str:
 
 
 def sweep_spec_from_args(args):
-    from iseat.common.fraction import budget
-    from iseat.evaluation.sweep import SweepSpec
-
     return SweepSpec(
         eps=tuple(args.eps_sweep),
         steps=args.pgd_steps,
@@ -140,8 +143,6 @@ def sweep_spec_from_args(args):
 
 
 def run_sweep(args) -> dict:
-    from iseat.evaluation.sweep import sweep_checkpoint
-
     report = sweep_checkpoint(
         args.checkpoint,
         args.out,
@@ -159,12 +160,6 @@ def run_sweep(args) -> dict:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from iseat.evaluation import evaluate_checkpoint
-    from iseat.evaluation.shards import Shard
-    from iseat.training.trackers import log_evaluation
-
     if args.eps_sweep:
         report = run_sweep(args)
         log_evaluation(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from iseat.export.robustbench import export_robustbench
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -22,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from iseat.export.robustbench import export_robustbench
-
     written = export_robustbench(args.run, args.out, evaluation=args.evaluation, name=args.name)
     info = written["info"]
     print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from iseat.cli import UserError
+from iseat.data.fetch import fetch
+from iseat.data.pseudo_labels import PUBLISHED_COUNT
 from iseat.data.registry import FETCHED
 
 EXAMPLES = """examples:
@@ -53,9 +55,6 @@ FLAGS = {
 
 
 def run(args) -> int:
-    from iseat.data.fetch import fetch
-    from iseat.data.pseudo_labels import PUBLISHED_COUNT
-
     if args.name != "ti500k" and args.expect_count is not None:
         raise UserError("--expect-count applies only to ti500k")
     expected = PUBLISHED_COUNT if args.expect_count is None else args.expect_count

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from iseat.common.errors import literal
 from iseat.common.io import atomic_path, write_json_atomic
@@ -30,8 +31,6 @@ DATA_FILE, TARGETS_FILE, MANIFEST = "data.npy", "targets.npy", "manifest.json"
 
 def file_digest(path, algorithm: str = "sha256", progress: bool = False) -> tuple[str, int]:
     """(hex digest, size in bytes) of a file, read in 4 MiB chunks."""
-    from tqdm import tqdm
-
     digest, size = hashlib.new(algorithm), 0
     total = os.path.getsize(path)
     with (

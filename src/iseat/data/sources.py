@@ -67,7 +67,7 @@ def digits_images(images: np.ndarray) -> np.ndarray:
 
 def load_digits() -> LabelledArrays:
     """The demo set: 1497 training and 300 test images, split by a fixed permutation (legacy RandomState(0))."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.datasets import load_digits as sklearn_digits  # scikit-learn: only for the demo set, slow to import
 
     bunch = sklearn_digits()
     x = digits_images(bunch.images)
@@ -217,7 +217,7 @@ def read_svhn_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """One SVHN split by its name, "train" or "test" (never a boolean)."""
     if split not in ("train", "test"):
         raise ValueError(f"SVHN split must be 'train' or 'test', got {split!r}")
-    import scipy.io
+    import scipy.io  # only SVHN's .mat files need it
 
     path = root / SVHN.split_list[split][1]
     try:

@@ -4,14 +4,23 @@ pyautoattack) with auditable reports.
 `evaluate_checkpoint(checkpoint, out, EvaluationSpec(...))` writes `out` (aa.json, see
 schemas/aa.schema.json) and `<out stem>.per_sample.csv`; `evaluate_model` does the same for a model
 and a Dataset of (x, y, index).
+
+The names below are imported on first use, so the results layer can read `gradient_masking` and
+`protocol_stamp` without importing torch.
 """
 
-from iseat.evaluation.api import evaluate_checkpoint, evaluate_model
-from iseat.evaluation.attacks import ATTACKS, Attack, AttackOutcome, register
-from iseat.evaluation.autoattack_adapter import APGD_PAIR, PROTOCOLS, STANDARD, TORCHATTACKS, Protocol
-from iseat.evaluation.chunks import IndexedTensors, partial_path
-from iseat.evaluation.report import per_sample_path, validate
-from iseat.evaluation.spec import EvaluationError, EvaluationInputError, EvaluationSpec, PGDSettings, attack_choices
+from importlib import import_module
+
+_HOMES = {
+    **dict.fromkeys(("evaluate_checkpoint", "evaluate_model"), "api"),
+    **dict.fromkeys(("ATTACKS", "Attack", "AttackOutcome", "register"), "attacks"),
+    **dict.fromkeys(("APGD_PAIR", "PROTOCOLS", "STANDARD", "TORCHATTACKS", "Protocol"), "autoattack_adapter"),
+    **dict.fromkeys(("IndexedTensors", "partial_path"), "chunks"),
+    **dict.fromkeys(("per_sample_path", "validate"), "report"),
+    **dict.fromkeys(
+        ("EvaluationError", "EvaluationInputError", "EvaluationSpec", "PGDSettings", "attack_choices"), "spec"
+    ),
+}
 
 __all__ = [
     "APGD_PAIR",
@@ -35,3 +44,9 @@ __all__ = [
     "register",
     "validate",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"iseat.evaluation.{_HOMES[name]}"), name)

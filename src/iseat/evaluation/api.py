@@ -17,6 +17,8 @@ from iseat.common import run_lock
 from iseat.common.device import resolve_device
 from iseat.common.errors import literal
 from iseat.common.provenance import device_description, provenance
+from iseat.data.bundle import load_data
+from iseat.data.errors import DataError
 from iseat.evaluation.chunks import chunk_bounds, model_digest, partial_path, run_chunks
 from iseat.evaluation.report import build_report, per_sample_path, write_outputs
 from iseat.evaluation.shards import Shard, gather, write_shard
@@ -165,8 +167,6 @@ def evaluation_data_config(cfg: dict, data_root: str | None, dataset: str | None
 
 def load_test_set(data_cfg: dict, seed: int):
     """(test Dataset, num_classes) via `iseat.data.load_data`; DataError becomes EvaluationError."""
-    from iseat.data import DataError, load_data
-
     try:
         bundle = load_data(data_cfg, seed)
     except DataError as err:

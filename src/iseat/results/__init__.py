@@ -2,9 +2,10 @@
 
 One module per concept: `paper_numbers` (the paper's published values, from paper_numbers.yaml),
 `seeds` (seed statistics), `grid` (the lambda/gamma grid winner), `comparisons` (paired significance
-against AT and between ISEAT and each baseline), `columns` and `tables` (the paper's tables; every
-column defined once, rendered as Markdown, CSV and LaTeX), `figures`, `index` (the results page) and
-`writers` (atomic CSV and figure files, shared with `iseat.analysis`).
+against AT and between ISEAT and each baseline), `columns` and `tables` (the paper's tables: `table_specs`
+what each holds, `table_rows` the rows from our results, `table_rendering` Markdown, CSV and LaTeX from
+columns defined once, `significance_files` the comparisons), `figures`, `index` (the results page) and
+`writers` (atomic CSV and figure files, shared with `iseat.analysis`). No module here imports torch.
 
 Evaluation files (aa.json, pgd.json of `iseat evaluate`) hold accuracies as fractions in [0, 1];
 tables and figures show percentages, like the paper.

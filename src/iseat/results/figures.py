@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from iseat.results import ResultsError
-from iseat.results.tables import Entry, result_rows
+from iseat.results.table_rows import Entry, result_rows
 from iseat.results.writers import save_figure
 
 
