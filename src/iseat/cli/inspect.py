@@ -1,5 +1,6 @@
 """`iseat inspect LOG VIEW`: per-epoch AV statistics, the most / least vulnerable samples, one sample's
-AV trajectory and CSV export from an HDF5 AV log (`iseat.analysis.av_statistics`), also while training is still writing it.
+AV trajectory and CSV export from an HDF5 AV log (`iseat.analysis.av_statistics`), also while training is still
+writing it.
 
 Only complete epochs are shown (the log marks an epoch complete last); `--epoch -1` is the last one.
 """

@@ -97,7 +97,8 @@ def write_index(
             )
             lines.append(
                 f"| {setting_labels.get(setting, setting)} | {method_labels.get(method, method)} | "
-                f"{link(r, Path(r).stem)} ({data.get('label') or data.get('attack')}) | {fmt_pm(percent(data['clean_accuracy']))} | "
+                f"{link(r, Path(r).stem)} ({data.get('label') or data.get('attack')}) | "
+                f"{fmt_pm(percent(data['clean_accuracy']))} | "
                 f"{fmt_pm(percent(data['robust_accuracy']))} | {flag_cell(data)} | {data.get('n_seeds')} | "
                 f"{runs} |"
             )
