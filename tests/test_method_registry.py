@@ -52,6 +52,7 @@ def test_planner_benchmark_and_tables_take_the_registry_labels():
         assert catalog[row]["train"]["method"]["name"] in method_registry.names(), row
     for path in (
         "workflow/plan.py",
+        "workflow/step_times.py",
         "benchmarks/step_timing.py",
         "benchmarks/gpu_check.py",
         "benchmarks/avlog_cost.py",
