@@ -14,6 +14,7 @@ import yaml
 
 from iseat.workflow.checks import ConfigError, checked
 from iseat.workflow.commands import AnalysisCommands, Commands
+from iseat.workflow.jobs import train_config
 from iseat.workflow.paths import AnalysisPaths, Paths, alternatives
 from iseat.workflow.resources import RuleResources, gpu_count, job_device, job_resources
 from iseat.workflow.run_config import RunConfigs
@@ -225,3 +226,16 @@ def test_every_run_config_points_at_the_paths_its_rule_waits_for(each_config):
                     assert Path(start).parent == Path(inputs["base"]).parent
                 else:
                     assert start is None
+
+
+def test_a_training_takes_the_grid_winner_under_its_own_values_once_written(tmp_path, demo):
+    """As `iseat train --config tuned.yaml --set ...`: defaults < the winner's values < the run's overrides."""
+    overrides = RunConfigs(demo).run_overrides("digits", "iseat", 0)
+    tuned = tmp_path / "tuned.yaml"
+    assert train_config(overrides, str(tuned))["method"] == {
+        "name": "iseat"
+    }  # not written yet: the plan before the grid
+    tuned.write_text(yaml.safe_dump({"method": {"lam": [0.0, 0.05], "gamma": 0.005}, "seed": 9}))
+    cfg = train_config(overrides, str(tuned))
+    assert cfg["method"]["lam"] == [0.0, 0.05] and cfg["method"]["gamma"] == 0.005 and cfg["method"]["name"] == "iseat"
+    assert cfg["seed"] == 0 and cfg["model"]["arch"] == "small_cnn"  # the run's own values win

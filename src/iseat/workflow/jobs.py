@@ -99,8 +99,7 @@ def job_of(dag_job, g: dict) -> Job:
     job = Job(rule, w.get("setting"), dag_job.resources.get("gpu", 0) > 0, output=str(next(iter(dag_job.output), "")))
     training = training_overrides(rule, w, g)
     if training is not None:
-        tuned = dag_job.input.get("tuned") if hasattr(dag_job.input, "get") else None
-        job.train, job.run = train_config(training[0], tuned), training[1]
+        job.train, job.run = train_config(training[0], dag_job.input.get("tuned")), training[1]
     job.evaluation = evaluation_of(rule, w, g["config"], g["PATHS"].shards)
     if job.evaluation is not None:
         job.run = str(Path(dag_job.input.summary).parent)
