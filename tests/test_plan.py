@@ -242,3 +242,15 @@ def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
     cfg = {**DEFAULTS, "model": {"arch": "small_cnn"}, "data": {**DEFAULTS["data"], "dataset": "digits"}}
     sweep = Evaluation("sweep", 256, 5, ("0", "8/255", "64/255"))
     assert evaluation_seconds(sweep, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)
+
+
+@pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+def test_a_config_mistake_is_one_line_naming_its_key(tmp_path, monkeypatch, capsys):
+    from iseat.cli import main
+
+    config = {**TINY, "settings": {"tiny": {**TINY["settings"]["tiny"], "methods": ["at", "nope"]}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "--configfile", str(tmp_path / "bad.yaml"), "--step-time", "small_cnn=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config: settings.tiny.methods[1]: unknown method 'nope'" in err and len(err.splitlines()) == 1
