@@ -54,13 +54,13 @@ def test_dry_run_wires_every_study(tmp_path):
     a = f"{results}/analysis"
     run = f"{results}/digits_analysis"
     assert (
-        f"iseat --attempt 1 analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin --split train --n 100"
-        in text
+        f"iseat --attempt 1 analyse margin --checkpoint {run}/at/seed0/best.pt --out {a}/at/margin "
+        "--split train --n 100" in text
     )
     assert f"iseat --attempt 1 analyse margin --checkpoint {a}/eta_sweep/eta1/best.pt --out {a}/eq9/margin" in text
     assert (
-        f"iseat --attempt 1 analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape --margins {a}/at/margin/margins.npz --split train --pick 1"
-        in text
+        f"iseat --attempt 1 analyse landscape --checkpoint {run}/at/seed0/best.pt --out {a}/at/landscape "
+        f"--margins {a}/at/margin/margins.npz --split train --pick 1" in text
     )
     assert f"iseat analyse av-figure --log {run}/at/seed0/av_log.h5 --out {a}/fig1a_at.png" in text
     assert f"--entry 'Eq. 9' {a}/eq9/margin/margin.json {a}/eta_sweep/eta1/pgd.json" in text

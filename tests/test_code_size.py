@@ -16,7 +16,6 @@ MODULE_LINES, CLASS_LINES, CLI_FUNCTION_LINES = 350, 200, 40
 KNOWN_OVERSIZE = {
     ("training/loop.py", None),
     ("training/loop.py", "TrainingRun"),
-    ("workflow/plan.py", None),
 }
 
 

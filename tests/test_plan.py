@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat.workflow.plan import StepTimes, parse_jobs
+from iseat.workflow.jobs import Evaluation, workflow_jobs
+from iseat.workflow.step_times import StepTimes
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -132,26 +133,40 @@ def test_step_times_from_a_gpu_check_report(tmp_path):
         times.step("preact_resnet18", {}, "AT")
 
 
-def test_dry_run_jobs_are_parsed_with_setting_gpu_and_command():
-    text = """rule train:
-    output: results/c/at/seed0/summary.json
-    wildcards: setting=c, method=at, seed=0
-    resources: tmpdir=/tmp, gpu=1, runtime=60
-Shell command: iseat train  --out results/c/at/seed0 --set model.arch=small_cnn > log 2>&1
-
-localrule tables:
-    resources: tmpdir=/tmp
-Shell command: iseat aggregate tables --out t
-"""
-    train, tables = parse_jobs(text)
-    assert (train.rule, train.setting, train.gpu, train.kind, train.group) == ("train", "c", True, "train", "c")
-    assert (tables.rule, tables.setting, tables.gpu, tables.kind, tables.group) == (
-        "tables",
-        None,
-        False,
-        "other",
-        "(shared)",
+@pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+def test_jobs_come_from_the_dag_with_the_run_configs_of_the_builder(tmp_path, monkeypatch):
+    """TINY's DAG of one training's result: fetch, the training (its config as iseat train would merge it),
+    both its evaluations (2 shards each and their gathers) and their seed aggregations."""
+    config = json.loads(
+        json.dumps(TINY).replace("RESULTS", str(tmp_path / "results")).replace("DATA", str(tmp_path / "data"))
     )
+    config["evaluation"]["shards"] = 2
+    config["resources"] = {"train": {"gpu": 1}, "evaluate": {"gpu": 1}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(ROOT)
+    run = tmp_path / "results" / "tiny" / "iseat" / "seed0"
+    jobs = workflow_jobs(str(tmp_path / "results/tiny/iseat/aa.json"), [tmp_path / "tiny.yaml"])
+    assert sorted(job.rule for job in jobs) == [
+        "aggregate_seeds",
+        "evaluate_gather",
+        "evaluate_shard",
+        "evaluate_shard",
+        "fetch",
+        "train",
+    ]
+    train = next(job for job in jobs if job.rule == "train")
+    assert (train.setting, train.gpu, train.kind, train.group, Path(train.run)) == ("tiny", True, "train", "tiny", run)
+    assert train.train["method"] == {**train.train["method"], "name": "iseat", "lam": [0.0, 0.1], "gamma": 0.001}
+    assert train.train["model"]["arch"] == "small_cnn" and train.train["training"]["epochs"] == 2
+    shards = [job.evaluation for job in jobs if job.rule == "evaluate_shard"]
+    assert shards == [Evaluation("autoattack", 20, fraction=0.5)] * 2 and all(
+        job.gpu for job in jobs if job.rule == "evaluate_shard"
+    )
+    gather = next(job for job in jobs if job.rule == "evaluate_gather")
+    assert gather.evaluation.gather and not gather.gpu and Path(gather.run) == run
+    assert {job.group for job in jobs if job.kind == "other"} == {"tiny", "(shared)"}  # aggregate_seeds, fetch
+    with pytest.raises(ValueError, match=r"^the DAG of results/nowhere.json could not be built: .*nowhere"):
+        workflow_jobs("results/nowhere.json", [tmp_path / "tiny.yaml"])
 
 
 @pytest.mark.parametrize(
@@ -225,8 +240,17 @@ def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
     times = StepTimes()
     times.add("small_cnn=2.0")
     cfg = {**DEFAULTS, "model": {"arch": "small_cnn"}, "data": {**DEFAULTS["data"], "dataset": "digits"}}
-    command = (
-        "iseat --attempt 1 evaluate --checkpoint R/best.pt --out R/sweep.json --eps-sweep 0 8/255 64/255 "
-        "--pgd-steps 5 --n-ex 256 --device cuda --no-progress"
-    )
-    assert evaluation_seconds(command, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)
+    sweep = Evaluation("sweep", 256, 5, ("0", "8/255", "64/255"))
+    assert evaluation_seconds(sweep, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)
+
+
+@pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
+def test_a_config_mistake_is_one_line_naming_its_key(tmp_path, monkeypatch, capsys):
+    from iseat.cli import main
+
+    config = {**TINY, "settings": {"tiny": {**TINY["settings"]["tiny"], "methods": ["at", "nope"]}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "--configfile", str(tmp_path / "bad.yaml"), "--step-time", "small_cnn=0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config: settings.tiny.methods[1]: unknown method 'nope'" in err and len(err.splitlines()) == 1

@@ -8,18 +8,14 @@ import time
 
 import pytest
 
-from iseat.workflow.plan import Job
+from iseat.workflow.jobs import Evaluation, Job
 from iseat.workflow.status import format_status, workflow_status
 
 EPOCHS = 4
 
 
 def training(results, setting, run):
-    return Job(
-        "train",
-        setting,
-        f"iseat --attempt 1 train --out {results}/{setting}/{run} --set training.epochs={EPOCHS} 2>&1 | tee log > log",
-    )
+    return Job("train", setting, True, run=f"{results}/{setting}/{run}", train={"training": {"epochs": EPOCHS}})
 
 
 def rows(n, seconds=10.0):
@@ -52,7 +48,9 @@ def results_folder(tmp_path):
     jobs = [
         training(results, "toy", run) for run in ("at/seed0", "iseat/seed0", "trades/seed0", "mart/seed0", "fat/seed0")
     ]
-    jobs.append(Job("evaluate", "toy", f"iseat evaluate --checkpoint {done}/best.pt --out {done}/aa.json"))
+    jobs.append(
+        Job("evaluate", "toy", True, run=str(done), evaluation=Evaluation("autoattack"), output=f"{done}/aa.json")
+    )
     return results, jobs
 
 
@@ -110,16 +108,12 @@ def test_a_run_being_written_by_another_process_reads_consistently(tmp_path):
     assert seen == sorted(seen) and {r.run: r for r in workflow_status(results, jobs)}["iseat/seed0"].epoch == 400
 
 
-def test_cli_prints_the_table_of_the_dry_run(tmp_path, monkeypatch, capsys):
-    import iseat.workflow.plan
+def test_cli_prints_the_table_of_the_workflow_jobs(tmp_path, monkeypatch, capsys):
+    import iseat.workflow.jobs
     from iseat.cli import main
 
     results, jobs = results_folder(tmp_path)
-    text = "".join(
-        f"rule {job.rule}:\n    wildcards: setting={job.setting}, seed=0\nShell command: {job.command}\n"
-        for job in jobs
-    )
-    monkeypatch.setattr(iseat.workflow.plan, "dry_run", lambda target, configfiles, snakemake, forceall: text)
+    monkeypatch.setattr(iseat.workflow.jobs, "workflow_jobs", lambda target, configfiles, forceall: jobs)
     assert main(["status", str(results), "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     assert "| toy | trades/seed0 | failed | iseat train: error: data.root: data/x does not exist; fetch it |" in out

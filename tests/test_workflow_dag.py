@@ -155,7 +155,7 @@ def test_gpu_jobs_ask_for_cuda_and_cpu_jobs_for_the_cpu(workdir):
             if re.search(r"iseat --attempt 1 (train|evaluate|analyse margin|analyse landscape) ", block)
         ]
         assert len(jobs) > 20
-        for rule, block in jobs:
+        for _rule, block in jobs:
             assert f"gpu={int(device == 'cuda')}," in block and (
                 f"runtime.device={device} " in block or f"--device {device} " in block
             ), block
@@ -248,8 +248,8 @@ def test_train_commands_follow_the_config(workdir):
     ):
         assert part in grid
     assert (
-        "iseat aggregate grid --out results/cifar10/grid/winner.json --point 0.01 0.005 results/cifar10/grid/lam0.01_gamma0.005"
-        in text
+        "iseat aggregate grid --out results/cifar10/grid/winner.json "
+        "--point 0.01 0.005 results/cifar10/grid/lam0.01_gamma0.005" in text
     )
 
 
@@ -261,17 +261,17 @@ def test_grid_winner_feeds_the_methods_that_take_it(workdir):
     assert counts["grid_finetune"] == 9 and counts["grid_select"] == 1 and counts["grid_tuned"] == 2
     assert counts["train"] == 3 + 3  # iseat x 3 seeds and the base AT runs (seeds 0, 1, 2)
     assert (
-        "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam gamma --lam-warmup --out results/cifar10/iseat/tuned.yaml"
-        in text
+        "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam gamma --lam-warmup "
+        "--out results/cifar10/iseat/tuned.yaml" in text
     )
     assert (
-        "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam  --out results/cifar10/ft_at_lsi/tuned.yaml"
-        in text
+        "iseat aggregate tuned --winner results/cifar10/grid/winner.json --keys lam  "
+        "--out results/cifar10/ft_at_lsi/tuned.yaml" in text
     )
     line = next(
-        l
-        for l in text.splitlines()
-        if "iseat --attempt 1 train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in l
+        row
+        for row in text.splitlines()
+        if "iseat --attempt 1 train --config results/cifar10/iseat/tuned.yaml --out results/cifar10/iseat/seed0" in row
     )
     assert "method.lam" not in line and "method.gamma" not in line
 
@@ -390,9 +390,9 @@ def test_every_baseline_row_plans_training_and_evaluation(workdir):
     for setting, methods in BASELINES.items():
         for method, name in methods.items():
             line = next(
-                l
-                for l in text.splitlines()
-                if f"--out results/{setting}/{method}/seed0 " in l and "iseat --attempt 1 train " in l
+                row
+                for row in text.splitlines()
+                if f"--out results/{setting}/{method}/seed0 " in row and "iseat --attempt 1 train " in row
             )
             assert f"method.name={name} " in line
             assert (

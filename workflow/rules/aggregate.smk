@@ -4,63 +4,52 @@ results); figures; and the results index page. Tables and figures are marked for
 report (`snakemake --report results/report.html`)."""
 
 
-include: "aggregate_common.smk"
-
-
 rule aggregate_seeds:
     input:
-        seed_results,
+        lambda w: PATHS.seed_results(w.setting, w.method, w.evaluation),
     output:
-        result=f"{RESULTS}/{{setting}}/{{method}}/{{evaluation}}.json",
+        result=PATHS.aggregated(),
     log:
-        f"{RESULTS}/logs/aggregate/{{setting}}/{{method}}/{{evaluation}}.log",
+        PATHS.log("aggregate", "{setting}/{method}/{evaluation}.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     shell:
         "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
 
 
 rule aggregate_sweep:
     input:
-        lambda wildcards: seed_results(wildcards, "sweep"),
+        lambda w: PATHS.seed_results(w.setting, w.method, "sweep"),
     output:
-        result=f"{RESULTS}/{{setting}}/{{method}}/sweep.json",
+        result=PATHS.aggregated(evaluation="sweep"),
     log:
-        f"{RESULTS}/logs/aggregate/{{setting}}/{{method}}/sweep.log",
+        PATHS.log("aggregate", "{setting}/{method}/sweep.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     shell:
         "iseat aggregate seeds --out {output.result} {input} > {log} 2>&1"
 
 
 rule benchmark_step:
     output:
-        timing=STEP_TIMING,
-        table=STEP_TIMING.replace(".json", ".md"),
+        timing=PATHS.step_timing(),
+        table=PATHS.step_timing("md"),
     log:
-        f"{RESULTS}/logs/benchmark/step_timing.log",
+        PATHS.log("benchmark", "step_timing.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("evaluate", "threads")
+    threads: RESOURCES.threads("evaluate")
     resources:
-        **partition_resource("evaluate"),
-        gpu=resource("evaluate", "gpu"),
-        attempt=attempt_number,
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
+        **RESOURCES.of("evaluate"),
     params:
         options=RUNS.step_timing_options(),
-        device=lambda wildcards: job_device("evaluate"),
+        device=RESOURCES.device("evaluate"),
     shell:
         "iseat --attempt {resources.attempt} benchmark step {params.options} --no-memory --device {params.device}"
         " --out {output.timing} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
@@ -68,27 +57,31 @@ rule benchmark_step:
 
 rule tables:
     input:
-        aggregated_results(),
-        sweeps=sweep_results(),
-        per_sample=per_sample_results(),
-        timing=[STEP_TIMING] if config.get("step_timing") else [],
+        PATHS.aggregated_results(),
+        sweeps=PATHS.sweep_results(),
+        per_sample=PATHS.per_sample_results(),
+        timing=[PATHS.step_timing()] if config.get("step_timing") else [],
     output:
-        reported(table_outputs(), "Tables", "tables"),
-        significance=reported(SIGNIFICANCE_OUTPUTS, "Tables", "significance", "significance"),
+        [
+            report(p, caption="../report/tables.rst", category="Tables", subcategory=Path(p).stem)
+            for p in PATHS.table_outputs()
+        ],
+        significance=[
+            report(p, caption="../report/significance.rst", category="Tables", subcategory="significance")
+            for p in PATHS.significance_outputs()
+        ],
     log:
-        f"{RESULTS}/logs/aggregate/tables.log",
+        PATHS.log("aggregate", "tables.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        out_dir=lambda wildcards, output: Path(output[0]).parent,
-        timing=lambda wildcards, input: f"--step-timing {input.timing[0]}" if input.timing else "",
-        entries=result_entries(),
-        labels=label_args(),
+        out_dir=lambda w, output: Path(output[0]).parent,
+        timing=lambda w, input: f"--step-timing {input.timing[0]}" if input.timing else "",
+        entries=COMMANDS.result_entries(),
+        labels=COMMANDS.label_args(),
     shell:
         "iseat aggregate tables --out-dir {params.out_dir} {params.entries} {params.labels}"
         " {params.timing} > {log} 2>&1"
@@ -96,135 +89,121 @@ rule tables:
 
 rule figure_results:
     input:
-        aggregated_results(),
+        PATHS.aggregated_results(),
     output:
         figure=report(
-            f"{RESULTS}/figures/results_vs_paper.png",
+            PATHS.figure("results_vs_paper"),
             caption="../report/results_vs_paper.rst",
             category="Figures",
             subcategory="results",
         ),
     log:
-        f"{RESULTS}/logs/aggregate/figure_results.log",
+        PATHS.log("aggregate", "figure_results.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        entries=result_entries(),
-        labels=label_args(),
+        entries=COMMANDS.result_entries(),
+        labels=COMMANDS.label_args(),
     shell:
         "iseat aggregate figure-results --out {output.figure} {params.entries} {params.labels} > {log} 2>&1"
 
 
 rule figure_curves:
     input:
-        results=lambda wildcards: [
-            f"{run_parent(wildcards.setting, m)}/{e}.json"
-            for m in methods_of(wildcards.setting)
-            for e in ("sweep", "aa")
-        ],
+        results=lambda w: PATHS.curve_inputs(w.setting),
     output:
         figure=report(
-            f"{RESULTS}/figures/curves_{{setting}}.png",
+            PATHS.figure("curves_{setting}"),
             caption="../report/curves.rst",
             category="Figures",
             subcategory="robustness curves",
             labels={"setting": "{setting}"},
         ),
     log:
-        f"{RESULTS}/logs/aggregate/figure_curves_{{setting}}.log",
+        PATHS.log("aggregate", "figure_curves_{setting}.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        entries=lambda wildcards: result_entries(wildcards.setting),
-        labels=label_args(),
-        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+        entries=lambda w: COMMANDS.result_entries(w.setting),
+        labels=COMMANDS.label_args(),
+        title=lambda w: COMMANDS.title(w.setting),
     shell:
         "iseat aggregate figure-curves --out {output.figure} --title {params.title} {params.entries} {params.labels} > {log} 2>&1"
 
 
 rule figure_training:
     input:
-        runs=training_runs,
+        runs=lambda w: [summary for _, summary in PATHS.training_runs(w.setting)],
     output:
         figure=report(
-            f"{RESULTS}/figures/training_{{setting}}.png",
+            PATHS.figure("training_{setting}"),
             caption="../report/training.rst",
             category="Figures",
             subcategory="training",
             labels={"setting": "{setting}"},
         ),
     log:
-        f"{RESULTS}/logs/aggregate/figure_training_{{setting}}.log",
+        PATHS.log("aggregate", "figure_training_{setting}.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        runs=training_run_args,
-        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+        runs=lambda w, input: COMMANDS.training_run_args(w.setting, input.runs),
+        title=lambda w: COMMANDS.title(w.setting),
     shell:
         "iseat aggregate figure-training --out {output.figure} --title {params.title} {params.runs} > {log} 2>&1"
 
 
 rule figure_grid:
     input:
-        winner=f"{RESULTS}/{{setting}}/grid/winner.json",
+        winner=PATHS.grid_winner(),
     output:
         figure=report(
-            f"{RESULTS}/figures/grid_{{setting}}.png",
+            PATHS.figure("grid_{setting}"),
             caption="../report/grid.rst",
             category="Figures",
             subcategory="grid search",
             labels={"setting": "{setting}"},
         ),
     log:
-        f"{RESULTS}/logs/aggregate/figure_grid_{{setting}}.log",
+        PATHS.log("aggregate", "figure_grid_{setting}.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        title=lambda wildcards: shlex.quote(SETTINGS[wildcards.setting].get("label", wildcards.setting)),
+        title=lambda w: COMMANDS.title(w.setting),
     shell:
         "iseat aggregate figure-grid --winner {input.winner} --title {params.title} --out {output.figure} > {log} 2>&1"
 
 
 rule index:
     input:
-        tables=table_outputs() + SIGNIFICANCE_OUTPUTS,
-        figures=figure_outputs(),
-        results=aggregated_results() + sweep_results(),
-        winners=grid_winners(),
-        extra=lambda wildcards: EXTRA_FINAL_OUTPUTS,
+        tables=PATHS.table_outputs() + PATHS.significance_outputs(),
+        figures=PATHS.figure_outputs(),
+        results=PATHS.aggregated_results() + PATHS.sweep_results(),
+        winners=PATHS.grid_winners(),
+        extra=ANALYSIS.final_outputs(),
     output:
-        index=f"{RESULTS}/README.md",
+        index=PATHS.index(),
     log:
-        f"{RESULTS}/logs/aggregate/index.log",
+        PATHS.log("aggregate", "index.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        labels=label_args(),
+        labels=COMMANDS.label_args(),
     shell:
         "iseat aggregate index --out {output.index} --tables {input.tables} --figures {input.figures}"
         " --results {input.results} --winners {input.winners} --extra {input.extra} {params.labels} > {log} 2>&1"

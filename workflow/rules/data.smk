@@ -4,20 +4,18 @@ verified; each folder's manifest.json is written last and marks it complete."""
 
 rule fetch:
     output:
-        manifest=f"{DATA}/{{dataset}}/manifest.json",
+        manifest=PATHS.manifest(),
     log:
-        f"{RESULTS}/logs/fetch/{{dataset}}.log",
+        PATHS.log("fetch", "{dataset}.log"),
     wildcard_constraints:
         dataset=alternatives(registry.FETCHED),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        root=lambda wildcards, output: Path(output.manifest).parent.parent,
-        source=lambda wildcards: fetch_args(wildcards.dataset),
+        root=lambda w, output: Path(output.manifest).parent.parent,
+        source=lambda w: COMMANDS.fetch_args(w.dataset),
     shell:
         "iseat fetch {wildcards.dataset} --root {params.root} {params.source} > {log} 2>&1"

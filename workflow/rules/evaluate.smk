@@ -4,54 +4,43 @@ disjoint runs of its chunks (shard files in <evaluation>.shards/), then one ligh
 With `evaluation.sweep`, every run's robustness curve (sweep.json) as one more job."""
 
 
-include: "evaluate_common.smk"
-
-
 rule evaluate_sweep:
     input:
-        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+        summary=PATHS.summary(),
     output:
-        result=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/sweep.json",
+        result=PATHS.evaluation(evaluation="sweep"),
     log:
-        f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/sweep.log",
+        PATHS.log("evaluate", "{setting}/{method}/seed{seed}/sweep.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("evaluate", "threads")
+    threads: RESOURCES.threads("evaluate")
     resources:
-        **partition_resource("evaluate"),
-        gpu=resource("evaluate", "gpu"),
-        attempt=attempt_number,
-        mem_mb=resource("evaluate", "mem_mb"),
-        runtime=resource("evaluate", "runtime"),
+        **RESOURCES.of("evaluate"),
     params:
-        checkpoint=evaluated_checkpoint,
-        sweep=sweep_args,
+        checkpoint=lambda w, input: COMMANDS.checkpoint(w.method, input.summary),
+        sweep=lambda w: COMMANDS.sweep_args(w.setting),
     shell:
         "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.sweep} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
-if SHARDS == 1:
+if PATHS.shards == 1:
 
     rule evaluate:
         input:
-            summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+            summary=PATHS.summary(),
         output:
-            result=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.json",
-            per_sample=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.per_sample.csv",
+            result=PATHS.evaluation(),
+            per_sample=PATHS.run_file("{evaluation}.per_sample.csv"),
         log:
-            f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.log",
+            PATHS.log("evaluate", "{setting}/{method}/seed{seed}/{evaluation}.log"),
         conda:
             "../envs/iseat.yaml"
-        threads: resource("evaluate", "threads")
+        threads: RESOURCES.threads("evaluate")
         resources:
-            **partition_resource("evaluate"),
-            gpu=resource("evaluate", "gpu"),
-            attempt=attempt_number,
-            mem_mb=resource("evaluate", "mem_mb"),
-            runtime=resource("evaluate", "runtime"),
+            **RESOURCES.of("evaluate"),
         params:
-            checkpoint=evaluated_checkpoint,
-            attack=evaluation_args,
+            checkpoint=lambda w, input: COMMANDS.checkpoint(w.method, input.summary),
+            attack=lambda w: COMMANDS.evaluation_args(w.evaluation, w.setting),
         shell:
             "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
@@ -59,45 +48,39 @@ else:
 
     rule evaluate_shard:
         input:
-            summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+            summary=PATHS.summary(),
         output:
-            shard=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.shards/{{shard}}.json",
+            shard=PATHS.shard(),
         log:
-            f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.shard{{shard}}.log",
+            PATHS.log("evaluate", "{setting}/{method}/seed{seed}/{evaluation}.shard{shard}.log"),
         conda:
             "../envs/iseat.yaml"
-        threads: resource("evaluate", "threads")
+        threads: RESOURCES.threads("evaluate")
         resources:
-            **partition_resource("evaluate"),
-            gpu=resource("evaluate", "gpu"),
-            attempt=attempt_number,
-            mem_mb=resource("evaluate", "mem_mb"),
-            runtime=resource("evaluate", "runtime"),
+            **RESOURCES.of("evaluate"),
         params:
-            checkpoint=evaluated_checkpoint,
-            attack=evaluation_args,
-            shard=lambda wildcards: f"--shard {wildcards.shard}/{SHARDS}",
+            checkpoint=lambda w, input: COMMANDS.checkpoint(w.method, input.summary),
+            attack=lambda w: COMMANDS.evaluation_args(w.evaluation, w.setting),
+            shard=lambda w: COMMANDS.shard_arg(w.shard),
         shell:
             "iseat --attempt {resources.attempt} evaluate --checkpoint {params.checkpoint} --out {output.shard} {params.attack} {params.shard} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
     rule evaluate_gather:
         input:
-            summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
-            shards=evaluation_shards,
+            summary=PATHS.summary(),
+            shards=lambda w: PATHS.evaluation_shards(w.setting, w.method, w.seed, w.evaluation),
         output:
-            result=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.json",
-            per_sample=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.per_sample.csv",
+            result=PATHS.evaluation(),
+            per_sample=PATHS.run_file("{evaluation}.per_sample.csv"),
         log:
-            f"{RESULTS}/logs/evaluate/{{setting}}/{{method}}/seed{{seed}}/{{evaluation}}.log",
+            PATHS.log("evaluate", "{setting}/{method}/seed{seed}/{evaluation}.log"),
         conda:
             "../envs/iseat.yaml"
-        threads: resource("light", "threads")
+        threads: RESOURCES.threads("light")
         resources:
-            **partition_resource("light"),
-            mem_mb=resource("light", "mem_mb"),
-            runtime=resource("light", "runtime"),
+            **RESOURCES.of("light"),
         params:
-            checkpoint=evaluated_checkpoint,
-            attack=lambda wildcards: evaluation_args(wildcards, "light"),
+            checkpoint=lambda w, input: COMMANDS.checkpoint(w.method, input.summary),
+            attack=lambda w: COMMANDS.evaluation_args(w.evaluation, w.setting, "light"),
         shell:
             "iseat evaluate --checkpoint {params.checkpoint} --out {output.result} {params.attack} --gather {input.shards} > {log} 2>&1"

@@ -5,65 +5,55 @@ winner into the tuned values of the methods that take them (when `tuned.source: 
 
 rule grid_finetune:
     input:
-        unpack(grid_inputs),
+        unpack(lambda w: PATHS.grid_inputs(w.setting)),
     output:
-        summary=f"{RESULTS}/{{setting}}/grid/lam{{lam}}_gamma{{gamma}}/summary.json",
+        summary=f"{PATHS.grid_dir()}/summary.json",
     log:
-        f"{RESULTS}/logs/grid/{{setting}}/lam{{lam}}_gamma{{gamma}}.log",
+        PATHS.log("grid", "{setting}/lam{lam}_gamma{gamma}.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("finetune", "threads")
+    threads: RESOURCES.threads("finetune")
     resources:
-        **partition_resource("finetune"),
-        gpu=resource("finetune", "gpu"),
-        attempt=attempt_number,
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
+        **RESOURCES.of("finetune"),
     params:
-        run=lambda wildcards, output: Path(output.summary).parent,
-        overrides=lambda wildcards: set_args(grid_overrides(wildcards.setting, wildcards.lam, wildcards.gamma)),
+        run=lambda w, output: Path(output.summary).parent,
+        overrides=lambda w: set_args(RUNS.grid_overrides(w.setting, w.lam, w.gamma)),
     shell:
         "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule grid_select:
     input:
-        runs=lambda wildcards: [
-            f"{grid_dir(wildcards.setting, lam, gamma)}/summary.json" for lam, gamma in grid_points(wildcards.setting)
-        ],
+        runs=lambda w: PATHS.grid_runs(w.setting),
     output:
-        winner=f"{RESULTS}/{{setting}}/grid/winner.json",
+        winner=PATHS.grid_winner(),
     log:
-        f"{RESULTS}/logs/grid/{{setting}}/winner.log",
+        PATHS.log("grid", "{setting}/winner.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        points=grid_point_args,
+        points=lambda w, input: COMMANDS.grid_point_args(w.setting, input.runs),
     shell:
         "iseat aggregate grid --out {output.winner} {params.points} > {log} 2>&1"
 
 
 rule grid_tuned:
     input:
-        winner=f"{RESULTS}/{{setting}}/grid/winner.json",
+        winner=PATHS.grid_winner(),
     output:
-        tuned=f"{RESULTS}/{{setting}}/{{method}}/tuned.yaml",
+        tuned=PATHS.tuned(),
     log:
-        f"{RESULTS}/logs/grid/{{setting}}/{{method}}_tuned.log",
+        PATHS.log("grid", "{setting}/{method}_tuned.log"),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("light", "threads")
+    threads: RESOURCES.threads("light")
     resources:
-        **partition_resource("light"),
-        mem_mb=resource("light", "mem_mb"),
-        runtime=resource("light", "runtime"),
+        **RESOURCES.of("light"),
     params:
-        tuned_keys=lambda wildcards: " ".join(METHODS[wildcards.method]["tuned"]),
-        warmup=lambda wildcards: "--lam-warmup" if lam_warmup(wildcards.setting, wildcards.method) else "",
+        tuned_keys=lambda w: COMMANDS.tuned_keys(w.method),
+        warmup=lambda w: "--lam-warmup" if RUNS.lam_warmup(w.setting, w.method) else "",
     shell:
         "iseat aggregate tuned --winner {input.winner} --keys {params.tuned_keys} {params.warmup} --out {output.tuned} > {log} 2>&1"

@@ -1,56 +1,37 @@
 """Adversarial training runs: full trainings from scratch (AT, AT-AWP, ISEAT, RST, ...; the
 base AT runs are among them) and the fine-tuned ablations of Tab. 4-6, which start from the
 base run of the same seed. A run folder holds config.yaml, best.pt, last.pt, metrics.jsonl,
-av_log.h5 and summary.json, written last; a killed job resumes when it runs again."""
+av_log.h5 and summary.json, written last; a killed job resumes when it runs again. One rule for
+both kinds: `finetune` is `train` with the fine-tuned methods, their log folder and resources."""
 
 
 rule train:
     input:
-        unpack(run_inputs),
+        unpack(lambda w: PATHS.run_inputs(w.setting, w.method, w.seed)),
     output:
-        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+        summary=PATHS.summary(),
     log:
-        f"{RESULTS}/logs/train/{{setting}}/{{method}}/seed{{seed}}.log",
+        PATHS.log("train", "{setting}/{method}/seed{seed}.log"),
     wildcard_constraints:
-        method=alternatives(method_names("scratch")),
+        method=alternatives(PATHS.method_names("scratch")),
     conda:
         "../envs/iseat.yaml"
-    threads: resource("train", "threads")
+    threads: RESOURCES.threads("train")
     resources:
-        **partition_resource("train"),
-        gpu=resource("train", "gpu"),
-        attempt=attempt_number,
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
+        **RESOURCES.of("train"),
     params:
-        run=lambda wildcards, output: Path(output.summary).parent,
-        config=run_config_arg,
-        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
+        run=lambda w, output: Path(output.summary).parent,
+        config=lambda w, input: COMMANDS.tuned_config_arg(input),
+        overrides=lambda w: set_args(RUNS.run_overrides(w.setting, w.method, w.seed)),
     shell:
         "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
-rule finetune:
-    input:
-        unpack(run_inputs),
-    output:
-        summary=f"{RESULTS}/{{setting}}/{{method}}/seed{{seed}}/summary.json",
+use rule train as finetune with:
     log:
-        f"{RESULTS}/logs/finetune/{{setting}}/{{method}}/seed{{seed}}.log",
+        PATHS.log("finetune", "{setting}/{method}/seed{seed}.log"),
     wildcard_constraints:
-        method=alternatives(method_names("finetune")),
-    conda:
-        "../envs/iseat.yaml"
-    threads: resource("finetune", "threads")
+        method=alternatives(PATHS.method_names("finetune")),
+    threads: RESOURCES.threads("finetune")
     resources:
-        **partition_resource("finetune"),
-        gpu=resource("finetune", "gpu"),
-        attempt=attempt_number,
-        mem_mb=resource("finetune", "mem_mb"),
-        runtime=resource("finetune", "runtime"),
-    params:
-        run=lambda wildcards, output: Path(output.summary).parent,
-        config=run_config_arg,
-        overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
-    shell:
-        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        **RESOURCES.of("finetune"),

@@ -8,9 +8,6 @@ Run it in the workflow's folder (the repository root), as snakemake.
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
-from pathlib import Path
 
 from iseat.cli import UserError
 
@@ -63,14 +60,15 @@ FLAGS = {"gpu_check": "--gpu-check", "step_time": "--step-time", "aa_s_per_image
 
 def run(args) -> int:
     from iseat.benchmarks import report
-    from iseat.workflow.plan import dry_run, format_plan, measured_step_times, parse_jobs, plan
+    from iseat.workflow.jobs import workflow_jobs
+    from iseat.workflow.plan import format_plan, plan
+    from iseat.workflow.step_times import measured_step_times
 
     if not args.gpu_check and not args.step_time:
         raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     times = measured_step_times(args.gpu_check, args.step_time, args.aa_s_per_image)
-    text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
     if args.gpus_per_run < 1 or not 0 < args.scaling_efficiency <= 1:
         raise UserError("--gpus-per-run: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
-    result = plan(parse_jobs(text), times, args.gpus_per_run, args.scaling_efficiency)
+    jobs = workflow_jobs(args.target, args.configfile, args.forceall)
+    result = plan(jobs, times, args.gpus_per_run, args.scaling_efficiency)
     return report(result, format_plan(result), args.json)

@@ -8,10 +8,7 @@ Run it in the workflow's folder (the repository root), as snakemake, with the wo
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
 import time
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,15 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from iseat.common.errors import UserError
-    from iseat.workflow.plan import dry_run, parse_jobs
+    from iseat.workflow.jobs import workflow_jobs
     from iseat.workflow.status import format_status, workflow_status
 
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: give the number of trainings that run at once, 1 or more")
     if args.watch is not None and args.watch <= 0:
         raise UserError(f"--watch {args.watch}: give the seconds between refreshes, more than 0")
-    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-    jobs = parse_jobs(dry_run("all", [str(Path(c).resolve()) for c in args.configfile], snakemake, forceall=True))
+    jobs = workflow_jobs("all", args.configfile, forceall=True)
     while True:
         table = format_status(workflow_status(args.results, jobs), args.jobs)
         if args.watch is None:

@@ -13,13 +13,7 @@ import shlex
 import yaml
 
 from iseat.training.config import DEFAULTS, deep_merge
-
-RESOURCE_DEFAULTS = {
-    "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},
-    "finetune": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 720, "partition": ""},
-    "evaluate": {"gpu": 1, "threads": 4, "mem_mb": 16000, "runtime": 720, "partition": ""},
-    "light": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 60, "partition": ""},
-}
+from iseat.workflow import resources
 
 
 def lambda_schedule(lam: float, warmup: bool):
@@ -92,21 +86,10 @@ class RunConfigs:
     # ------------------------------------------------------------------------- resources and devices
 
     def job_resources(self, kind: str, setting: str | None = None) -> dict:
-        """A job's resources: the defaults < the config's `resources` < the setting's."""
-        return deep_merge(
-            RESOURCE_DEFAULTS[kind],
-            self.config["resources"].get(kind),
-            self.settings[setting].get("resources", {}).get(kind) if setting else None,
-        )
+        return resources.job_resources(self.config, kind, setting)
 
     def job_device(self, kind: str, setting: str | None = None) -> str:
-        """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
-        fast on a node without a usable one), else the CPU. A config's own runtime.device (its `train`
-        blocks) wins, for evaluations and analyses too."""
-        train = deep_merge(self.config.get("train"), self.settings[setting].get("train") if setting else None)
-        return train.get("runtime", {}).get("device") or (
-            "cuda" if self.job_resources(kind, setting)["gpu"] > 0 else "cpu"
-        )
+        return resources.job_device(self.config, kind, setting)
 
     def step_timing_options(self) -> str:
         """`iseat benchmark step` options of the config's `step_timing` (Tab. 4's time column): the model of

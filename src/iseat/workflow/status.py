@@ -1,8 +1,8 @@
 """Where a workflow stands: every training the workflow knows, its state, and the time to the end.
 
-The trainings are the workflow's own (`iseat.workflow.plan`: the `iseat train` jobs of `snakemake -n --forceall`,
-each with its run folder and config). Each run's state is read from its folder and its job log only, so
-it works on a results folder that another machine is writing (no process table, no lock):
+The trainings are the workflow's own (`iseat.workflow.jobs`: the training jobs of Snakemake's DAG of `all`
+with every job forced, each with its run folder and config). Each run's state is read from its folder and
+its job log only, so it works on a results folder that another machine is writing (no process table, no lock):
 
   finished     summary.json exists: best epoch, and AutoAttack's robust accuracy once aa.json exists
   failed       no summary, and the job log's last attempt ends in an error line (that line is shown)
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from iseat.workflow.plan import Job, option, run_config
+from iseat.workflow.jobs import Job
 
 STATES = ("finished", "running", "failed", "not started")
 ERROR_LINE = re.compile(r"(error|Error|Traceback|Killed|CANCELLED|DUE TO TIME LIMIT|out of memory)")
@@ -51,13 +51,8 @@ class RunStatus:
 
 
 def trainings(jobs: list[Job]) -> list[tuple[str, str, int]]:
-    """(setting, run folder, epochs) of every training job of a dry run (the eta sweep's setting: analysis)."""
-    out = []
-    for job in jobs:
-        if job.kind == "train":
-            cfg, folder = run_config(job.command)
-            out.append((job.group, folder, int(cfg["training"]["epochs"])))
-    return sorted(out)
+    """(setting, run folder, epochs) of every training job (the eta sweep's setting: analysis)."""
+    return sorted((job.group, job.run, int(job.train["training"]["epochs"])) for job in jobs if job.kind == "train")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -137,8 +132,8 @@ def run_status(results: Path, setting: str, folder: Path, epochs: int) -> RunSta
 
 
 def autoattacked(jobs: list[Job]) -> set[Path]:
-    """The run folders of the dry run's AutoAttack evaluations (`iseat evaluate --out RUN/aa.json`)."""
-    outs = [Path(option(job.command, "--out", "")) for job in jobs if job.kind == "evaluate"]
+    """The run folders of the workflow's AutoAttack evaluations (those that write RUN/aa.json)."""
+    outs = [Path(job.output) for job in jobs if job.kind == "evaluate"]
     return {out.parent for out in outs if out.name == "aa.json"}
 
 
