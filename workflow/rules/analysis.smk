@@ -34,6 +34,8 @@ rule analysis_eta_finetune:
         summary=f"{ANALYSIS_DIR}/eta_sweep/eta{{eta}}/summary.json",
     log:
         f"{RESULTS}/logs/analysis/eta_sweep/eta{{eta}}.log",
+    group:
+        training_group("finetune")
     conda:
         "../envs/iseat.yaml"
     threads: resource("finetune", "threads")
@@ -44,10 +46,11 @@ rule analysis_eta_finetune:
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
     params:
+        launch=training_launch("finetune"),
         run=lambda wildcards, output: Path(output.summary).parent,
         overrides=lambda wildcards: set_args(analysis_eta_overrides(wildcards.eta)),
     shell:
-        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_eta_evaluate:

@@ -8,6 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 from iseat.data import registry
+from iseat.workflow import cluster
 from iseat.workflow.run_config import RunConfigs, number, set_args
 from iseat.workflow.schema import validate as validate_against_schema
 
@@ -256,6 +257,29 @@ def partition_resource(kind):
     named = [config["resources"].get(kind, {}).get("partition")]
     named += [s.get("resources", {}).get(kind, {}).get("partition") for s in SETTINGS.values()]
     return {"slurm_partition": resource(kind, "partition")} if any(named) else {}
+
+
+def training_gpus(kind, wildcards):
+    return job_resources(kind, getattr(wildcards, "setting", None))["gpu"]
+
+
+def training_launch(kind):
+    """What starts a training's `iseat`: torchrun on N GPUs, `iseat --pin-gpu` when packed (iseat.workflow.cluster)."""
+    return lambda wildcards: cluster.launch_prefix(config, training_gpus(kind, wildcards))
+
+
+def training_group(kind):
+    """The job group of a training: packed single-GPU trainings share one job (cluster.gpus_per_node). The
+    group's size goes into the run's group settings here, when jobs are made: Snakemake replaces them after parsing."""
+
+    def group(wildcards):
+        cluster.add_group_components(workflow.group_settings, config)
+        return cluster.pack_group(config, training_gpus(kind, wildcards))
+
+    return group
+
+
+cluster.check(config)
 
 
 def attempt_number(wildcards, attempt):

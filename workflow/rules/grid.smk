@@ -10,6 +10,8 @@ rule grid_finetune:
         summary=f"{RESULTS}/{{setting}}/grid/lam{{lam}}_gamma{{gamma}}/summary.json",
     log:
         f"{RESULTS}/logs/grid/{{setting}}/lam{{lam}}_gamma{{gamma}}.log",
+    group:
+        training_group("finetune")
     conda:
         "../envs/iseat.yaml"
     threads: resource("finetune", "threads")
@@ -20,10 +22,11 @@ rule grid_finetune:
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
     params:
+        launch=training_launch("finetune"),
         run=lambda wildcards, output: Path(output.summary).parent,
         overrides=lambda wildcards: set_args(grid_overrides(wildcards.setting, wildcards.lam, wildcards.gamma)),
     shell:
-        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule grid_select:

@@ -13,6 +13,8 @@ rule train:
         f"{RESULTS}/logs/train/{{setting}}/{{method}}/seed{{seed}}.log",
     wildcard_constraints:
         method=alternatives(method_names("scratch")),
+    group:
+        training_group("train")
     conda:
         "../envs/iseat.yaml"
     threads: resource("train", "threads")
@@ -23,11 +25,12 @@ rule train:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
     params:
+        launch=training_launch("train"),
         run=lambda wildcards, output: Path(output.summary).parent,
         config=run_config_arg,
         overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
     shell:
-        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule finetune:
@@ -39,6 +42,8 @@ rule finetune:
         f"{RESULTS}/logs/finetune/{{setting}}/{{method}}/seed{{seed}}.log",
     wildcard_constraints:
         method=alternatives(method_names("finetune")),
+    group:
+        training_group("finetune")
     conda:
         "../envs/iseat.yaml"
     threads: resource("finetune", "threads")
@@ -49,8 +54,9 @@ rule finetune:
         mem_mb=resource("finetune", "mem_mb"),
         runtime=resource("finetune", "runtime"),
     params:
+        launch=training_launch("finetune"),
         run=lambda wildcards, output: Path(output.summary).parent,
         config=run_config_arg,
         overrides=lambda wildcards: set_args(run_overrides(wildcards.setting, wildcards.method, wildcards.seed)),
     shell:
-        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"

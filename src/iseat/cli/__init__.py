@@ -10,6 +10,7 @@ import errno
 import importlib
 import sys
 
+from iseat.common import gpu_slots
 from iseat.common.errors import ParameterError, RunFailed, UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
+    pin_gpu = argv[:1] == ["--pin-gpu"]  # a training packed with others into one job: one GPU of the job's
+    argv = argv[pin_gpu:]
     if argv[:1] == ["--attempt"] and len(argv) > 1:
         print_attempt_header(argv[1], argv[2:3])
         argv = argv[2:]
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     module.add_arguments(command_parser)
     args = command_parser.parse_args(rest)
     try:
+        if pin_gpu:
+            gpu_slots.pin()
         return int(module.run(args) or 0)
     except ParameterError as err:
         flags = getattr(module, "FLAGS", {})

@@ -13,6 +13,7 @@ import shlex
 import yaml
 
 from iseat.training.config import DEFAULTS, deep_merge
+from iseat.workflow import cluster
 
 RESOURCE_DEFAULTS = {
     "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},
@@ -20,6 +21,7 @@ RESOURCE_DEFAULTS = {
     "evaluate": {"gpu": 1, "threads": 4, "mem_mb": 16000, "runtime": 720, "partition": ""},
     "light": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 60, "partition": ""},
 }
+TRAINING_KINDS = ("train", "finetune")  # the resource kinds of training jobs (`gpus_per_run` applies)
 
 
 def lambda_schedule(lam: float, warmup: bool):
@@ -92,12 +94,16 @@ class RunConfigs:
     # ------------------------------------------------------------------------- resources and devices
 
     def job_resources(self, kind: str, setting: str | None = None) -> dict:
-        """A job's resources: the defaults < the config's `resources` < the setting's."""
-        return deep_merge(
+        """A job's resources: the defaults < the config's `resources` < the setting's; a training's GPUs
+        are the setting's `gpus_per_run` where it names them."""
+        resources = deep_merge(
             RESOURCE_DEFAULTS[kind],
             self.config["resources"].get(kind),
             self.settings[setting].get("resources", {}).get(kind) if setting else None,
         )
+        if setting and kind in TRAINING_KINDS:
+            resources["gpu"] = cluster.training_gpus(self.config, setting, resources["gpu"])
+        return resources
 
     def job_device(self, kind: str, setting: str | None = None) -> str:
         """The device given to a job's command: CUDA when the job asks for a GPU (the command then fails
