@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat.workflow.plan import StepTimes, parse_jobs
+from iseat.workflow.plan import StepTimes, format_plan, packing, parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -230,3 +230,20 @@ def test_an_eps_sweep_costs_one_pgd_pass_per_positive_budget():
         "--pgd-steps 5 --n-ex 256 --device cuda --no-progress"
     )
     assert evaluation_seconds(command, cfg, times) == pytest.approx(2 * 256 / 128 * 2.0 * 6 / 11, rel=1e-12)
+
+
+def test_packing_holds_a_jobs_gpus_until_its_longest_member_ends():
+    packed = packing([3.0, 1.0, 2.0], gpus_per_node=2)  # jobs [3, 1] and [2]: 2 GPUs each
+    assert packed == {
+        "gpus_per_node": 2,
+        "jobs": 2,
+        "train_gpu_hours": 10.0,  # 2 x 3 + 2 x 2
+        "idle_gpu_hours": 4.0,  # 10 - (3 + 1 + 2)
+        "longest_job_wall_hours": 3.0,
+        "serial_wall_hours": 5.0,
+    }
+    assert packing([3.0, 1.0], gpus_per_node=1)["train_gpu_hours"] == 4.0  # unpacked: the trainings' own
+    assert packing([], gpus_per_node=4)["jobs"] == 0
+    total = {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "gpu_hours": 0.0, "not_estimated": 0}
+    text = format_plan({"step_times": "given", "per_setting": {}, "total": total, "packing": packed})
+    assert "Trainings packed 2 to a job (2 jobs): 10.0 training GPU-hours held, 4.0 of them idle" in text

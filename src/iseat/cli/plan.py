@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="E",
         help="speed-up of N GPUs over one as a fraction of N (default 1: ideal; measure it)",
     )
+    parser.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="single-GPU trainings packed N to a job (cluster.gpus_per_node): its GPU-hours and wall-clock",
+    )
     parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
     parser.add_argument("--json", help="also write the plan here as JSON")
 
@@ -70,7 +77,7 @@ def run(args) -> int:
     snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
     times = measured_step_times(args.gpu_check, args.step_time, args.aa_s_per_image)
     text = dry_run(args.target, [str(Path(c).resolve()) for c in args.configfile], snakemake, args.forceall)
-    if args.gpus_per_run < 1 or not 0 < args.scaling_efficiency <= 1:
-        raise UserError("--gpus-per-run: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
-    result = plan(parse_jobs(text), times, args.gpus_per_run, args.scaling_efficiency)
+    if args.gpus_per_run < 1 or args.gpus_per_node < 1 or not 0 < args.scaling_efficiency <= 1:
+        raise UserError("--gpus-per-run, --gpus-per-node: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
+    result = plan(parse_jobs(text), times, args.gpus_per_run, args.scaling_efficiency, args.gpus_per_node)
     return report(result, format_plan(result), args.json)
