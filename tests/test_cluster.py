@@ -70,14 +70,26 @@ def test_a_run_wider_than_a_node_is_refused_naming_the_keys():
     cluster.check(workflow_config(wide=8))  # gpus_per_node not given: the node's size is not known
 
 
-def test_group_components_join_snakemakes_settings_and_the_command_line_wins():
-    settings = types.SimpleNamespace(group_components={})
-    cluster.add_group_components(settings, workflow_config(gpus_per_node=4))
-    assert settings.group_components == {cluster.PACK_GROUP: 4}
+def snakemake_run(group_components):
+    return types.SimpleNamespace(
+        group_settings=types.SimpleNamespace(group_components=group_components),
+        execution_settings=types.SimpleNamespace(keep_incomplete=False),
+    )
 
-    given = types.SimpleNamespace(group_components={cluster.PACK_GROUP: 2, "other": 3})
-    cluster.add_group_components(given, workflow_config(gpus_per_node=4))
-    assert given.group_components == {cluster.PACK_GROUP: 2, "other": 3}
+
+def test_packing_sets_the_group_size_and_keeps_a_failed_groups_outputs_the_command_line_wins():
+    run = snakemake_run({})
+    cluster.apply_packing(run, workflow_config(gpus_per_node=4))
+    assert run.group_settings.group_components == {cluster.PACK_GROUP: 4}
+    assert run.execution_settings.keep_incomplete  # a finished neighbour's summary.json stays
+
+    given = snakemake_run({cluster.PACK_GROUP: 2, "other": 3})
+    cluster.apply_packing(given, workflow_config(gpus_per_node=4))
+    assert given.group_settings.group_components == {cluster.PACK_GROUP: 2, "other": 3}
+
+    unpacked = snakemake_run({})
+    cluster.apply_packing(unpacked, workflow_config())
+    assert unpacked.group_settings.group_components == {} and not unpacked.execution_settings.keep_incomplete
 
 
 # ----------------------------------------------------------------------------- GPU slots

@@ -269,11 +269,11 @@ def training_launch(kind):
 
 
 def training_group(kind):
-    """The job group of a training: packed single-GPU trainings share one job (cluster.gpus_per_node). The
-    group's size goes into the run's group settings here, when jobs are made: Snakemake replaces them after parsing."""
+    """The job group of a training: packed single-GPU trainings share one job (cluster.gpus_per_node). Packing's
+    settings go into the run's settings here, when jobs are made: Snakemake replaces them after parsing."""
 
     def group(wildcards):
-        cluster.add_group_components(workflow.group_settings, config)
+        cluster.apply_packing(workflow, config)
         return cluster.pack_group(config, training_gpus(kind, wildcards))
 
     return group

@@ -6,7 +6,8 @@ PACK_GROUP, allowed to span N independent trainings (`--group-components`): the 
 group as one job asking for the sum of its members' resources (N GPUs), and inside it one job step runs
 the members side by side, each a process of its own with its own log. Each member is started as
 `iseat --pin-gpu ...`, which claims one of the step's GPUs by lock file and narrows CUDA_VISIBLE_DEVICES
-to it (iseat.common.gpu_slots). A training that fails leaves its neighbours running to their end.
+to it (iseat.common.gpu_slots). A training that fails leaves its neighbours running to their end, and
+their results stay (`apply_packing`).
 
 A data-parallel run (`settings.<name>.gpus_per_run: N`, N > 1) asks for N GPUs on one node and is
 launched by `torchrun --standalone --nproc_per_node=N -m iseat ...`; it is never packed.
@@ -69,11 +70,21 @@ def group_components(config: dict) -> dict[str, int]:
     return {PACK_GROUP: node} if node > 1 else {}
 
 
-def add_group_components(group_settings, config: dict) -> None:
-    """Add packing's group size to Snakemake's group settings; a `--group-components` given for the group wins."""
-    missing = {k: v for k, v in group_components(config).items() if k not in group_settings.group_components}
+def apply_packing(workflow, config: dict) -> None:
+    """Packing's settings of a Snakemake run (`workflow`): the group's size (a `--group-components` given for
+    it wins), and the outputs of a failed group kept (`--keep-incomplete`). When one member of a group
+    fails, Snakemake fails the group and would remove every member's outputs, the finished neighbours'
+    `summary.json` too, whose run would then train again; kept, they are marked incomplete, and the retry
+    (`rerun-incomplete`) finds each finished run and only confirms it. The workflow's outputs are written
+    atomically, so a failed job leaves none half-written."""
+    components = group_components(config)
+    if not components:
+        return
+    given = workflow.group_settings.group_components
+    missing = {k: v for k, v in components.items() if k not in given}
     if missing:
-        group_settings.group_components = {**group_settings.group_components, **missing}
+        workflow.group_settings.group_components = {**given, **missing}
+    workflow.execution_settings.keep_incomplete = True
 
 
 def launch_prefix(config: dict, gpus: int) -> str:
