@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 
 from iseat.common import gpu_slots
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
     pin_gpu = argv[:1] == ["--pin-gpu"]  # a training packed with others into one job: one GPU of the job's
     argv = argv[pin_gpu:]
     if argv[:1] == ["--attempt"] and len(argv) > 1:
-        print_attempt_header(argv[1], argv[2:3])
+        if os.environ.get("RANK", "0") == "0":  # one header for all processes of a torchrun launch
+            print_attempt_header(argv[1], argv[2:3])
         argv = argv[2:]
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / error
