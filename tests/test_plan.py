@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iseat.workflow.plan import StepTimes, format_plan, packing, parse_jobs
+from iseat.workflow.plan import Job, StepTimes, format_plan, iseat_args, packing, parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -247,3 +247,10 @@ def test_packing_holds_a_jobs_gpus_until_its_longest_member_ends():
     total = {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "gpu_hours": 0.0, "not_estimated": 0}
     text = format_plan({"step_times": "given", "per_setting": {}, "total": total, "packing": packed})
     assert "Trainings packed 2 to a job (2 jobs): 10.0 training GPU-hours held, 4.0 of them idle" in text
+
+
+@pytest.mark.parametrize("launch", ["iseat", "iseat --pin-gpu", "torchrun --standalone --nproc_per_node=4 -m iseat"])
+def test_a_training_is_costed_however_the_workflow_launches_it(launch):
+    command = f"{launch} --attempt 2 train --out results/x/at/seed0 --set training.epochs=7 2>&1 | tee log > log"
+    assert iseat_args(command) == ["iseat", "train", "--out", "results/x/at/seed0", "--set", "training.epochs=7"]
+    assert Job("train", "x", command).kind == "train"

@@ -200,9 +200,14 @@ def parse_jobs(text: str) -> list[Job]:
 
 
 def iseat_args(command: str) -> list[str]:
-    """The words of a rule's `iseat` call: without the shell's redirections and pipes and without the
-    `--attempt N` prefix of the GPU rules (`iseat --attempt 1 train ...` -> `iseat train ...`)."""
+    """The words of a rule's `iseat` call: without the shell's redirections and pipes, the launcher of a
+    data-parallel run (`torchrun ... -m iseat`), and the `--pin-gpu` and `--attempt N` prefixes of the GPU
+    rules (`iseat --pin-gpu --attempt 1 train ...` -> `iseat train ...`)."""
     words = shlex.split(re.split(r" 2>&1| \| | > ", command)[0])
+    if words[:1] == ["torchrun"] and "-m" in words:
+        words = words[words.index("-m") + 1 :]
+    if words[1:2] == ["--pin-gpu"]:
+        words = [words[0], *words[2:]]
     if words[1:2] == ["--attempt"]:
         words = [words[0], *words[3:]]
     return words
