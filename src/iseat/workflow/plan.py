@@ -333,7 +333,7 @@ def plan(
     configs = {Path(out).as_posix(): cfg for cfg, out in trainings.values()}
     per_setting: dict[str, dict] = {}
     longest = 0.0  # one GPU's hours of the longest training
-    train_hours = []  # one GPU's hours of each training, in the dry run's order
+    train_hours = []  # one GPU's hours of each GPU training, in the dry run's order
     for job in jobs:
         row = per_setting.setdefault(
             job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "not_estimated": 0}
@@ -345,7 +345,8 @@ def plan(
             seconds = training_seconds(trainings[id(job)][0], times)
             row["train_hours"] += seconds / 3600
             longest = max(longest, seconds / 3600)
-            train_hours.append(seconds / 3600)
+            if job.gpu:  # CPU trainings are not packed
+                train_hours.append(seconds / 3600)
         elif job.kind == "evaluate":
             run_dir = Path(option(job.command, "--checkpoint")).parent.as_posix()
             cfg = configs.get(run_dir) or saved_config(run_dir)
