@@ -254,3 +254,29 @@ def test_a_training_is_costed_however_the_workflow_launches_it(launch):
     command = f"{launch} --attempt 2 train --out results/x/at/seed0 --set training.epochs=7 2>&1 | tee log > log"
     assert iseat_args(command) == ["iseat", "train", "--out", "results/x/at/seed0", "--set", "training.epochs=7"]
     assert Job("train", "x", command).kind == "train"
+
+
+GROUPED_DRY_RUN = """\
+[Wed Dec  2 01:48:05 2026] Group job gpu_pack (jobs in lexicogr. order):
+
+    [Wed Dec  2 01:48:05 2026]
+    rule train:
+        output: results/demo/digits/at/seed0/summary.json
+        wildcards: setting=digits, method=at, seed=0
+        resources: tmpdir=/tmp, gpu=1, attempt=1, runtime=10, mem_mb=1000
+Shell command: iseat --pin-gpu --attempt 1 train  --out results/demo/digits/at/seed0 --set seed=0 2>&1 | tee l > l
+
+    [Wed Dec  2 01:48:05 2026]
+    rule train:
+        wildcards: setting=svhn, method=iseat, seed=1
+        resources: tmpdir=/tmp, gpu=1, attempt=1, runtime=10, mem_mb=1000
+Shell command: iseat --pin-gpu --attempt 1 train  --out results/demo/svhn/iseat/seed1 --set seed=1 2>&1 | tee l > l
+"""
+
+
+def test_the_jobs_of_a_packed_group_are_read_from_the_dry_run():
+    jobs = parse_jobs(GROUPED_DRY_RUN)
+    assert [(j.rule, j.setting, j.gpu, j.kind) for j in jobs] == [
+        ("train", "digits", True, "train"),
+        ("train", "svhn", True, "train"),
+    ]

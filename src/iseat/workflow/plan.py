@@ -183,7 +183,7 @@ def parse_jobs(text: str) -> list[Job]:
     asks for a GPU, and its shell command."""
     jobs, job = [], None
     for line in text.splitlines():
-        head = re.match(r"^(?:local)?rule (\w+):\s*$", line)
+        head = re.match(r"^\s*(?:local)?rule (\w+):\s*$", line)  # indented inside a group job's block
         if head:
             job = Job(head.group(1), None)
             jobs.append(job)
