@@ -162,3 +162,9 @@ def test_pin_narrows_cuda_visible_devices_and_leaves_a_single_gpu_alone(tmp_path
     single = {"CUDA_VISIBLE_DEVICES": "2"}
     assert gpu_slots.pin(single) is None and single["CUDA_VISIBLE_DEVICES"] == "2"
     assert gpu_slots.pin({}) is None
+
+
+def test_counts_given_as_strings_by_snakemakes_config_option_are_numbers():
+    config = {"cluster": {"gpus_per_node": "4"}, "settings": {"wide": {"gpus_per_run": "2"}}}
+    assert cluster.gpus_per_node(config) == 4
+    assert cluster.training_gpus(config, "wide", requested=1) == 2

@@ -33,7 +33,8 @@ def gpus_per_node(config: dict) -> int:
 
 def gpus_per_run(config: dict, setting: str) -> int | None:
     """The setting's `gpus_per_run`; None where it names none (the job's `gpu` resource decides)."""
-    return config["settings"][setting].get("gpus_per_run")
+    value = config["settings"][setting].get("gpus_per_run")
+    return None if value is None else int(value)
 
 
 def check(config: dict) -> None:
