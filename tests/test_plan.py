@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from iseat.workflow.jobs import Evaluation, workflow_jobs
+from iseat.workflow.plan import format_plan, packing
 from iseat.workflow.step_times import StepTimes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,14 +135,18 @@ def test_step_times_from_a_gpu_check_report(tmp_path):
 
 
 @pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
-def test_jobs_come_from_the_dag_with_the_run_configs_of_the_builder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cluster", [None, {"gpus_per_node": 2}], ids=["one run per job", "packed"])
+def test_jobs_come_from_the_dag_with_the_run_configs_of_the_builder(tmp_path, monkeypatch, cluster):
     """TINY's DAG of one training's result: fetch, the training (its config as iseat train would merge it),
-    both its evaluations (2 shards each and their gathers) and their seed aggregations."""
+    both its evaluations (2 shards each and their gathers) and their seed aggregations; a packed training
+    (a job group) is the same training."""
     config = json.loads(
         json.dumps(TINY).replace("RESULTS", str(tmp_path / "results")).replace("DATA", str(tmp_path / "data"))
     )
     config["evaluation"]["shards"] = 2
     config["resources"] = {"train": {"gpu": 1}, "evaluate": {"gpu": 1}}
+    if cluster:
+        config["cluster"] = cluster
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(ROOT)
     run = tmp_path / "results" / "tiny" / "iseat" / "seed0"
@@ -254,3 +259,20 @@ def test_a_config_mistake_is_one_line_naming_its_key(tmp_path, monkeypatch, caps
     assert main(["plan", "--configfile", str(tmp_path / "bad.yaml"), "--step-time", "small_cnn=0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "config: settings.tiny.methods[1]: unknown method 'nope'" in err and len(err.splitlines()) == 1
+
+
+def test_packing_holds_a_jobs_gpus_until_its_longest_member_ends():
+    packed = packing([3.0, 1.0, 2.0], gpus_per_node=2)  # jobs [3, 1] and [2]: 2 GPUs each
+    assert packed == {
+        "gpus_per_node": 2,
+        "jobs": 2,
+        "train_gpu_hours": 10.0,  # 2 x 3 + 2 x 2
+        "idle_gpu_hours": 4.0,  # 10 - (3 + 1 + 2)
+        "longest_job_wall_hours": 3.0,
+        "serial_wall_hours": 5.0,
+    }
+    assert packing([3.0, 1.0], gpus_per_node=1)["train_gpu_hours"] == 4.0  # unpacked: the trainings' own
+    assert packing([], gpus_per_node=4)["jobs"] == 0
+    total = {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "gpu_hours": 0.0, "not_estimated": 0}
+    text = format_plan({"step_times": "given", "per_setting": {}, "total": total, "packing": packed})
+    assert "Trainings packed 2 to a job (2 jobs): 10.0 training GPU-hours held, 4.0 of them idle" in text

@@ -70,9 +70,9 @@ HEAVY_RULES = {"train", "evaluate"}
 LIGHT_RULES = {"fetch", "aggregate_seeds"}
 GPU_PARTITION, LIGHT_PARTITION = "gpu", "cpu"
 
-# Keys whose values differ between two runs of the same computation: durations and time stamps, and the
-# checkpoint's hash (the checkpoint stores its epoch's metrics, epoch_seconds included).
-VOLATILE_KEYS = {"epoch_seconds", "wall_time_s", "created"}
+# Keys whose values differ between two runs of the same computation: durations, time stamps and where it ran
+# (SLURM job, GPUs), and the checkpoint's hash (the checkpoint stores its epoch's metrics, epoch_seconds included).
+VOLATILE_KEYS = {"epoch_seconds", "wall_time_s", "created", "placement"}
 VOLATILE_PATHS = {("checkpoint", "sha256")}
 
 NO_GPU = re.compile(

@@ -19,16 +19,19 @@ rule analysis_eta_finetune:
         summary=f"{ANALYSIS.eta_dir()}/summary.json",
     log:
         PATHS.log("analysis", "eta_sweep", "eta{eta}.log"),
+    group:
+        LAUNCH.group("finetune")
     conda:
         "../envs/iseat.yaml"
     threads: RESOURCES.threads("finetune")
     resources:
         **RESOURCES.of("finetune"),
     params:
+        launch=LAUNCH.launch("finetune"),
         run=lambda w, output: Path(output.summary).parent,
         overrides=lambda w: set_args(RUNS.eta_sweep_overrides(ANALYSIS.eta_sweep, w.eta, ANALYSIS.analysis["seed"])),
     shell:
-        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule analysis_eta_evaluate:

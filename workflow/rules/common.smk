@@ -7,7 +7,7 @@ from iseat.data import registry
 from iseat.workflow.checks import checked
 from iseat.workflow.commands import AnalysisCommands, Commands
 from iseat.workflow.paths import AnalysisPaths, Paths, alternatives
-from iseat.workflow.resources import RuleResources
+from iseat.workflow.resources import RuleLaunch, RuleResources
 from iseat.workflow.run_config import RunConfigs, set_args
 
 # The method catalog (workflow/methods.yaml) merged in, the schemas applied, the names checked.
@@ -22,6 +22,7 @@ PATHS = Paths(config)  # every output path
 ANALYSIS = AnalysisPaths(PATHS)  # the Section 3 analysis's runs and outputs
 RUNS = RunConfigs(config)  # every run's train overrides
 RESOURCES = RuleResources(config)  # threads and resources per rule class
+LAUNCH = RuleLaunch(config, workflow)  # the trainings' job group (packing) and launch command
 COMMANDS = Commands(config, PATHS)
 ANALYSIS_COMMANDS = AnalysisCommands(ANALYSIS)
 

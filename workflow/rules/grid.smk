@@ -10,16 +10,19 @@ rule grid_finetune:
         summary=f"{PATHS.grid_dir()}/summary.json",
     log:
         PATHS.log("grid", "{setting}/lam{lam}_gamma{gamma}.log"),
+    group:
+        LAUNCH.group("finetune")
     conda:
         "../envs/iseat.yaml"
     threads: RESOURCES.threads("finetune")
     resources:
         **RESOURCES.of("finetune"),
     params:
+        launch=LAUNCH.launch("finetune"),
         run=lambda w, output: Path(output.summary).parent,
         overrides=lambda w: set_args(RUNS.grid_overrides(w.setting, w.lam, w.gamma)),
     shell:
-        "iseat --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 rule grid_select:

@@ -14,17 +14,20 @@ rule train:
         PATHS.log("train", "{setting}/{method}/seed{seed}.log"),
     wildcard_constraints:
         method=alternatives(PATHS.method_names("scratch")),
+    group:
+        LAUNCH.group()
     conda:
         "../envs/iseat.yaml"
     threads: RESOURCES.threads("train")
     resources:
         **RESOURCES.of("train"),
     params:
+        launch=LAUNCH.launch(),
         run=lambda w, output: Path(output.summary).parent,
         config=lambda w, input: COMMANDS.tuned_config_arg(input),
         overrides=lambda w: set_args(RUNS.run_overrides(w.setting, w.method, w.seed)),
     shell:
-        "iseat --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
+        "{params.launch} --attempt {resources.attempt} train {params.config} --out {params.run} --set {params.overrides} 2>&1 | tee {log}.attempt{resources.attempt} > {log}"
 
 
 use rule train as finetune with:

@@ -9,9 +9,11 @@ import argparse
 import datetime
 import errno
 import importlib
+import os
 import platform
 import sys
 
+from iseat.common import gpu_slots
 from iseat.common.errors import ParameterError, RunFailed, UserError
 
 # subcommand -> (module under iseat.cli, one-line help). Modules are imported only when used,
@@ -57,15 +59,25 @@ def print_attempt_header(attempt: str, command: list) -> None:
     print(f"=== attempt {attempt}: iseat {' '.join(command)} on {platform.node()} at {now}", flush=True)
 
 
+def leading_options(argv: list[str]) -> tuple[bool, list[str]]:
+    """The workflow's options before the subcommand: `--pin-gpu` (a training packed with others into one job
+    takes one GPU of the job's) and `--attempt N` (its header printed, once for all processes of a torchrun
+    launch); whether to pin, and the rest."""
+    pin_gpu = argv[:1] == ["--pin-gpu"]
+    argv = argv[pin_gpu:]
+    if argv[:1] == ["--attempt"] and len(argv) > 1:
+        if os.environ.get("RANK", "0") == "0":
+            print_attempt_header(argv[1], argv[2:3])
+        argv = argv[2:]
+    return pin_gpu, argv
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="iseat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--attempt"] and len(argv) > 1:
-        print_attempt_header(argv[1], argv[2:3])
-        argv = argv[2:]
+    pin_gpu, argv = leading_options(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / error
         return 2
@@ -75,6 +87,8 @@ def main(argv=None) -> int:
     module.add_arguments(command_parser)
     args = command_parser.parse_args(rest)
     try:
+        if pin_gpu:
+            gpu_slots.pin()
         return int(module.run(args) or 0)
     except ParameterError as err:
         flags = getattr(module, "FLAGS", {})

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL=SECONDS",
         help="AutoAttack seconds per test image of a model; repeatable",
     )
+    add_gpu_arguments(parser)
+    parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
+    parser.add_argument("--json", help="also write the plan here as JSON")
+
+
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the trainings use the cluster's GPUs: data-parallel runs, packed jobs."""
     parser.add_argument(
         "--gpus-per-run",
         type=int,
@@ -50,8 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="E",
         help="speed-up of N GPUs over one as a fraction of N (default 1: ideal; measure it)",
     )
-    parser.add_argument("--forceall", action="store_true", help="cost every job, also those already done")
-    parser.add_argument("--json", help="also write the plan here as JSON")
+    parser.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="single-GPU trainings packed N to a job (cluster.gpus_per_node): its GPU-hours and wall-clock",
+    )
 
 
 # the plan's parameters (ParameterError) and the flags that set them
@@ -67,8 +79,8 @@ def run(args) -> int:
     if not args.gpu_check and not args.step_time:
         raise UserError("give measured step times: --gpu-check REPORT.json or --step-time MODEL=SECONDS")
     times = measured_step_times(args.gpu_check, args.step_time, args.aa_s_per_image)
-    if args.gpus_per_run < 1 or not 0 < args.scaling_efficiency <= 1:
-        raise UserError("--gpus-per-run: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
+    if args.gpus_per_run < 1 or args.gpus_per_node < 1 or not 0 < args.scaling_efficiency <= 1:
+        raise UserError("--gpus-per-run, --gpus-per-node: give N >= 1, and --scaling-efficiency: a value in (0, 1]")
     jobs = workflow_jobs(args.target, args.configfile, args.forceall)
-    result = plan(jobs, times, args.gpus_per_run, args.scaling_efficiency)
+    result = plan(jobs, times, args.gpus_per_run, args.scaling_efficiency, args.gpus_per_node)
     return report(result, format_plan(result), args.json)

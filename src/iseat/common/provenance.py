@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -54,8 +55,18 @@ def device_description(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+# Where on a cluster a process ran: its GPUs, SLURM job and step, and its part of a data-parallel run.
+PLACEMENT_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_GPUS", "WORLD_SIZE")
+
+
+def placement() -> dict:
+    """The PLACEMENT_VARIABLES set in this process's environment."""
+    return {name: os.environ[name] for name in PLACEMENT_VARIABLES if name in os.environ}
+
+
 def provenance(device=None, seed=None) -> dict:
     out = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node()}
+    out["placement"] = placement()
     if device is not None:
         out["device"] = device_description(device)
     if seed is not None:

@@ -12,6 +12,7 @@ import yaml
 
 from iseat.common.errors import UserError
 from iseat.data import registry
+from iseat.workflow import cluster
 from iseat.workflow.schema import validate as validate_against_schema
 
 
@@ -129,6 +130,7 @@ def checked(config: dict, catalog, schema, analysis_schema) -> dict:
     with_catalog(config, catalog)
     validate(config, schema)
     check_config(config)
+    cluster.check(config)
     validate(config.setdefault("analysis", {}), analysis_schema, key="analysis")
     check_analysis(config)
     return config

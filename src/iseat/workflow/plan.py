@@ -110,13 +110,17 @@ def evaluation_seconds(evaluation: Evaluation, cfg: dict, times: StepTimes) -> f
 # ----------------------------------------------------------------------------- the plan
 
 
-def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: float = 1.0) -> dict:
+def plan(
+    jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: float = 1.0, gpus_per_node: int = 1
+) -> dict:
     """Per setting: jobs (all, and GPU jobs), GPU-hours of trainings and evaluations; the totals. Each
     training on `gpus_per_run` GPUs (data-parallel) at `efficiency` (its speed-up is N x efficiency):
-    its GPU-hours grow by 1 / efficiency and `data_parallel` gives the trainings' wall-clock."""
+    its GPU-hours grow by 1 / efficiency and `data_parallel` gives the trainings' wall-clock. With
+    `gpus_per_node` > 1 (single-GPU trainings only), `packing` gives the packed jobs' GPU-hours and wall-clock."""
     configs = {Path(job.run).as_posix(): job.train for job in jobs if job.kind == "train"}
     per_setting: dict[str, dict] = {}
     longest = 0.0  # one GPU's hours of the longest training
+    train_hours = []  # one GPU's hours of each GPU training, in the DAG's order
     for job in jobs:
         row = per_setting.setdefault(
             job.group, {"jobs": 0, "gpu_jobs": 0, "train_hours": 0.0, "evaluate_hours": 0.0, "not_estimated": 0}
@@ -128,6 +132,8 @@ def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: f
             seconds = training_seconds(job.train, times)
             row["train_hours"] += seconds / 3600
             longest = max(longest, seconds / 3600)
+            if job.gpu:  # CPU trainings are not packed
+                train_hours.append(seconds / 3600)
         elif job.kind == "evaluate":
             run_dir = Path(job.run).as_posix()
             cfg = configs.get(run_dir) or saved_config(run_dir)
@@ -149,6 +155,24 @@ def plan(jobs: list[Job], times: StepTimes, gpus_per_run: int = 1, efficiency: f
         "step_times": times.source,
         "aa_s_per_image": times.aa_s_per_image,
         "data_parallel": data_parallel(total["train_hours"], longest, gpus_per_run, efficiency),
+        "packing": packing(train_hours, gpus_per_node if gpus_per_run == 1 else 1),
+    }
+
+
+def packing(train_hours: list[float], gpus_per_node: int) -> dict:
+    """Single-GPU trainings packed `gpus_per_node` to a job, in the DAG's order (Snakemake picks a job's
+    members among the trainings ready together): a job holds its GPUs until its longest member ends, so its
+    GPU-hours are gpus_per_node x that member's hours; the wall-clock of the longest job and of all jobs one
+    after another on one node."""
+    jobs = [train_hours[i : i + gpus_per_node] for i in range(0, len(train_hours), gpus_per_node)]
+    held = sum(max(job) * gpus_per_node for job in jobs)
+    return {
+        "gpus_per_node": gpus_per_node,
+        "jobs": len(jobs),
+        "train_gpu_hours": held,
+        "idle_gpu_hours": held - sum(train_hours),
+        "longest_job_wall_hours": max((max(job) for job in jobs), default=0.0),
+        "serial_wall_hours": sum(max(job) for job in jobs),
     }
 
 
@@ -191,6 +215,15 @@ def format_plan(result: dict) -> str:
             f"Trainings on {dp['gpus_per_run']} GPUs each (scaling efficiency {dp['efficiency']:g}, assumed): "
             f"{dp['train_gpu_hours']:.1f} training GPU-hours; wall-clock {dp['longest_train_wall_hours']:.1f} h "
             f"for the longest training, {dp['serial_train_wall_hours']:.1f} h for all of them one after another.",
+        ]
+    pk = result.get("packing")
+    if pk and pk["gpus_per_node"] > 1:
+        lines += [
+            "",
+            f"Trainings packed {pk['gpus_per_node']} to a job ({pk['jobs']} jobs): {pk['train_gpu_hours']:.1f} "
+            f"training GPU-hours held, {pk['idle_gpu_hours']:.1f} of them idle beside a longer member; wall-clock "
+            f"{pk['longest_job_wall_hours']:.1f} h for the longest job, {pk['serial_wall_hours']:.1f} h for all "
+            "of them one after another on one node.",
         ]
     if result["total"]["not_estimated"]:
         lines += [

@@ -9,6 +9,7 @@ come from `RuleResources` (Snakemake calls them per job with its wildcards and a
 from __future__ import annotations
 
 from iseat.training.config import deep_merge
+from iseat.workflow import cluster
 
 RESOURCE_DEFAULTS = {
     "train": {"gpu": 1, "threads": 8, "mem_mb": 16000, "runtime": 1440, "partition": ""},
@@ -17,15 +18,20 @@ RESOURCE_DEFAULTS = {
     "light": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 60, "partition": ""},
 }
 GPU_KINDS = ("train", "finetune", "evaluate")  # rules that may ask for a GPU, and are retried per attempt
+TRAINING_KINDS = ("train", "finetune")  # the resource classes of trainings (`gpus_per_run` applies)
 
 
 def job_resources(config: dict, kind: str, setting: str | None = None) -> dict:
-    """A job's resources: the defaults < the config's `resources` < the setting's."""
-    return deep_merge(
+    """A job's resources: the defaults < the config's `resources` < the setting's; a training's GPUs are the
+    setting's `gpus_per_run` where it names them."""
+    resources = deep_merge(
         RESOURCE_DEFAULTS[kind],
         config["resources"].get(kind),
         config["settings"][setting].get("resources", {}).get(kind) if setting else None,
     )
+    if setting and kind in TRAINING_KINDS:
+        resources["gpu"] = cluster.training_gpus(config, setting, resources["gpu"])
+    return resources
 
 
 def gpu_count(config: dict, kind: str, setting: str | None = None) -> int:
@@ -80,3 +86,31 @@ class RuleResources:
 
     def device(self, kind: str, setting: str | None = None) -> str:
         return job_device(self.config, kind, setting)
+
+
+def run_kind(config: dict, wildcards) -> str:
+    """The resource class of a run of the `train` rule family: finetune for a catalog method of that kind."""
+    return "finetune" if config["methods"][wildcards.method]["kind"] == "finetune" else "train"
+
+
+class RuleLaunch:
+    """The `group:` and the launch command of the training rules (iseat.workflow.cluster): packed single-GPU
+    trainings share a job, a run of N GPUs starts under torchrun. `kind` None: the class of the run's method."""
+
+    def __init__(self, config: dict, workflow):
+        self.config, self.workflow = config, workflow
+
+    def gpus(self, kind: str | None, wildcards) -> int:
+        return gpu_count(self.config, kind or run_kind(self.config, wildcards), getattr(wildcards, "setting", None))
+
+    def launch(self, kind: str | None = None):
+        return lambda wildcards: cluster.launch_prefix(self.config, self.gpus(kind, wildcards))
+
+    def group(self, kind: str | None = None):
+        """Packing's settings go into the Snakemake run here, when jobs are made: it replaces them after parsing."""
+
+        def group(wildcards):
+            cluster.apply_packing(self.workflow, self.config)
+            return cluster.pack_group(self.config, self.gpus(kind, wildcards))
+
+        return group
