@@ -9,9 +9,10 @@ import torch
 from iseat.cli import main
 
 # One torch thread per test process (and per `iseat` or Python subprocess a test starts), unless
-# OMP_NUM_THREADS says otherwise: the tests' models are small, and scripts/test.sh runs two sessions side
+# OMP_NUM_THREADS says otherwise: the tests' models are small, and scripts/test.sh runs three sessions side
 # by side on the machine's cores, where torch's default of a thread per core oversubscribes them (a
-# three-epoch training takes 4x the CPU time on two threads there). Results do not depend on it.
+# three-epoch training takes 4x the CPU time on two threads there). Results do not depend on it, and
+# Snakemake gives each job of a workflow test its own `threads` anyway.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
