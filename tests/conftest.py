@@ -1,11 +1,24 @@
 """Fixtures shared by the test modules."""
 
+import os
 import subprocess
 
 import pytest
 import torch
 
 from iseat.cli import main
+
+# One torch thread per test process (and per `iseat` or Python subprocess a test starts), unless
+# OMP_NUM_THREADS says otherwise: the tests' models are small, and scripts/test.sh runs three sessions side
+# by side on the machine's cores, where torch's default of a thread per core oversubscribes them (a
+# three-epoch training takes 4x the CPU time on two threads there). Results do not depend on it, and
+# Snakemake gives each job of a workflow test its own `threads` anyway.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads():
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="module")

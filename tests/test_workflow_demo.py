@@ -13,7 +13,7 @@ from test_workflow_dag import job_counts
 from workflow_run import ROOT, SNAKEMAKE, scratch_workdir
 from workflow_run import snakemake as run_workflow
 
-# beside_slurm: scripts/test.sh runs it in the SLURM tests' session, whose cluster waits leave the CPU idle
+# beside_slurm: scripts/test.sh runs it in a session of its own, beside the SLURM tests' cluster waits
 pytestmark = [
     pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed"),
     pytest.mark.slow,
