@@ -388,8 +388,11 @@ def wait_for(condition, what: str, timeout: float, poll: float = 0.25, give_up=l
 
 def train_jobs_in_queue(workdir: Path, state: str | None = None) -> list[str]:
     """IDs of the training jobs from `workdir` that squeue shows (sacct names a job's rule only once it ended)."""
-    return [row["JobID"] for row in squeue_jobs()
-            if row["WorkDir"] == str(workdir) and rule_of(row) == "train" and state in (None, row["State"])]  # fmt: skip
+    return [
+        row["JobID"]
+        for row in squeue_jobs()
+        if row["WorkDir"] == str(workdir) and rule_of(row) == "train" and state in (None, row["State"])
+    ]
 
 
 # How long Snakemake gets to notice a cancelled job: two of the plugin's status checks (its interval grows
@@ -415,8 +418,12 @@ def cancelled_scenario(tmp_path_factory) -> dict:
         )
         assert not (run / "summary.json").exists(), "the training finished before it could be cancelled"
         subprocess.run(["scancel", job], check=True)  # SIGTERM to the job's processes, SIGKILL after KillWait
-        wait_for(lambda: set(train_jobs_in_queue(workdir)) - {job},
-                 f"Snakemake submitting the training again after job {job} was cancelled", NOTICE_S, give_up=ended)  # fmt: skip
+        wait_for(
+            lambda: set(train_jobs_in_queue(workdir)) - {job},
+            f"Snakemake submitting the training again after job {job} was cancelled",
+            NOTICE_S,
+            give_up=ended,
+        )
         noticed_s = time.monotonic() - start
     except BaseException:
         interrupt_snakemake(proc)

@@ -37,8 +37,12 @@ def test_time_limited_training_resumes_in_the_retried_job(slurm_cluster, tmp_pat
     # one-minute jobs, a training that needs several: each retry continues from the run's saved state
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(results, epochs=12, train_runtime=1)))
     since = dt.datetime.now() - dt.timedelta(seconds=5)
-    proc = run_snakemake_on_slurm(tmp_path, [str(run / "summary.json")],
-                                  ["--configfile", str(tmp_path / "config.yaml"), "--retries", "10"], timeout=2400)  # fmt: skip
+    proc = run_snakemake_on_slurm(
+        tmp_path,
+        [str(run / "summary.json")],
+        ["--configfile", str(tmp_path / "config.yaml"), "--retries", "10"],
+        timeout=2400,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     trains = [row for row in workflow_jobs(tmp_path, since) if rule_of(row) == "train"]
     states = [row["State"].split()[0] for row in trains]
