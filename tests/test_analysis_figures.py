@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from iseat.analysis import figures, tables
+from iseat.analysis import study_figures as figures
+from iseat.analysis import table1 as tables
 from iseat.training.avlog import PER_SAMPLE, AVLogWriter
 
 PNG = b"\x89PNG"

@@ -75,7 +75,7 @@ def test_every_paper_row_of_tab2_and_tab4_to_6(tmp_path):
 
 
 def test_table1_and_figure1b_beside_the_paper(tmp_path):
-    from iseat.analysis import tables
+    from iseat.analysis import table1 as tables
 
     stats = {
         "av_sd": 0.5,
@@ -170,7 +170,7 @@ def test_tab4_time_column_beside_the_papers(tmp_path):
 
 
 def test_table1_rows_found_by_label():
-    from iseat.analysis.tables import paper_table1_key
+    from iseat.analysis.table1 import paper_table1_key
 
     assert [paper_table1_key(label) for label in ("AT", "AWP", "RST", "Eq. 9 (eta = 1)", "AT + Eq. 9", "ISEAT")] == [
         "at",

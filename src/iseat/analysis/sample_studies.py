@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iseat.analysis import figures
+from iseat.analysis import study_figures as figures
 from iseat.analysis.inputs import check_out_folder, checkpoint_facts, load_inputs, positions_of, stack_samples
 from iseat.analysis.landscape import loss_landscape
 from iseat.analysis.margin import (

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from iseat.analysis.figures import figure1a_av_statistics, figure4_eta_sweep, image_format
-from iseat.analysis.tables import av_statistics_of, read_evaluation, table1_rows, write_table1
+from iseat.analysis.study_figures import figure1a_av_statistics, figure4_eta_sweep, image_format
+from iseat.analysis.table1 import av_statistics_of, read_evaluation, table1_rows, write_table1
 from iseat.common.errors import ParameterError, UserError, literal
 from iseat.methods.presets import MethodSchedule
 from iseat.training.avlog import AVLog

@@ -16,7 +16,7 @@ _HOMES = {
     **dict.fromkeys(("ATTACKS", "Attack", "AttackOutcome", "register"), "attacks"),
     **dict.fromkeys(("APGD_PAIR", "PROTOCOLS", "STANDARD", "TORCHATTACKS", "Protocol"), "autoattack_adapter"),
     **dict.fromkeys(("IndexedTensors", "partial_path"), "chunks"),
-    **dict.fromkeys(("per_sample_path", "validate"), "report"),
+    **dict.fromkeys(("per_sample_path", "validate"), "evaluation_report"),
     **dict.fromkeys(
         ("EvaluationError", "EvaluationInputError", "EvaluationSpec", "PGDSettings", "attack_choices"), "spec"
     ),

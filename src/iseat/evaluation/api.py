@@ -20,7 +20,7 @@ from iseat.common.provenance import device_description, provenance
 from iseat.data.bundle import load_data
 from iseat.data.errors import DataError
 from iseat.evaluation.chunks import chunk_bounds, model_digest, partial_path, run_chunks
-from iseat.evaluation.report import build_report, per_sample_path, write_outputs
+from iseat.evaluation.evaluation_report import build_report, per_sample_path, write_outputs
 from iseat.evaluation.shards import Shard, gather, write_shard
 from iseat.evaluation.spec import EvaluationError, EvaluationInputError, EvaluationSpec
 from iseat.training.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, sha256_of

@@ -25,8 +25,8 @@ from iseat.evaluation import gradient_masking as masking
 from iseat.evaluation.api import check_out_path, load_evaluated, sample_count
 from iseat.evaluation.attacks.base import attack_in_batches
 from iseat.evaluation.chunks import load_samples
+from iseat.evaluation.evaluation_report import validate
 from iseat.evaluation.protocol_stamp import protocol_stamp, recorded_modes, samples_digest
-from iseat.evaluation.report import validate
 from iseat.evaluation.robustness import clean_correct
 from iseat.evaluation.spec import NORM, EvaluationError, EvaluationInputError
 from iseat.methods.training_attack import PGD

@@ -28,7 +28,7 @@ and skipped (and listed as skipped) when it would not fit what is left.
 from iseat.benchmarks.gpu_check.check import add_arguments, gpu_check, main, run
 from iseat.benchmarks.gpu_check.profile import FULL, SMOKE, Profile
 from iseat.benchmarks.gpu_check.report import format_report, problems
-from iseat.benchmarks.gpu_check.step import step_estimate
+from iseat.benchmarks.gpu_check.step_section import step_estimate
 
 __all__ = [
     "FULL",

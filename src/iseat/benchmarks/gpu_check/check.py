@@ -16,7 +16,7 @@ from iseat.benchmarks.gpu_check.data_loader import loader_section
 from iseat.benchmarks.gpu_check.determinism import determinism_and_resume_sections
 from iseat.benchmarks.gpu_check.profile import FULL, SMOKE, Budget, Profile
 from iseat.benchmarks.gpu_check.report import Report, format_report, problems
-from iseat.benchmarks.gpu_check.step import step_section
+from iseat.benchmarks.gpu_check.step_section import step_section
 from iseat.benchmarks.gpu_check.training import training_section
 from iseat.common.device import resolve_device
 from iseat.common.errors import UserError
