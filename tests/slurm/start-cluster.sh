@@ -65,7 +65,7 @@ cannot_run() { say "$1"; exit 77; }
 # --- configuration (computed first: --check and the fast path compare it with what is installed) ---
 
 NODE=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # the machine's CPUs: nproc obeys OMP_NUM_THREADS, which the tests set to 1
 MEM_TOTAL_MB=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 REAL_MEMORY=$((MEM_TOTAL_MB * 90 / 100))   # a little under the total, else slurmd drains the node
 
