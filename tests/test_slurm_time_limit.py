@@ -34,8 +34,10 @@ def tiny_config(results, epochs, train_runtime):
 def test_time_limited_training_resumes_in_the_retried_job(slurm_cluster, tmp_path):  # noqa: F811
     results = tmp_path / "results"
     run = results / "digits" / "at" / "seed0"
-    # one-minute jobs, a training that needs several: each retry continues from the run's saved state
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(results, epochs=12, train_runtime=1)))
+    # one-minute jobs, a training that needs several: each retry continues from the run's saved state (24
+    # epochs of one thread take about 2 minutes on an idle 2-core machine, 12 fit in one job's minute)
+    epochs = 24
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(results, epochs=epochs, train_runtime=1)))
     since = dt.datetime.now() - dt.timedelta(seconds=5)
     proc = run_snakemake_on_slurm(
         tmp_path,
@@ -50,6 +52,5 @@ def test_time_limited_training_resumes_in_the_retried_job(slurm_cluster, tmp_pat
     assert all(row["Partition"] == "gpu" and "gres/gpu=1" in row["AllocTRES"].split(",") for row in trains), trains
     log = (results / "logs" / "train" / "digits" / "at" / "seed0.log").read_text()
     assert "resuming from" in log
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 12
-    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()]
-    assert epochs == list(range(12))  # every epoch once: nothing restarted from scratch
+    assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()] == list(range(epochs))
